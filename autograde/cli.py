@@ -1,0 +1,234 @@
+"""`course`: the command line of the course.
+
+Every user error is a CourseError, printed as `error: ...` with exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from autograde import __version__
+from autograde.errors import CourseError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------
+# subcommands
+
+
+def cmd_tokenize(args) -> int:
+    from autograde.reference.checkpoint import load_reference
+    from autograde.reference.tokenizer import BPETokenizer
+
+    tok = BPETokenizer.load(args.tokenizer) if args.tokenizer else load_reference().tokenizer
+    allowed = "all" if args.allow_special else ()
+    print(json.dumps(tok.encode(args.text, allowed_special=allowed)))
+    return 0
+
+
+def cmd_detokenize(args) -> int:
+    from autograde.reference.checkpoint import load_reference
+
+    try:
+        ids = json.loads(args.ids)
+    except json.JSONDecodeError as exc:
+        raise CourseError(f"IDS must be a JSON list of integers, e.g. [1, 2, 3]: {exc}") from None
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise CourseError("IDS must be a JSON list of integers, e.g. [1, 2, 3]")
+    print(load_reference().tokenizer.decode(ids))
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from autograde.reference.checkpoint import load_checkpoint, REFERENCE_DIR
+    from autograde.reference.sampling import check_sampling_args, generate
+
+    if not args.prompt:
+        raise CourseError("the prompt is empty: give some text to continue")
+    if not args.greedy:
+        check_sampling_args(args.temperature, args.top_k, args.top_p)
+    if args.max_new_tokens < 0:
+        raise CourseError(f"--max-new-tokens must be >= 0 (got {args.max_new_tokens})")
+    ref = load_checkpoint(args.model or REFERENCE_DIR)
+    ids = ref.tokenizer.encode(args.prompt)
+    window = ref.model.cfg.max_seq_len
+    if len(ids) > window:
+        print(f"note: the prompt is {len(ids)} tokens; the model sees only its last {window} (its context length)",
+              file=sys.stderr)
+    new = generate(ref.model, ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                   top_p=args.top_p, greedy=args.greedy, seed=args.seed)
+    print(args.prompt + ref.tokenizer.decode(new))
+    return 0
+
+
+def cmd_export_hf(args) -> int:
+    from autograde.reference.checkpoint import load_checkpoint, REFERENCE_DIR
+    from autograde.reference.hf import export_hf
+
+    ref = load_checkpoint(args.model or REFERENCE_DIR)
+    out = export_hf(ref.model, ref.tokenizer, args.directory)
+    print(f"wrote {out}/config.json, model.safetensors, tokenizer.json")
+    return 0
+
+
+def cmd_train_reference(args) -> int:
+    from autograde.reference.checkpoint import REFERENCE_DIR
+    from autograde.reference.train import TrainSettings, train_reference
+
+    settings = TrainSettings(steps=args.steps, seed=args.seed)
+    log = train_reference(Path(args.out or REFERENCE_DIR), settings=settings, progress=not args.quiet)
+    final = log["final"]
+    print(f"trained {log['parameters']:,} parameters in {log['train_seconds']} s; "
+          f"validation loss {final['val_loss']:.3f} "
+          + " ".join(f"({k} {v:.3f})" for k, v in final["val_loss_by_language"].items()))
+    return 0
+
+
+def cmd_corpus(args) -> int:
+    from autograde.reference.corpus import build_corpus
+
+    manifest = build_corpus(REPO_ROOT / "course")
+    for lang, info in manifest["languages"].items():
+        print(f"{lang}: {info['documents']} documents, {info['characters']:,} characters")
+    return 0
+
+
+def cmd_figures(args) -> int:
+    from autograde.figures import make_all
+
+    for path in make_all(REPO_ROOT / "course"):
+        print(path)
+    return 0
+
+
+def cmd_build(args) -> int:
+    from autograde.build import build
+
+    build(REPO_ROOT, skip_figures=args.skip_figures, skip_notebooks=args.skip_notebooks)
+    return 0
+
+
+def cmd_check(args) -> int:
+    from autograde.grader.check import check_notebook
+
+    return check_notebook(Path(args.notebook), as_json=args.json)
+
+
+def cmd_grade(args) -> int:
+    from autograde.grader.grade import grade_assignment
+
+    return grade_assignment(args.assignment, workers=args.workers, root=Path(args.root))
+
+
+# ----------------------------------------------------------------------------
+# parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="course", description=(
+        "LLMs from the token up: build the bilingual course, run the reference model, check and grade notebooks."))
+    p.add_argument("--version", action="version", version=f"course {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("build", help="generate figures, student notebooks and the site (site/en, site/ko)",
+                       description="Build the whole course: figures from the reference model, student notebooks "
+                                   "from solutions/, and the static site for both languages into site/.")
+    s.add_argument("--skip-figures", action="store_true", help="reuse the figures already in course/*/figures")
+    s.add_argument("--skip-notebooks", action="store_true", help="do not regenerate exercises/")
+    s.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("check", help="run a notebook's checks in a sandbox and print a per-item table",
+                       description="Execute NOTEBOOK in a sandboxed process and report every graded item. "
+                                   "Exit status 0 only when every item passes.")
+    s.add_argument("notebook", help="path to a .ipynb file")
+    s.add_argument("--json", action="store_true", help="print Gradescope-compatible JSON instead of a table")
+    s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("grade", help="grade every submission of an assignment into the nbgrader gradebook",
+                       description="Hardened, parallel, resumable grading of submitted/*/ASSIGNMENT into the "
+                                   "same gradebook nbgrader uses.")
+    s.add_argument("assignment", help="assignment name, e.g. 01_tokenizer")
+    s.add_argument("--workers", type=int, default=2, help="parallel sandboxes (default 2)")
+    s.add_argument("--root", default=".", help="nbgrader course root (default: current directory)")
+    s.set_defaults(func=cmd_grade)
+
+    s = sub.add_parser("tokenize", help="print the token ids of TEXT as a JSON list",
+                       description="Encode TEXT with the reference tokenizer and print the ids as JSON.")
+    s.add_argument("text")
+    s.add_argument("--allow-special", action="store_true", help="encode <|endoftext|> in TEXT as the special token")
+    s.add_argument("--tokenizer", help="a tokenizer.json of this course (default: the reference tokenizer)")
+    s.set_defaults(func=cmd_tokenize)
+
+    s = sub.add_parser("detokenize", help="print the text of a JSON list of token ids",
+                       description="Decode IDS (a JSON list) with the reference tokenizer.")
+    s.add_argument("ids")
+    s.set_defaults(func=cmd_detokenize)
+
+    s = sub.add_parser("generate", help="continue PROMPT with the reference model",
+                       description="Continue PROMPT with the trained reference model. Sampling applies temperature, "
+                                   "then top-k, then top-p. A prompt longer than the context (128 tokens) keeps "
+                                   "its last 128 tokens, with a note on stderr.")
+    s.add_argument("prompt")
+    s.add_argument("--max-new-tokens", type=int, default=40)
+    s.add_argument("--temperature", type=float, default=1.0, help="> 0 (default 1.0)")
+    s.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (k >= 1)")
+    s.add_argument("--top-p", type=float, default=None, help="keep the smallest set reaching probability p, 0 < p <= 1")
+    s.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
+    s.add_argument("--greedy", action="store_true", help="always take the most likely token")
+    s.add_argument("--model", help="a checkpoint directory (default: the committed reference)")
+    s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("export-hf", help="write the reference model as a transformers model directory",
+                       description="Write config.json, model.safetensors and tokenizer.json that transformers' "
+                                   "AutoModelForCausalLM and tokenizers' Tokenizer load offline.")
+    s.add_argument("directory")
+    s.add_argument("--model", help="a checkpoint directory (default: the committed reference)")
+    s.set_defaults(func=cmd_export_hf)
+
+    s = sub.add_parser("train-reference", help="train the reference tokenizer and model (deterministic, CPU)",
+                       description="Train the BPE tokenizer and the Llama-style reference model on the committed "
+                                   "corpus, deterministically, and write weights, tokenizer and train_log.json.")
+    s.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the committed setting)")
+    s.add_argument("--seed", type=int, default=1234)
+    s.add_argument("--out", help="output directory (default: autograde/data/reference)")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_train_reference)
+
+    s = sub.add_parser("corpus", help="rebuild the versioned training corpus from the chapters",
+                       description="Rebuild autograde/data/corpus/{en,ko}.txt and manifest.json from course/ "
+                                   "and the extra prose. Retrain with `course train-reference` afterwards.")
+    s.set_defaults(func=cmd_corpus)
+
+    s = sub.add_parser("figures", help="regenerate the figures in course/*/figures from the reference model",
+                       description="Draw every figure of the site from the reference model, deterministically.")
+    s.set_defaults(func=cmd_figures)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    if getattr(args, "steps", 0) is None:
+        from autograde.reference.train import TrainSettings
+
+        args.steps = TrainSettings().steps
+    try:
+        return int(args.func(args) or 0)
+    except CourseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The reference implementation every check and figure compares against."""
