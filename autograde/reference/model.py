@@ -103,11 +103,11 @@ def causal_mask(t_query: int, t_key: int, device=None) -> torch.Tensor:
     return k_pos <= q_pos                                            # (T, S)
 
 
-def scaled_dot_product_attention(q, k, v, mask=None):
-    """softmax(Q K^T / sqrt(d_k)) V.
+def attention_weights(q, k, mask=None):
+    """softmax(Q K^T / sqrt(d_k)): how much each query looks at each key.
 
-    q: (..., T, D), k and v: (..., S, D), mask: broadcastable to (..., T, S),
-    True = may attend. Returns (..., T, D).
+    q: (..., T, D), k: (..., S, D), mask: broadcastable to (..., T, S),
+    True = may attend. Returns (..., T, S); each row sums to 1.
     """
     d_k = q.shape[-1]
     scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)  # (..., T, S)
@@ -116,8 +116,15 @@ def scaled_dot_product_attention(q, k, v, mask=None):
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = softmax(scores, dim=-1)                    # (..., T, S)
     # a padding query that may attend to nothing gets all-zero weights, not NaN
-    weights = weights.nan_to_num(0.0)
-    return weights @ v                                   # (..., T, D)
+    return weights.nan_to_num(0.0)
+
+
+def scaled_dot_product_attention(q, k, v, mask=None):
+    """softmax(Q K^T / sqrt(d_k)) V: a weighted mix of the values.
+
+    q: (..., T, D), k and v: (..., S, D). Returns (..., T, D).
+    """
+    return attention_weights(q, k, mask) @ v             # (..., T, D)
 
 
 def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float):
@@ -204,6 +211,10 @@ class MultiHeadAttention(nn.Module):
         self.W_k, self.b_k = _weight(C, G * D), _bias(G * D, cfg.bias)
         self.W_v, self.b_v = _weight(C, G * D), _bias(G * D, cfg.bias)
         self.W_o, self.b_o = _weight(H * D, C), _bias(C, cfg.bias)
+        # set keep_weights = True to look inside: the last forward's attention
+        # weights (B, H, T, S) are then kept in last_weights (figures, notebooks)
+        self.keep_weights = False
+        self.last_weights: torch.Tensor | None = None
 
     def forward(self, x, mask, rope=None, cache: KVCache | None = None, layer: int = 0):
         cfg = self.cfg
@@ -220,6 +231,8 @@ class MultiHeadAttention(nn.Module):
         k = k.repeat_interleave(group, dim=1)                          # (B, H, S, D)
         v = v.repeat_interleave(group, dim=1)                          # (B, H, S, D)
         out = scaled_dot_product_attention(q, k, v, mask)              # (B, H, T, D)
+        if self.keep_weights:
+            self.last_weights = attention_weights(q, k, mask).detach()  # (B, H, T, S)
         return linear(merge_heads(out), self.W_o, self.b_o)            # (B, T, C)
 
 

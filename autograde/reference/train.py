@@ -30,7 +30,7 @@ SAMPLE_PROMPTS = {"en": ["The model reads", "A token is"], "ko": ["언어 모델
 @dataclass
 class TrainSettings:
     vocab_size: int = 2048
-    steps: int = 1500
+    steps: int = 1800
     batch_size: int = 24
     seq_len: int = 128
     lr: float = 3e-3

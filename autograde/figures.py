@@ -1,0 +1,373 @@
+"""Every figure of the site, drawn from the reference model and tokenizer.
+
+`course figures` (and `course build`) writes, for each language, into
+course/<lang>/figures/: PNG figures with labels in that language and small
+Markdown tables that pages include with `--8<-- "figures/NAME.md"`.
+Everything is deterministic: fixed inputs, no sampling, no timestamps.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from autograde.errors import CourseError
+
+LANGS = ("en", "ko")
+SENTENCE_BAE = "애, 겨울 배가 맛있단다!"
+LOGITS_EXAMPLE = [2.0, 1.0, 0.5, 0.2, -1.0]
+
+# The same content in both languages, written for this course, to compare
+# how many tokens each language needs.
+PARALLEL = [
+    ("The model reads tokens, not letters.", "모델은 글자가 아니라 토큰을 읽습니다."),
+    ("In winter, pears are sweet and cold.", "겨울에는 배가 달고 시원합니다."),
+    ("Attention mixes the values of earlier tokens.", "어텐션은 앞선 토큰들의 값을 섞습니다."),
+    ("She went to the library to read a book.", "그녀는 책을 읽으려고 도서관에 갔습니다."),
+    ("We cooked soup with potatoes and onions.", "우리는 감자와 양파로 국을 끓였습니다."),
+    ("The cache keeps the keys and values of the past.", "캐시는 지나간 키와 값을 보관합니다."),
+]
+
+LABELS = {
+    "en": {
+        "language": "Language", "english": "English", "korean": "Korean", "sentence": "sentence",
+        "tokens": "tokens", "characters": "characters", "bytes": "UTF-8 bytes",
+        "tokens_per_char": "tokens per character", "chars_per_token": "characters per token",
+        "token_counts_title": "Tokens for the same sentences",
+        "token_ratio_title": "Tokens per character",
+        "parallel": "six parallel sentences", "corpus": "whole training corpus",
+        "position": "position", "dimension": "dimension",
+        "sinusoid_title": "Sinusoidal positional encoding (64 positions x 64 dimensions)",
+        "sinusoid_lines": "dimensions 0, 8, 24 along the positions",
+        "query": "query token (looking)", "key": "key token (looked at)",
+        "attention_title": "Attention of the reference model, layer {layer}",
+        "head": "head {head}",
+        "probability": "probability", "token": "token",
+        "temperature_title": "Softmax of the logits {logits} at several temperatures",
+        "topk_title": "Next token after “{prompt}”: all, top-k={k}, top-p={p}",
+        "all": "full distribution", "kept_k": "kept by top-k={k}", "kept_p": "kept by top-p={p}",
+        "step": "optimizer step", "loss": "cross-entropy loss (nats)",
+        "train_loss": "training batch", "val": "validation ({lang})",
+        "loss_title": "Training the reference model",
+        "item": "item", "value": "value",
+        "parameters": "parameters", "layers": "layers", "d_model": "model width d",
+        "heads": "query heads / key-value heads", "d_ff": "FFN width", "vocab": "vocabulary size",
+        "context": "context length", "position_kind": "positions", "norm_kind": "normalization",
+        "ffn_kind": "feed-forward", "steps": "optimizer steps", "train_time": "training time (2 CPU threads)",
+        "val_loss": "validation loss", "documents": "documents", "prompt": "prompt", "continuation": "greedy continuation",
+        "seconds": "{s:.0f} s",
+    },
+    "ko": {
+        "language": "언어", "english": "영어", "korean": "한국어", "sentence": "문장",
+        "tokens": "토큰 수", "characters": "글자 수", "bytes": "UTF-8 바이트 수",
+        "tokens_per_char": "글자당 토큰", "chars_per_token": "토큰당 글자",
+        "token_counts_title": "같은 내용의 문장에 드는 토큰 수",
+        "token_ratio_title": "글자당 토큰 수",
+        "parallel": "같은 뜻의 문장 여섯 쌍", "corpus": "학습 말뭉치 전체",
+        "position": "위치", "dimension": "차원",
+        "sinusoid_title": "사인파 위치 인코딩 (위치 64개 x 차원 64개)",
+        "sinusoid_lines": "위치에 따른 0, 8, 24번 차원의 값",
+        "query": "쿼리 토큰 (바라보는 쪽)", "key": "키 토큰 (보이는 쪽)",
+        "attention_title": "참고 모델의 어텐션, {layer}번 층",
+        "head": "{head}번 헤드",
+        "probability": "확률", "token": "토큰",
+        "temperature_title": "로짓 {logits}의 온도별 소프트맥스",
+        "topk_title": "“{prompt}” 다음 토큰: 전체, top-k={k}, top-p={p}",
+        "all": "전체 분포", "kept_k": "top-k={k}가 남긴 토큰", "kept_p": "top-p={p}가 남긴 토큰",
+        "step": "최적화 단계", "loss": "교차 엔트로피 손실 (nat)",
+        "train_loss": "학습 배치", "val": "검증 ({lang})",
+        "loss_title": "참고 모델의 학습 과정",
+        "item": "항목", "value": "값",
+        "parameters": "파라미터 수", "layers": "층 수", "d_model": "모델 너비 d",
+        "heads": "쿼리 헤드 / 키·값 헤드", "d_ff": "FFN 너비", "vocab": "어휘 집합 크기",
+        "context": "컨텍스트 길이", "position_kind": "위치 표현", "norm_kind": "정규화",
+        "ffn_kind": "피드포워드", "steps": "최적화 단계 수", "train_time": "학습 시간 (CPU 스레드 2개)",
+        "val_loss": "검증 손실", "documents": "문서 수", "prompt": "프롬프트", "continuation": "탐욕적 디코딩 이어쓰기",
+        "seconds": "{s:.0f}초",
+    },
+}
+LANG_NAME = {"en": {"en": "English", "ko": "Korean"}, "ko": {"en": "영어", "ko": "한국어"}}
+
+
+# ----------------------------------------------------------------------------
+# matplotlib with a Hangul font (NanumGothic ships in koreanize-matplotlib)
+
+
+def _pyplot():
+    import importlib.util
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import font_manager
+
+    spec = importlib.util.find_spec("koreanize_matplotlib")
+    if spec is None or not spec.submodule_search_locations:
+        raise CourseError("the Hangul font package koreanize-matplotlib is missing: pip install koreanize-matplotlib")
+    fonts = Path(list(spec.submodule_search_locations)[0]) / "fonts"
+    for ttf in sorted(fonts.glob("NanumGothic*.ttf")):
+        font_manager.fontManager.addfont(str(ttf))
+    plt.rcParams.update({"font.family": ["NanumGothic", "DejaVu Sans"], "axes.unicode_minus": False,
+                         "figure.dpi": 100, "savefig.dpi": 110, "svg.hashsalt": "course"})
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})   # no version stamp: same bytes every run
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def token_label(tok, idx: int) -> str:
+    """A readable label for one token: its text, or its bytes when it is part of a character."""
+    raw = tok.token_bytes(idx)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "<" + raw.hex(" ") + ">"
+    return text.replace(" ", "␣").replace("\n", "↵")
+
+
+# ----------------------------------------------------------------------------
+# tokens
+
+
+def token_table_rows(tok, corpus_stats: dict) -> list[dict]:
+    rows = []
+    for i, lang in enumerate(("en", "ko")):
+        text = " ".join(pair[i] for pair in PARALLEL)
+        rows.append({"scope": "parallel", "lang": lang, "characters": len(text),
+                     "bytes": len(text.encode("utf-8")), "tokens": len(tok.encode(text))})
+    for lang in ("en", "ko"):
+        stats = corpus_stats[lang]
+        rows.append({"scope": "corpus", "lang": lang, "characters": stats["characters"], "bytes": None,
+                     "tokens": stats["tokens"]})
+    return rows
+
+
+def token_stats_md(rows: list[dict], lang: str) -> str:
+    L = LABELS[lang]
+    head = [L["sentence"] if False else "", L["language"], L["characters"], L["bytes"], L["tokens"],
+            L["tokens_per_char"], L["chars_per_token"]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        scope = L["parallel"] if row["scope"] == "parallel" else L["corpus"]
+        nbytes = f"{row['bytes']:,}" if row["bytes"] is not None else "–"
+        lines.append(f"| {scope} | {LANG_NAME[lang][row['lang']]} | {row['characters']:,} | {nbytes} | "
+                     f"{row['tokens']:,} | {row['tokens'] / row['characters']:.2f} | "
+                     f"{row['characters'] / row['tokens']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def fig_token_counts(plt, tok, lang: str, path: Path) -> Path:
+    L = LABELS[lang]
+    counts = [(len(tok.encode(en)), len(tok.encode(ko))) for en, ko in PARALLEL]
+    ratios = [(len(tok.encode(en)) / len(en), len(tok.encode(ko)) / len(ko)) for en, ko in PARALLEL]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    xs = range(len(PARALLEL))
+    for j, (name, color) in enumerate(((L["english"], "#1f77b4"), (L["korean"], "#d62728"))):
+        ax1.bar([x + (j - 0.5) * 0.38 for x in xs], [c[j] for c in counts], 0.38, label=name, color=color)
+        ax2.bar([x + (j - 0.5) * 0.38 for x in xs], [r[j] for r in ratios], 0.38, label=name, color=color)
+    for ax, title, ylabel in ((ax1, L["token_counts_title"], L["tokens"]),
+                              (ax2, L["token_ratio_title"], L["tokens_per_char"])):
+        ax.set_title(title)
+        ax.set_xlabel(L["sentence"])
+        ax.set_ylabel(ylabel)
+        ax.set_xticks(list(xs), [str(x + 1) for x in xs])
+        ax.legend()
+    return _save(fig, path)
+
+
+# ----------------------------------------------------------------------------
+# positions and attention
+
+
+def fig_sinusoidal(plt, lang: str, path: Path) -> Path:
+    from autograde.reference.model import sinusoidal_table
+
+    L = LABELS[lang]
+    table = sinusoidal_table(64, 64)                       # (P, C)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    im = ax1.imshow(table.T, aspect="auto", cmap="RdBu", vmin=-1, vmax=1, origin="lower")
+    ax1.set_title(L["sinusoid_title"], fontsize=10)
+    ax1.set_xlabel(L["position"])
+    ax1.set_ylabel(L["dimension"])
+    fig.colorbar(im, ax=ax1)
+    for dim in (0, 8, 24):
+        ax2.plot(table[:, dim], label=f"{L['dimension']} {dim}")
+    ax2.set_title(L["sinusoid_lines"], fontsize=10)
+    ax2.set_xlabel(L["position"])
+    ax2.legend()
+    return _save(fig, path)
+
+
+def attention_maps(model, ids: list[int]) -> torch.Tensor:
+    """Attention weights of every layer for one sequence: (n_layer, H, T, T)."""
+    for block in model.blocks:
+        block.attn.keep_weights = True
+    try:
+        with torch.no_grad():
+            model(torch.tensor([ids]))
+        return torch.stack([block.attn.last_weights[0] for block in model.blocks])
+    finally:
+        for block in model.blocks:
+            block.attn.keep_weights = False
+            block.attn.last_weights = None
+
+
+def fig_attention(plt, ref, lang: str, path: Path, layer: int = 1) -> Path:
+    L = LABELS[lang]
+    ids = ref.tokenizer.encode(SENTENCE_BAE)
+    labels = [token_label(ref.tokenizer, i) for i in ids]
+    maps = attention_maps(ref.model, ids)[layer]           # (H, T, T)
+    n_head = maps.shape[0]
+    fig, axes = plt.subplots(1, n_head, figsize=(3.2 * n_head, 3.8), squeeze=False)
+    for h, ax in enumerate(axes[0]):
+        ax.imshow(maps[h], cmap="Blues", vmin=0, vmax=1)
+        ax.set_title(L["head"].format(head=h))
+        ax.set_xticks(range(len(ids)), labels, rotation=90, fontsize=8)
+        ax.set_yticks(range(len(ids)), labels if h == 0 else [""] * len(ids), fontsize=8)
+        ax.set_xlabel(L["key"], fontsize=8)
+    axes[0][0].set_ylabel(L["query"], fontsize=8)
+    fig.suptitle(L["attention_title"].format(layer=layer) + f" — {SENTENCE_BAE}")
+    return _save(fig, path)
+
+
+# ----------------------------------------------------------------------------
+# sampling
+
+
+def fig_softmax_temperature(plt, lang: str, path: Path) -> Path:
+    L = LABELS[lang]
+    logits = torch.tensor(LOGITS_EXAMPLE)
+    temps = (0.5, 1.0, 2.0)
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    width = 0.8 / len(temps)
+    for j, t in enumerate(temps):
+        probs = torch.softmax(logits / t, dim=-1)
+        ax.bar([i + (j - 1) * width for i in range(len(logits))], probs, width, label=f"T = {t}")
+    ax.set_xticks(range(len(logits)), [f"{z:g}" for z in LOGITS_EXAMPLE])
+    ax.set_xlabel("logit")
+    ax.set_ylabel(L["probability"])
+    ax.set_title(L["temperature_title"].format(logits=LOGITS_EXAMPLE), fontsize=10)
+    ax.legend()
+    return _save(fig, path)
+
+
+def fig_top_k_top_p(plt, ref, lang: str, path: Path, k: int = 5, p: float = 0.8, shown: int = 12) -> Path:
+    from autograde.reference.sampling import top_k_filter, top_p_filter
+
+    L = LABELS[lang]
+    prompt = "언어 모델은" if lang == "ko" else "The model"
+    ids = ref.tokenizer.encode(prompt)
+    with torch.no_grad():
+        logits = ref.model(torch.tensor([ids]))[0, -1]       # (V,)
+    probs = torch.softmax(logits, dim=-1)
+    order = torch.sort(probs, descending=True, stable=True).indices[:shown]
+    labels = [token_label(ref.tokenizer, int(i)) for i in order]
+    panels = [(L["all"], torch.ones_like(probs, dtype=torch.bool)),
+              (L["kept_k"].format(k=k), torch.isfinite(top_k_filter(logits, k))),
+              (L["kept_p"].format(p=p), torch.isfinite(top_p_filter(logits, p)))]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
+    for ax, (title, keep) in zip(axes, panels):
+        renorm = torch.where(keep, probs, torch.zeros_like(probs))
+        renorm = renorm / renorm.sum()
+        colors = ["#2ca02c" if keep[i] else "#cccccc" for i in order]
+        ax.bar(range(shown), renorm[order], color=colors)
+        ax.set_xticks(range(shown), labels, rotation=90, fontsize=8)
+        ax.set_title(title, fontsize=10)
+    axes[0].set_ylabel(L["probability"])
+    fig.suptitle(L["topk_title"].format(prompt=prompt, k=k, p=p), fontsize=11)
+    return _save(fig, path)
+
+
+# ----------------------------------------------------------------------------
+# training and the model card
+
+
+def fig_training_loss(plt, log: dict, lang: str, path: Path) -> Path:
+    L = LABELS[lang]
+    hist = log["history"]
+    steps = [h["step"] for h in hist]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.plot(steps, [h["train_loss"] for h in hist], label=L["train_loss"], color="#7f7f7f")
+    for code, color in (("en", "#1f77b4"), ("ko", "#d62728")):
+        ax.plot(steps, [h["val_loss_by_language"][code] for h in hist], label=L["val"].format(lang=LANG_NAME[lang][code]),
+                color=color)
+    ax.set_xlabel(L["step"])
+    ax.set_ylabel(L["loss"])
+    ax.set_title(L["loss_title"])
+    ax.legend()
+    return _save(fig, path)
+
+
+def model_stats_md(log: dict, lang: str) -> str:
+    L = LABELS[lang]
+    cfg = log["config"]
+    final = log["final"]
+    rows = [
+        (L["parameters"], f"{log['parameters']:,}"),
+        (L["layers"], cfg["n_layer"]), (L["d_model"], cfg["d_model"]),
+        (L["heads"], f"{cfg['n_head']} / {cfg['n_kv_head']}"), (L["d_ff"], cfg["d_ff"]),
+        (L["vocab"], f"{cfg['vocab_size']:,}"), (L["context"], cfg["max_seq_len"]),
+        (L["position_kind"], cfg["position"]), (L["norm_kind"], cfg["norm"]), (L["ffn_kind"], cfg["ffn"]),
+        (L["steps"], f"{log['settings']['steps']:,}"),
+        (L["train_time"], L["seconds"].format(s=log["train_seconds"])),
+        (L["val_loss"], f"{final['val_loss']:.3f} (" + ", ".join(
+            f"{LANG_NAME[lang][c]} {v:.3f}" for c, v in final["val_loss_by_language"].items()) + ")"),
+    ]
+    for code in ("en", "ko"):
+        c = log["corpus"][code]
+        rows.append((f"{LANG_NAME[lang][code]}: {L['documents']} / {L['characters']} / {L['tokens']}",
+                     f"{c['documents']} / {c['characters']:,} / {c['tokens']:,}"))
+    lines = [f"| {L['item']} | {L['value']} |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
+    return "\n".join(lines) + "\n"
+
+
+def samples_md(log: dict, lang: str) -> str:
+    L = LABELS[lang]
+    lines = [f"| {L['language']} | {L['prompt']} | {L['continuation']} |", "|---|---|---|"]
+    for code, samples in log["samples_greedy"].items():
+        for s in samples:
+            cont = s["continuation"].replace("|", "\\|").replace("\n", " ↵ ")
+            lines.append(f"| {LANG_NAME[lang][code]} | `{s['prompt']}` | {cont} |")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------
+
+
+def make_all(course_dir) -> list[Path]:
+    """Write every figure and table for both languages; returns the paths."""
+    from autograde.reference.checkpoint import REFERENCE_DIR, load_reference
+
+    plt = _pyplot()
+    ref = load_reference()
+    log_path = REFERENCE_DIR / "train_log.json"
+    if not log_path.is_file():
+        raise CourseError(f"{log_path} is missing; run `course train-reference`")
+    log = json.loads(log_path.read_text(encoding="utf-8"))
+    rows = token_table_rows(ref.tokenizer, log["corpus"])
+    written = []
+    for lang in LANGS:
+        out = Path(course_dir) / lang / "figures"
+        out.mkdir(parents=True, exist_ok=True)
+        written += [
+            fig_token_counts(plt, ref.tokenizer, lang, out / "token-counts.png"),
+            fig_sinusoidal(plt, lang, out / "sinusoidal-positions.png"),
+            fig_attention(plt, ref, lang, out / "attention-heatmap.png"),
+            fig_softmax_temperature(plt, lang, out / "softmax-temperature.png"),
+            fig_top_k_top_p(plt, ref, lang, out / "top-k-top-p.png"),
+            fig_training_loss(plt, log, lang, out / "training-loss.png"),
+        ]
+        for name, text in (("token-stats.md", token_stats_md(rows, lang)),
+                           ("model-stats.md", model_stats_md(log, lang)),
+                           ("samples.md", samples_md(log, lang))):
+            (out / name).write_text(text, encoding="utf-8")
+            written.append(out / name)
+    return written

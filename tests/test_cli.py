@@ -1,0 +1,136 @@
+"""The `course` command: help texts, the reference model's commands, and bad
+input that must end in one clear line on stderr (exit 2), never a traceback."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from autograde.reference.checkpoint import REFERENCE_DIR, load_reference
+from autograde.reference.sampling import generate
+
+SUBCOMMANDS = ["build", "check", "grade", "tokenize", "detokenize", "generate", "export-hf", "train-reference",
+               "corpus", "figures"]
+
+
+def course(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "autograde.cli", *args], capture_output=True, text=True,
+                          encoding="utf-8", env=env, timeout=300)
+
+
+def assert_clean_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ")
+    for fragment in fragments:
+        assert fragment in result.stderr
+
+
+@pytest.mark.parametrize("sub", [None, *SUBCOMMANDS])
+def test_help(sub):
+    result = course(*([sub] if sub else []), "--help")
+    assert result.returncode == 0
+    assert "usage:" in result.stdout and len(result.stdout.splitlines()) > 3
+
+
+def test_tokenize_prints_json_ids_that_decode_back():
+    text = "겨울 배가 맛있다. Pears in winter."
+    result = course("tokenize", text)
+    ids = json.loads(result.stdout)
+    assert ids == load_reference().tokenizer.encode(text)
+    assert course("detokenize", json.dumps(ids)).stdout.rstrip("\n") == text
+
+
+def test_special_token_needs_permission():
+    assert_clean_error(course("tokenize", "a<|endoftext|>b"), "<|endoftext|>", "not allowed")
+    ids = json.loads(course("tokenize", "a<|endoftext|>b", "--allow-special").stdout)
+    assert load_reference().tokenizer.special_tokens["<|endoftext|>"] in ids
+
+
+def test_detokenize_names_the_bad_id():
+    assert_clean_error(course("detokenize", "[1, 999999]"), "999999")
+    assert_clean_error(course("detokenize", "not json"), "JSON list of integers")
+
+
+def test_generate_greedy_matches_the_library():
+    ref = load_reference()
+    prompt = "언어 모델은"
+    result = course("generate", prompt, "--greedy", "--max-new-tokens", "12")
+    assert result.returncode == 0, result.stderr
+    expected = prompt + ref.tokenizer.decode(generate(ref.model, ref.tokenizer.encode(prompt), 12, greedy=True))
+    assert result.stdout.rstrip("\n") == expected
+
+
+def test_generate_is_reproducible_with_a_seed():
+    args = ["generate", "The model", "--max-new-tokens", "10", "--temperature", "0.9", "--top-k", "20",
+            "--top-p", "0.95", "--seed", "5"]
+    assert course(*args).stdout == course(*args).stdout
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--temperature", "0"], "temperature must be > 0"),
+    (["--temperature", "-2"], "temperature must be > 0"),
+    (["--top-p", "1.5"], "top_p must be in (0, 1]"),
+    (["--top-p", "0"], "top_p must be in (0, 1]"),
+    (["--top-k", "0"], "top_k must be a whole number >= 1"),
+    (["--max-new-tokens", "-1"], "max-new-tokens"),
+])
+def test_generate_bad_arguments(args, fragment):
+    assert_clean_error(course("generate", "hello", *args), fragment)
+
+
+def test_generate_empty_prompt():
+    assert_clean_error(course("generate", ""), "prompt is empty")
+
+
+def test_generate_prompt_longer_than_context_is_cropped_with_a_note():
+    result = course("generate", "토큰 " * 300, "--greedy", "--max-new-tokens", "3")
+    assert result.returncode == 0
+    assert "the model sees only its last 128" in result.stderr
+
+
+def test_wrong_weight_shape_is_named(tmp_path):
+    broken = tmp_path / "model"
+    shutil.copytree(REFERENCE_DIR, broken)
+    state = load_file(broken / "model.safetensors")
+    name = sorted(n for n in state if n.endswith("W_q"))[0]
+    state[name] = torch.zeros(3, 3)
+    save_file(state, broken / "model.safetensors")
+    assert_clean_error(course("generate", "hi", "--model", str(broken)), name, "(3, 3)")
+
+
+def test_missing_or_corrupt_model_directory(tmp_path):
+    assert_clean_error(course("generate", "hi", "--model", str(tmp_path / "nope")))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text("{")
+    assert_clean_error(course("generate", "hi", "--model", str(tmp_path / "bad")))
+
+
+def test_export_hf_loads_offline_and_continues_the_same(tmp_path):
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "hf"
+    result = course("export-hf", str(out))
+    assert result.returncode == 0, result.stderr
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in out.iterdir()}
+
+    hf_tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    hf_model = AutoModelForCausalLM.from_pretrained(out, local_files_only=True).eval()
+    for prompt in ["The model reads", "언어 모델은 "]:
+        ids = hf_tok.encode(prompt, add_special_tokens=False).ids
+        with torch.no_grad():
+            out_ids = hf_model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                        max_new_tokens=15, do_sample=False, pad_token_id=0)
+        hf_text = prompt + hf_tok.decode(out_ids[0, len(ids):].tolist(), skip_special_tokens=False)
+        ours = course("generate", prompt, "--greedy", "--max-new-tokens", "15").stdout.rstrip("\n")
+        assert hf_text == ours
+
+
+def test_export_hf_refuses_a_file_path(tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("x")
+    assert_clean_error(course("export-hf", str(target)), "not a directory")
