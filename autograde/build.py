@@ -1,0 +1,105 @@
+"""`course build`: figures, student notebooks, then the site in both languages.
+
+    build(root)  ->  root/site/en, root/site/ko and root/site/index.html
+
+Each language is a separate MkDocs build of site-config/<lang>.yml, which
+inherits the shared mkdocs.yml (docs_dir course/<lang>, theme.language <lang>).
+Builds run strict: a broken link, a missing anchor or snippet is an error.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+from autograde.errors import CourseError
+
+LANGUAGES = ("en", "ko")
+
+CHOOSER = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>LLMs from the token up</title>
+<meta http-equiv="refresh" content="0; url=en/index.html">
+<link rel="alternate" hreflang="en" href="en/index.html">
+<link rel="alternate" hreflang="ko" href="ko/index.html">
+</head><body>
+<p><a href="en/index.html">LLMs from the token up (English)</a> ·
+<a href="ko/index.html" lang="ko">토큰부터 시작하는 LLM (한국어)</a></p>
+</body></html>
+"""
+
+
+def build(root, skip_figures: bool = False, skip_notebooks: bool = False, site_dir=None) -> Path:
+    """Build the whole course site under `site_dir` (default root/site); return it."""
+    root = Path(root).resolve()
+    site = Path(site_dir).resolve() if site_dir else root / "site"
+
+    if skip_figures:
+        missing = [f"course/{lang}/figures" for lang in LANGUAGES
+                   if not any((root / "course" / lang / "figures").glob("*.png"))]
+        if missing:
+            raise CourseError(f"--skip-figures, but there are no figures in {' and '.join(missing)}; "
+                              "run `course figures` or build without --skip-figures")
+    else:
+        from autograde.figures import make_all
+
+        make_all(root / "course")  # writes course/<lang>/figures/
+
+    if not skip_notebooks:
+        try:
+            from autograde.notebooks import build_all
+        except ModuleNotFoundError as exc:
+            if exc.name != "autograde.notebooks":
+                raise
+            print("note: autograde.notebooks does not exist yet; student notebooks not generated")
+        else:
+            build_all(root)
+
+    site.mkdir(parents=True, exist_ok=True)
+    for lang in LANGUAGES:
+        start = time.perf_counter()
+        build_language(root, lang, site / lang)
+        print(f"site/{lang}: built in {time.perf_counter() - start:.1f} s")
+    (site / "index.html").write_text(CHOOSER, encoding="utf-8")
+    return site
+
+
+def build_language(root: Path, lang: str, out: Path) -> None:
+    """One strict MkDocs build of site-config/<lang>.yml into `out`."""
+    from mkdocs.commands.build import build as mkdocs_build
+    from mkdocs.config import load_config
+    from mkdocs.exceptions import Abort, ConfigurationError
+    from pymdownx.snippets import SnippetMissingError
+
+    # MkDocs reports problems through logging; print them and keep the warnings
+    # for the error message (the `mkdocs` command line does this for itself).
+    warnings: list[str] = []
+    handler = _Collect(warnings, lang)
+    logger = logging.getLogger("mkdocs")
+    logger.addHandler(handler)
+    try:
+        config = load_config(str(root / "site-config" / f"{lang}.yml"), site_dir=str(out), strict=True)
+        config.plugins.on_startup(command="build", dirty=False)
+        try:
+            mkdocs_build(config)
+        finally:
+            config.plugins.on_shutdown()
+    except (Abort, ConfigurationError, SnippetMissingError) as exc:
+        detail = "".join(f"\n  {w}" for w in warnings)
+        raise CourseError(f"the {lang} site did not build: {exc}{detail}") from None
+    finally:
+        logger.removeHandler(handler)
+
+
+class _Collect(logging.Handler):
+    """Print MkDocs warnings and errors to stderr and remember them."""
+
+    def __init__(self, sink: list[str], lang: str):
+        super().__init__(logging.WARNING)
+        self.sink, self.lang = sink, lang
+
+    def emit(self, record):
+        msg = f"{record.levelname} [{self.lang}] {record.getMessage()}"
+        self.sink.append(msg)
+        print(msg, file=sys.stderr)

@@ -1,0 +1,189 @@
+"""The check machinery shared by notebooks (self-check) and the grader.
+
+A check is split in three so that the trusted and untrusted sides can live in
+different processes:
+
+    cases = check.cases(seed, hidden)          # trusted: inputs (tensors / JSON values)
+    outputs = [student_fn(*c.args) for c ...]  # untrusted: the student's code
+    verdict = check.judge(case, output)        # trusted: compare with the reference
+
+In a notebook all three run in one process (`check(...)` below). The grader
+runs the middle step in a sandboxed child process and ships inputs and outputs
+across as tensors or JSON (autograde.grader.wire), never as pickles.
+
+Feedback names the mistake: each check may list *mutants*, reference variants
+that make a known mistake (no 1/sqrt(d_k), softmax over the wrong axis, ...).
+When the student's output is wrong but matches a mutant, the verdict carries
+that mistake's message key (autograde.checks.messages).
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from autograde.checks.messages import message
+from autograde.checks.tolerance import close, tolerance_for
+
+_LANGUAGE = "en"
+
+
+def set_language(lang: str) -> None:
+    """Notebooks call this once in their first cell ("en" or "ko")."""
+    global _LANGUAGE
+    if lang not in ("en", "ko"):
+        raise ValueError(f"language must be 'en' or 'ko', not {lang!r}")
+    _LANGUAGE = lang
+
+
+def get_language() -> str:
+    return _LANGUAGE
+
+
+@dataclass
+class Case:
+    """One call of the student's function: positional arguments and a label."""
+    label: str
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class Verdict:
+    passed: bool
+    key: str = "ok"                 # message key in the catalog
+    params: dict = field(default_factory=dict)
+    case: str = ""
+
+    def text(self, lang: str | None = None) -> str:
+        return message(self.key, lang or _LANGUAGE, **self.params)
+
+
+class Check:
+    """Base class. Subclasses set `step`, `function`, and implement cases/reference.
+
+    step:     stable id, e.g. "attention.sdpa"; also the grade_id stem.
+    function: the name the student's notebook defines, e.g. "scaled_dot_product_attention".
+    points:   nbgrader points for the graded cell.
+    mutants:  {mistake message key: callable with the reference's signature}.
+    forbidden: dotted names the student's function may not call in this step,
+              e.g. ("torch.nn.functional.scaled_dot_product_attention",).
+    """
+    step: str = ""
+    function: str = ""
+    points: int = 1
+    mutants: dict[str, Callable] = {}
+    forbidden: tuple[str, ...] = ()
+
+    # -- inputs -------------------------------------------------------------
+    def cases(self, seed: int, hidden: bool) -> list[Case]:
+        raise NotImplementedError
+
+    def reference(self, *args, **kwargs):
+        raise NotImplementedError
+
+    # -- verdicts -----------------------------------------------------------
+    def judge(self, case: Case, output: Any) -> Verdict:
+        """Default: compare tensors/lists/numbers with the reference output."""
+        expected = self.reference(*case.args, **case.kwargs)
+        verdict = compare_outputs(output, expected, label=case.label)
+        if not verdict.passed:
+            mistake = self.diagnose(case, output)
+            if mistake:
+                verdict.key, verdict.params = mistake, {**verdict.params, "where": case.label}
+        return verdict
+
+    def diagnose(self, case: Case, output: Any) -> str | None:
+        """The first known mistake whose output matches the student's."""
+        for key, mutant in self.mutants.items():
+            try:
+                wrong = mutant(*case.args, **case.kwargs)
+            except Exception:
+                continue
+            if compare_outputs(output, wrong, label=case.label).passed:
+                return key
+        return None
+
+
+def compare_outputs(output, expected, label: str = "") -> Verdict:
+    """Structural comparison with per-dtype tolerances and a precise message."""
+    if isinstance(expected, torch.Tensor):
+        if not isinstance(output, torch.Tensor):
+            return Verdict(False, "wrong_type", {"expected": "torch.Tensor", "got": type(output).__name__}, label)
+        if tuple(output.shape) != tuple(expected.shape):
+            return Verdict(False, "wrong_shape", {"expected": tuple(expected.shape), "got": tuple(output.shape)}, label)
+        if output.dtype.is_floating_point != expected.dtype.is_floating_point:
+            return Verdict(False, "wrong_dtype", {"expected": str(expected.dtype), "got": str(output.dtype)}, label)
+        out = output.detach().to("cpu")
+        exp = expected.detach().to("cpu")
+        if out.dtype.is_floating_point:
+            bad = torch.isnan(out) & ~torch.isnan(exp)
+            if bad.any():
+                return Verdict(False, "nan_output", {"index": _first_index(bad)}, label)
+            bad = torch.isinf(out) & ~torch.isinf(exp)
+            if bad.any():
+                return Verdict(False, "inf_output", {"index": _first_index(bad)}, label)
+        if not close(out, exp, tolerance_for(exp.dtype, output.device)):
+            diff = (out.double() - exp.double()).abs().nan_to_num(float("inf")) if out.dtype.is_floating_point \
+                else (out != exp).double()
+            idx = _first_index(diff == diff.max())
+            return Verdict(False, "wrong_values", {"index": idx, "expected": _fmt(exp[idx]), "got": _fmt(out[idx]),
+                                                   "max_diff": f"{float(diff.max()):.3g}"}, label)
+        return Verdict(True, case=label)
+    if isinstance(expected, (list, tuple)):
+        if not isinstance(output, (list, tuple)):
+            return Verdict(False, "wrong_type", {"expected": type(expected).__name__, "got": type(output).__name__}, label)
+        if len(output) != len(expected):
+            return Verdict(False, "wrong_length", {"expected": len(expected), "got": len(output)}, label)
+        for i, (o, e) in enumerate(zip(output, expected)):
+            v = compare_outputs(o, e, label)
+            if not v.passed:
+                v.params.setdefault("index", i)
+                return v
+        return Verdict(True, case=label)
+    if isinstance(expected, dict):
+        if not isinstance(output, dict):
+            return Verdict(False, "wrong_type", {"expected": "dict", "got": type(output).__name__}, label)
+        if set(output) != set(expected):
+            missing = sorted(set(expected) - set(output), key=str)[:3]
+            extra = sorted(set(output) - set(expected), key=str)[:3]
+            return Verdict(False, "wrong_keys", {"missing": missing, "extra": extra}, label)
+        for k in expected:
+            v = compare_outputs(output[k], expected[k], label)
+            if not v.passed:
+                v.params.setdefault("index", k)
+                return v
+        return Verdict(True, case=label)
+    if isinstance(expected, float):
+        if not isinstance(output, (int, float)) or isinstance(output, bool) or not math.isclose(
+                float(output), expected, rel_tol=1e-5, abs_tol=1e-6):
+            return Verdict(False, "wrong_value", {"expected": _fmt(expected), "got": _fmt(output)}, label)
+        return Verdict(True, case=label)
+    # exact types: int, str, bytes, bool, None. type() is checked first so that an
+    # object whose __eq__ always says True cannot pass.
+    if type(output) is not type(expected) or output != expected:
+        return Verdict(False, "wrong_value", {"expected": _fmt(expected), "got": _fmt(output)}, label)
+    return Verdict(True, case=label)
+
+
+def _first_index(mask: torch.Tensor):
+    idx = mask.nonzero()
+    return tuple(int(i) for i in idx[0]) if len(idx) else ()
+
+
+def _fmt(value) -> str:
+    if isinstance(value, torch.Tensor):
+        value = value.tolist() if value.numel() <= 8 else f"tensor of shape {tuple(value.shape)}"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def draw_seed(hidden: bool) -> int:
+    """Visible checks use fixed seeds (reproducible hints); hidden checks draw
+    fresh ones at grading time so that hard-coded answers fail."""
+    return random.SystemRandom().randrange(2**31) if hidden else 0

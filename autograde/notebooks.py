@@ -1,0 +1,168 @@
+"""Generate the solution and student notebooks from one bilingual source each.
+
+    solutions/src/NN_name.py            one jupytext "percent" file per assignment:
+                                        code written once, prose in both languages
+    solutions/<lang>/NN_name/NN_name.ipynb   instructor notebooks (nbgrader source)
+    exercises/<lang>/NN_name/NN_name.ipynb   student notebooks, made by nbgrader's
+                                        own generate_assignment (release)
+
+Cell headers in the source (jupytext percent syntax, metadata as key=value):
+
+    # %% [markdown] lang="en"              prose for one language
+    # %% kind="setup" id="setup"           locked code, not graded
+    # %% kind="solution" id="softmax"      the student's cell (### BEGIN/END SOLUTION inside)
+    # %% kind="test" id="check_softmax" points=1   graded check cell (may hold hidden tests)
+    # %%                                   ordinary code (exploration)
+
+Code cells are identical in both languages except the `COURSE_LANG = "..."`
+line of the setup cell, which picks the feedback language.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+from autograde.errors import CourseError
+
+LANGS = ("en", "ko")
+ASSIGNMENTS = ("01_tokenizer", "02_attention", "03_ffn_block", "04_sampling")
+LANG_LINE = re.compile(r'^COURSE_LANG = "(en|ko)"$', re.M)
+
+
+def repository_settings(root: Path) -> tuple[str, str]:
+    """extra.repository and extra.default_branch from mkdocs.yml (the one place they live)."""
+    text = (root / "mkdocs.yml").read_text(encoding="utf-8")
+    repo = re.search(r"^\s+repository:\s*(\S+)", text, re.M)
+    branch = re.search(r"^\s+default_branch:\s*(\S+)", text, re.M)
+    if not repo or not branch:
+        raise CourseError("mkdocs.yml must set extra.repository and extra.default_branch")
+    return repo.group(1), branch.group(1)
+
+
+def colab_url(root: Path, lang: str, assignment: str) -> str:
+    repo, branch = repository_settings(root)
+    return f"https://colab.research.google.com/github/{repo}/blob/{branch}/exercises/{lang}/{assignment}/{assignment}.ipynb"
+
+
+def _nbgrader_meta(kind: str, cell_id: str, points) -> dict:
+    base = {"grade_id": cell_id, "schema_version": 3, "task": False}
+    if kind == "solution":
+        return {**base, "grade": False, "locked": False, "solution": True}
+    if kind == "test":
+        return {**base, "grade": True, "locked": True, "points": int(points), "solution": False}
+    return {**base, "grade": False, "locked": True, "solution": False}      # setup / locked code
+
+
+def render(source: Path, lang: str, root: Path) -> nbformat.NotebookNode:
+    """One language's solution notebook from the bilingual source."""
+    import jupytext
+
+    assignment = source.stem
+    src = jupytext.read(source)
+    repo, branch = repository_settings(root)
+    cells = []
+    for index, cell in enumerate(src.cells):
+        meta = dict(cell.metadata)
+        if cell.cell_type == "markdown":
+            if meta.get("lang", lang) != lang:
+                continue
+            text = cell.source.replace("{{colab_url}}", colab_url(root, lang, assignment))
+            new = nbformat.v4.new_markdown_cell(text)
+            new.id = f"md-{index}"
+            cells.append(new)
+            continue
+        code = cell.source
+        if meta.get("kind") == "setup":
+            code = LANG_LINE.sub(f'COURSE_LANG = "{lang}"', code)
+            code = code.replace("{{repository}}", repo).replace("{{branch}}", branch)
+        new = nbformat.v4.new_code_cell(code)
+        kind = meta.get("kind")
+        if kind:
+            cell_id = meta.get("id") or f"{kind}-{index}"
+            new.metadata["nbgrader"] = _nbgrader_meta(kind, cell_id, meta.get("points", 1))
+            new.id = cell_id.replace("_", "-")
+        else:
+            new.id = f"code-{index}"
+        cells.append(new)
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata = {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+        "course": {"assignment": assignment, "lang": lang},
+        "colab": {"provenance": []},
+        "accelerator": "GPU",
+    }
+    nbformat.validate(nb)
+    return nb
+
+
+def write_solutions(root: Path, out_dir: Path | None = None) -> list[Path]:
+    out_dir = out_dir or root / "solutions"
+    written = []
+    for source in sorted((root / "solutions" / "src").glob("*.py")):
+        for lang in LANGS:
+            path = out_dir / lang / source.stem / f"{source.stem}.ipynb"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(render(source, lang, root), path)
+            written.append(path)
+    return written
+
+
+def tool_env() -> dict:
+    """Environment for nbgrader subprocesses: it runs `alembic` by name, so the
+    interpreter's bin directory (the venv's) must be on PATH."""
+    import os
+
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def generate_exercises(root: Path, solutions_dir: Path, exercises_dir: Path) -> list[Path]:
+    """Run nbgrader generate_assignment per language (a throwaway gradebook)."""
+    written = []
+    assignments = sorted(p.stem for p in (root / "solutions" / "src").glob("*.py"))
+    with tempfile.TemporaryDirectory() as tmp:
+        for lang in LANGS:
+            db = f"sqlite:///{Path(tmp) / f'gen-{lang}.db'}"
+            for name in assignments:
+                cmd = [sys.executable, "-m", "nbgrader", "generate_assignment", name, "--force",
+                       f"--CourseDirectory.root={tmp}",
+                       f"--CourseDirectory.source_directory={solutions_dir / lang}",
+                       f"--CourseDirectory.release_directory={Path(tmp) / 'release' / lang}",
+                       f"--CourseDirectory.db_url={db}", "--log-level=WARN"]
+                done = subprocess.run(cmd, capture_output=True, text=True, env=tool_env())
+                made = Path(tmp) / "release" / lang / name / f"{name}.ipynb"
+                if done.returncode != 0 or not made.exists():
+                    raise CourseError(f"nbgrader generate_assignment failed for {lang}/{name}:\n"
+                                      f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
+                target = exercises_dir / lang / name / f"{name}.ipynb"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(made, target)
+                written.append(target)
+    return written
+
+
+def build_all(root: Path, out_root: Path | None = None) -> list[Path]:
+    """Solutions then exercises, for every assignment and both languages."""
+    root = Path(root).resolve()
+    out_root = Path(out_root or root).resolve()
+    solutions = write_solutions(root, out_root / "solutions")
+    exercises = generate_exercises(root, out_root / "solutions", out_root / "exercises")
+    return solutions + exercises
+
+
+def main() -> None:  # python -m autograde.notebooks
+    for path in build_all(Path(__file__).resolve().parent.parent):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

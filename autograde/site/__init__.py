@@ -1,0 +1,1 @@
+"""The course website: MkDocs hooks (hooks.py) and Korean search helpers (korean.py)."""

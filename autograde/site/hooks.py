@@ -1,0 +1,121 @@
+"""MkDocs hooks of the course site (site-config/{en,ko}.yml load this file).
+
+- on_files: add the shared, vendored assets of course/assets/ (KaTeX, mermaid,
+  iframe-worker, course.css, katex-init.js) and, for Korean, the generated
+  query script assets/ko-search.js;
+- on_page_markdown: the "Open in Colab" / download buttons of chapters with
+  `notebook:` front matter, built from extra.repository and extra.default_branch;
+- on_page_context: the language switcher links to the same page in the other
+  language (relative, so it works from file:// too);
+- on_post_build: Korean search terms in the search index (field `ko`), and
+  Material's lazy mermaid load pointed at the vendored copy instead of unpkg.
+"""
+from __future__ import annotations
+
+import html
+import re
+import sys
+from pathlib import Path
+
+from mkdocs.exceptions import PluginError
+from mkdocs.plugins import event_priority
+from mkdocs.structure.files import File
+
+# mkdocs imports this file by path, not as part of the package
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from autograde.site import korean  # noqa: E402
+
+ASSETS = ROOT / "course" / "assets"
+
+LABELS = {
+    "en": {"colab": "Open in Colab", "download": "Download notebook"},
+    "ko": {"colab": "Colab에서 열기", "download": "노트북 내려받기"},
+}
+
+
+def _lang(config) -> str:
+    return config.theme["language"]
+
+
+def on_files(files, config):
+    # Vendored and shared files, copied into every language's site/<lang>/assets/.
+    for path in sorted(ASSETS.rglob("*")):
+        if path.is_file() and path.suffix != ".md":  # .md would become a page
+            rel = path.relative_to(ASSETS.parent).as_posix()  # assets/...
+            files.append(File(rel, str(ASSETS.parent), config.site_dir, config.use_directory_urls))
+    if _lang(config) == "ko":
+        files.append(File.generated(config, "assets/ko-search.js", content=korean.query_js()))
+    return files
+
+
+def notebook_links(config, lang: str, name: str) -> dict[str, str]:
+    """Colab and raw-download URLs of exercises/<lang>/<name>/<name>.ipynb."""
+    repo, branch = config.extra["repository"], config.extra["default_branch"]
+    path = f"exercises/{lang}/{name}/{name}.ipynb"
+    return {
+        "colab": f"https://colab.research.google.com/github/{repo}/blob/{branch}/{path}",
+        "download": f"https://raw.githubusercontent.com/{repo}/{branch}/{path}",
+    }
+
+
+def on_page_markdown(markdown, page, config, files):
+    name = page.meta.get("notebook")
+    if not name:
+        return markdown
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", str(name)):
+        raise PluginError(f"{page.file.src_uri}: notebook name {name!r} is not a plain file name")
+    lang = _lang(config)
+    links, labels = notebook_links(config, lang, name), LABELS[lang]
+    buttons = (
+        f'<p class="nb-buttons" data-search-exclude>'
+        f'<a class="md-button md-button--primary nb-colab" href="{html.escape(links["colab"])}">{labels["colab"]}</a> '
+        f'<a class="md-button nb-download" href="{html.escape(links["download"])}" download>{labels["download"]}</a>'
+        f"</p>"
+    )
+    # right after the page title (the first "# " line), else at the top
+    lines = markdown.splitlines()
+    at = next((i + 1 for i, line in enumerate(lines) if line.startswith("# ")), 0)
+    return "\n".join(lines[:at] + ["", buttons, ""] + lines[at:])
+
+
+def on_page_context(context, page, config, nav):
+    # Material renders config.extra.alternate with the `url` filter, which makes a
+    # root-relative link ("../ko/chapters/x.html" from site/en/) relative to the
+    # current page. Setting it per page keeps the reader on the same page.
+    for alt in config.extra["alternate"]:
+        alt["link"] = f"../{alt['lang']}/{page.file.dest_uri}"
+    return context
+
+
+@event_priority(50)  # before the search plugin writes search_index.json
+def on_post_build(config):
+    if _lang(config) == "ko":
+        search = next((p for p in config.plugins.values() if hasattr(p, "search_index")), None)
+        if search is not None:
+            for entry in search.search_index.entries:
+                text = re.sub(r"<[^>]+>", " ", entry["title"] + " " + entry["text"])
+                entry["ko"] = " ".join(korean.index_terms(html.unescape(text)))
+    _use_vendored_mermaid(Path(config.site_dir))
+
+
+# Material loads mermaid lazily from unpkg.com when a page has a diagram and no
+# global `mermaid` exists. Point that one URL at the vendored copy, relative to
+# the bundle's own URL (site/<lang>/assets/javascripts/bundle.*.js).
+MERMAID_CDN = re.compile(r"""(["'])https://unpkg\.com/mermaid@[^"']*\1""")
+MERMAID_LOCAL = ('new URL("../vendor/mermaid/mermaid.min.js",'
+                 'document.querySelector("script[src*=\'javascripts/bundle.\']").src).href')
+
+
+def _use_vendored_mermaid(site: Path) -> None:
+    bundles = list((site / "assets" / "javascripts").glob("bundle.*.js"))
+    patched = 0
+    for bundle in bundles:
+        text = bundle.read_text(encoding="utf-8")
+        new, n = MERMAID_CDN.subn(MERMAID_LOCAL, text)
+        if n:
+            bundle.write_text(new, encoding="utf-8")
+        patched += n
+    if not patched:
+        raise PluginError("could not find Material's mermaid CDN URL in its bundle; "
+                          "update autograde/site/hooks.py for this Material version")
