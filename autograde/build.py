@@ -56,6 +56,10 @@ def build(root, skip_figures: bool = False, skip_notebooks: bool = False, site_d
         else:
             build_all(root)
 
+    from autograde.site.notebook_pages import write_pages
+
+    write_pages(root)  # course/<lang>/notebooks/*.md from the committed exercises
+
     site.mkdir(parents=True, exist_ok=True)
     for lang in LANGUAGES:
         start = time.perf_counter()

@@ -30,13 +30,13 @@ SAMPLE_PROMPTS = {"en": ["The model reads", "A token is"], "ko": ["언어 모델
 @dataclass
 class TrainSettings:
     vocab_size: int = 2048
-    steps: int = 1800
+    steps: int = 1200
     batch_size: int = 24
     seq_len: int = 128
     lr: float = 3e-3
     warmup: int = 100
     weight_decay: float = 0.1
-    eval_every: int = 100
+    eval_every: int = 50
     eval_batches: int = 8
     validation_fraction: float = 0.1
     seed: int = 1234
@@ -124,7 +124,11 @@ def train_reference(out_dir: Path = REFERENCE_DIR, corpus_dir: Path = CORPUS_DIR
                              {"params": no_decay, "weight_decay": 0.0}], lr=s.lr, betas=(0.9, 0.95))
     gen = torch.Generator().manual_seed(s.seed)
 
+    # The corpus is small, so the model starts to memorize it after a few
+    # hundred steps: keep the weights of the evaluation with the lowest
+    # validation loss (early stopping), deterministically.
     history = []
+    best = {"val_loss": float("inf"), "step": 0, "state": None}
     steps = range(s.steps)
     if progress:
         from tqdm.auto import tqdm
@@ -145,9 +149,13 @@ def train_reference(out_dir: Path = REFERENCE_DIR, corpus_dir: Path = CORPUS_DIR
             val = evaluate(model, valid, s)
             history.append({"step": step + 1, "train_loss": loss.item(),
                             "val_loss": sum(val.values()) / len(val), "val_loss_by_language": val})
+            if history[-1]["val_loss"] < best["val_loss"]:
+                best = {"val_loss": history[-1]["val_loss"], "step": step + 1,
+                        "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
             if progress and hasattr(steps, "set_postfix"):
                 steps.set_postfix(train=f"{loss.item():.3f}", val=f"{history[-1]['val_loss']:.3f}")
 
+    model.load_state_dict(best["state"])
     model.eval()
     samples = {lang: [{"prompt": p, "continuation": tok.decode(generate(model, tok.encode(p), 40, greedy=True))}
                       for p in prompts] for lang, prompts in SAMPLE_PROMPTS.items()}
@@ -162,7 +170,8 @@ def train_reference(out_dir: Path = REFERENCE_DIR, corpus_dir: Path = CORPUS_DIR
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": s.threads,
                     "processor": platform.machine()},
         "history": history,
-        "final": history[-1],
+        "final": next(h for h in history if h["step"] == best["step"]),
+        "best_step": best["step"],
         "samples_greedy": samples,
     }
     (Path(out_dir) / "train_log.json").write_text(json.dumps(log, indent=2, ensure_ascii=False) + "\n")

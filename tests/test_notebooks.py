@@ -1,0 +1,129 @@
+"""The notebooks: generated files are current, code is the same in both
+languages, solutions pass every check, exercises fail every check politely,
+and nbgrader's own validator agrees."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from autograde.notebooks import LANG_LINE, LANGS, build_all, tool_env
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = sorted(p.stem for p in (ROOT / "solutions" / "src").glob("*.py"))
+PAIRS = [(lang, name) for name in SOURCES for lang in LANGS]
+NOT_IMPLEMENTED = {"en": "not implemented yet", "ko": "아직 구현하지 않았습니다"}
+
+
+def notebook_path(kind: str, lang: str, name: str) -> Path:
+    return ROOT / kind / lang / name / f"{name}.ipynb"
+
+
+def test_every_assignment_has_both_languages_and_both_audiences():
+    assert SOURCES, "no notebook sources in solutions/src"
+    for lang, name in PAIRS:
+        assert notebook_path("solutions", lang, name).is_file()
+        assert notebook_path("exercises", lang, name).is_file()
+
+
+def test_generated_notebooks_are_current(tmp_path):
+    """Regenerate everything into a temp dir; the committed files must be identical."""
+    build_all(ROOT, out_root=tmp_path)
+    stale = []
+    for kind in ("solutions", "exercises"):
+        for lang, name in PAIRS:
+            fresh = json.loads((tmp_path / kind / lang / name / f"{name}.ipynb").read_text(encoding="utf-8"))
+            committed = json.loads(notebook_path(kind, lang, name).read_text(encoding="utf-8"))
+            if fresh != committed:
+                stale.append(f"{kind}/{lang}/{name}")
+    assert not stale, f"stale notebooks (run `python -m autograde.notebooks`): {stale}"
+
+
+@pytest.mark.parametrize("name", SOURCES)
+def test_code_cells_identical_across_languages(name):
+    def code(lang):
+        nb = nbformat.read(notebook_path("solutions", lang, name), as_version=4)
+        return [(c.metadata.get("nbgrader", {}).get("grade_id"), LANG_LINE.sub("", c.source))
+                for c in nb.cells if c.cell_type == "code"]
+
+    assert code("en") == code("ko")
+
+
+@pytest.mark.parametrize("name", SOURCES)
+def test_prose_exists_in_both_languages_with_same_sections(name):
+    def headings(lang):
+        nb = nbformat.read(notebook_path("solutions", lang, name), as_version=4)
+        md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        return (len(re.findall(r"^#{1,3} ", md, re.M)), re.findall(r"^\$\$\n(.*?)\n\$\$", md, re.M | re.S))
+
+    assert headings("en") == headings("ko")
+    hangul = re.compile(r"[\uac00-\ud7a3]")
+    ko = nbformat.read(notebook_path("solutions", "ko", name), as_version=4)
+    assert all(hangul.search(c.source) for c in ko.cells if c.cell_type == "markdown" and len(c.source) > 80)
+
+
+def execute(path: Path, workdir: Path, allow_errors: bool) -> nbformat.NotebookNode:
+    nb = nbformat.read(path, as_version=4)
+    env_threads = {"OMP_NUM_THREADS": "2"}
+    os.environ.update(env_threads)
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=allow_errors,
+                            resources={"metadata": {"path": str(workdir)}})
+    client.execute()
+    return nb
+
+
+def outputs_of(cell) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        parts.append(out.get("text", ""))
+        parts.extend(out.get("traceback", []))
+        parts.append(out.get("evalue", ""))
+    return "\n".join(parts)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lang, name", PAIRS)
+def test_solution_notebook_passes_every_check(lang, name, tmp_path):
+    nb = execute(notebook_path("solutions", lang, name), tmp_path, allow_errors=False)
+    test_cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert test_cells
+    for cell in test_cells:
+        text = outputs_of(cell)
+        assert "✅" in text and "❌" not in text, text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lang, name", PAIRS)
+def test_exercise_notebook_fails_every_check_with_a_clear_message(lang, name, tmp_path):
+    nb = execute(notebook_path("exercises", lang, name), tmp_path, allow_errors=True)
+    test_cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert test_cells
+    for cell in test_cells:
+        text = outputs_of(cell)
+        assert "❌" in text and NOT_IMPLEMENTED[lang] in text, text
+        assert "Traceback" not in text
+    assert nb.cells[-1].cell_type != "code" or nb.cells[-1].get("execution_count"), "the kernel died early"
+
+
+def nbgrader_validate(path: Path, invert: bool, tmp_path: Path) -> str:
+    copy = tmp_path / path.name
+    shutil.copyfile(path, copy)
+    cmd = [sys.executable, "-m", "nbgrader", "validate", str(copy)] + (["--invert"] if invert else [])
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=tool_env(), timeout=900)
+    return done.stdout + done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lang", LANGS)
+def test_nbgrader_validate(lang, tmp_path):
+    for name in SOURCES:
+        out = nbgrader_validate(notebook_path("solutions", lang, name), False, tmp_path)
+        assert "Success! Your notebook passes all the tests." in out, out[-3000:]
+        out = nbgrader_validate(notebook_path("exercises", lang, name), True, tmp_path)
+        assert "Success! The notebook does not pass any tests." in out, out[-3000:]
