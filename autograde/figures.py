@@ -54,7 +54,7 @@ LABELS = {
         "parameters": "parameters", "layers": "layers", "d_model": "model width d",
         "heads": "query heads / key-value heads", "d_ff": "FFN width", "vocab": "vocabulary size",
         "context": "context length", "position_kind": "positions", "norm_kind": "normalization",
-        "ffn_kind": "feed-forward", "steps": "optimizer steps (weights kept from / run)", "train_time": "training time (2 CPU threads)",
+        "ffn_kind": "feed-forward", "steps": "optimizer steps (weights kept from / run)", "train_time": "training time ({threads} CPU thread(s), wall clock)",
         "val_loss": "validation loss", "documents": "documents", "prompt": "prompt", "continuation": "greedy continuation",
         "seconds": "{s:.0f} s",
     },
@@ -82,7 +82,7 @@ LABELS = {
         "parameters": "파라미터 수", "layers": "층 수", "d_model": "모델 너비 d",
         "heads": "쿼리 헤드 / 키·값 헤드", "d_ff": "FFN 너비", "vocab": "어휘 집합 크기",
         "context": "컨텍스트 길이", "position_kind": "위치 표현", "norm_kind": "정규화",
-        "ffn_kind": "피드포워드", "steps": "최적화 단계 (가중치를 남긴 단계 / 전체)", "train_time": "학습 시간 (CPU 스레드 2개)",
+        "ffn_kind": "피드포워드", "steps": "최적화 단계 (가중치를 남긴 단계 / 전체)", "train_time": "학습 시간 (CPU 스레드 {threads}개, 실제 경과 시간)",
         "val_loss": "검증 손실", "documents": "문서 수", "prompt": "프롬프트", "continuation": "탐욕적 디코딩 이어쓰기",
         "seconds": "{s:.0f}초",
     },
@@ -97,9 +97,12 @@ LANG_NAME = {"en": {"en": "English", "ko": "Korean"}, "ko": {"en": "영어", "ko
 def _pyplot():
     import importlib.util
 
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "ipykernel" not in sys.modules:   # scripts and the build: no display; notebooks keep inline plots
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib import font_manager
 
@@ -317,7 +320,7 @@ def model_stats_md(log: dict, lang: str) -> str:
         (L["vocab"], f"{cfg['vocab_size']:,}"), (L["context"], cfg["max_seq_len"]),
         (L["position_kind"], cfg["position"]), (L["norm_kind"], cfg["norm"]), (L["ffn_kind"], cfg["ffn"]),
         (L["steps"], f"{log.get('best_step', log['settings']['steps']):,} / {log['settings']['steps']:,}"),
-        (L["train_time"], L["seconds"].format(s=log["train_seconds"])),
+        (L["train_time"].format(threads=log["settings"]["threads"]), L["seconds"].format(s=log["train_seconds"])),
         (L["val_loss"], f"{final['val_loss']:.3f} (" + ", ".join(
             f"{LANG_NAME[lang][c]} {v:.3f}" for c, v in final["val_loss_by_language"].items()) + ")"),
     ]

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import sys
 import textwrap
+import types
 from pathlib import Path
 
 import torch
@@ -63,7 +65,15 @@ def check(step: str, fn=None, *, hidden: bool = False, save: bool = True) -> dic
         save_piece(step, fn)
     if not result["passed"]:
         raise CheckFailed(describe(result, get_language()))
-    return result
+    return CheckResult(result)
+
+
+class CheckResult(dict):
+    """check()'s result, a plain dict that IPython does not echo when it ends a cell
+    (the ✅ line is the feedback)."""
+
+    def _ipython_display_(self):
+        pass
 
 
 # ----------------------------------------------------------------------------
@@ -80,13 +90,52 @@ def save_piece(step: str, fn) -> Path | None:
     MY_DIR.mkdir(exist_ok=True)
     index_path = MY_DIR / "pieces.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
-    index[step] = {"module": notebook, "function": fn.__name__, "source": source}
+    index[step] = {"module": notebook, "function": fn.__name__, "source": source, "imports": _imports_of(fn)}
     index_path.write_text(json.dumps(index, indent=1, ensure_ascii=False))
-    pieces = [v["source"] for v in index.values() if v["module"] == notebook]
-    header = f'"""Your own {notebook} pieces, saved when they passed their checks."""\nimport math\n\nimport torch\n' \
-             'import torch.nn.functional as F\n\n\n'
-    (MY_DIR / f"{notebook}.py").write_text(header + "\n\n".join(pieces))
+    pieces = [v for v in index.values() if v["module"] == notebook]
+    imports = sorted({line for v in pieces for line in v.get("imports", [])} - set(BASE_IMPORTS))
+    header = f'"""Your own {notebook} pieces, saved when they passed their checks."""\n' \
+             + "\n".join(BASE_IMPORTS + imports) + "\n\n\n"
+    (MY_DIR / f"{notebook}.py").write_text(header + "\n\n".join(v["source"] for v in pieces))
     return MY_DIR / f"{notebook}.py"
+
+
+BASE_IMPORTS = ["import math", "import torch", "import torch.nn.functional as F"]
+
+
+def _imports_of(fn) -> list[str]:
+    """Import lines for the globals `fn` uses that come from installed modules (tqdm, KVCache, ...),
+    so that the saved module runs on its own. Names defined in the notebook itself are left out."""
+    code_objects, names = [fn.__code__], set()
+    while code_objects:
+        code = code_objects.pop()
+        names |= set(code.co_names)
+        code_objects += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+    lines = []
+    for name in sorted(names):
+        value = fn.__globals__.get(name)
+        if _is_constant(value):   # e.g. a split pattern defined in a setup cell
+            lines.append(f"{name} = {value!r}")
+            continue
+        if isinstance(value, types.ModuleType):
+            module = value.__name__
+            lines.append(f"import {module}" if module == name else f"import {module} as {name}")
+            continue
+        module, own_name = getattr(value, "__module__", None), getattr(value, "__name__", None)
+        if not isinstance(module, str) or not isinstance(own_name, str) or module in ("__main__", "builtins"):
+            continue
+        if getattr(sys.modules.get(module), own_name, None) is value:
+            lines.append(f"from {module} import {own_name}" + ("" if own_name == name else f" as {name}"))
+    return lines
+
+
+def _is_constant(value) -> bool:
+    """Plain values whose repr() rebuilds them exactly."""
+    if isinstance(value, (str, bytes, int, float, bool)):
+        return True
+    if isinstance(value, (tuple, frozenset)):
+        return all(_is_constant(v) for v in value)
+    return False
 
 
 def load_piece(step: str, reference):

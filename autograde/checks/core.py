@@ -45,10 +45,16 @@ def get_language() -> str:
 
 @dataclass
 class Case:
-    """One call of the student's function: positional arguments and a label."""
+    """One call of the student's function: positional arguments and a label.
+
+    raises: the name of an exception class the call must raise (a subclass
+    counts, matched by the names in its MRO so that the verdict can cross a
+    process boundary), e.g. "ValueError"; None when the call must return.
+    """
     label: str
     args: tuple
     kwargs: dict = field(default_factory=dict)
+    raises: str | None = None
 
 
 @dataclass
@@ -88,6 +94,8 @@ class Check:
     # -- verdicts -----------------------------------------------------------
     def judge(self, case: Case, output: Any) -> Verdict:
         """Default: compare tensors/lists/numbers with the reference output."""
+        if case.raises:   # the call returned, but it had to raise
+            return Verdict(False, "did_not_raise", {"error": case.raises, "got": _fmt(output)}, case.label)
         expected = self.reference(*case.args, **case.kwargs)
         verdict = compare_outputs(output, expected, label=case.label)
         if not verdict.passed:
@@ -95,6 +103,16 @@ class Check:
             if mistake:
                 verdict.key, verdict.params = mistake, {**verdict.params, "where": case.label}
         return verdict
+
+    def explain_raised(self, case: Case, error: str, text: str) -> str | None:
+        """A known mistake that shows up as an exception instead of a wrong output.
+
+        Called when the student's function raised although the case expects a
+        result. `error` is the exception's class name and `text` its message
+        (what crosses the sandbox boundary). Return a mistake message key (its
+        message may use {error} and {text}), or None for the generic "raised".
+        """
+        return None
 
     def diagnose(self, case: Case, output: Any) -> str | None:
         """The first known mistake whose output matches the student's."""
@@ -126,6 +144,13 @@ def compare_outputs(output, expected, label: str = "") -> Verdict:
             bad = torch.isinf(out) & ~torch.isinf(exp)
             if bad.any():
                 return Verdict(False, "inf_output", {"index": _first_index(bad)}, label)
+            # an expected inf (a masked score, a filtered logit) must be that same inf: the relative
+            # tolerance rtol * |inf| would otherwise accept any value there
+            bad = torch.isinf(exp) & (out != exp)
+            if bad.any():
+                idx = _first_index(bad)
+                return Verdict(False, "wrong_values", {"index": idx, "expected": _fmt(exp[idx]), "got": _fmt(out[idx]),
+                                                       "max_diff": "inf"}, label)
         if not close(out, exp, tolerance_for(exp.dtype, output.device)):
             diff = (out.double() - exp.double()).abs().nan_to_num(float("inf")) if out.dtype.is_floating_point \
                 else (out != exp).double()

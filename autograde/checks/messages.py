@@ -18,6 +18,10 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "there is no function `{function}` yet: run the cell that defines it first",
         "ko": "`{function}` 함수가 아직 없습니다: 그 함수를 정의하는 셀을 먼저 실행하세요"},
     "raised": {"en": "your function raised {error}: {text}", "ko": "함수에서 {error} 예외가 났습니다: {text}"},
+    "did_not_raise": {"en": "expected your function to raise {error}, but it returned {got}",
+                      "ko": "함수가 {error} 예외를 내야 하는데 {got}을(를) 돌려주었습니다"},
+    "wrong_exception": {"en": "expected {expected}, but your function raised {error}: {text}",
+                        "ko": "{expected} 예외가 나야 하는데 {error} 예외가 났습니다: {text}"},
     "timeout": {"en": "your function took longer than {seconds} s", "ko": "함수가 {seconds}초 안에 끝나지 않았습니다"},
     "forbidden_call": {
         "en": "this step must be written by hand; your function called {name}, which this step does not allow",

@@ -7,6 +7,7 @@ boundary as JSON.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 from typing import Any, Callable
 
@@ -71,7 +72,13 @@ def call_student(fn: Callable, case: Case, forbidden: tuple[str, ...] = ()) -> t
     except ForbiddenCall as exc:
         return None, Verdict(False, "forbidden_call", {"name": str(exc)}, case.label)
     except Exception as exc:  # the student's bug, reported, never re-raised
-        return None, Verdict(False, "raised", {"error": type(exc).__name__, "text": str(exc)[:300]}, case.label)
+        error, text = type(exc).__name__, str(exc)[:300]
+        if case.raises:   # the case expects an exception: the right class passes
+            if case.raises in {cls.__name__ for cls in type(exc).__mro__}:
+                return None, Verdict(True, "ok", {}, case.label)
+            return None, Verdict(False, "wrong_exception", {"expected": case.raises, "error": error, "text": text},
+                                 case.label)
+        return None, Verdict(False, "raised", {"error": error, "text": text}, case.label)
 
 
 def run_check(step: str, fn: Callable | None, hidden: bool = False, seed: int | None = None,
@@ -85,8 +92,14 @@ def run_check(step: str, fn: Callable | None, hidden: bool = False, seed: int | 
                 "case": "", "n": 0}
     cases = check.cases(seed, hidden)
     for case in cases:
-        case = Case(case.label, tuple(_to(a, device) for a in case.args), case.kwargs)
-        output, failure = call_student(fn, case, check.forbidden)
+        case = dataclasses.replace(case, args=tuple(_to(a, device) for a in case.args))
+        # the student gets copies, so that changing an input in place (x += ...) cannot change
+        # the inputs the reference is computed from afterwards
+        mine = dataclasses.replace(case, args=tuple(_to(a, device, copy=True) for a in case.args),
+                                   kwargs=dict(case.kwargs))
+        output, failure = call_student(fn, mine, check.forbidden)
+        if failure is not None and failure.key == "raised":   # a known mistake that raises?
+            failure.key = check.explain_raised(case, failure.params["error"], failure.params["text"]) or "raised"
         verdict = failure or check.judge(case, output)
         if not verdict.passed:
             return {**result, "passed": False, "key": verdict.key, "params": _jsonable(verdict.params),
@@ -104,8 +117,15 @@ def describe(result: dict, lang: str) -> str:
     return "❌ " + message("failed", lang, step=result["step"], detail=detail)
 
 
-def _to(value, device):
-    return value.to(device) if isinstance(value, torch.Tensor) else value
+def _to(value, device, copy: bool = False):
+    """Tensors, also inside plain dicts, lists and tuples (a layer's weights by name), to `device`."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, copy=copy)
+    if type(value) is dict:
+        return {k: _to(v, device, copy) for k, v in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_to(v, device, copy) for v in value)
+    return value
 
 
 def _jsonable(params: dict) -> dict:

@@ -23,6 +23,7 @@ SEPARATOR = f"\n{ENDOFTEXT}\n"
 _FRONT_MATTER = regex.compile(r"\A---\n.*?\n---\n", regex.S)
 _FENCE = regex.compile(r"^(```|~~~).*?^\1\s*$", regex.S | regex.M)
 _DISPLAY_MATH = regex.compile(r"\$\$.*?\$\$", regex.S)
+_INLINE_MATH = regex.compile(r"\$[^$\n]+\$")
 _HEADING_ID = regex.compile(r"\s*\{#[^}]*\}")
 _IMAGE = regex.compile(r"!\[[^\]]*\]\([^)]*\)")
 _LINK = regex.compile(r"\[([^\]]+)\]\([^)]*\)")
@@ -38,6 +39,7 @@ def markdown_to_prose(text: str) -> str:
     text = _FRONT_MATTER.sub("", text)
     text = _FENCE.sub("", text)
     text = _DISPLAY_MATH.sub("", text)
+    text = _INLINE_MATH.sub("", text)   # a tiny model learns words better without LaTeX
     text = _SNIPPET.sub("", text)
     text = _HEADING_ID.sub("", text)
     text = _IMAGE.sub("", text)
@@ -47,13 +49,16 @@ def markdown_to_prose(text: str) -> str:
     text = _TABLE_RULE.sub("", text)
     text = _MARKUP.sub("", text)
     text = text.replace("|", " ").replace("**", "").replace("`", "")
-    lines = [" ".join(line.split()) for line in text.splitlines()]
-    return regex.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    # one line per paragraph: the pages are hard-wrapped at ~80 columns
+    paragraphs = [" ".join(block.split()) for block in regex.split(r"\n\s*\n", text)]
+    return "\n\n".join(p for p in paragraphs if p).strip()
 
 
 def collect_documents(course_dir: Path, extra_dir: Path, lang: str) -> list[str]:
     docs = []
-    for path in sorted((course_dir / lang).rglob("*.md")):
+    # the written pages only: not generated tables (figures/) or notebook pages
+    pages = [*(course_dir / lang).glob("*.md"), *(course_dir / lang / "chapters").glob("*.md")]
+    for path in sorted(pages):
         prose = markdown_to_prose(path.read_text(encoding="utf-8"))
         if prose:
             docs.append(prose)

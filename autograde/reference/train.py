@@ -30,7 +30,7 @@ SAMPLE_PROMPTS = {"en": ["The model reads", "A token is"], "ko": ["언어 모델
 @dataclass
 class TrainSettings:
     vocab_size: int = 2048
-    steps: int = 1200
+    steps: int = 900
     batch_size: int = 24
     seq_len: int = 128
     lr: float = 3e-3
@@ -40,7 +40,7 @@ class TrainSettings:
     eval_batches: int = 8
     validation_fraction: float = 0.1
     seed: int = 1234
-    threads: int = 2
+    threads: int = 1   # one thread: immune to OpenMP spin-waits when the machine is busy
 
 
 def reference_config(vocab_size: int, seq_len: int) -> ModelConfig:
