@@ -214,6 +214,12 @@ class MergeHeads(Check):
         return ref.merge_heads(x)
 
 
+def _rope(x, cos, sin):
+    """RoPE with cos/sin already broadcastable to x (the notebook's signature;
+    the reference model's apply_rope adds the head axis itself)."""
+    return x * cos + ref.rotate_half(x) * sin
+
+
 def _rope_wrong_sign(x, cos, sin):
     x1, x2 = x.chunk(2, dim=-1)
     return x * cos + torch.cat((x2, -x1), dim=-1) * sin
@@ -237,14 +243,14 @@ class Rope(Check):
         return [Case("rotary embedding", (x, cos[:, None], sin[:, None]))]
 
     def reference(self, x, cos, sin):
-        return ref.apply_rope(x, cos, sin)
+        return _rope(x, cos, sin)
 
 
 def _mha(x, W_q, W_k, W_v, W_o, n_head, n_kv_head, cos, sin, *, interleave=True):
     q = ref.split_heads(x @ W_q, n_head)
     k = ref.split_heads(x @ W_k, n_kv_head)
     v = ref.split_heads(x @ W_v, n_kv_head)
-    q, k = ref.apply_rope(q, cos, sin), ref.apply_rope(k, cos, sin)
+    q, k = _rope(q, cos, sin), _rope(k, cos, sin)
     group = n_head // n_kv_head
     if interleave:
         k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)

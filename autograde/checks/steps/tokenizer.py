@@ -21,7 +21,7 @@ from autograde.checks.core import Case, Check, compare_outputs
 from autograde.checks.messages import register_messages
 from autograde.checks.registry import register
 from autograde.reference import tokenizer as ref
-from autograde.reference.tokenizer import GPT4_SPLIT_PATTERN, BPETokenizer
+from autograde.reference.tokenizer import TokenizerError, GPT4_SPLIT_PATTERN, BPETokenizer
 
 KO = "애, 겨울 배가 맛있단다!"
 EN = "The model reads tokens, not letters."
@@ -613,7 +613,10 @@ class EncodeWithSpecials(TokenizerCheck):
                      raises="ValueError")]
 
     def reference(self, text, merges, special_tokens, allowed):
-        return BPETokenizer(merges, special_tokens).encode(text, allowed_special=set(allowed))
+        try:
+            return BPETokenizer(merges, special_tokens).encode(text, allowed_special=set(allowed))
+        except TokenizerError as exc:   # the notebook's contract: ValueError
+            raise ValueError(str(exc)) from None
 
     def judge(self, case, output):
         verdict = super().judge(case, output)

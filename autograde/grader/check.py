@@ -1,0 +1,71 @@
+"""`course check NOTEBOOK [--json]`: grade one notebook in the sandbox.
+
+Prints a per-item table (or, with --json, a superset of Gradescope's
+results.json) and exits 0 only when every graded item passes. A notebook that
+cannot be graded at all (missing, invalid JSON, nbformat 3, unknown
+assignment) is a CourseError: one line on stderr, exit status 2.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from autograde.checks.messages import register_messages, message
+from autograde.errors import CourseError
+from autograde.grader.pipeline import grade_notebook
+from autograde.grader.sandbox import Limits
+
+register_messages({
+    "table_item": {"en": "item", "ko": "항목"},
+    "table_points": {"en": "points", "ko": "점수"},
+    "table_result": {"en": "result", "ko": "결과"},
+    "table_message": {"en": "message", "ko": "메시지"},
+    "table_pass": {"en": "pass", "ko": "통과"},
+    "table_fail": {"en": "fail", "ko": "실패"},
+    "table_total": {"en": "total", "ko": "합계"},
+    "table_tamper": {"en": "changed outside your cells (the original was used): {what}",
+                     "ko": "여러분의 셀 밖에서 바뀐 것이 있습니다 (원본을 썼습니다): {what}"},
+    "table_cell_error": {"en": "cell {cell} raised {error}", "ko": "{cell} 셀에서 오류가 났습니다: {error}"},
+})
+
+
+def check_notebook(path: Path, as_json: bool = False, limits: Limits | None = None) -> int:
+    path = Path(path)
+    if not path.exists():
+        raise CourseError(f"{path} does not exist")
+    if path.is_dir():
+        raise CourseError(f"{path} is a directory; give a .ipynb file")
+    result = grade_notebook(path, limits or Limits.from_env(), strict=True)
+    if as_json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        print_table(result)
+    passed = bool(result["tests"]) and all(t["status"] == "passed" for t in result["tests"])
+    return 0 if passed else 1
+
+
+def print_table(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    lang = result.get("lang", "en")
+    console = Console(highlight=False, soft_wrap=False, width=max(100, Console().width))
+    table = Table(title=f"{result.get('assignment', '')} ({Path(result['notebook']).name})")
+    table.add_column(message("table_item", lang), no_wrap=True)
+    table.add_column(message("table_points", lang), justify="right", no_wrap=True)
+    table.add_column(message("table_result", lang), no_wrap=True)
+    table.add_column(message("table_message", lang))
+    for test in result["tests"]:
+        ok = test["status"] == "passed"
+        table.add_row(test["name"], f"{test['score']:g} / {test['max_score']:g}",
+                      f"[green]{message('table_pass', lang)}[/]" if ok else f"[red]{message('table_fail', lang)}[/]",
+                      test["output"], end_section=False)
+    table.add_row(f"[bold]{message('table_total', lang)}[/]", f"[bold]{result['score']:g} / {result['max_score']:g}[/]",
+                  "", "")
+    console.print(table)
+    for event in result.get("tamper", []):
+        console.print("⚠ " + message("table_tamper", lang, what=f"{event['event']} {event['cell']}".strip()))
+    for err in result.get("cell_errors", []):
+        console.print("⚠ " + message("table_cell_error", lang, cell=err["cell"], error=err["error"]))
+    sys.stdout.flush()

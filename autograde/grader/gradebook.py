@@ -1,0 +1,81 @@
+"""Trusted: write `course grade` results into nbgrader's own gradebook.
+
+The same SQLite database and the same rows nbgrader's autograder writes
+(assignment, notebook, grade cells; student, submission, Grade.auto_score),
+so that `nbgrader generate_feedback`, `nbgrader export` and formgrader see
+the scores. Rows are created only when missing: an assignment already set
+up by `nbgrader generate_assignment` keeps its records.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nbgrader.api import Gradebook, MissingEntry
+
+from autograde.grader.rebuild import pristine_cells
+
+
+def ensure_assignment(gb: Gradebook, assignment: str, pristine: Path) -> str:
+    """Assignment, notebook, grade and solution cells from the pristine notebook; returns the notebook name."""
+    notebook = pristine.stem
+    try:
+        gb.find_assignment(assignment)
+    except MissingEntry:
+        gb.add_assignment(assignment)
+    try:
+        gb.find_notebook(notebook, assignment)
+    except MissingEntry:
+        gb.add_notebook(notebook, assignment)
+    for cell in pristine_cells(pristine):
+        if cell.kind == "test":
+            try:
+                gb.find_grade_cell(cell.grade_id, notebook, assignment)
+            except MissingEntry:
+                gb.add_grade_cell(cell.grade_id, notebook, assignment, max_score=float(cell.points),
+                                  cell_type="code")
+        elif cell.kind == "solution":
+            try:
+                gb.find_solution_cell(cell.grade_id, notebook, assignment)
+            except MissingEntry:
+                gb.add_solution_cell(cell.grade_id, notebook, assignment)
+    return notebook
+
+
+def save_result(gb: Gradebook, assignment: str, notebook: str, student: str, result: dict) -> None:
+    """One student's auto scores (0 for every cell when the submission could not be graded)."""
+    gb.update_or_create_student(student)
+    try:
+        gb.find_submission(assignment, student)
+    except MissingEntry:
+        gb.add_submission(assignment, student)
+    scores = {t["name"]: t["score"] for t in result["tests"]}
+    submission_nb = gb.find_submission_notebook(notebook, assignment, student)
+    for grade in submission_nb.grades:
+        grade.auto_score = float(scores.get(grade.name, 0.0))
+        grade.needs_manual_grade = grade.manual_score is not None
+    gb.db.commit()
+
+
+def autograded_notebook(pristine: Path, solution_sources: dict[str, str], result: dict) -> dict:
+    """The pristine notebook with the student's solution cells and the results as test-cell outputs,
+    for autograded/<student>/<assignment>/ (what `nbgrader generate_feedback` renders)."""
+    nb = json.loads(Path(pristine).read_text(encoding="utf-8"))
+    tests = {t["name"]: t for t in result["tests"]}
+    for cell in nb["cells"]:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        gid = meta.get("grade_id")
+        if cell["cell_type"] != "code":
+            continue
+        cell["outputs"], cell["execution_count"] = [], None
+        if meta.get("solution") and gid in solution_sources:
+            cell["source"] = solution_sources[gid]
+        if meta.get("grade") and gid in tests:
+            test = tests[gid]
+            text = test["output"] + "\n"
+            if test["status"] == "passed":
+                cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": text}]
+            else:
+                cell["outputs"] = [{"output_type": "error", "ename": "CheckFailed", "evalue": test["output"],
+                                    "traceback": [text]}]
+    return nb

@@ -1,0 +1,311 @@
+"""Trusted: grade one notebook end to end.
+
+    rebuild (pristine + the student's solution cells)
+      -> plan: the checks of every test cell, cases drawn now (hidden seeds recorded)
+      -> sandbox: the worker runs the cells and calls the functions (wire format both ways)
+      -> judge: Check.judge on every case here, in the parent; a test cell scores its
+         points only when every check in it, visible and hidden, passes.
+
+A step that hangs or crashes the worker fails alone: the worker is started
+again after it (at most MAX_ATTEMPTS times), skipping the cell or step that
+hung, so one infinite loop does not cost the other steps their points.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from autograde.checks.core import Case, Verdict, draw_seed
+from autograde.checks.messages import message, register_messages
+from autograde.checks.registry import get_check
+from autograde.checks.runner import describe
+from autograde.grader import GRADER_VERSION, wire
+from autograde.grader.rebuild import Rebuilt, SubmissionError, load_submission, rebuild
+from autograde.grader.sandbox import Limits, run_worker, sandbox_mode
+
+MAX_ATTEMPTS = 4
+CHECK_LINE = re.compile(r"""^\s*check\(\s*["']([\w.]+)["']\s*,\s*([A-Za-z_]\w*)\s*(,\s*hidden\s*=\s*True\s*)?\)\s*$""",
+                        re.M)
+CHILD_ERRORS = ("not_implemented", "forbidden_call", "raised", "timeout")
+
+register_messages({
+    "grader_crashed": {"en": "the notebook's process ended before this step finished ({reason})",
+                       "ko": "이 단계가 끝나기 전에 노트북 프로세스가 끝났습니다 ({reason})"},
+    "grader_bad_output": {"en": "the output could not be read back: {reason}",
+                          "ko": "출력을 읽을 수 없습니다: {reason}"},
+    "grader_judge_error": {"en": "the grader could not judge this case ({reason}); please tell the instructor",
+                           "ko": "채점기가 이 사례를 판정하지 못했습니다 ({reason}). 강사에게 알려 주세요"},
+    "grader_no_checks": {"en": "the grader found no checks in this cell", "ko": "채점기가 이 셀에서 검사를 찾지 못했습니다"},
+    "grader_failed_cell": {"en": "{failed} of {total} checks failed; first: {detail}",
+                           "ko": "검사 {total}개 중 {failed}개가 실패했습니다. 첫 실패: {detail}"},
+})
+
+
+@dataclass
+class Planned:
+    cell: str                  # the test cell's grade_id
+    step: str
+    function: str
+    hidden: bool
+    seed: int
+    cases: list[Case]
+
+
+# ----------------------------------------------------------------------------
+# plan
+
+
+def plan(rebuilt: Rebuilt) -> list[Planned]:
+    """Every check line of every pristine test cell, with its cases generated now."""
+    planned = []
+    for cell in rebuilt.test_cells():
+        for step, function, hidden in CHECK_LINE.findall(cell.source):
+            check = get_check(step)
+            seed = draw_seed(bool(hidden))
+            planned.append(Planned(cell.grade_id, step, function, bool(hidden), seed,
+                                   check.cases(seed, bool(hidden))))
+    return planned
+
+
+def write_job(directory: Path, rebuilt: Rebuilt, planned: list[Planned], call_timeout: float = 0) -> list[str]:
+    """job.json and cases_N.json(+.safetensors) for the worker; returns the files it may write."""
+    steps = []
+    for i, p in enumerate(planned):
+        wire.write(directory / f"cases_{i}.json", [(c.args, c.kwargs) for c in p.cases])
+        steps.append({"step": p.step, "function": p.function, "cases": f"cases_{i}.json",
+                      "forbidden": list(get_check(p.step).forbidden)})
+    cells = [{"id": c.grade_id, "kind": c.kind, "source": c.source} for c in rebuilt.code_cells()]
+    job = {"cells": cells, "steps": steps, "skip_cells": [], "start_step": 0, "call_timeout": call_timeout}
+    (directory / "job.json").write_text(json.dumps(job, ensure_ascii=False), encoding="utf-8")
+    writable = ["out/progress.jsonl"]
+    for i in range(len(planned)):
+        writable += [f"out/step_{i}.json", f"out/step_{i}.safetensors"]
+    return writable
+
+
+# ----------------------------------------------------------------------------
+# sandbox runs
+
+
+def read_progress(path: Path) -> dict:
+    """Which cell/step was running when the worker stopped (the file is the child's: parse defensively)."""
+    state = {"cell_running": None, "step_running": None, "done": False, "cell_errors": {}}
+    try:
+        with open(path, "rb") as f:
+            lines = f.read(4 * 2**20).splitlines()
+    except OSError:
+        return state
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if not isinstance(event, dict):
+            continue
+        if isinstance(event.get("cell"), int):
+            state["cell_running"] = event["cell"] if event.get("phase") == "start" else None
+            if event.get("phase") == "end" and isinstance(event.get("error"), str):
+                state["cell_errors"][event["cell"]] = event["error"][:300]
+        if isinstance(event.get("step"), int):
+            state["step_running"] = event["step"] if event.get("phase") == "start" else None
+        if event.get("done") is True:
+            state["done"] = True
+    return state
+
+
+def run_sandbox(directory: Path, n_steps: int, writable: list[str], limits: Limits, extra_hidden) -> dict:
+    """Run the worker until every step has run once; restart after a cell or step that hangs or crashes."""
+    failures: dict[int, str] = {}        # step index -> why it has no output
+    cell_failures: dict[int, str] = {}
+    runs = []
+    job_path = directory / "job.json"
+    for attempt in range(MAX_ATTEMPTS):
+        run = run_worker(directory, writable, limits, extra_hidden)
+        runs.append(run)
+        state = read_progress(directory / "out" / "progress.jsonl")
+        cell_failures.update(state["cell_errors"])
+        if state["done"]:
+            break
+        why = f"time limit of {limits.timeout:g} s" if run.timed_out else f"exit status {run.returncode}"
+        job = json.loads(job_path.read_text(encoding="utf-8"))
+        if state["step_running"] is not None:          # a step hung or killed the process: skip it
+            failures[state["step_running"]] = why
+            job["start_step"] = state["step_running"] + 1
+        elif state["cell_running"] is not None:        # a cell did: run again without it
+            cell_failures[state["cell_running"]] = f"the cell stopped the notebook ({why})"
+            job["skip_cells"] = sorted(set(job["skip_cells"]) | {state["cell_running"]})
+            job["start_step"] = 0
+        else:                                          # died before any cell: nothing more to learn
+            break
+        if job["start_step"] >= n_steps and state["step_running"] is not None:
+            break
+        job_path.write_text(json.dumps(job, ensure_ascii=False), encoding="utf-8")
+        (directory / "out" / "progress.jsonl").write_bytes(b"")
+    return {"failures": failures, "cell_failures": cell_failures, "runs": runs}
+
+
+# ----------------------------------------------------------------------------
+# judge
+
+
+def _child_verdict(check, case: Case, entry) -> Verdict | None:
+    """The verdict for a call that raised (as the child reports it; its key must be one it may report).
+
+    None when the case expected exactly that exception (Case.raises, matched by class names in the MRO)."""
+    err, label = entry.get("err"), case.label
+    if not (isinstance(err, list) and len(err) == 2 and err[0] in CHILD_ERRORS and isinstance(err[1], dict)):
+        return Verdict(False, "grader_bad_output", {"reason": "malformed result"}, label)
+    mro = err[1].get("mro") if isinstance(err[1].get("mro"), list) else []
+    params = {str(k)[:40]: str(v)[:300] for k, v in list(err[1].items())[:5] if k != "mro"}
+    raises = getattr(case, "raises", None)
+    if err[0] == "raised" and raises:
+        if raises in [m for m in mro if isinstance(m, str)]:
+            return None
+        return Verdict(False, "wrong_exception", {"expected": raises, "error": params.get("error", "?"),
+                                                  "text": params.get("text", "")}, label)
+    key = err[0]
+    if key == "raised" and hasattr(check, "explain_raised"):
+        key = check.explain_raised(case, params.get("error", ""), params.get("text", "")) or "raised"
+    return Verdict(False, key, params, label)
+
+
+def judge_step(p: Planned, out_file: Path, failure: str | None) -> dict:
+    """{"passed", "key", "params", "case", "n", ...} like runner.run_check, judged here."""
+    check = get_check(p.step)
+    base = {"step": p.step, "seed": p.seed, "hidden": p.hidden, "n": len(p.cases)}
+    verdict = _judge_cases(check, p, out_file, failure)
+    if verdict is None:
+        return {**base, "passed": True, "key": "ok", "params": {}, "case": ""}
+    params = {k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v) for k, v in verdict.params.items()}
+    return {**base, "passed": False, "key": verdict.key, "params": params, "case": verdict.case}
+
+
+def _judge_cases(check, p: Planned, out_file: Path, failure: str | None) -> Verdict | None:
+    if failure:
+        key = "timeout" if failure.startswith("time limit") else "grader_crashed"
+        return Verdict(False, key, {"reason": failure, "seconds": failure.split()[-2] if key == "timeout" else ""})
+    try:
+        result = wire.read(out_file)
+    except wire.WireError as exc:
+        return Verdict(False, "grader_crashed", {"reason": str(exc)})
+    if not isinstance(result, dict):
+        return Verdict(False, "grader_bad_output", {"reason": "not a result"})
+    if result.get("missing") is True:
+        return Verdict(False, "missing_function", {"function": p.function})
+    if "unwritable" in result:
+        return Verdict(False, "grader_bad_output", {"reason": str(result["unwritable"])[:300]})
+    entries = result.get("cases")
+    if not isinstance(entries, list) or len(entries) != len(p.cases):
+        return Verdict(False, "grader_bad_output", {"reason": "wrong number of results"})
+    for case, entry in zip(p.cases, entries):
+        if not isinstance(entry, dict) or set(entry) not in ({"out"}, {"err"}):
+            return Verdict(False, "grader_bad_output", {"reason": "malformed result"}, case.label)
+        if "err" in entry:
+            verdict = _child_verdict(check, case, entry)
+            if verdict is None:
+                continue
+            return verdict
+        try:
+            verdict = check.judge(case, entry["out"])
+        except Exception as exc:     # an output so odd that the comparison itself failed
+            verdict = Verdict(False, "grader_judge_error", {"reason": f"{type(exc).__name__}: {str(exc)[:200]}"},
+                              case.label)
+        if not verdict.passed:
+            return verdict
+    return None
+
+
+# ----------------------------------------------------------------------------
+# one notebook
+
+
+def error_result(path: Path, error: str, sha256: str = "") -> dict:
+    return {"score": 0.0, "max_score": 0.0, "tests": [], "output": error, "error": error,
+            "grader_version": GRADER_VERSION, "seeds": {}, "submission_sha256": sha256, "tamper": [],
+            "notebook": str(path)}
+
+
+def grade_notebook(path: Path, limits: Limits | None = None, extra_hidden=(), solutions: Path | None = None,
+                   keep_dir: Path | None = None, strict: bool = False) -> dict:
+    """The full result of one submission; a bad submission gives an error result with score 0
+    (or, with strict=True, raises SubmissionError, a CourseError)."""
+    path = Path(path)
+    limits = limits or Limits()
+    start = time.monotonic()
+    try:
+        nb, raw = load_submission(path)
+        rebuilt = rebuild(nb, raw, path, **({"solutions": solutions} if solutions else {}))
+    except SubmissionError as exc:
+        if strict:
+            raise
+        sha = _sha_or_empty(path)
+        return error_result(path, str(exc), sha)
+    planned = plan(rebuilt)
+    directory = Path(tempfile.mkdtemp(prefix="course-sandbox-"))
+    try:
+        writable = write_job(directory, rebuilt, planned, limits.call_timeout)
+        sandbox = run_sandbox(directory, len(planned), writable, limits, [path.parent, *extra_hidden])
+        steps = [judge_step(p, directory / "out" / f"step_{i}.json", sandbox["failures"].get(i))
+                 for i, p in enumerate(planned)]
+        if keep_dir:
+            shutil.copytree(directory, keep_dir, dirs_exist_ok=True)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    return assemble(path, rebuilt, planned, steps, sandbox, time.monotonic() - start)
+
+
+def _sha_or_empty(path: Path) -> str:
+    import hashlib
+
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def assemble(path: Path, rebuilt: Rebuilt, planned: list[Planned], steps: list[dict], sandbox: dict,
+             seconds: float) -> dict:
+    """The Gradescope-compatible result (a superset of results.json)."""
+    lang = rebuilt.lang
+    tests = []
+    for cell in rebuilt.test_cells():
+        mine = [s for p, s in zip(planned, steps) if p.cell == cell.grade_id]
+        failed = [s for s in mine if not s["passed"]]
+        passed = bool(mine) and not failed
+        if not mine:
+            text = message("grader_no_checks", lang)
+        elif passed:
+            text = "\n".join(describe(s, lang) for s in mine if not s["hidden"]) or message("ok", lang)
+        else:
+            text = "\n".join(describe(s, lang) for s in failed)
+        tests.append({"name": cell.grade_id, "score": float(cell.points if passed else 0),
+                      "max_score": float(cell.points), "status": "passed" if passed else "failed",
+                      "output": text, "visibility": "visible",
+                      "steps": [{k: s[k] for k in ("step", "hidden", "passed", "key", "case", "n")} for s in mine]})
+    cells = rebuilt.code_cells()
+    cell_errors = [{"cell": cells[i].grade_id, "error": e} for i, e in sorted(sandbox["cell_failures"].items())
+                   if i < len(cells)]
+    runs = sandbox["runs"]
+    return {
+        "score": sum(t["score"] for t in tests), "max_score": sum(t["max_score"] for t in tests),
+        "tests": tests, "output": _summary(tests, rebuilt, cell_errors), "error": None,
+        "grader_version": GRADER_VERSION,
+        "seeds": {f"{p.cell}:{p.step}{':hidden' if p.hidden else ''}": p.seed for p in planned},
+        "submission_sha256": rebuilt.sha256, "tamper": rebuilt.tamper, "cell_errors": cell_errors,
+        "assignment": rebuilt.assignment, "lang": lang, "notebook": str(path),
+        "sandbox": {"mode": runs[0].mode if runs else sandbox_mode(), "attempts": len(runs),
+                    "timed_out": any(r.timed_out for r in runs), "output_bytes": sum(r.output_bytes for r in runs),
+                    "output": "".join(r.output for r in runs)[:4000], "seconds": round(seconds, 2)},
+    }
+
+
+def _summary(tests: list[dict], rebuilt: Rebuilt, cell_errors: list[dict]) -> str:
+    lines = [f"{sum(t['score'] for t in tests):g} / {sum(t['max_score'] for t in tests):g} points"]
+    lines += [f"tamper: {t['event']} {t['cell']}".rstrip() for t in rebuilt.tamper]
+    lines += [f"cell {e['cell']}: {e['error']}" for e in cell_errors]
+    return "\n".join(lines)

@@ -1,0 +1,188 @@
+"""Trusted: rebuild what to grade from the pristine notebook and the submission.
+
+Only the source of the solution cells (matched by nbgrader grade_id) is taken
+from the submission. Setup cells, test cells and hidden tests all come from
+the pristine instructor notebook solutions/<lang>/<a>/<a>.ipynb. Anything the
+student changed outside their cells is reported as a tamper event, never
+trusted and never a crash.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autograde.errors import CourseError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SOLUTIONS = REPO_ROOT / "solutions"
+HIDDEN_TESTS = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[^\n]*\n?", re.S | re.M)
+MAX_NOTEBOOK_BYTES = 20 * 2**20
+
+
+class SubmissionError(CourseError):
+    """The submission cannot be graded at all (score 0, with this message)."""
+
+
+@dataclass
+class Cell:
+    grade_id: str
+    kind: str                 # "setup", "solution" or "test"
+    source: str
+    points: int = 0
+
+
+@dataclass
+class Rebuilt:
+    assignment: str
+    lang: str
+    pristine_path: Path
+    sha256: str
+    cells: list[Cell]                       # in pristine order; solution sources from the submission
+    tamper: list[dict] = field(default_factory=list)
+
+    def code_cells(self) -> list[Cell]:
+        return [c for c in self.cells if c.kind in ("setup", "solution")]
+
+    def test_cells(self) -> list[Cell]:
+        return [c for c in self.cells if c.kind == "test"]
+
+
+# ----------------------------------------------------------------------------
+# reading notebooks
+
+
+def _source(cell: dict) -> str:
+    src = cell.get("source", "")
+    if isinstance(src, list):
+        return "".join(s for s in src if isinstance(s, str))
+    return src if isinstance(src, str) else ""
+
+
+def _nbgrader(cell: dict) -> dict:
+    meta = cell.get("metadata") if isinstance(cell, dict) else None
+    nbg = meta.get("nbgrader") if isinstance(meta, dict) else None
+    return nbg if isinstance(nbg, dict) else {}
+
+
+def load_submission(path: Path) -> tuple[dict, bytes]:
+    """The notebook as a dict and its raw bytes; SubmissionError for anything unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise SubmissionError(f"{path} does not exist or is not a file")
+    if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+        raise SubmissionError(f"{path.name} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
+    raw = path.read_bytes()
+    try:
+        nb = json.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise SubmissionError(f"{path.name} is not a valid notebook (invalid JSON: {str(exc)[:120]})") from None
+    if not isinstance(nb, dict):
+        raise SubmissionError(f"{path.name} is not a valid notebook (the JSON is not an object)")
+    major = nb.get("nbformat")
+    if major != 4:
+        raise SubmissionError(f"{path.name} is in notebook format {major!r}; only format 4 (Jupyter 4+) can be "
+                              "graded: open and save it in a current Jupyter or Colab")
+    if not isinstance(nb.get("cells"), list):
+        raise SubmissionError(f"{path.name} has no list of cells")
+    return nb, raw
+
+
+def identify(nb: dict, path: Path) -> tuple[str, str]:
+    """(assignment, lang) from metadata.course, else from the file name; lang defaults to en."""
+    meta = nb.get("metadata") if isinstance(nb.get("metadata"), dict) else {}
+    course = meta.get("course") if isinstance(meta.get("course"), dict) else {}
+    assignment = course.get("assignment") if isinstance(course.get("assignment"), str) else Path(path).stem
+    lang = course.get("lang") if course.get("lang") in ("en", "ko") else "en"
+    return assignment, lang
+
+
+def pristine_path(assignment: str, lang: str, solutions: Path = SOLUTIONS) -> Path:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", assignment or ""):
+        raise SubmissionError(f"unknown assignment {assignment!r}")
+    path = solutions / lang / assignment / f"{assignment}.ipynb"
+    if not path.is_file():
+        known = sorted(p.name for p in (solutions / lang).iterdir() if p.is_dir()) if (solutions / lang).is_dir() else []
+        raise SubmissionError(f"unknown assignment {assignment!r} (known: {', '.join(known) or 'none'})")
+    return path
+
+
+def pristine_cells(path: Path) -> list[Cell]:
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    cells = []
+    for cell in nb["cells"]:
+        meta = _nbgrader(cell)
+        if cell.get("cell_type") != "code" or "grade_id" not in meta:
+            continue
+        kind = "solution" if meta.get("solution") else "test" if meta.get("grade") else "setup"
+        cells.append(Cell(meta["grade_id"], kind, _source(cell), int(meta.get("points", 0) or 0)))
+    return cells
+
+
+# ----------------------------------------------------------------------------
+# comparing
+
+
+def _normalize(source: str) -> str:
+    """Hidden tests removed, trailing spaces and blank lines ignored (what nbgrader releases)."""
+    source = HIDDEN_TESTS.sub("", source)
+    return "\n".join(line.rstrip() for line in source.splitlines() if line.strip())
+
+
+def rebuild(nb: dict, raw: bytes, path: Path, solutions: Path = SOLUTIONS) -> Rebuilt:
+    assignment, lang = identify(nb, path)
+    ppath = pristine_path(assignment, lang, solutions)
+    pristine = pristine_cells(ppath)
+    tamper: list[dict] = []
+    submitted: dict[str, dict] = {}
+    order: list[str] = []
+    for cell in nb["cells"]:
+        gid = _nbgrader(cell).get("grade_id") if isinstance(cell, dict) else None
+        if not isinstance(gid, str):
+            continue
+        if gid in submitted:
+            tamper.append({"event": "duplicated_cell", "cell": gid,
+                           "detail": "the cell appears more than once; the first copy is graded"})
+            continue
+        submitted[gid] = cell
+        order.append(gid)
+    cells = []
+    for p in pristine:
+        cell = submitted.get(p.grade_id)
+        if p.kind == "solution":
+            cells.append(Cell(p.grade_id, "solution", _solution_source(p, cell, tamper)))
+        else:
+            _check_locked(p, cell, tamper)
+            cells.append(p)
+    _check_order([p.grade_id for p in pristine if p.grade_id in submitted],
+                 [g for g in order if g in {p.grade_id for p in pristine}], tamper)
+    return Rebuilt(assignment, lang, ppath, hashlib.sha256(raw).hexdigest(), cells, tamper)
+
+
+def _solution_source(p: Cell, cell: dict | None, tamper: list) -> str:
+    if cell is None:
+        tamper.append({"event": "deleted_cell", "cell": p.grade_id, "detail": "the solution cell is missing"})
+        return ""
+    if cell.get("cell_type") != "code":
+        tamper.append({"event": "changed_cell_type", "cell": p.grade_id,
+                       "detail": f"the solution cell was turned into {cell.get('cell_type')!r}"})
+        return ""
+    return _source(cell)
+
+
+def _check_locked(p: Cell, cell: dict | None, tamper: list) -> None:
+    """A locked cell (setup or test) must be unchanged; the pristine one is used either way."""
+    if cell is None:
+        tamper.append({"event": "deleted_cell", "cell": p.grade_id,
+                       "detail": "a locked cell is missing (the original is used)"})
+    elif _normalize(_source(cell)) != _normalize(p.source):
+        tamper.append({"event": "edited_locked_cell", "cell": p.grade_id,
+                       "detail": "a locked cell was edited (the original is used)"})
+
+
+def _check_order(expected: list[str], got: list[str], tamper: list) -> None:
+    if expected != got:
+        tamper.append({"event": "reordered_cells", "cell": "",
+                       "detail": "graded cells are not in the original order (the original order is used)"})

@@ -1,0 +1,206 @@
+"""The wire format between the trusted grader and the sandboxed child.
+
+Values cross the boundary as one JSON document plus one safetensors file:
+
+    tensor           {"$tensor": "t3"}           the tensor named t3 in the .safetensors file
+    bytes            {"$bytes": "00ff"}          hex
+    tuple            {"$tuple": [...]}
+    dict             {"$dict": [[key, value], ...]}   (keys: str, int, float, bool, None, tuple)
+    float nan / inf  {"$float": "nan" | "inf" | "-inf"}
+    torch.Generator  {"$generator": "t4"}        a CPU generator, its state as tensor t4
+    anything else    {"$object": "ndarray"}      only the type's name: the judge reports a wrong type
+    list, str, int, float, bool, None as themselves
+
+Never pickle: reading a wire file executes nothing, and every read is bounded
+(file sizes, nesting depth, item count) so that a hostile child cannot make
+the parent allocate without limit. Both sides import this module; it imports
+only json, torch and safetensors.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+FORMAT = "course-wire/1"
+MAX_JSON_BYTES = 16 * 2**20
+MAX_TENSOR_BYTES = 256 * 2**20
+MAX_DEPTH = 32
+MAX_ITEMS = 200_000
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,59}$")
+
+
+class WireError(ValueError):
+    """A value that cannot be written, or a file that is not valid wire data."""
+
+
+# ----------------------------------------------------------------------------
+# encoding (used by the parent for cases and by the child for outputs)
+
+
+class _Encoder:
+    def __init__(self):
+        self.tensors: dict[str, torch.Tensor] = {}
+        self.items = 0
+
+    def encode(self, value, depth: int = 0):
+        self.items += 1
+        if depth > MAX_DEPTH or self.items > MAX_ITEMS:
+            raise WireError("the value is nested too deeply or has too many items")
+        # exact types first: a subclass (int with a strange __eq__, ...) is converted to its base type
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, torch.Tensor):
+            return self._tensor(value)
+        if type(value) is torch.Generator and value.device.type == "cpu":
+            return {"$generator": self._tensor(value.get_state())["$tensor"]}
+        if isinstance(value, int):
+            return int.__index__(value) if type(value) is not int else value
+        if isinstance(value, float):
+            value = float.__float__(value)
+            return value if math.isfinite(value) else {"$float": repr(value)}
+        if isinstance(value, str):
+            return str.__str__(value)
+        if isinstance(value, (bytes, bytearray)):
+            return {"$bytes": bytes(value).hex()}
+        if isinstance(value, tuple):
+            return {"$tuple": [self.encode(v, depth + 1) for v in tuple.__iter__(value)]}
+        if isinstance(value, list):
+            return [self.encode(v, depth + 1) for v in list.__iter__(value)]
+        if isinstance(value, dict):
+            return {"$dict": [[self.encode(k, depth + 1), self.encode(v, depth + 1)]
+                              for k, v in dict.items(value)]}
+        return {"$object": _type_name(value)}
+
+    def _tensor(self, t: torch.Tensor):
+        t = torch.Tensor.as_subclass(t, torch.Tensor)          # drop any subclass and its overrides
+        if t.device.type != "cpu":
+            raise WireError(f"a tensor on device {t.device.type!r} (the grader runs on the CPU)")
+        if t.layout != torch.strided:
+            raise WireError(f"a {t.layout} tensor (only dense tensors are supported)")
+        if t.is_complex():
+            raise WireError("a complex tensor")
+        name = f"t{len(self.tensors)}"
+        self.tensors[name] = t.detach().clone().contiguous()
+        return {"$tensor": name}
+
+
+def _type_name(value) -> str:
+    name = getattr(type(value), "__name__", "object")
+    return name if isinstance(name, str) and _NAME.match(name) else "object"
+
+
+def dumps(value) -> tuple[bytes, bytes]:
+    """(JSON bytes, safetensors bytes) for one value."""
+    enc = _Encoder()
+    doc = {"format": FORMAT, "value": enc.encode(value)}
+    data = json.dumps(doc, ensure_ascii=True, allow_nan=False).encode()
+    return data, st_save(enc.tensors) if enc.tensors else b""
+
+
+def write(path: Path, value) -> None:
+    """Write path (JSON) and path.with_suffix('.safetensors')."""
+    data, tensors = dumps(value)
+    Path(path).write_bytes(data)
+    Path(path).with_suffix(".safetensors").write_bytes(tensors)
+
+
+# ----------------------------------------------------------------------------
+# decoding (bounded)
+
+
+class _Opaque:
+    """What an {"$object": name} becomes: compares equal to nothing."""
+
+
+def _opaque(name: str):
+    cls = type(name if _NAME.match(name) else "object", (_Opaque,), {})
+    return cls()
+
+
+class _Decoder:
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        self.tensors = tensors
+        self.items = 0
+
+    def decode(self, obj, depth: int = 0):
+        self.items += 1
+        if depth > MAX_DEPTH or self.items > MAX_ITEMS:
+            raise WireError("nested too deeply or too many items")
+        if obj is None or type(obj) in (bool, int, float, str):
+            return obj
+        if type(obj) is list:
+            return [self.decode(v, depth + 1) for v in obj]
+        if type(obj) is not dict or len(obj) != 1:
+            raise WireError(f"unexpected JSON value of type {type(obj).__name__}")
+        (tag, body), = obj.items()
+        if tag == "$tensor" and type(body) is str and body in self.tensors:
+            return self.tensors[body]
+        if tag == "$generator" and type(body) is str and body in self.tensors:
+            try:
+                return torch.Generator().set_state(self.tensors[body])
+            except (RuntimeError, TypeError):
+                raise WireError("bad generator state") from None
+        if tag == "$bytes" and type(body) is str:
+            try:
+                return bytes.fromhex(body)
+            except ValueError:
+                raise WireError("bad hex in $bytes") from None
+        if tag == "$tuple" and type(body) is list:
+            return tuple(self.decode(v, depth + 1) for v in body)
+        if tag == "$dict" and type(body) is list:
+            out = {}
+            for pair in body:
+                if type(pair) is not list or len(pair) != 2:
+                    raise WireError("bad $dict entry")
+                key = self.decode(pair[0], depth + 1)
+                try:
+                    out[key] = self.decode(pair[1], depth + 1)
+                except TypeError:
+                    raise WireError("unhashable dict key") from None
+            return out
+        if tag == "$float" and body in ("nan", "inf", "-inf"):
+            return float(body)
+        if tag == "$object" and type(body) is str:
+            return _opaque(body)
+        raise WireError(f"unknown or malformed tag {tag!r}")
+
+
+def _read_capped(path: Path, limit: int) -> bytes:
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        raise WireError(f"{path.name} is missing") from None
+    if size > limit:
+        raise WireError(f"{path.name} is too large ({size} bytes > {limit})")
+    with open(path, "rb") as f:
+        return f.read(limit + 1)[:limit]
+
+
+def loads(data: bytes, tensor_bytes: bytes):
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise WireError(f"not valid JSON: {str(exc)[:100]}") from None
+    if type(doc) is not dict or doc.get("format") != FORMAT or "value" not in doc:
+        raise WireError("not a course-wire document")
+    try:
+        tensors = st_load(tensor_bytes) if tensor_bytes else {}
+    except Exception as exc:  # safetensors raises its own error types
+        raise WireError(f"not a valid safetensors file: {str(exc)[:100]}") from None
+    return _Decoder(tensors).decode(doc["value"])
+
+
+def read(path: Path, max_json: int = MAX_JSON_BYTES, max_tensors: int = MAX_TENSOR_BYTES):
+    """The value written by write(path, value); WireError for anything malformed or too large."""
+    path = Path(path)
+    data = _read_capped(path, max_json)
+    st_path = path.with_suffix(".safetensors")
+    tensor_bytes = _read_capped(st_path, max_tensors) if st_path.exists() else b""
+    return loads(data, tensor_bytes)

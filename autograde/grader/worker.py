@@ -1,0 +1,227 @@
+"""UNTRUSTED SIDE. Runs inside the sandbox: `python -I -m autograde.grader.worker DIR`.
+
+Reads DIR/job.json (the cells to run, the steps to call) and DIR/cases_N.json
+(+ .safetensors: the inputs, in the wire format), then
+
+1. blocks the network and imports of the grader (autograde.reference*,
+   autograde.checks*) for everything that follows;
+2. runs the locked setup cells and the student's solution cells, each in
+   try/except (SystemExit included), with `autograde.notebook` replaced by a
+   stub so that `check(...)` does nothing here;
+3. for each step, calls the student's function on every case under
+   runner.forbid plus a profiler that catches forbidden functions called
+   through an alias, and writes DIR/out/step_N.json (+ .safetensors).
+
+Progress lines go to DIR/out/progress.jsonl so that after a timeout the parent
+knows which cell or step was running. Nothing here decides a score: the parent
+judges the outputs itself and trusts nothing in these files but their values.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import types
+from pathlib import Path
+
+import torch
+
+from autograde.checks.runner import ForbiddenCall, _resolve, forbid
+from autograde.grader import wire
+
+BLOCKED_IMPORTS = ("autograde.reference", "autograde.checks", "autograde.grader.sandbox",
+                   "autograde.grader.judge", "autograde.grader.plan", "autograde.grader.grade")
+
+
+# ----------------------------------------------------------------------------
+# protections installed before any student code
+
+
+class _BlockGrader:
+    """A meta path finder that refuses the grader's own modules."""
+
+    def find_spec(self, name, path=None, target=None):
+        if any(name == b or name.startswith(b + ".") for b in BLOCKED_IMPORTS):
+            raise ImportError(f"{name} is not available while grading")
+        return None
+
+
+def _no_network(*args, **kwargs):
+    raise OSError("network access is disabled while grading")
+
+
+def block_network() -> None:
+    import _socket
+    import socket
+
+    for module in (socket, _socket):
+        for name in ("socket", "create_connection", "socketpair", "fromfd", "create_server", "getaddrinfo"):
+            if hasattr(module, name):
+                setattr(module, name, _no_network)
+
+
+def notebook_stub() -> types.ModuleType:
+    """What `from autograde.notebook import setup, check` gives inside the sandbox."""
+    stub = types.ModuleType("autograde.notebook")
+    stub.setup = lambda lang="en", seed=0: (torch.manual_seed(seed), torch.device("cpu"))[1]
+    stub.device = lambda: torch.device("cpu")
+    stub.check = lambda *args, **kwargs: {"passed": None}
+    stub.save_piece = lambda *args, **kwargs: None
+    stub.load_piece = lambda step, reference: reference
+    stub.CheckFailed = AssertionError
+    return stub
+
+
+# ----------------------------------------------------------------------------
+# forbidden calls through aliases
+
+
+class AliasWatch:
+    """A profiler that notices calls to forbidden C functions however they are reached
+    (`f = F.scaled_dot_product_attention` saved before forbid() swapped the attribute)."""
+
+    def __init__(self, names):
+        self.originals, self.tensor_methods = {}, set()
+        for dotted in names:
+            if dotted.startswith("torch.Tensor."):
+                self.tensor_methods.add(dotted.rsplit(".", 1)[1])
+            found = _resolve(dotted)
+            if found is not None:
+                self.originals[id(getattr(*found))] = dotted
+        self.hit: str | None = None
+
+    def __call__(self, frame, event, arg):
+        if event == "c_call" and self.hit is None:
+            name = self.originals.get(id(arg))
+            if name is None and getattr(arg, "__name__", None) in self.tensor_methods \
+                    and isinstance(getattr(arg, "__self__", None), torch.Tensor):
+                name = f"torch.Tensor.{arg.__name__}"
+            if name:
+                self.hit = name
+
+    def __enter__(self):
+        sys.setprofile(self)
+        threading.setprofile(self)
+        return self
+
+    def __exit__(self, *exc):
+        tampered = sys.getprofile() is not self
+        sys.setprofile(None)
+        threading.setprofile(None)
+        if tampered and self.hit is None:
+            self.hit = "sys.setprofile (the grader's call monitor)"
+
+
+# ----------------------------------------------------------------------------
+# running
+
+
+class CallTimeout(BaseException):
+    """Raised by SIGALRM inside a cell or a call that runs too long (BaseException: a bare
+    `except Exception` in the student's code does not swallow it; the parent's wall clock
+    catches whatever does)."""
+
+
+class alarm:
+    """A per-cell / per-call time limit (seconds; 0 = none)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def __enter__(self):
+        if self.seconds:
+            signal.signal(signal.SIGALRM, self._fire)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def __exit__(self, *exc):
+        if self.seconds:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def _fire(self, signum, frame):
+        raise CallTimeout(f"took longer than {self.seconds:g} s")
+
+
+class Progress:
+    def __init__(self, path: Path):
+        self.file = open(path, "a", encoding="utf-8")
+
+    def log(self, **event) -> None:
+        self.file.write(json.dumps(event, ensure_ascii=True) + "\n")
+        self.file.flush()
+
+
+def run_cells(job: dict, ns: dict, progress: Progress) -> None:
+    """Each cell in its own try: a broken cell costs only what depends on it."""
+    for i, cell in enumerate(job["cells"]):
+        if i in job.get("skip_cells", ()):
+            continue
+        progress.log(cell=i, phase="start")
+        error = None
+        try:
+            with alarm(job.get("call_timeout", 0)):
+                exec(compile(cell["source"], f"<cell {cell['id']}>", "exec"), ns)
+        except BaseException as exc:   # SystemExit and KeyboardInterrupt too: the notebook goes on
+            error = f"{type(exc).__name__}: {str(exc)[:300]}"
+        progress.log(cell=i, phase="end", error=error)
+
+
+def call_case(fn, args, kwargs, forbidden, seconds: float = 0) -> dict:
+    """One call of the student's function -> {"out": value} or {"err": [key, params]}."""
+    try:
+        with alarm(seconds), AliasWatch(forbidden) as watch, forbid(tuple(forbidden)):
+            out = fn(*args, **kwargs)
+    except CallTimeout:
+        return {"err": ["timeout", {"seconds": f"{seconds:g}"}]}
+    except NotImplementedError:
+        return {"err": ["not_implemented", {"function": getattr(fn, "__name__", "?")}]}
+    except ForbiddenCall as exc:
+        return {"err": ["forbidden_call", {"name": str(exc)}]}
+    except BaseException as exc:       # the student's bug (or an expected error), SystemExit included
+        mro = [c.__name__ for c in type(exc).__mro__][:20]
+        return {"err": ["raised", {"error": type(exc).__name__, "text": str(exc)[:300], "mro": mro}]}
+    if watch.hit:
+        return {"err": ["forbidden_call", {"name": watch.hit}]}
+    return {"out": out}
+
+
+def run_step(directory: Path, index: int, step: dict, ns: dict, seconds: float) -> None:
+    fn = ns.get(step["function"])
+    cases = wire.read(directory / step["cases"])
+    if not callable(fn):
+        results = {"missing": True}
+    else:
+        results = {"cases": [call_case(fn, args, kwargs, step["forbidden"], seconds) for args, kwargs in cases]}
+    try:
+        wire.write(directory / "out" / f"step_{index}.json", results)
+    except Exception as exc:           # the student's output could not be serialized
+        wire.write(directory / "out" / f"step_{index}.json", {"unwritable": f"{type(exc).__name__}: {exc}"[:300]})
+
+
+def main(directory: str) -> int:
+    directory = Path(directory)
+    job = json.loads((directory / "job.json").read_text(encoding="utf-8"))
+    progress = Progress(directory / "out" / "progress.jsonl")
+    torch.set_num_threads(1)
+    sys.meta_path.insert(0, _BlockGrader())
+    for name in [m for m in sys.modules if any(m == b or m.startswith(b + ".") for b in BLOCKED_IMPORTS)]:
+        sys.modules[name] = None       # already loaded by the worker itself: unreachable by import
+    block_network()
+    sys.modules["autograde.notebook"] = notebook_stub()
+    ns: dict = {"__name__": "__main__", "__builtins__": __builtins__}
+    run_cells(job, ns, progress)
+    for i, step in enumerate(job["steps"]):
+        if i < job.get("start_step", 0):
+            continue
+        progress.log(step=i, phase="start")
+        run_step(directory, i, step, ns, job.get("call_timeout", 0))
+        progress.log(step=i, phase="end")
+    progress.log(done=True)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print("usage: python -I -m autograde.grader.worker DIR", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,153 @@
+"""The hostile corpus: submissions made from the attention solution notebook by
+replacing one solution cell (or the notebook's structure), each with what the
+grader must conclude.
+
+Every case is graded against a baseline (the untouched solution notebook, in
+the same batch): no case may score more than the baseline in any cell, the
+cells in `zero` must score 0, `same=True` cases must score exactly the
+baseline, and `tamper` / `error` name what the result must report.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SOLUTION = REPO / "solutions" / "en" / "02_attention" / "02_attention.ipynb"
+HERE = Path(__file__).resolve().parent
+
+GOOD_SOFTMAX = '''def softmax(x, dim=-1):
+    shifted = x - x.amax(dim=dim, keepdim=True)
+    e = shifted.exp()
+    return e / e.sum(dim=dim, keepdim=True)
+'''
+WRONG_SOFTMAX = '''def softmax(x, dim=-1):
+    return x.exp() / x.exp().sum(dim=0, keepdim=True)
+'''
+
+# name -> (cell to replace, new source, spec)
+CELL_CASES = {
+    "infinite_loop_cell": ("softmax", "while True:\n    pass\n" + GOOD_SOFTMAX, {"zero": ["check_softmax"]}),
+    "infinite_loop_call": ("causal_mask", "def causal_mask(T):\n    while True:\n        pass\n",
+                           {"zero": ["check_causal_mask"]}),
+    "loop_swallowing_alarm": ("causal_mask", "def causal_mask(T):\n    while True:\n        try:\n"
+                              "            while True:\n                pass\n        except BaseException:\n"
+                              "            pass\n", {"zero": ["check_causal_mask"]}),
+    "print_1gb": ("softmax", "import sys\nchunk = 'x' * 2**20\nfor _ in range(1024):\n    sys.stdout.write(chunk)\n"
+                  + GOOD_SOFTMAX, {"same": True}),
+    "memory_bomb": ("softmax", "hog = bytearray(64 * 2**30)\n" + GOOD_SOFTMAX, {"zero": ["check_softmax"]}),
+    "memory_bomb_in_call": ("causal_mask", "def causal_mask(T):\n    blocks = []\n    while True:\n"
+                            "        blocks.append(bytearray(2**28))\n", {"zero": ["check_causal_mask"]}),
+    "fork_bomb": ("causal_mask", "import os\ndef causal_mask(T):\n    while True:\n        try:\n"
+                  "            os.fork()\n        except OSError:\n            pass\n",
+                  {"zero": ["check_causal_mask"], "needs_nproc": True}),
+    "sys_exit": ("softmax", GOOD_SOFTMAX + "import sys\nsys.exit(0)\n", {"same": True}),
+    "os_exit": ("softmax", GOOD_SOFTMAX + "import os\nos._exit(0)\n", {"zero": ["check_softmax"]}),
+    "os_exit_in_call": ("causal_mask", "import os\ndef causal_mask(T):\n    os._exit(0)\n",
+                        {"zero": ["check_causal_mask"]}),
+    "segfault": ("softmax", "import ctypes\nctypes.string_at(0)\n" + GOOD_SOFTMAX, {"zero": ["check_softmax"]}),
+    "showtraceback": ("softmax", "from IPython.core.interactiveshell import InteractiveShell\n"
+                      "InteractiveShell.showtraceback = lambda *a, **k: None\n" + WRONG_SOFTMAX,
+                      {"zero": ["check_softmax"]}),
+    "eq_always_true": ("causal_mask", "class Yes:\n    def __eq__(self, other):\n        return True\n"
+                       "    __hash__ = object.__hash__\ndef causal_mask(T):\n    return Yes()\n",
+                       {"zero": ["check_causal_mask"]}),
+    "tensor_subclass_eq": ("causal_mask", "import torch\nclass Yes(torch.Tensor):\n"
+                           "    def __eq__(self, other):\n        return True\n"
+                           "def causal_mask(T):\n    return torch.zeros(T, T, dtype=torch.bool).as_subclass(Yes)\n",
+                           {"zero": ["check_causal_mask"]}),
+    "patch_allclose": ("softmax", "import torch\ntorch.allclose = lambda *a, **k: True\n"
+                       "torch.equal = lambda *a, **k: True\n" + WRONG_SOFTMAX, {"zero": ["check_softmax"]}),
+    "patch_checks": ("softmax", "try:\n    import autograde.checks.core as core\n"
+                     "    core.compare_outputs = lambda *a, **k: core.Verdict(True)\nexcept ImportError:\n    pass\n"
+                     "import autograde.notebook as nb\nnb.check = lambda *a, **k: None\n" + WRONG_SOFTMAX,
+                     {"zero": ["check_softmax"]}),
+    "patch_builtins": ("softmax", "import builtins\nbuiltins.isinstance = lambda *a: True\n"
+                       "builtins.len = lambda *a: 0\n" + WRONG_SOFTMAX, {"zero": ["check_softmax"]}),
+    "import_reference": ("sdpa", "from autograde.reference.model import scaled_dot_product_attention\n",
+                         {"zero": ["check_sdpa"]}),
+    "torch_sdpa": ("sdpa", "import torch.nn.functional as F\ndef scaled_dot_product_attention(q, k, v, mask=None):\n"
+                   "    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)\n", {"zero": ["check_sdpa"]}),
+    "torch_sdpa_alias": ("sdpa", "import torch\nfast = torch.nn.functional.scaled_dot_product_attention\n"
+                         "def scaled_dot_product_attention(q, k, v, mask=None):\n"
+                         "    return fast(q, k, v, attn_mask=mask)\n", {"zero": ["check_sdpa"]}),
+    "read_grader_files": ("softmax", "stolen = []\nfor p in [{steps!r}, {weights!r}, {solution!r}]:\n    try:\n"
+                          "        stolen.append(open(p, 'rb').read(10))\n    except OSError:\n        pass\n"
+                          "if stolen:\n" + "\n".join("    " + l for l in WRONG_SOFTMAX.splitlines()) + "\nelse:\n"
+                          + "\n".join("    " + l for l in GOOD_SOFTMAX.splitlines()) + "\n",
+                          {"same_if_isolated": True}),
+    "network": ("softmax", "import socket\ntry:\n    socket.create_connection(('1.1.1.1', 53), timeout=2)\n"
+                "    online = True\nexcept OSError:\n    online = False\n"
+                "if online:\n" + "\n".join("    " + l for l in WRONG_SOFTMAX.splitlines()) + "\nelse:\n"
+                + "\n".join("    " + l for l in GOOD_SOFTMAX.splitlines()) + "\n", {"same": True}),
+    "nan_output": ("softmax", "def softmax(x, dim=-1):\n    return x * float('nan')\n", {"zero": ["check_softmax"]}),
+    "inf_output": ("softmax", "def softmax(x, dim=-1):\n    return x * float('inf')\n", {"zero": ["check_softmax"]}),
+    "wrong_dtype": ("causal_mask", "import torch\ndef causal_mask(T):\n    return torch.ones(T, T).tril()\n",
+                    {"zero": ["check_causal_mask"]}),
+    "wrong_device": ("causal_mask", "import torch\ndef causal_mask(T):\n"
+                     "    return torch.ones(T, T, dtype=torch.bool, device='meta').tril()\n",
+                     {"zero": ["check_causal_mask"]}),
+    "wrong_shape": ("causal_mask", "import torch\ndef causal_mask(T):\n"
+                    "    return torch.ones(T, T + 1, dtype=torch.bool).tril()\n", {"zero": ["check_causal_mask"]}),
+    "numpy_output": ("causal_mask", "import numpy as np\ndef causal_mask(T):\n"
+                     "    return np.tril(np.ones((T, T), dtype=bool))\n", {"zero": ["check_causal_mask"]}),
+    "korean_text": ("softmax", "# 한국어 주석: 소프트맥스\n인사 = '안녕하세요, 겨울 배가 맛있단다!'\nprint(인사)\n"
+                    + GOOD_SOFTMAX, {"same": True}),
+}
+
+
+def solution_notebook() -> dict:
+    return json.loads(SOLUTION.read_text(encoding="utf-8"))
+
+
+def _cell(nb: dict, grade_id: str) -> dict:
+    return next(c for c in nb["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def with_cell(grade_id: str, source: str) -> dict:
+    nb = solution_notebook()
+    _cell(nb, grade_id)["source"] = source
+    return nb
+
+
+def structural_cases() -> dict[str, tuple[dict | bytes, dict]]:
+    """Cases that change the notebook's structure rather than one cell's code."""
+    out = {}
+    nb = solution_notebook()
+    nb["cells"] = [c for c in nb["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") != "softmax"]
+    out["deleted_cell"] = (nb, {"zero": ["check_softmax"], "tamper": ["deleted_cell"]})
+
+    nb = solution_notebook()
+    first = copy.deepcopy(_cell(nb, "softmax"))
+    first["source"] = WRONG_SOFTMAX
+    first["id"] = "softmax-copy"
+    nb["cells"].insert(nb["cells"].index(_cell(nb, "softmax")), first)
+    out["duplicated_cell"] = (nb, {"zero": ["check_softmax"], "tamper": ["duplicated_cell"]})
+
+    nb = solution_notebook()
+    a, b = _cell(nb, "softmax"), _cell(nb, "causal_mask")
+    ia, ib = nb["cells"].index(a), nb["cells"].index(b)
+    nb["cells"][ia], nb["cells"][ib] = b, a
+    out["reordered_cells"] = (nb, {"same": True, "tamper": ["reordered_cells"]})
+
+    nb = solution_notebook()
+    _cell(nb, "check_softmax")["source"] = "pass  # no checks here\n"
+    _cell(nb, "softmax")["source"] = WRONG_SOFTMAX
+    out["edited_locked_cell"] = (nb, {"zero": ["check_softmax"], "tamper": ["edited_locked_cell"]})
+
+    for name in ("invalid_json", "nbformat3", "no_cells"):
+        out[name] = ((HERE / f"{name}.ipynb").read_bytes(), {"error": True})
+    return out
+
+
+def all_cases(grader_paths: dict[str, str]) -> dict[str, tuple[dict | bytes, dict]]:
+    """name -> (notebook dict or raw bytes, spec). grader_paths fills {steps}, {weights}, {solution}."""
+    cases = {}
+    for name, (grade_id, source, spec) in CELL_CASES.items():
+        if name == "read_grader_files":
+            source = source.replace("{steps!r}", repr(grader_paths["steps"])).replace(
+                "{weights!r}", repr(grader_paths["weights"])).replace("{solution!r}", repr(grader_paths["solution"]))
+        cases[name] = (with_cell(grade_id, source), spec)
+    cases.update(structural_cases())
+    return cases

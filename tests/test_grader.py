@@ -1,0 +1,254 @@
+"""The hardened grader: `course check`, `course grade` into nbgrader's gradebook,
+resuming after a kill, and the same scores as nbgrader's own autograder.
+
+Submissions are made the way students make them: the released exercise
+notebook with its solution cells filled in (from the solution notebook), one
+with a wrong causal mask, one left blank.
+"""
+import csv
+import hashlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autograde.grader import grade as grade_mod
+from autograde.grader.grade import STATE_DIR, grade_assignment
+from autograde.grader.sandbox import Limits
+from autograde.grader.wire import WireError, dumps, loads
+
+REPO = Path(__file__).resolve().parent.parent
+ASSIGNMENT = "02_attention"
+REFERENCE = REPO / "autograde" / "data" / "reference" / "model.safetensors"
+needs_reference = pytest.mark.skipif(not REFERENCE.exists(), reason="the reference model is not trained yet")
+FAST = Limits(timeout=30, call_timeout=5)
+WRONG_MASK = "import torch\ndef causal_mask(T):\n    return torch.ones(T, T, dtype=torch.bool).tril(-1)\n"
+
+
+def env_with_venv(**extra):
+    """nbgrader calls `alembic` by name: the venv's bin directory goes first on PATH."""
+    env = dict(os.environ, **extra)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def _cells_by_id(nb):
+    return {c["metadata"]["nbgrader"]["grade_id"]: c for c in nb["cells"] if "nbgrader" in c.get("metadata", {})}
+
+
+def make_submission(kind: str, lang: str = "en") -> dict:
+    """'full', 'partial' (wrong causal mask) or 'blank', from the released exercise notebook."""
+    exercise = json.loads((REPO / "exercises" / lang / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
+    solution = _cells_by_id(json.loads((REPO / "solutions" / lang / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()))
+    if kind != "blank":
+        for gid, cell in _cells_by_id(exercise).items():
+            if cell["metadata"]["nbgrader"].get("solution"):
+                cell["source"] = solution[gid]["source"]
+    if kind == "partial":
+        _cells_by_id(exercise)["causal_mask"]["source"] = WRONG_MASK
+    return exercise
+
+
+def write_submissions(root: Path, kinds: dict[str, str]) -> None:
+    for student, kind in kinds.items():
+        path = root / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(make_submission(kind), ensure_ascii=False), encoding="utf-8")
+
+
+def course(*args, env=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "autograde.cli", *args], capture_output=True, text=True,
+                          encoding="utf-8", env=env or env_with_venv(COURSE_GRADE_TIMEOUT="60"), timeout=timeout)
+
+
+# ----------------------------------------------------------------------------
+# wire format
+
+
+def test_wire_round_trip_and_bounds():
+    import torch
+
+    value = {"t": torch.arange(6.0).reshape(2, 3), "b": b"\x00\xff", "tup": (1, 2.5, "한국어", None, True),
+             "nan": float("nan"), 3: [float("inf")]}
+    back = loads(*dumps(value))
+    assert torch.equal(back["t"], value["t"]) and back["b"] == value["b"] and back["tup"] == value["tup"]
+    assert back["nan"] != back["nan"] and back[3] == [float("inf")]
+    g = torch.Generator().manual_seed(3)
+    copy = loads(*dumps(g))                                                  # a CPU generator, by its state
+    assert torch.equal(torch.rand(4, generator=copy), torch.rand(4, generator=g))
+    import numpy as np
+    assert type(loads(*dumps(np.zeros(2)))).__name__ == "ndarray"          # a named stand-in, never the object
+    for bad in (b"not json", b'{"format": "course-wire/1", "value": {"$tensor": "t9"}}',
+                b'{"format": "course-wire/1", "value": {"$evil": 1}}', b"[" * 100000):
+        with pytest.raises(WireError):
+            loads(bad, b"")
+    with pytest.raises(WireError):
+        dumps(torch.ones(2, device="meta"))
+
+
+# ----------------------------------------------------------------------------
+# course check
+
+
+@needs_reference
+def test_check_json_is_a_gradescope_superset(tmp_path):
+    path = tmp_path / f"{ASSIGNMENT}.ipynb"
+    path.write_text(json.dumps(make_submission("partial")), encoding="utf-8")
+    done = course("check", str(path), "--json")
+    assert done.returncode == 1, done.stderr
+    result = json.loads(done.stdout)
+    for key in ("score", "max_score", "tests", "grader_version", "seeds", "submission_sha256", "tamper"):
+        assert key in result
+    assert result["submission_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert any(k.endswith(":hidden") for k in result["seeds"])
+    tests = {t["name"]: t for t in result["tests"]}
+    for t in tests.values():
+        assert set(t) >= {"name", "score", "max_score", "status", "output", "visibility"}
+        assert t["status"] in ("passed", "failed")
+    assert tests["check_causal_mask"]["status"] == "failed" and tests["check_causal_mask"]["score"] == 0
+    assert "off by one" in tests["check_causal_mask"]["output"]
+    assert tests["check_softmax"]["status"] == "passed"
+    assert result["score"] == sum(t["score"] for t in result["tests"])
+
+
+@needs_reference
+def test_check_table_in_korean_under_lang_c(tmp_path):
+    """The notebook's language picks the messages; LANG=C in the caller changes nothing."""
+    nb = make_submission("blank", lang="ko")
+    solution = _cells_by_id(json.loads((REPO / "solutions/ko" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()))
+    _cells_by_id(nb)["softmax"]["source"] = "# 한국어 주석\n인사 = '안녕'\nprint(인사)\n" + \
+        "".join(solution["softmax"]["source"])
+    path = tmp_path / "내_과제.ipynb"
+    path.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
+    done = course("check", str(path), env=env_with_venv(LANG="C", LC_ALL="C", COURSE_GRADE_TIMEOUT="60"))
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "check_softmax" in done.stdout and "통과" in done.stdout and "아직 구현하지 않았습니다" in done.stdout
+
+
+@needs_reference
+def test_check_exit_status_follows_the_items(tmp_path):
+    path = REPO / "solutions" / "en" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    done = course("check", str(path), "--json")
+    result = json.loads(done.stdout)
+    all_pass = all(t["status"] == "passed" for t in result["tests"])
+    assert done.returncode == (0 if all_pass else 1)
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (None, "does not exist"),
+    (b"{oops", "invalid JSON"),
+    (json.dumps({"nbformat": 3, "nbformat_minor": 0, "worksheets": []}).encode(), "format 3"),
+    (json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {"course": {"assignment": "99_nothing"}},
+                 "cells": []}).encode(), "unknown assignment"),
+])
+def test_check_bad_input_is_one_clear_line(tmp_path, content, fragment):
+    path = tmp_path / "submission.ipynb"
+    if content is not None:
+        path.write_bytes(content)
+    done = course("check", str(path))
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: ") and fragment in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_grade_bad_input_is_one_clear_line(tmp_path):
+    done = course("grade", "99_nothing", "--root", str(tmp_path))
+    assert done.returncode == 2 and "unknown assignment" in done.stderr and "Traceback" not in done.stderr
+    done = course("grade", ASSIGNMENT, "--root", str(tmp_path))
+    assert done.returncode == 2 and "submitted" in done.stderr and "Traceback" not in done.stderr
+
+
+# ----------------------------------------------------------------------------
+# course grade: resumable
+
+
+def grade_rows(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as con:
+        return con.execute("""
+            SELECT student.id, grade_cell.name, grade.auto_score FROM grade
+            JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id
+            JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id
+            JOIN student ON submitted_assignment.student_id = student.id
+            JOIN base_cell AS grade_cell ON grade.cell_id = grade_cell.id
+            ORDER BY 1, 2""").fetchall()
+
+
+@needs_reference
+def test_grade_resumes_after_a_kill(tmp_path, monkeypatch):
+    write_submissions(tmp_path, {"ana": "full", "ben": "partial", "cho": "blank"})
+    assert grade_assignment(ASSIGNMENT, workers=2, root=tmp_path, limits=FAST, quiet=True) == 0
+    rows = grade_rows(tmp_path / "gradebook.db")
+    state_path = tmp_path / STATE_DIR / f"{ASSIGNMENT}.json"
+    state = json.loads(state_path.read_text())
+    assert set(state["done"]) == {"ana", "ben", "cho"}
+    totals = {s: e["score"] for s, e in state["done"].items()}
+    assert totals["ana"] > totals["ben"] > totals["cho"] == 0
+
+    # a run killed after ben's gradebook commit but before its state entry: only ben is graded again
+    del state["done"]["ben"]
+    state_path.write_text(json.dumps(state))
+    graded = []
+    real = grade_mod.grade_notebook
+    monkeypatch.setattr(grade_mod, "grade_notebook", lambda path, *a, **k: graded.append(path) or real(path, *a, **k))
+    assert grade_assignment(ASSIGNMENT, workers=2, root=tmp_path, limits=FAST, quiet=True) == 0
+    assert [p.parts[-3] for p in graded] == ["ben"]
+    assert grade_rows(tmp_path / "gradebook.db") == rows                   # same rows, no duplicates
+    assert json.loads(state_path.read_text())["done"]["ben"]["score"] == totals["ben"]
+
+    # nothing left: a third run grades nothing; a changed submission is graded again
+    graded.clear()
+    grade_assignment(ASSIGNMENT, workers=1, root=tmp_path, limits=FAST, quiet=True)
+    assert graded == []
+    write_submissions(tmp_path, {"cho": "full"})
+    grade_assignment(ASSIGNMENT, workers=1, root=tmp_path, limits=FAST, quiet=True)
+    assert [p.parts[-3] for p in graded] == ["cho"]
+    assert json.loads(state_path.read_text())["done"]["cho"]["score"] == totals["ana"]
+
+
+# ----------------------------------------------------------------------------
+# nbgrader end to end, the same gradebook
+
+
+def nbgrader(root: Path, *args):
+    done = subprocess.run([sys.executable, "-m", "nbgrader", *args, "--log-level=WARN"], cwd=root,
+                          capture_output=True, text=True, env=env_with_venv(), timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def export_scores(root: Path, name: str) -> dict[str, float]:
+    nbgrader(root, "export", f"--CsvExportPlugin.to={name}")
+    with open(root / name, newline="", encoding="utf-8") as f:
+        return {row["student_id"]: float(row["raw_score"]) for row in csv.DictReader(f)
+                if row["assignment"] == ASSIGNMENT}
+
+
+@needs_reference
+@pytest.mark.slow
+def test_nbgrader_and_course_grade_share_the_gradebook(tmp_path):
+    (tmp_path / "nbgrader_config.py").write_text(
+        "c = get_config()\n"
+        f"c.CourseDirectory.root = {str(tmp_path)!r}\n"
+        f"c.CourseDirectory.source_directory = {str(REPO / 'solutions' / 'en')!r}\n"
+        "c.CourseDirectory.release_directory = 'release'\n"
+        f"c.CourseDirectory.db_url = 'sqlite:///{tmp_path / 'gradebook.db'}'\n"
+        "c.ExecutePreprocessor.timeout = 300\n")
+    nbgrader(tmp_path, "generate_assignment", ASSIGNMENT, "--force")
+    write_submissions(tmp_path, {"ana": "full", "ben": "partial", "cho": "blank"})
+    nbgrader(tmp_path, "autograde", ASSIGNMENT, "--force")
+    nbgrader(tmp_path, "generate_feedback", ASSIGNMENT, "--force")
+    assert (tmp_path / "feedback" / "ben" / ASSIGNMENT / f"{ASSIGNMENT}.html").exists()
+    by_nbgrader = export_scores(tmp_path, "nbgrader.csv")
+
+    done = course("grade", ASSIGNMENT, "--root", str(tmp_path), "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    by_course = export_scores(tmp_path, "course.csv")
+    assert by_course == by_nbgrader                                      # hidden tests included in both
+    assert by_course["ana"] > by_course["ben"] > by_course["cho"] == 0
+    nbgrader(tmp_path, "generate_feedback", ASSIGNMENT, "--force")       # from course grade's autograded/
+    assert "check_causal_mask" in (tmp_path / "feedback" / "ben" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
