@@ -69,7 +69,9 @@ def main(argv: list[str]) -> int:
     if task == "test":
         ensure_venv()
         ensure_chromium()
-        return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT)
+        # two workers, one test file each at a time (files share expensive fixtures)
+        args = rest or ["-n", "2", "--dist", "loadfile"]
+        return subprocess.call([str(PY), "-m", "pytest", *args], cwd=ROOT)
     if task == "setup":
         ensure_venv()
         return 0
