@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--window", type=int, default=None, help="context length to run with (default: the model's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -79,11 +79,13 @@ def generate(model: Transformer, prompt_ids, max_new_tokens: int, *, temperature
              top_p=None, greedy=False, seed=None, use_cache=True, stop_id=None) -> list[int]:
     """Continue `prompt_ids` by up to `max_new_tokens` tokens; returns only the new ids.
 
-    The model sees at most its context length: a longer prompt (or a long
-    generation) keeps its most recent max_seq_len tokens. With the KV cache,
-    prefill runs the prompt once and each decode step feeds one token; when the
-    window is full the cache is rebuilt from the last max_seq_len tokens, so
-    cached and uncached generation return identical tokens.
+    Context policy (the same with and without the cache, so both give identical
+    tokens): the model sees at most its context length `window`. A longer
+    prompt keeps its last `window` tokens. When the generated text fills the
+    window, the oldest half is dropped and the model continues from the last
+    window // 2 tokens. With the KV cache, prefill runs the context once and
+    each decode step feeds one token; the cache is rebuilt only when the
+    context is shifted, once every window // 2 tokens.
     """
     if len(prompt_ids) == 0:
         raise CourseError("the prompt is empty: give at least one token")
@@ -97,14 +99,18 @@ def generate(model: Transformer, prompt_ids, max_new_tokens: int, *, temperature
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
 
     ids = list(prompt_ids)
+    start = max(0, len(ids) - window)          # the model's context is ids[start:]
     new_ids: list[int] = []
     cache = None
     for _ in range(max_new_tokens):
-        if use_cache and cache is not None and cache.length < window:
+        if len(ids) - start > window:          # full: keep the newest half
+            start = len(ids) - window // 2
+            cache = None
+        if use_cache and cache is not None:
             step_input = torch.tensor([ids[-1:]], device=device)          # decode: (1, 1)
         else:
             cache = KVCache(model.cfg.n_layer) if use_cache else None      # prefill: (1, T)
-            step_input = torch.tensor([ids[-window:]], device=device)
+            step_input = torch.tensor([ids[start:]], device=device)
         logits = model(step_input, cache=cache)[:, -1, :]                  # (1, V)
         token = int(sample_next(logits, temperature, top_k, top_p, greedy, generator)[0])
         ids.append(token)
