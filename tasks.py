@@ -33,8 +33,9 @@ def run(*cmd, **kw):
 def ensure_venv() -> None:
     if sys.version_info < (3, 11):
         sys.exit(f"Python 3.11 or newer is needed (this is {sys.version.split()[0]})")
-    if not PY.exists():
-        run(sys.executable, "-m", "venv", VENV)
+    # (re)create the venv when it is missing or was left half-made by an interrupted run
+    if not PY.exists() or subprocess.run([str(PY), "-m", "pip", "--version"], capture_output=True).returncode != 0:
+        run(sys.executable, "-m", "venv", "--clear", VENV)
     stamp = VENV / ".course-installed"
     want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + TORCH.encode()).hexdigest()
     if stamp.exists() and stamp.read_text() == want:
