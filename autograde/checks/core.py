@@ -115,14 +115,18 @@ class Check:
         return None
 
     def diagnose(self, case: Case, output: Any) -> str | None:
-        """The first known mistake whose output matches the student's."""
-        for key, mutant in self.mutants.items():
-            try:
-                wrong = mutant(*case.args, **case.kwargs)
-            except Exception:
-                continue
-            if compare_outputs(output, wrong, label=case.label).passed:
-                return key
+        """The first known mistake whose output matches the student's.
+
+        A mutant entry is one callable or a list/tuple of callables: several
+        ways to make the same mistake."""
+        for key, mutants in self.mutants.items():
+            for mutant in mutants if isinstance(mutants, (list, tuple)) else (mutants,):
+                try:
+                    wrong = mutant(*case.args, **case.kwargs)
+                except Exception:
+                    continue
+                if compare_outputs(output, wrong, label=case.label).passed:
+                    return key
         return None
 
 
