@@ -304,23 +304,30 @@ def server(site):
 def search(drv, base: str, query: str) -> list[str]:
     """Type `query` into Material's search box; return the result links."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     drv.get(f"{base}/index.html")
     # open the search dialog (from file:// Material loads the index only then)
     drv.execute_script("const t = document.getElementById('__search'); t.checked = true;"
                        "t.dispatchEvent(new Event('change'))")
-    box = WebDriverWait(drv, 20).until(lambda d: d.find_element(By.CSS_SELECTOR, "input.md-search__input"))
+    box = WebDriverWait(drv, 30).until(lambda d: d.find_element(By.CSS_SELECTOR, "input.md-search__input"))
     box.send_keys(query)
 
     def results(d):
         links = [a.get_attribute("href") for a in d.find_elements(By.CSS_SELECTOR, ".md-search-result__item > a")]
         return links or False
 
-    try:
-        return WebDriverWait(drv, 20).until(results)
-    except Exception:
-        return []
+    # On a loaded machine the search worker can still be building its index when
+    # the query is typed, and Material may drop that first query: re-type it until
+    # results show or a minute has passed.
+    for _ in range(6):
+        try:
+            return WebDriverWait(drv, 10).until(results)
+        except Exception:
+            box.send_keys(Keys.BACKSPACE)
+            box.send_keys(query[-1])
+    return []
 
 
 @pytest.mark.browser
