@@ -40,10 +40,10 @@ def _cells_by_id(nb):
     return {c["metadata"]["nbgrader"]["grade_id"]: c for c in nb["cells"] if "nbgrader" in c.get("metadata", {})}
 
 
-def make_submission(kind: str, lang: str = "en") -> dict:
+def make_submission(kind: str, lang: str = "en", assignment: str = ASSIGNMENT) -> dict:
     """'full', 'partial' (wrong causal mask) or 'blank', from the released exercise notebook."""
-    exercise = json.loads((REPO / "exercises" / lang / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
-    solution = _cells_by_id(json.loads((REPO / "solutions" / lang / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()))
+    exercise = json.loads((REPO / "exercises" / lang / assignment / f"{assignment}.ipynb").read_text())
+    solution = _cells_by_id(json.loads((REPO / "solutions" / lang / assignment / f"{assignment}.ipynb").read_text()))
     if kind != "blank":
         for gid, cell in _cells_by_id(exercise).items():
             if cell["metadata"]["nbgrader"].get("solution"):
@@ -88,6 +88,19 @@ def test_wire_round_trip_and_bounds():
             loads(bad, b"")
     with pytest.raises(WireError):
         dumps(torch.ones(2, device="meta"))
+
+
+def test_the_reference_model_crosses_the_wire_by_name_only():
+    from autograde.checks.steps.sampling import ModelSpy, NoGradModel
+
+    data = dumps([NoGradModel(None), ModelSpy(None), ModelSpy(None)])
+    assert b"$model" in data[0] and not data[1]                             # no weights, no pickled object
+    built = []
+    back = loads(*data, models={"model_fn": lambda: built.append("fn") or "fn",
+                                "spy": lambda: built.append("spy") or object()})
+    assert built == ["fn", "spy", "spy"] and back[1] is not back[2]         # one fresh spy per occurrence
+    # the parent reads the child's outputs without factories: a returned "model" is an opaque stand-in
+    assert type(loads(*data)[0]).__name__ == "model_fn" and loads(*data)[0] != "fn"
 
 
 # ----------------------------------------------------------------------------
@@ -208,6 +221,57 @@ def test_grade_resumes_after_a_kill(tmp_path, monkeypatch):
     grade_assignment(ASSIGNMENT, workers=1, root=tmp_path, limits=FAST, quiet=True)
     assert [p.parts[-3] for p in graded] == ["cho"]
     assert json.loads(state_path.read_text())["done"]["cho"]["score"] == totals["ana"]
+
+
+# ----------------------------------------------------------------------------
+# notebook 4: the cases pass the reference model into the sandbox
+
+NO_CACHE_REUSE = """
+@torch.no_grad()
+def generate_with_cache(model, prompt_ids, max_new_tokens, generator=None, temperature=1.0,
+                        top_k=None, top_p=None, progress=False):
+    cache, ids, new_ids = KVCache(model.cfg.n_layer), list(prompt_ids), []
+    for _ in range(max_new_tokens):
+        cache = KVCache(model.cfg.n_layer)       # a new cache every step: the whole text again
+        logits = model(torch.tensor([ids]), cache=cache)[:, -1, :]
+        token = int(greedy(logits)[0]) if generator is None else \
+            int(sample_next(logits, generator, temperature, top_k, top_p)[0])
+        ids.append(token)
+        new_ids.append(token)
+    return new_ids
+"""
+CALLS_THE_REFERENCE = """
+def generate(model_fn, prompt_ids, max_new_tokens, generator=None, **kwargs):
+    from autograde.reference.sampling import generate as reference_generate
+    return reference_generate(model_fn.model, prompt_ids, max_new_tokens)
+"""
+
+
+@needs_reference
+@pytest.mark.slow
+def test_sampling_notebook_is_graded_with_the_reference_model_in_the_sandbox(tmp_path):
+    from autograde.grader.pipeline import grade_notebook
+
+    full = make_submission("full", assignment="04_sampling")
+    mixed = make_submission("full", assignment="04_sampling")
+    _cells_by_id(mixed)["generate_with_cache"]["source"] = NO_CACHE_REUSE
+    _cells_by_id(mixed)["generate"]["source"] = CALLS_THE_REFERENCE
+    results = {}
+    for name, nb in (("full", full), ("mixed", mixed)):
+        path = tmp_path / name / "04_sampling.ipynb"
+        path.parent.mkdir()
+        path.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
+        results[name] = grade_notebook(path, Limits(timeout=240, call_timeout=60))
+    full, mixed = ({t["name"]: t for t in results[k]["tests"]} for k in ("full", "mixed"))
+    assert results["full"]["score"] == results["full"]["max_score"] == 10, results["full"]["output"]
+    assert results["full"]["cell_errors"] == []
+    assert mixed["check_top_p"]["status"] == "passed"
+    # the tokens are right, but the model read the whole text at every call
+    assert mixed["check_generate_with_cache"]["status"] == "failed"
+    assert mixed["check_generate_with_cache"]["steps"][0]["key"] == "mistake_cache_not_used"
+    # the reference's own generate cannot be imported inside the sandbox
+    assert mixed["check_generate"]["status"] == "failed"
+    assert "not available while grading" in mixed["check_generate"]["output"]
 
 
 # ----------------------------------------------------------------------------

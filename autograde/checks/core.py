@@ -77,12 +77,15 @@ class Check:
     mutants:  {mistake message key: callable with the reference's signature}.
     forbidden: dotted names the student's function may not call in this step,
               e.g. ("torch.nn.functional.scaled_dot_product_attention",).
+    needs_reference: the cases pass the reference model (a $model on the wire), so the
+              grader's sandbox must load it (and the notebook's setup may import it).
     """
     step: str = ""
     function: str = ""
     points: int = 1
     mutants: dict[str, Callable] = {}
     forbidden: tuple[str, ...] = ()
+    needs_reference: bool = False
 
     # -- inputs -------------------------------------------------------------
     def cases(self, seed: int, hidden: bool) -> list[Case]:

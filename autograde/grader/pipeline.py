@@ -29,6 +29,7 @@ from autograde.grader.rebuild import Rebuilt, SubmissionError, load_submission, 
 from autograde.grader.sandbox import Limits, run_worker, sandbox_mode
 
 MAX_ATTEMPTS = 4
+MAX_CALLS = 10_000           # model calls a spy records (the worker stops recording after that)
 CHECK_LINE = re.compile(r"""^\s*check\(\s*["']([\w.]+)["']\s*,\s*([A-Za-z_]\w*)\s*(,\s*hidden\s*=\s*True\s*)?\)\s*$""",
                         re.M)
 CHILD_ERRORS = ("not_implemented", "forbidden_call", "raised", "timeout")
@@ -80,12 +81,18 @@ def write_job(directory: Path, rebuilt: Rebuilt, planned: list[Planned], call_ti
         steps.append({"step": p.step, "function": p.function, "cases": f"cases_{i}.json",
                       "forbidden": list(get_check(p.step).forbidden)})
     cells = [{"id": c.grade_id, "kind": c.kind, "source": c.source} for c in rebuilt.code_cells()]
-    job = {"cells": cells, "steps": steps, "skip_cells": [], "start_step": 0, "call_timeout": call_timeout}
+    job = {"cells": cells, "steps": steps, "skip_cells": [], "start_step": 0, "call_timeout": call_timeout,
+           "reference": needs_reference(planned)}
     (directory / "job.json").write_text(json.dumps(job, ensure_ascii=False), encoding="utf-8")
     writable = ["out/progress.jsonl"]
     for i in range(len(planned)):
         writable += [f"out/step_{i}.json", f"out/step_{i}.safetensors"]
     return writable
+
+
+def needs_reference(planned: list[Planned]) -> bool:
+    """Whether any step's cases pass the reference model (the worker must load it)."""
+    return any(get_check(p.step).needs_reference for p in planned)
 
 
 # ----------------------------------------------------------------------------
@@ -118,14 +125,15 @@ def read_progress(path: Path) -> dict:
     return state
 
 
-def run_sandbox(directory: Path, n_steps: int, writable: list[str], limits: Limits, extra_hidden) -> dict:
+def run_sandbox(directory: Path, n_steps: int, writable: list[str], limits: Limits, extra_hidden,
+                reference: bool = False) -> dict:
     """Run the worker until every step has run once; restart after a cell or step that hangs or crashes."""
     failures: dict[int, str] = {}        # step index -> why it has no output
     cell_failures: dict[int, str] = {}
     runs = []
     job_path = directory / "job.json"
     for attempt in range(MAX_ATTEMPTS):
-        run = run_worker(directory, writable, limits, extra_hidden)
+        run = run_worker(directory, writable, limits, extra_hidden, reference)
         runs.append(run)
         state = read_progress(directory / "out" / "progress.jsonl")
         cell_failures.update(state["cell_errors"])
@@ -174,6 +182,28 @@ def _child_verdict(check, case: Case, entry) -> Verdict | None:
     return Verdict(False, key, params, label)
 
 
+class CacheSlot:
+    """Stands for the n-th distinct cache object the child's model saw (identity is all that matters)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __repr__(self):
+        return f"cache #{self.n}"
+
+
+def record_spy_calls(case: Case, calls) -> bool:
+    """Put the child's record of model calls, [[tokens, cache slot or -1], ...], into the case's spy."""
+    spies = [a for a in (*case.args, *case.kwargs.values()) if getattr(type(a), "__wire_model__", None) == "spy"]
+    if not (spies and type(calls) is list and len(calls) <= MAX_CALLS
+            and all(type(c) is list and len(c) == 2 and all(type(x) is int for x in c) for c in calls)):
+        return False
+    slots: dict[int, CacheSlot] = {}
+    spies[0].calls = [(tokens, None if slot < 0 else slots.setdefault(slot, CacheSlot(slot)))
+                      for tokens, slot in calls]
+    return True
+
+
 def judge_step(p: Planned, out_file: Path, failure: str | None) -> dict:
     """{"passed", "key", "params", "case", "n", ...} like runner.run_check, judged here."""
     check = get_check(p.step)
@@ -203,8 +233,10 @@ def _judge_cases(check, p: Planned, out_file: Path, failure: str | None) -> Verd
     if not isinstance(entries, list) or len(entries) != len(p.cases):
         return Verdict(False, "grader_bad_output", {"reason": "wrong number of results"})
     for case, entry in zip(p.cases, entries):
-        if not isinstance(entry, dict) or set(entry) not in ({"out"}, {"err"}):
+        if not isinstance(entry, dict) or set(entry) not in ({"out"}, {"err"}, {"out", "calls"}):
             return Verdict(False, "grader_bad_output", {"reason": "malformed result"}, case.label)
+        if "calls" in entry and not record_spy_calls(case, entry["calls"]):
+            return Verdict(False, "grader_bad_output", {"reason": "malformed call record"}, case.label)
         if "err" in entry:
             verdict = _child_verdict(check, case, entry)
             if verdict is None:
@@ -249,7 +281,8 @@ def grade_notebook(path: Path, limits: Limits | None = None, extra_hidden=(), so
     directory = Path(tempfile.mkdtemp(prefix="course-sandbox-"))
     try:
         writable = write_job(directory, rebuilt, planned, limits.call_timeout)
-        sandbox = run_sandbox(directory, len(planned), writable, limits, [path.parent, *extra_hidden])
+        sandbox = run_sandbox(directory, len(planned), writable, limits, [path.parent, *extra_hidden],
+                              needs_reference(planned))
         steps = [judge_step(p, directory / "out" / f"step_{i}.json", sandbox["failures"].get(i))
                  for i, p in enumerate(planned)]
         if keep_dir:

@@ -45,6 +45,11 @@ FIRST_UID = 64100                 # sandbox uids: FIRST_UID + slot (no passwd en
 # Files the child must not read, relative to the repository (hidden in "namespaces" mode).
 HIDDEN = ("solutions", "autograde/reference", "autograde/data", "autograde/checks/steps", "tests", "submitted",
           "autograded", "feedback", "gradebook.db")
+# A job whose steps call the reference model (notebook 4's generation loop) needs the model's
+# code, weights and tokenizer: those stay readable, the rest of the reference stays hidden.
+SHOWN_FOR_REFERENCE = ("autograde/reference", "autograde/data")
+HIDDEN_FOR_REFERENCE = ("autograde/reference/sampling.py", "autograde/reference/train.py",
+                        "autograde/reference/hf.py", "autograde/reference/corpus.py", "autograde/data/corpus")
 
 
 @dataclass
@@ -218,26 +223,33 @@ def _blocked_ancestors(paths) -> list[str]:
     return items
 
 
-def _mount_items(extra_hidden) -> list[str]:
+def hidden_paths(extra_hidden=(), reference: bool = False) -> list[Path]:
+    """What the child may not read: the grader's files, the class's submissions, extra_hidden."""
+    hidden = [h for h in HIDDEN if not (reference and h in SHOWN_FOR_REFERENCE)]
+    hidden += HIDDEN_FOR_REFERENCE if reference else ()
+    return [REPO_ROOT / h for h in hidden] + [Path(p) for p in extra_hidden]
+
+
+def _mount_items(extra_hidden, reference: bool = False) -> list[str]:
     needed = [sys.executable, sys.prefix, sys.base_prefix, str(PACKAGE)]
     items = []
     for scratch in ("/tmp", "/var/tmp", "/dev/shm"):
         if not any(str(Path(p).resolve()).startswith(scratch + "/") for p in needed):
             items.append(f"scratch:{scratch}")
     items += _blocked_ancestors(needed)
-    hidden = [REPO_ROOT / h for h in HIDDEN] + [Path(p) for p in extra_hidden]
-    items += [f"hide:{p.resolve()}" for p in hidden if p.exists()]
+    items += [f"hide:{p.resolve()}" for p in hidden_paths(extra_hidden, reference) if p.exists()]
     return items
 
 
-def _namespace_command(directory: Path, uid: int, extra_hidden, code: str | None = None) -> list[str]:
+def _namespace_command(directory: Path, uid: int, extra_hidden, code: str | None = None,
+                       reference: bool = False) -> list[str]:
     env = " ".join(f"{k}={_sh_quote(v)}" for k, v in child_env(directory / "work").items())
     run = f"{_sh_quote(sys.executable)} -I " + (f"-c {_sh_quote(code)}" if code else
                                                 f"-m autograde.grader.worker {_sh_quote(str(directory))}")
     script = PRELUDE.replace("ENVIRONMENT", env + " " + run)
     return ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private",
             "--", "sh", "-c", script, "sandbox-prelude", str(directory), str(uid), str(NOBODY_GID),
-            *_mount_items(extra_hidden)]
+            *_mount_items(extra_hidden, reference)]
 
 
 def _sh_quote(text: str) -> str:
@@ -281,14 +293,17 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def run_worker(directory: Path, writable: list[str], limits: Limits, extra_hidden=()) -> RunResult:
-    """Run `python -I -m autograde.grader.worker DIRECTORY` sandboxed; never raises for the child's sake."""
+def run_worker(directory: Path, writable: list[str], limits: Limits, extra_hidden=(),
+               reference: bool = False) -> RunResult:
+    """Run `python -I -m autograde.grader.worker DIRECTORY` sandboxed; never raises for the child's sake.
+
+    reference: the job's steps need the reference model, so its files stay readable."""
     mode = sandbox_mode()
     uid = UIDS.take() if mode == "namespaces" else None
     try:
         _prepare_dir(directory, uid, writable)
         if mode == "namespaces":
-            cmd = _namespace_command(directory, uid, extra_hidden)
+            cmd = _namespace_command(directory, uid, extra_hidden, reference=reference)
             preexec, env, cwd = _limits_preexec(limits, limits.processes), child_env(directory / "work"), "/"
         else:
             cmd = [sys.executable, "-I", "-m", "autograde.grader.worker", str(directory)]

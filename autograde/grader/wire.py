@@ -8,6 +8,9 @@ Values cross the boundary as one JSON document plus one safetensors file:
     dict             {"$dict": [[key, value], ...]}   (keys: str, int, float, bool, None, tuple)
     float nan / inf  {"$float": "nan" | "inf" | "-inf"}
     torch.Generator  {"$generator": "t4"}        a CPU generator, its state as tensor t4
+    reference model  {"$model": "model_fn"}      an object whose class sets __wire_model__: the
+                                                 reader builds its own (the sandbox: the reference
+                                                 model behind a callable or a call-recording spy)
     anything else    {"$object": "ndarray"}      only the type's name: the judge reports a wrong type
     list, str, int, float, bool, None as themselves
 
@@ -33,6 +36,7 @@ MAX_JSON_BYTES = 16 * 2**20
 MAX_TENSOR_BYTES = 256 * 2**20
 MAX_DEPTH = 32
 MAX_ITEMS = 200_000
+MODEL_KINDS = ("model_fn", "spy")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,59}$")
 
 
@@ -60,6 +64,9 @@ class _Encoder:
             return self._tensor(value)
         if type(value) is torch.Generator and value.device.type == "cpu":
             return {"$generator": self._tensor(value.get_state())["$tensor"]}
+        kind = getattr(type(value), "__wire_model__", None)
+        if kind in MODEL_KINDS:
+            return {"$model": kind}
         if isinstance(value, int):
             return int.__index__(value) if type(value) is not int else value
         if isinstance(value, float):
@@ -125,8 +132,9 @@ def _opaque(name: str):
 
 
 class _Decoder:
-    def __init__(self, tensors: dict[str, torch.Tensor]):
+    def __init__(self, tensors: dict[str, torch.Tensor], models: dict | None = None):
         self.tensors = tensors
+        self.models = models or {}       # kind -> factory; a reader without one gets an opaque object
         self.items = 0
 
     def decode(self, obj, depth: int = 0):
@@ -169,6 +177,8 @@ class _Decoder:
             return float(body)
         if tag == "$object" and type(body) is str:
             return _opaque(body)
+        if tag == "$model" and body in MODEL_KINDS:
+            return self.models[body]() if body in self.models else _opaque(body)
         raise WireError(f"unknown or malformed tag {tag!r}")
 
 
@@ -183,7 +193,7 @@ def _read_capped(path: Path, limit: int) -> bytes:
         return f.read(limit + 1)[:limit]
 
 
-def loads(data: bytes, tensor_bytes: bytes):
+def loads(data: bytes, tensor_bytes: bytes, models: dict | None = None):
     try:
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
@@ -194,13 +204,16 @@ def loads(data: bytes, tensor_bytes: bytes):
         tensors = st_load(tensor_bytes) if tensor_bytes else {}
     except Exception as exc:  # safetensors raises its own error types
         raise WireError(f"not a valid safetensors file: {str(exc)[:100]}") from None
-    return _Decoder(tensors).decode(doc["value"])
+    return _Decoder(tensors, models).decode(doc["value"])
 
 
-def read(path: Path, max_json: int = MAX_JSON_BYTES, max_tensors: int = MAX_TENSOR_BYTES):
-    """The value written by write(path, value); WireError for anything malformed or too large."""
+def read(path: Path, max_json: int = MAX_JSON_BYTES, max_tensors: int = MAX_TENSOR_BYTES, models: dict | None = None):
+    """The value written by write(path, value); WireError for anything malformed or too large.
+
+    `models` maps each $model kind to a factory called once per occurrence (the worker passes
+    them; the parent, reading the child's outputs, does not)."""
     path = Path(path)
     data = _read_capped(path, max_json)
     st_path = path.with_suffix(".safetensors")
     tensor_bytes = _read_capped(st_path, max_tensors) if st_path.exists() else b""
-    return loads(data, tensor_bytes)
+    return loads(data, tensor_bytes, models)

@@ -5,6 +5,9 @@ Reads DIR/job.json (the cells to run, the steps to call) and DIR/cases_N.json
 
 1. blocks the network and imports of the grader (autograde.reference*,
    autograde.checks*) for everything that follows;
+   When a step needs the reference model (job["reference"]), it is loaded first
+   and the notebook's setup may import load_reference and the model classes
+   (REFERENCE_NAMES), nothing else of the reference;
 2. runs the locked setup cells and the student's solution cells, each in
    try/except (SystemExit included), with `autograde.notebook` replaced by a
    stub so that `check(...)` does nothing here;
@@ -18,6 +21,7 @@ judges the outputs itself and trusts nothing in these files but their values.
 """
 from __future__ import annotations
 
+import copy
 import json
 import signal
 import sys
@@ -30,6 +34,10 @@ import torch
 from autograde.checks.runner import ForbiddenCall, _resolve, forbid
 from autograde.grader import wire
 
+MAX_CALLS = 10_000                    # model calls a spy records
+# What the notebook may import from the reference when the job provides the model.
+REFERENCE_NAMES = {"autograde.reference.checkpoint": ("load_reference", "Reference"),
+                   "autograde.reference.model": ("KVCache", "ModelConfig", "Transformer")}
 BLOCKED_IMPORTS = ("autograde.reference", "autograde.checks", "autograde.grader.sandbox",
                    "autograde.grader.judge", "autograde.grader.plan", "autograde.grader.grade")
 
@@ -71,6 +79,84 @@ def notebook_stub() -> types.ModuleType:
     stub.load_piece = lambda step, reference: reference
     stub.CheckFailed = AssertionError
     return stub
+
+
+# ----------------------------------------------------------------------------
+# the reference model, for steps whose cases pass it ($model on the wire)
+
+
+class SandboxModelFn:
+    """model_fn: ids (1, T) -> logits (1, T, V) of the reference model, without autograd."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, ids):
+        with torch.no_grad():
+            return self.model(ids)
+
+    def __repr__(self):
+        return "model_fn"
+
+
+class SandboxSpy:
+    """The reference model, recording each call as [tokens read, which cache (-1: none)].
+
+    The record is reported to the parent with the call's output. (It lives in the student's
+    process, like everything here: the tokens are checked against the parent's own run, the
+    record only tells how the cache was used.)"""
+
+    def __init__(self, model):
+        self.model, self.calls, self._caches = model, [], []
+
+    def __call__(self, ids, *args, cache=None, **kwargs):
+        if len(self.calls) < MAX_CALLS:
+            tokens = ids.shape[-1] if isinstance(ids, torch.Tensor) and ids.dim() else -1
+            self.calls.append([int(tokens), self._slot(cache)])
+        with torch.no_grad():
+            return self.model(ids, *args, cache=cache, **kwargs)
+
+    forward = __call__
+
+    def _slot(self, cache) -> int:
+        if cache is None:
+            return -1
+        for i, seen in enumerate(self._caches):
+            if seen is cache:
+                return i
+        self._caches.append(cache)
+        return len(self._caches) - 1
+
+    def __getattr__(self, name):                       # cfg, parameters(), ... come from the model
+        if name == "model":
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+    def __repr__(self):
+        return "model"
+
+
+def load_reference_model():
+    """(the notebook's Reference, a private copy of its model for the cases); before any student code."""
+    from autograde.reference.checkpoint import load_reference
+
+    reference = load_reference()
+    return reference, copy.deepcopy(reference.model).requires_grad_(False)
+
+
+def install_reference_modules(reference, real: dict[str, types.ModuleType]) -> None:
+    """Stand-in modules with only REFERENCE_NAMES, taken from `real` (the modules loaded before
+    the grader's imports were blocked)."""
+    package = types.ModuleType("autograde.reference")
+    package.__path__ = []
+    sys.modules["autograde.reference"] = package
+    for name, names in REFERENCE_NAMES.items():
+        stub = types.ModuleType(name)
+        for attr in names:
+            setattr(stub, attr, getattr(real[name], attr))
+        sys.modules[name] = stub
+        setattr(package, name.rsplit(".", 1)[1], stub)
+    sys.modules["autograde.reference.checkpoint"].load_reference = lambda device="cpu": reference
 
 
 # ----------------------------------------------------------------------------
@@ -185,13 +271,23 @@ def call_case(fn, args, kwargs, forbidden, seconds: float = 0) -> dict:
     return {"out": out}
 
 
-def run_step(directory: Path, index: int, step: dict, ns: dict, seconds: float) -> None:
+def call_and_record(fn, args, kwargs, forbidden, seconds: float) -> dict:
+    """call_case, plus the spy's record of model calls when the case passes one."""
+    result = call_case(fn, args, kwargs, forbidden, seconds)
+    spies = [a for a in (*args, *kwargs.values()) if isinstance(a, SandboxSpy)]
+    if spies and "out" in result:
+        result["calls"] = [list(c) for c in spies[0].calls[:MAX_CALLS]]
+    return result
+
+
+def run_step(directory: Path, index: int, step: dict, ns: dict, seconds: float, models: dict | None) -> None:
     fn = ns.get(step["function"])
-    cases = wire.read(directory / step["cases"])
+    cases = wire.read(directory / step["cases"], models=models)
     if not callable(fn):
         results = {"missing": True}
     else:
-        results = {"cases": [call_case(fn, args, kwargs, step["forbidden"], seconds) for args, kwargs in cases]}
+        results = {"cases": [call_and_record(fn, args, kwargs, step["forbidden"], seconds)
+                             for args, kwargs in cases]}
     try:
         wire.write(directory / "out" / f"step_{index}.json", results)
     except Exception as exc:           # the student's output could not be serialized
@@ -203,9 +299,16 @@ def main(directory: str) -> int:
     job = json.loads((directory / "job.json").read_text(encoding="utf-8"))
     progress = Progress(directory / "out" / "progress.jsonl")
     torch.set_num_threads(1)
+    models = None
+    if job.get("reference") is True:
+        reference, private = load_reference_model()
+        real = {name: sys.modules[name] for name in REFERENCE_NAMES}
+        models = {"model_fn": lambda: SandboxModelFn(private), "spy": lambda: SandboxSpy(private)}
     sys.meta_path.insert(0, _BlockGrader())
     for name in [m for m in sys.modules if any(m == b or m.startswith(b + ".") for b in BLOCKED_IMPORTS)]:
         sys.modules[name] = None       # already loaded by the worker itself: unreachable by import
+    if models:
+        install_reference_modules(reference, real)
     block_network()
     sys.modules["autograde.notebook"] = notebook_stub()
     ns: dict = {"__name__": "__main__", "__builtins__": __builtins__}
@@ -214,7 +317,7 @@ def main(directory: str) -> int:
         if i < job.get("start_step", 0):
             continue
         progress.log(step=i, phase="start")
-        run_step(directory, i, step, ns, job.get("call_timeout", 0))
+        run_step(directory, i, step, ns, job.get("call_timeout", 0), models)
         progress.log(step=i, phase="end")
     progress.log(done=True)
     return 0

@@ -497,7 +497,11 @@ class SampleNext(SamplingCheck):
 
 
 class NoGradModel:
-    """model_fn for the checks: ids (1, T) -> logits (1, T, V) of the reference model, without autograd."""
+    """model_fn for the checks: ids (1, T) -> logits (1, T, V) of the reference model, without autograd.
+
+    In the grader's sandbox the worker builds its own (autograde.grader.worker.SandboxModelFn)."""
+
+    __wire_model__ = "model_fn"
 
     def __init__(self, model):
         self.model = model
@@ -564,6 +568,7 @@ def long_prompt(length: int) -> list[int]:
 @register
 class Generate(SamplingCheck):
     step, function, points = "sampling.generate", "generate", 2
+    needs_reference = True       # the sandbox must provide the reference model
     forbidden = ("autograde.reference.sampling.generate",)
     mutants = {
         "mistake_generate_first_position": lambda *a, **kw: generate_loop(*a, **kw, mistake="first_position"),
@@ -631,7 +636,12 @@ class Generate(SamplingCheck):
 
 
 class ModelSpy:
-    """The reference model, recording how it is called: (tokens in this call, cache object)."""
+    """The reference model, recording how it is called: (tokens in this call, cache object).
+
+    In the grader's sandbox the worker builds its own (autograde.grader.worker.SandboxSpy) and
+    reports the calls back; the parent puts them into `calls` before judging."""
+
+    __wire_model__ = "spy"
 
     def __init__(self, model):
         self.model, self.calls = model, []
@@ -673,6 +683,7 @@ def _cached(model, prompt, max_new_tokens, generator=None, temperature=1.0, top_
 @register
 class GenerateWithCache(SamplingCheck):
     step, function, points = "sampling.generate_with_cache", "generate_with_cache", 1
+    needs_reference = True
     forbidden = ("autograde.reference.sampling.generate",)
     mutants = {
         "mistake_cache_full_input": lambda *a, **kw: _cached(*a, **kw, mistake="full_input"),
