@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import threading
 
 from autograde.checks.core import Check
 
 CHECKS: dict[str, Check] = {}
+_LOADING = threading.Lock()
+_loaded = False
 
 
 def register(cls: type[Check]) -> type[Check]:
@@ -18,21 +21,27 @@ def register(cls: type[Check]) -> type[Check]:
 
 
 def _load_all() -> None:
+    """Import every step module once. (CHECKS may already hold the checks of a module that was
+    imported directly, so emptiness says nothing; the lock keeps grading threads from seeing
+    a half-filled registry.)"""
+    global _loaded
     import autograde.checks.steps as steps
 
-    for info in pkgutil.iter_modules(steps.__path__):
-        importlib.import_module(f"autograde.checks.steps.{info.name}")
+    with _LOADING:
+        if _loaded:
+            return
+        for info in pkgutil.iter_modules(steps.__path__):
+            importlib.import_module(f"autograde.checks.steps.{info.name}")
+        _loaded = True
 
 
 def get_check(step: str) -> Check:
-    if not CHECKS:
-        _load_all()
+    _load_all()
     if step not in CHECKS:
         raise KeyError(f"no check named {step!r}; known: {sorted(CHECKS)}")
     return CHECKS[step]
 
 
 def all_checks() -> dict[str, Check]:
-    if not CHECKS:
-        _load_all()
+    _load_all()
     return dict(CHECKS)

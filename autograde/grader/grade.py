@@ -201,6 +201,7 @@ def _record(gb, assignment, notebook, student, path, result, state, state_path, 
                               "tests": {t["name"]: t["score"] for t in result.get("tests", [])},
                               "tamper": [t["event"] for t in result.get("tamper", [])],
                               "grader_version": GRADER_VERSION, "seeds": result.get("seeds", {}),
+                              "timing": result.get("sandbox", {}).get("timing", {}),
                               "graded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     save_state(state_path, state)
 

@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from autograde.checks.core import Case, Verdict, draw_seed
 from autograde.checks.messages import message, register_messages
 from autograde.checks.registry import get_check
@@ -101,7 +103,9 @@ def needs_reference(planned: list[Planned]) -> bool:
 
 def read_progress(path: Path) -> dict:
     """Which cell/step was running when the worker stopped (the file is the child's: parse defensively)."""
-    state = {"cell_running": None, "step_running": None, "done": False, "cell_errors": {}}
+    state = {"cell_running": None, "step_running": None, "done": False, "cell_errors": {},
+             "boot": None, "torch": None, "ready": None, "cells": 0.0, "calls": 0.0}
+    opened: dict = {}
     try:
         with open(path, "rb") as f:
             lines = f.read(4 * 2**20).splitlines()
@@ -114,6 +118,7 @@ def read_progress(path: Path) -> dict:
             continue
         if not isinstance(event, dict):
             continue
+        _time_event(state, opened, event)
         if isinstance(event.get("cell"), int):
             state["cell_running"] = event["cell"] if event.get("phase") == "start" else None
             if event.get("phase") == "end" and isinstance(event.get("error"), str):
@@ -125,18 +130,41 @@ def read_progress(path: Path) -> dict:
     return state
 
 
+def _time_event(state: dict, opened: dict, event: dict) -> None:
+    """Statistics only (the child's clock, never used for a score): start-up, cells, calls."""
+    t = event.get("t")
+    if type(t) is not float:
+        return
+    if event.get("ready") is True and type(event.get("boot")) is float and type(event.get("torch")) is float:
+        state["boot"], state["torch"], state["ready"] = event["boot"], event["torch"], t
+    for kind, total in (("cell", "cells"), ("step", "calls")):
+        if isinstance(event.get(kind), int):
+            if event.get("phase") == "start":
+                opened[kind] = t
+            elif event.get("phase") == "end" and kind in opened:
+                state[total] += max(0.0, t - opened.pop(kind))
+
+
 def run_sandbox(directory: Path, n_steps: int, writable: list[str], limits: Limits, extra_hidden,
                 reference: bool = False) -> dict:
     """Run the worker until every step has run once; restart after a cell or step that hangs or crashes."""
     failures: dict[int, str] = {}        # step index -> why it has no output
     cell_failures: dict[int, str] = {}
     runs = []
+    # start_up: from starting the sandbox until the worker is ready to run the first cell, of which
+    # import_torch is the `import torch` that the notebook's setup cell would pay anyway
+    timing = {"start_up": 0.0, "import_torch": 0.0, "cells": 0.0, "calls": 0.0}
     job_path = directory / "job.json"
     for attempt in range(MAX_ATTEMPTS):
         run = run_worker(directory, writable, limits, extra_hidden, reference)
         runs.append(run)
         state = read_progress(directory / "out" / "progress.jsonl")
         cell_failures.update(state["cell_errors"])
+        if state["ready"] is not None:
+            timing["start_up"] += max(0.0, state["ready"] - run.started)
+            timing["import_torch"] += max(0.0, state["torch"] - state["boot"])
+        timing["cells"] += state["cells"]
+        timing["calls"] += state["calls"]
         if state["done"]:
             break
         why = f"time limit of {limits.timeout:g} s" if run.timed_out else f"exit status {run.returncode}"
@@ -154,7 +182,7 @@ def run_sandbox(directory: Path, n_steps: int, writable: list[str], limits: Limi
             break
         job_path.write_text(json.dumps(job, ensure_ascii=False), encoding="utf-8")
         (directory / "out" / "progress.jsonl").write_bytes(b"")
-    return {"failures": failures, "cell_failures": cell_failures, "runs": runs}
+    return {"failures": failures, "cell_failures": cell_failures, "runs": runs, "timing": timing}
 
 
 # ----------------------------------------------------------------------------
@@ -269,6 +297,9 @@ def grade_notebook(path: Path, limits: Limits | None = None, extra_hidden=(), so
     path = Path(path)
     limits = limits or Limits()
     start = time.monotonic()
+    # The grader's reference runs are small: with torch's default of one thread per core they
+    # fight the sandboxes and the other workers for the cores and run 10-30x slower.
+    torch.set_num_threads(1)
     try:
         nb, raw = load_submission(path)
         rebuilt = rebuild(nb, raw, path, **({"solutions": solutions} if solutions else {}))
@@ -277,14 +308,20 @@ def grade_notebook(path: Path, limits: Limits | None = None, extra_hidden=(), so
             raise
         sha = _sha_or_empty(path)
         return error_result(path, str(exc), sha)
+    clock = {"read": time.monotonic() - start}
     planned = plan(rebuilt)
     directory = Path(tempfile.mkdtemp(prefix="course-sandbox-"))
     try:
         writable = write_job(directory, rebuilt, planned, limits.call_timeout)
+        clock["plan"] = time.monotonic() - start - clock["read"]
         sandbox = run_sandbox(directory, len(planned), writable, limits, [path.parent, *extra_hidden],
                               needs_reference(planned))
+        clock["sandbox"] = time.monotonic() - start - clock["read"] - clock["plan"]
         steps = [judge_step(p, directory / "out" / f"step_{i}.json", sandbox["failures"].get(i))
                  for i, p in enumerate(planned)]
+        clock["judge"] = time.monotonic() - start - sum(clock.values())
+        sandbox["timing"] = {**{k: round(v, 3) for k, v in clock.items()},
+                             **{k: round(v, 3) for k, v in sandbox["timing"].items()}}
         if keep_dir:
             shutil.copytree(directory, keep_dir, dirs_exist_ok=True)
     finally:
@@ -333,7 +370,8 @@ def assemble(path: Path, rebuilt: Rebuilt, planned: list[Planned], steps: list[d
         "assignment": rebuilt.assignment, "lang": lang, "notebook": str(path),
         "sandbox": {"mode": runs[0].mode if runs else sandbox_mode(), "attempts": len(runs),
                     "timed_out": any(r.timed_out for r in runs), "output_bytes": sum(r.output_bytes for r in runs),
-                    "output": "".join(r.output for r in runs)[:4000], "seconds": round(seconds, 2)},
+                    "output": "".join(r.output for r in runs)[:4000], "seconds": round(seconds, 2),
+                    "timing": sandbox.get("timing", {})},
     }
 
 

@@ -85,6 +85,7 @@ class RunResult:
     output_bytes: int                 # how much the child printed in all
     seconds: float
     mode: str
+    started: float = 0.0              # time.time() just before the sandbox was started
     extra: dict = field(default_factory=dict)
 
 
@@ -317,7 +318,7 @@ def run_worker(directory: Path, writable: list[str], limits: Limits, extra_hidde
 
 
 def _run(cmd, preexec, env, cwd, limits: Limits, mode: str) -> RunResult:
-    start = time.monotonic()
+    start, started = time.monotonic(), time.time()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             cwd=cwd, env=env, preexec_fn=preexec, start_new_session=True)
     keep, counter = bytearray(), [0]
@@ -333,7 +334,7 @@ def _run(cmd, preexec, env, cwd, limits: Limits, mode: str) -> RunResult:
     reader.join(timeout=5)
     return RunResult(None if timed_out else proc.returncode, timed_out,
                      bytes(keep).decode("utf-8", errors="replace"), counter[0],
-                     round(time.monotonic() - start, 3), mode)
+                     round(time.monotonic() - start, 3), mode, started)
 
 
 def _kill_uid(uid: int) -> None:

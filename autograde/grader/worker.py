@@ -21,18 +21,25 @@ judges the outputs itself and trusts nothing in these files but their values.
 """
 from __future__ import annotations
 
-import copy
-import json
-import signal
-import sys
-import threading
-import types
-from pathlib import Path
+import time
 
-import torch
+BOOT = time.time()                   # before torch is imported: the parent times the start-up with it
 
-from autograde.checks.runner import ForbiddenCall, _resolve, forbid
-from autograde.grader import wire
+import copy  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import types  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+TORCH_LOADED = time.time()           # the notebook's own `import torch` would cost the same
+
+from autograde.checks.runner import ForbiddenCall, _resolve, forbid  # noqa: E402
+from autograde.grader import wire  # noqa: E402
 
 MAX_CALLS = 10_000                    # model calls a spy records
 # What the notebook may import from the reference when the job provides the model.
@@ -233,6 +240,7 @@ class Progress:
         self.file = open(path, "a", encoding="utf-8")
 
     def log(self, **event) -> None:
+        event["t"] = time.time()
         self.file.write(json.dumps(event, ensure_ascii=True) + "\n")
         self.file.flush()
 
@@ -312,6 +320,7 @@ def main(directory: str) -> int:
     block_network()
     sys.modules["autograde.notebook"] = notebook_stub()
     ns: dict = {"__name__": "__main__", "__builtins__": __builtins__}
+    progress.log(boot=BOOT, torch=TORCH_LOADED, ready=True)
     run_cells(job, ns, progress)
     for i, step in enumerate(job["steps"]):
         if i < job.get("start_step", 0):
@@ -320,6 +329,7 @@ def main(directory: str) -> int:
         run_step(directory, i, step, ns, job.get("call_timeout", 0), models)
         progress.log(step=i, phase="end")
     progress.log(done=True)
+    progress.file.close()
     return 0
 
 
@@ -327,4 +337,12 @@ if __name__ == "__main__":
     if len(sys.argv) != 2:
         print("usage: python -I -m autograde.grader.worker DIR", file=sys.stderr)
         sys.exit(2)
-    sys.exit(main(sys.argv[1]))
+    status = main(sys.argv[1])
+    # Skip the interpreter's teardown (torch's takes up to a second): every output file is
+    # written and closed; flush what the notebook printed and leave.
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except BaseException:      # the notebook may have replaced or closed them
+            pass
+    os._exit(status)
