@@ -103,6 +103,28 @@ def test_the_reference_model_crosses_the_wire_by_name_only():
     assert type(loads(*data)[0]).__name__ == "model_fn" and loads(*data)[0] != "fn"
 
 
+def test_a_function_out_of_memory_or_time_is_not_called_again(tmp_path):
+    """One infinite loop or memory bomb costs one limit, not one per case and step."""
+    from autograde.grader import wire
+    from autograde.grader.worker import run_step
+
+    calls = []
+
+    def hog(x):
+        calls.append(x)
+        raise MemoryError
+
+    (tmp_path / "out").mkdir()
+    wire.write(tmp_path / "cases.json", [((i,), {}) for i in range(3)])
+    step = {"function": "hog", "cases": "cases.json", "forbidden": []}
+    spent = {}
+    for index in (0, 1):                                    # a visible and a hidden step of the same function
+        run_step(tmp_path, index, step, {"hog": hog}, 0, None, spent)
+        out = wire.read(tmp_path / "out" / f"step_{index}.json")["cases"]
+        assert [o["err"][1]["error"] for o in out] == ["MemoryError"] * 3
+    assert calls == [0]
+
+
 # ----------------------------------------------------------------------------
 # course check
 

@@ -83,7 +83,8 @@ def write_job(directory: Path, rebuilt: Rebuilt, planned: list[Planned], call_ti
         steps.append({"step": p.step, "function": p.function, "cases": f"cases_{i}.json",
                       "forbidden": list(get_check(p.step).forbidden)})
     cells = [{"id": c.grade_id, "kind": c.kind, "source": c.source} for c in rebuilt.code_cells()]
-    job = {"cells": cells, "steps": steps, "skip_cells": [], "start_step": 0, "call_timeout": call_timeout,
+    job = {"cells": cells, "steps": steps, "skip_cells": [], "skip_steps": [], "start_step": 0,
+           "call_timeout": call_timeout,
            "reference": needs_reference(planned)}
     (directory / "job.json").write_text(json.dumps(job, ensure_ascii=False), encoding="utf-8")
     writable = ["out/progress.jsonl"]
@@ -169,17 +170,22 @@ def run_sandbox(directory: Path, n_steps: int, writable: list[str], limits: Limi
             break
         why = f"time limit of {limits.timeout:g} s" if run.timed_out else f"exit status {run.returncode}"
         job = json.loads(job_path.read_text(encoding="utf-8"))
-        if state["step_running"] is not None:          # a step hung or killed the process: skip it
-            failures[state["step_running"]] = why
-            job["start_step"] = state["step_running"] + 1
+        if state["step_running"] is not None:          # a step hung or killed the process: skip it,
+            hung = state["step_running"]                # and every later step of the same function
+            function = job["steps"][hung]["function"]
+            same = [j for j, step in enumerate(job["steps"]) if j >= hung and step["function"] == function]
+            for j in same:
+                failures[j] = why
+            job["skip_steps"] = sorted(set(job.get("skip_steps", [])) | set(same))
+            job["start_step"] = hung + 1
         elif state["cell_running"] is not None:        # a cell did: run again without it
             cell_failures[state["cell_running"]] = f"the cell stopped the notebook ({why})"
             job["skip_cells"] = sorted(set(job["skip_cells"]) | {state["cell_running"]})
             job["start_step"] = 0
         else:                                          # died before any cell: nothing more to learn
             break
-        if job["start_step"] >= n_steps and state["step_running"] is not None:
-            break
+        if state["step_running"] is not None and set(range(job["start_step"], n_steps)) <= set(job["skip_steps"]):
+            break                                      # nothing left to run
         job_path.write_text(json.dumps(job, ensure_ascii=False), encoding="utf-8")
         (directory / "out" / "progress.jsonl").write_bytes(b"")
     return {"failures": failures, "cell_failures": cell_failures, "runs": runs, "timing": timing}

@@ -288,14 +288,32 @@ def call_and_record(fn, args, kwargs, forbidden, seconds: float) -> dict:
     return result
 
 
-def run_step(directory: Path, index: int, step: dict, ns: dict, seconds: float, models: dict | None) -> None:
+def exhausted(result: dict) -> bool:
+    """A call that ran out of time or memory: calling the function again would only cost as much."""
+    err = result.get("err")
+    return bool(err) and (err[0] == "timeout" or (err[0] == "raised" and err[1].get("error") == "MemoryError"))
+
+
+def run_step(directory: Path, index: int, step: dict, ns: dict, seconds: float, models: dict | None,
+             spent: dict[str, dict]) -> None:
+    """Call the function on every case. Once a call of a function has run out of time or memory
+    (`spent`: function name -> that result), its later cases, here and in later steps, get the
+    same result without another call: the step fails either way, and an infinite loop costs one
+    time limit instead of one per case."""
     fn = ns.get(step["function"])
     cases = wire.read(directory / step["cases"], models=models)
     if not callable(fn):
         results = {"missing": True}
     else:
-        results = {"cases": [call_and_record(fn, args, kwargs, step["forbidden"], seconds)
-                             for args, kwargs in cases]}
+        outcomes = []
+        for args, kwargs in cases:
+            if step["function"] in spent:
+                outcomes.append(spent[step["function"]])
+                continue
+            outcomes.append(call_and_record(fn, args, kwargs, step["forbidden"], seconds))
+            if exhausted(outcomes[-1]):
+                spent[step["function"]] = outcomes[-1]
+        results = {"cases": outcomes}
     try:
         wire.write(directory / "out" / f"step_{index}.json", results)
     except Exception as exc:           # the student's output could not be serialized
@@ -322,11 +340,12 @@ def main(directory: str) -> int:
     ns: dict = {"__name__": "__main__", "__builtins__": __builtins__}
     progress.log(boot=BOOT, torch=TORCH_LOADED, ready=True)
     run_cells(job, ns, progress)
+    spent: dict[str, dict] = {}
     for i, step in enumerate(job["steps"]):
-        if i < job.get("start_step", 0):
+        if i < job.get("start_step", 0) or i in job.get("skip_steps", ()):
             continue
         progress.log(step=i, phase="start")
-        run_step(directory, i, step, ns, job.get("call_timeout", 0), models)
+        run_step(directory, i, step, ns, job.get("call_timeout", 0), models, spent)
         progress.log(step=i, phase="end")
     progress.log(done=True)
     progress.file.close()
