@@ -64,3 +64,35 @@ def test_nan_and_wrong_shape_are_reported():
     assert compare_outputs(torch.tensor([float("nan"), 1.0]), torch.tensor([0.0, 1.0])).key == "nan_output"
     assert compare_outputs(torch.zeros(2, 3), torch.zeros(3, 2)).key == "wrong_shape"
     assert compare_outputs(torch.zeros(2, dtype=torch.long), torch.zeros(2)).key == "wrong_dtype"
+
+
+def test_forward_is_also_judged_by_greedy_generation():
+    """The assembled model must write the reference's greedy tokens, not only match its logits once."""
+    from autograde.checks.steps import ffn
+
+    calls = []
+
+    def right_twice(ids, weights, cfg):                  # right logits for two calls, then reversed
+        calls.append(ids.shape)
+        logits = ffn._forward(ids, weights, cfg)
+        return logits if len(calls) <= 2 else -logits
+
+    result = run_check("ffn.forward", right_twice)
+    assert not result["passed"] and result["key"] == "mistake_forward_greedy", result
+    assert "greedy generation" in result["case"]
+    assert "탐욕적 디코딩" in message(result["key"], "ko", **result["params"])
+
+
+def test_greedy_judge_stops_at_a_near_tie():
+    from autograde.checks.core import Case
+    from autograde.checks.steps.ffn import GREEDY_TOKENS, judge_greedy
+
+    def tied(ids):                                       # tokens 0 and 1 tie at every step
+        logits = torch.zeros(1, ids.shape[1], 4)
+        logits[..., :2] = 5.0
+        return logits
+
+    case = Case("tie", (torch.tensor([[2, 3]]),), drive=f"greedy:{GREEDY_TOKENS}")
+    assert judge_greedy(case, [1] * GREEDY_TOKENS, tied).passed             # either pick is right
+    assert not judge_greedy(case, [1] * (GREEDY_TOKENS - 1), tied).passed   # but the length is not
+    assert not judge_greedy(case, "0 1", tied).passed

@@ -125,6 +125,17 @@ def test_a_function_out_of_memory_or_time_is_not_called_again(tmp_path):
     assert calls == [0]
 
 
+def test_two_grading_runs_never_share_a_sandbox_uid(tmp_path):
+    """Each `course grade` process has its own pool; the lock files keep their uids apart."""
+    from autograde.grader.sandbox import _UidPool
+
+    first, second = _UidPool(tmp_path), _UidPool(tmp_path)      # as if in two processes
+    a, b = first.take(), second.take()
+    assert a != b
+    first.give(a)
+    assert second.take() == a                                    # free again once given back
+
+
 # ----------------------------------------------------------------------------
 # course check
 
@@ -294,6 +305,52 @@ def test_sampling_notebook_is_graded_with_the_reference_model_in_the_sandbox(tmp
     # the reference's own generate cannot be imported inside the sandbox
     assert mixed["check_generate"]["status"] == "failed"
     assert "not available while grading" in mixed["check_generate"]["output"]
+
+
+@needs_reference
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", ["01_tokenizer", "02_attention", "03_ffn_block", "04_sampling"])
+def test_every_solution_notebook_earns_full_marks_in_the_sandbox(tmp_path, assignment):
+    """What a notebook's solution cells need from its locked cells is there when the grader runs them."""
+    from autograde.grader.pipeline import grade_notebook
+
+    path = tmp_path / f"{assignment}.ipynb"
+    path.write_text(json.dumps(make_submission("full", "ko", assignment), ensure_ascii=False), encoding="utf-8")
+    result = grade_notebook(path, Limits(timeout=240, call_timeout=60))
+    failed = [(t["name"], t["output"]) for t in result["tests"] if t["status"] != "passed"]
+    assert result["score"] == result["max_score"] > 0 and not failed, failed
+    assert result["cell_errors"] == []
+
+
+BLOCK_THROUGH_AN_ALIAS = """
+BLOCK_FORWARD = ref.Block.forward          # saved before the grader swaps ref.Block.forward
+
+
+def transformer_block(x, weights, cfg, cos, sin):
+    block = ref.Block(ref.ModelConfig.from_dict(cfg))
+    block.load_state_dict(weights)
+    T = x.shape[1]
+    with torch.no_grad():
+        return BLOCK_FORWARD(block, x, ref.causal_mask(T, T, x.device)[None, None], (cos[:, 0], sin[:, 0]))
+"""
+
+
+@needs_reference
+@pytest.mark.slow
+def test_a_forbidden_reference_function_is_caught_through_an_alias(tmp_path):
+    """Notebook 3's setup imports the reference model, so its functions are reachable in the sandbox:
+    calling a forbidden one, even through a saved alias, fails the step."""
+    from autograde.grader.pipeline import grade_notebook
+
+    nb = make_submission("full", assignment="03_ffn_block")
+    _cells_by_id(nb)["transformer_block"]["source"] = BLOCK_THROUGH_AN_ALIAS
+    path = tmp_path / "03_ffn_block.ipynb"
+    path.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
+    tests = {t["name"]: t for t in grade_notebook(path, Limits(timeout=240, call_timeout=60))["tests"]}
+    block = tests["check_transformer_block"]
+    assert block["status"] == "failed" and block["steps"][0]["key"] == "forbidden_call", block
+    assert "autograde.reference.model.Block.forward" in block["output"]
+    assert tests["check_rms_norm"]["status"] == "passed"
 
 
 # ----------------------------------------------------------------------------

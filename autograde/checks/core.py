@@ -50,11 +50,16 @@ class Case:
     raises: the name of an exception class the call must raise (a subclass
     counts, matched by the names in its MRO so that the verdict can cross a
     process boundary), e.g. "ValueError"; None when the call must return.
+    drive: None (one call), or "greedy:N": the function is a model's forward,
+    ids (1, T) -> logits (1, T, V), and the output is the N tokens that greedy
+    decoding with it writes after args[0] (runner.drive_greedy, run where the
+    student's code runs: in the notebook, or in the grader's sandbox).
     """
     label: str
     args: tuple
     kwargs: dict = field(default_factory=dict)
     raises: str | None = None
+    drive: str | None = None
 
 
 @dataclass

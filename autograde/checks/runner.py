@@ -37,11 +37,14 @@ def _resolve(dotted: str):
 
 
 @contextlib.contextmanager
-def forbid(names: tuple[str, ...]):
-    """Temporarily replace dotted attributes (e.g. torch.nn.functional.softmax) by a tripwire."""
+def forbid(names: tuple[str, ...], targets: dict | None = None):
+    """Temporarily replace dotted attributes (e.g. torch.nn.functional.softmax) by a tripwire.
+
+    targets: name -> (owner, attribute) resolved earlier (the grader's worker resolves them before
+    it blocks imports of the reference); by default each name is resolved now."""
     saved = []
     for dotted in names:
-        found = _resolve(dotted)
+        found = targets.get(dotted) if targets is not None else _resolve(dotted)
         if found is None:
             continue
         owner, attr = found
@@ -62,11 +65,32 @@ def forbid(names: tuple[str, ...]):
                 delattr(owner, attr)
 
 
+def drive_greedy(forward: Callable, ids: torch.Tensor, *rest, new_tokens: int, **kwargs) -> list[int]:
+    """Greedy decoding with a forward pass: ids (1, T) -> logits (1, T, V); returns the new ids."""
+    new_ids = []
+    for _ in range(new_tokens):
+        logits = forward(ids, *rest, **kwargs)                    # (1, T, V)
+        token = logits[:, -1, :].argmax(dim=-1, keepdim=True)      # (1, 1)
+        ids = torch.cat([ids, token.to(ids.dtype)], dim=1)         # (1, T + 1)
+        new_ids.append(int(token))
+    return new_ids
+
+
+def call(fn: Callable, args: tuple, kwargs: dict, drive: str | None = None):
+    """fn(*args, **kwargs), or the driver named by a case's `drive` around it."""
+    if drive is None:
+        return fn(*args, **kwargs)
+    kind, _, n = drive.partition(":")
+    if kind != "greedy" or not n.isdigit():
+        raise ValueError(f"unknown driver {drive!r}")
+    return drive_greedy(fn, *args, new_tokens=int(n), **kwargs)
+
+
 def call_student(fn: Callable, case: Case, forbidden: tuple[str, ...] = ()) -> tuple[Any, Verdict | None]:
     """Call fn on one case. Returns (output, None) or (None, failing verdict)."""
     try:
         with forbid(forbidden):
-            return fn(*case.args, **case.kwargs), None
+            return call(fn, case.args, case.kwargs, case.drive), None
     except NotImplementedError:
         return None, Verdict(False, "not_implemented", {"function": getattr(fn, "__name__", "?")}, case.label)
     except ForbiddenCall as exc:

@@ -34,6 +34,7 @@ MAX_ATTEMPTS = 4
 MAX_CALLS = 10_000           # model calls a spy records (the worker stops recording after that)
 CHECK_LINE = re.compile(r"""^\s*check\(\s*["']([\w.]+)["']\s*,\s*([A-Za-z_]\w*)\s*(,\s*hidden\s*=\s*True\s*)?\)\s*$""",
                         re.M)
+REFERENCE_IMPORT = re.compile(r"^\s*(from|import)\s+autograde\.reference\b", re.M)
 CHILD_ERRORS = ("not_implemented", "forbidden_call", "raised", "timeout")
 
 register_messages({
@@ -81,11 +82,11 @@ def write_job(directory: Path, rebuilt: Rebuilt, planned: list[Planned], call_ti
     for i, p in enumerate(planned):
         wire.write(directory / f"cases_{i}.json", [(c.args, c.kwargs) for c in p.cases])
         steps.append({"step": p.step, "function": p.function, "cases": f"cases_{i}.json",
-                      "forbidden": list(get_check(p.step).forbidden)})
+                      "forbidden": list(get_check(p.step).forbidden), "drives": [c.drive for c in p.cases]})
     cells = [{"id": c.grade_id, "kind": c.kind, "source": c.source} for c in rebuilt.code_cells()]
     job = {"cells": cells, "steps": steps, "skip_cells": [], "skip_steps": [], "start_step": 0,
            "call_timeout": call_timeout,
-           "reference": needs_reference(planned)}
+           "reference": needs_reference(rebuilt, planned)}
     (directory / "job.json").write_text(json.dumps(job, ensure_ascii=False), encoding="utf-8")
     writable = ["out/progress.jsonl"]
     for i in range(len(planned)):
@@ -93,9 +94,11 @@ def write_job(directory: Path, rebuilt: Rebuilt, planned: list[Planned], call_ti
     return writable
 
 
-def needs_reference(planned: list[Planned]) -> bool:
-    """Whether any step's cases pass the reference model (the worker must load it)."""
-    return any(get_check(p.step).needs_reference for p in planned)
+def needs_reference(rebuilt: Rebuilt, planned: list[Planned]) -> bool:
+    """Whether the worker must load the reference model: a step's cases pass it, or a locked
+    setup cell imports it (notebook 3 builds its attention from the reference pieces)."""
+    return any(get_check(p.step).needs_reference for p in planned) or \
+        any(REFERENCE_IMPORT.search(c.source) for c in rebuilt.code_cells() if c.kind == "setup")
 
 
 # ----------------------------------------------------------------------------
@@ -321,7 +324,7 @@ def grade_notebook(path: Path, limits: Limits | None = None, extra_hidden=(), so
         writable = write_job(directory, rebuilt, planned, limits.call_timeout)
         clock["plan"] = time.monotonic() - start - clock["read"]
         sandbox = run_sandbox(directory, len(planned), writable, limits, [path.parent, *extra_hidden],
-                              needs_reference(planned))
+                              needs_reference(rebuilt, planned))
         clock["sandbox"] = time.monotonic() - start - clock["read"] - clock["plan"]
         steps = [judge_step(p, directory / "out" / f"step_{i}.json", sandbox["failures"].get(i))
                  for i, p in enumerate(planned)]

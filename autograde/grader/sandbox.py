@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import os
-import queue
 import resource
 import shutil
 import signal
@@ -45,8 +44,9 @@ FIRST_UID = 64100                 # sandbox uids: FIRST_UID + slot (no passwd en
 # Files the child must not read, relative to the repository (hidden in "namespaces" mode).
 HIDDEN = ("solutions", "autograde/reference", "autograde/data", "autograde/checks/steps", "tests", "submitted",
           "autograded", "feedback", "gradebook.db")
-# A job whose steps call the reference model (notebook 4's generation loop) needs the model's
-# code, weights and tokenizer: those stay readable, the rest of the reference stays hidden.
+# A job that uses the reference model (notebook 3's locked cells build attention from its pieces,
+# notebook 4's generation steps call it) needs the model's code, weights and tokenizer: those stay
+# readable, the rest of the reference stays hidden.
 SHOWN_FOR_REFERENCE = ("autograde/reference", "autograde/data")
 HIDDEN_FOR_REFERENCE = ("autograde/reference/sampling.py", "autograde/reference/train.py",
                         "autograde/reference/hf.py", "autograde/reference/corpus.py", "autograde/data/corpus")
@@ -109,30 +109,55 @@ def sandbox_mode() -> str:
     if not (shutil.which("unshare") and shutil.which("setpriv") and shutil.which("mount")):
         return "plain"
     probe = Path(tempfile.mkdtemp(prefix="course-probe-"))
+    uid = UIDS.take()
     try:
-        _prepare_dir(probe, FIRST_UID, [])
-        cmd = _namespace_command(probe, FIRST_UID, [], code=PROBE)
+        _prepare_dir(probe, uid, [])
+        cmd = _namespace_command(probe, uid, [], code=PROBE)
         done = subprocess.run(cmd, capture_output=True, timeout=120, preexec_fn=_limits_preexec(Limits()))
         return "namespaces" if done.returncode == 0 else "plain"
     except (OSError, subprocess.SubprocessError):
         return "plain"
     finally:
+        UIDS.give(uid)
         shutil.rmtree(probe, ignore_errors=True)
 
 
 class _UidPool:
-    """One uid per concurrent sandbox (namespaces mode)."""
+    """One uid per concurrent sandbox (namespaces mode), also across processes: two `course grade`
+    runs (or two test workers) on one machine must never share a uid, or one run's clean-up
+    (_kill_uid) would kill the other's sandbox. A uid is held by an flock on its lock file."""
 
-    def __init__(self):
-        self._free: queue.Queue[int] = queue.Queue()
-        for i in range(256):
-            self._free.put(FIRST_UID + i)
+    SIZE = 256
+
+    def __init__(self, lock_dir: Path | None = None):
+        self.lock_dir = lock_dir or Path(tempfile.gettempdir()) / "course-sandbox-uids"
+        self._held: dict[int, int] = {}               # uid -> lock file descriptor
+        self._lock = threading.Lock()
 
     def take(self) -> int:
-        return self._free.get()
+        import fcntl
+
+        self.lock_dir.mkdir(mode=0o700, exist_ok=True)
+        while True:
+            with self._lock:
+                for uid in range(FIRST_UID, FIRST_UID + self.SIZE):
+                    if uid in self._held:
+                        continue
+                    fd = os.open(self.lock_dir / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except OSError:
+                        os.close(fd)
+                        continue
+                    self._held[uid] = fd
+                    return uid
+            time.sleep(0.1)                            # every uid busy: wait for one
 
     def give(self, uid: int) -> None:
-        self._free.put(uid)
+        with self._lock:
+            fd = self._held.pop(uid, None)
+        if fd is not None:
+            os.close(fd)                               # closing releases the flock
 
 
 UIDS = _UidPool()

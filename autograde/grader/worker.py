@@ -5,9 +5,9 @@ Reads DIR/job.json (the cells to run, the steps to call) and DIR/cases_N.json
 
 1. blocks the network and imports of the grader (autograde.reference*,
    autograde.checks*) for everything that follows;
-   When a step needs the reference model (job["reference"]), it is loaded first
-   and the notebook's setup may import load_reference and the model classes
-   (REFERENCE_NAMES), nothing else of the reference;
+   When the job needs the reference model (job["reference"]: a step passes it,
+   or a setup cell imports it), the model is loaded first and the notebook may
+   import autograde.reference.model and .checkpoint, nothing else of it;
 2. runs the locked setup cells and the student's solution cells, each in
    try/except (SystemExit included), with `autograde.notebook` replaced by a
    stub so that `check(...)` does nothing here;
@@ -38,13 +38,13 @@ import torch  # noqa: E402
 
 TORCH_LOADED = time.time()           # the notebook's own `import torch` would cost the same
 
-from autograde.checks.runner import ForbiddenCall, _resolve, forbid  # noqa: E402
+from autograde.checks.runner import ForbiddenCall, _resolve, call, forbid  # noqa: E402
 from autograde.grader import wire  # noqa: E402
 
 MAX_CALLS = 10_000                    # model calls a spy records
-# What the notebook may import from the reference when the job provides the model.
-REFERENCE_NAMES = {"autograde.reference.checkpoint": ("load_reference", "Reference"),
-                   "autograde.reference.model": ("KVCache", "ModelConfig", "Transformer")}
+# What the notebook may import from the reference when the job provides the model. Calls of
+# forbidden functions are caught by identity (AliasWatch), however the student reaches them.
+REFERENCE_MODULES = ("autograde.reference.model", "autograde.reference.checkpoint")
 BLOCKED_IMPORTS = ("autograde.reference", "autograde.checks", "autograde.grader.sandbox",
                    "autograde.grader.judge", "autograde.grader.plan", "autograde.grader.grade")
 
@@ -151,40 +151,49 @@ def load_reference_model():
     return reference, copy.deepcopy(reference.model).requires_grad_(False)
 
 
-def install_reference_modules(reference, real: dict[str, types.ModuleType]) -> None:
-    """Stand-in modules with only REFERENCE_NAMES, taken from `real` (the modules loaded before
-    the grader's imports were blocked)."""
+def expose_reference_modules(real: dict[str, types.ModuleType]) -> None:
+    """Make REFERENCE_MODULES importable again (after every grader module was made unreachable),
+    under a bare `autograde.reference` package that has no other submodule."""
     package = types.ModuleType("autograde.reference")
     package.__path__ = []
     sys.modules["autograde.reference"] = package
-    for name, names in REFERENCE_NAMES.items():
-        stub = types.ModuleType(name)
-        for attr in names:
-            setattr(stub, attr, getattr(real[name], attr))
-        sys.modules[name] = stub
-        setattr(package, name.rsplit(".", 1)[1], stub)
-    sys.modules["autograde.reference.checkpoint"].load_reference = lambda device="cpu": reference
+    for name, module in real.items():
+        sys.modules[name] = module
+        setattr(package, name.rsplit(".", 1)[1], module)
 
 
 # ----------------------------------------------------------------------------
 # forbidden calls through aliases
 
 
-class AliasWatch:
-    """A profiler that notices calls to forbidden C functions however they are reached
-    (`f = F.scaled_dot_product_attention` saved before forbid() swapped the attribute)."""
+def resolve_all(names) -> dict[str, tuple | None]:
+    """dotted name -> (owner, attribute), resolved once, before the grader's modules are blocked
+    (so that a forbidden reference function is found even where the notebook cannot import it)."""
+    return {name: _resolve(name) for name in names}
 
-    def __init__(self, names):
-        self.originals, self.tensor_methods = {}, set()
+
+class AliasWatch:
+    """A profiler that notices calls to forbidden functions however they are reached
+    (`f = F.scaled_dot_product_attention` saved before forbid() swapped the attribute, a reference
+    function found through some object's __globals__): C functions by identity, Python functions
+    by their code object."""
+
+    def __init__(self, names, targets: dict | None = None):
+        self.originals, self.codes, self.tensor_methods = {}, {}, set()
         for dotted in names:
             if dotted.startswith("torch.Tensor."):
                 self.tensor_methods.add(dotted.rsplit(".", 1)[1])
-            found = _resolve(dotted)
+            found = targets.get(dotted) if targets is not None else _resolve(dotted)
             if found is not None:
-                self.originals[id(getattr(*found))] = dotted
+                function = getattr(*found)
+                self.originals[id(function)] = dotted
+                if hasattr(function, "__code__"):
+                    self.codes[id(function.__code__)] = dotted
         self.hit: str | None = None
 
     def __call__(self, frame, event, arg):
+        if event == "call" and self.hit is None and self.codes:
+            self.hit = self.codes.get(id(frame.f_code))
         if event == "c_call" and self.hit is None:
             name = self.originals.get(id(arg))
             if name is None and getattr(arg, "__name__", None) in self.tensor_methods \
@@ -260,11 +269,14 @@ def run_cells(job: dict, ns: dict, progress: Progress) -> None:
         progress.log(cell=i, phase="end", error=error)
 
 
-def call_case(fn, args, kwargs, forbidden, seconds: float = 0) -> dict:
-    """One call of the student's function -> {"out": value} or {"err": [key, params]}."""
+def call_case(fn, args, kwargs, forbidden, seconds: float = 0, drive: str | None = None,
+              targets: dict | None = None) -> dict:
+    """One call of the student's function (or one drive: many calls) -> {"out": value} or {"err": [key, params]}.
+
+    targets: the forbidden names resolved before the grader's modules were blocked (resolve_all)."""
     try:
-        with alarm(seconds), AliasWatch(forbidden) as watch, forbid(tuple(forbidden)):
-            out = fn(*args, **kwargs)
+        with alarm(seconds), AliasWatch(forbidden, targets) as watch, forbid(tuple(forbidden), targets):
+            out = call(fn, args, kwargs, drive)
     except CallTimeout:
         return {"err": ["timeout", {"seconds": f"{seconds:g}"}]}
     except NotImplementedError:
@@ -279,9 +291,10 @@ def call_case(fn, args, kwargs, forbidden, seconds: float = 0) -> dict:
     return {"out": out}
 
 
-def call_and_record(fn, args, kwargs, forbidden, seconds: float) -> dict:
+def call_and_record(fn, args, kwargs, forbidden, seconds: float, drive: str | None = None,
+                    targets: dict | None = None) -> dict:
     """call_case, plus the spy's record of model calls when the case passes one."""
-    result = call_case(fn, args, kwargs, forbidden, seconds)
+    result = call_case(fn, args, kwargs, forbidden, seconds, drive, targets)
     spies = [a for a in (*args, *kwargs.values()) if isinstance(a, SandboxSpy)]
     if spies and "out" in result:
         result["calls"] = [list(c) for c in spies[0].calls[:MAX_CALLS]]
@@ -295,7 +308,7 @@ def exhausted(result: dict) -> bool:
 
 
 def run_step(directory: Path, index: int, step: dict, ns: dict, seconds: float, models: dict | None,
-             spent: dict[str, dict]) -> None:
+             spent: dict[str, dict], targets: dict | None = None) -> None:
     """Call the function on every case. Once a call of a function has run out of time or memory
     (`spent`: function name -> that result), its later cases, here and in later steps, get the
     same result without another call: the step fails either way, and an infinite loop costs one
@@ -306,11 +319,13 @@ def run_step(directory: Path, index: int, step: dict, ns: dict, seconds: float, 
         results = {"missing": True}
     else:
         outcomes = []
-        for args, kwargs in cases:
+        drives = step.get("drives") or [None] * len(cases)
+        for (args, kwargs), drive in zip(cases, drives):
             if step["function"] in spent:
                 outcomes.append(spent[step["function"]])
                 continue
-            outcomes.append(call_and_record(fn, args, kwargs, step["forbidden"], seconds))
+            outcomes.append(call_and_record(fn, args, kwargs, step["forbidden"], seconds,
+                                            drive if isinstance(drive, str) else None, targets))
             if exhausted(outcomes[-1]):
                 spent[step["function"]] = outcomes[-1]
         results = {"cases": outcomes}
@@ -327,14 +342,15 @@ def main(directory: str) -> int:
     torch.set_num_threads(1)
     models = None
     if job.get("reference") is True:
-        reference, private = load_reference_model()
-        real = {name: sys.modules[name] for name in REFERENCE_NAMES}
+        _, private = load_reference_model()
+        real = {name: sys.modules[name] for name in REFERENCE_MODULES}
         models = {"model_fn": lambda: SandboxModelFn(private), "spy": lambda: SandboxSpy(private)}
+    targets = resolve_all({name for step in job["steps"] for name in step["forbidden"]})
     sys.meta_path.insert(0, _BlockGrader())
     for name in [m for m in sys.modules if any(m == b or m.startswith(b + ".") for b in BLOCKED_IMPORTS)]:
         sys.modules[name] = None       # already loaded by the worker itself: unreachable by import
     if models:
-        install_reference_modules(reference, real)
+        expose_reference_modules(real)
     block_network()
     sys.modules["autograde.notebook"] = notebook_stub()
     ns: dict = {"__name__": "__main__", "__builtins__": __builtins__}
@@ -345,7 +361,7 @@ def main(directory: str) -> int:
         if i < job.get("start_step", 0) or i in job.get("skip_steps", ()):
             continue
         progress.log(step=i, phase="start")
-        run_step(directory, i, step, ns, job.get("call_timeout", 0), models, spent)
+        run_step(directory, i, step, ns, job.get("call_timeout", 0), models, spent, targets)
         progress.log(step=i, phase="end")
     progress.log(done=True)
     progress.file.close()

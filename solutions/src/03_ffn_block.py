@@ -87,7 +87,7 @@ device = setup(COURSE_LANG)
 # 살펴보세요. FFN에는 행렬이 세 개 있고 편향은 없으며, 블록마다 정규화가 두 번
 # 들어갑니다.
 
-# %%
+# %% kind="setup" id="reference_weights"
 from autograde.reference.checkpoint import load_reference
 from autograde.reference.model import rope_cos_sin
 
@@ -369,8 +369,9 @@ print("tiny vector, eps = 0     =", rms_norm(tiny, ones, 0.0))
 # \end{aligned}
 # $$
 #
-# The attention is notebook 2's `multi_head_attention`. By default the cell
-# below uses a version built from the reference pieces; set
+# The attention is notebook 2's `multi_head_attention`. The first cell below
+# builds it from the reference pieces (the grader always uses this version, so
+# that the block is judged on its own); in the cell after it, set
 # `USE_MY_ATTENTION = True` to use your own from notebook 2 instead (it is
 # taken from `my_llm/` if it is there and still passes its check).
 # `layer_weights` cuts the tensors of one block out of the big dictionary.
@@ -388,13 +389,13 @@ print("tiny vector, eps = 0     =", rms_norm(tiny, ones, 0.0))
 # \end{aligned}
 # $$
 #
-# 어텐션은 노트북 2의 `multi_head_attention`입니다. 아래 셀은 기본으로 참고 구현의
-# 부품으로 만든 버전을 씁니다. 노트북 2에서 직접 만든 함수를 쓰고 싶다면
-# `USE_MY_ATTENTION = True`로 바꾸세요. `my_llm/`에 저장되어 있고 지금도 검사를
-# 통과하면 그 함수를 가져옵니다. `layer_weights`는 큰 딕셔너리에서 블록 하나의
-# 텐서만 잘라 냅니다.
+# 어텐션은 노트북 2의 `multi_head_attention`입니다. 아래 첫 셀은 참고 구현의 부품으로
+# 이것을 만듭니다. 채점기는 블록만 따로 평가하려고 늘 이 버전을 씁니다. 노트북 2에서
+# 직접 만든 함수를 쓰고 싶다면 그다음 셀에서 `USE_MY_ATTENTION = True`로 바꾸세요.
+# `my_llm/`에 저장되어 있고 지금도 검사를 통과하면 그 함수를 가져옵니다.
+# `layer_weights`는 큰 딕셔너리에서 블록 하나의 텐서만 잘라 냅니다.
 
-# %%
+# %% kind="setup" id="attention_and_layers"
 from autograde.reference import model as ref
 
 
@@ -412,17 +413,18 @@ def reference_multi_head_attention(x, W_q, W_k, W_v, W_o, n_head, n_kv_head, cos
     return ref.merge_heads(out) @ W_o                            # (B, T, C)
 
 
-USE_MY_ATTENTION = False
-if USE_MY_ATTENTION:
-    multi_head_attention = load_piece("attention.multi_head", reference_multi_head_attention)
-else:
-    multi_head_attention = reference_multi_head_attention
-
-
 def layer_weights(weights: dict, layer: int) -> dict:
     """The tensors of block `layer`, named without the 'blocks.{layer}.' prefix."""
     prefix = f"blocks.{layer}."
     return {name[len(prefix):]: w for name, w in weights.items() if name.startswith(prefix)}
+
+
+multi_head_attention = reference_multi_head_attention
+
+# %%
+USE_MY_ATTENTION = False
+if USE_MY_ATTENTION:
+    multi_head_attention = load_piece("attention.multi_head", reference_multi_head_attention)
 
 
 {name: tuple(w.shape) for name, w in layer_weights(weights, 0).items()}
@@ -482,8 +484,10 @@ check("ffn.block", transformer_block, hidden=True)
 # $$
 #
 # Return logits, not probabilities. The check compares them with what the
-# reference model computes for a Korean and an English sentence, and the
-# hidden check also runs small random models of other shapes.
+# reference model computes for a Korean and an English sentence, then lets
+# your `forward` write eight tokens greedily after each sentence (always
+# taking the highest logit) and compares those tokens with the reference
+# model's. The hidden check also runs small random models of other shapes.
 
 # %% [markdown] lang="ko"
 # ## 6. 순전파 전체
@@ -505,7 +509,9 @@ check("ffn.block", transformer_block, hidden=True)
 # $$
 #
 # 확률이 아니라 로짓을 돌려주세요. 검사는 한국어 문장과 영어 문장에서 참고 모델이
-# 계산한 로짓과 비교하고, 숨은 검사는 모양이 다른 작은 무작위 모델로도 돌려 봅니다.
+# 계산한 로짓과 비교한 다음, 여러분의 `forward`로 각 문장 뒤에 토큰 여덟 개를 탐욕적
+# 디코딩으로(매번 로짓이 가장 큰 토큰을 골라) 이어 쓰게 해서 참고 모델이 쓴 토큰과
+# 맞춰 봅니다. 숨은 검사는 모양이 다른 작은 무작위 모델로도 돌려 봅니다.
 
 # %% kind="solution" id="forward"
 def forward(ids, weights, cfg):

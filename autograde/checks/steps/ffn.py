@@ -19,14 +19,21 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from autograde.checks.core import Case, Check
+from autograde.checks.core import Case, Check, Verdict
 from autograde.checks.messages import register_messages
 from autograde.checks.registry import register
 from autograde.reference import model as ref
 
 SENTENCES = ("애, 겨울 배가 맛있단다!", "The model reads tokens, not letters.")
+GREEDY_TOKENS = 8            # tokens written by greedy decoding with the student's forward
+NEAR_TIE = 1e-4              # reference logits closer than this: either token is a right pick
 
 register_messages({
+    "mistake_forward_greedy": {
+        "en": "greedy generation with your forward picked token {got} as new token {position}; the reference "
+              "model picks {expected}",
+        "ko": "여러분의 forward로 탐욕적 디코딩을 하면 {position}번째 새 토큰으로 {got}번 토큰을 고릅니다. 참고 모델은 "
+              "{expected}번 토큰을 고릅니다"},
     "mistake_ffn_no_bias_1": {
         "en": "a missing FFN bias: b_1 was not added; the hidden layer is max(0, x W_1 + b_1)",
         "ko": "FFN 편향이 빠졌습니다: b_1을 더하지 않았습니다. 은닉층은 max(0, x W_1 + b_1)입니다"},
@@ -528,10 +535,16 @@ class Forward(VariantCheck):
             ids = torch.randint(cfg["vocab_size"], (2, T), generator=g)
             small = random_config(g)
             ids2 = torch.randint(small["vocab_size"], (3, int(torch.randint(2, 16, (1,), generator=g))), generator=g)
+            prompt = ids[:1, :int(torch.randint(2, 8, (1,), generator=g))]
             return [Case(f"random ids {tuple(ids.shape)}, reference weights", (ids, model_weights(), cfg)),
                     Case(f"random model with {small['n_layer']} layer(s), d_model={small['d_model']}",
-                         (ids2, random_weights(small, g), small))]
-        return [Case(text, (sentence_ids(i), model_weights(), cfg)) for i, text in enumerate(SENTENCES)]
+                         (ids2, random_weights(small, g), small)),
+                    Case(f"greedy generation, {GREEDY_TOKENS} tokens after random ids {tuple(prompt.shape)}",
+                         (prompt, model_weights(), cfg), drive=f"greedy:{GREEDY_TOKENS}")]
+        cases = [Case(text, (sentence_ids(i), model_weights(), cfg)) for i, text in enumerate(SENTENCES)]
+        return cases + [Case(f"greedy generation, {GREEDY_TOKENS} tokens after “{text}”",
+                             (sentence_ids(i), model_weights(), cfg), drive=f"greedy:{GREEDY_TOKENS}")
+                        for i, text in enumerate(SENTENCES)]
 
     def reference(self, ids, weights, cfg):
         model = ref.Transformer(ref.ModelConfig.from_dict(cfg))
@@ -539,3 +552,34 @@ class Forward(VariantCheck):
         model = model.to(ids.device).eval()
         with torch.no_grad():
             return model(ids)
+
+    def judge(self, case, output):
+        if case.drive is None:
+            return super().judge(case, output)
+        return judge_greedy(case, output, lambda ids: self.reference(ids, *case.args[1:]))
+
+
+def judge_greedy(case, output, reference_forward) -> Verdict:
+    """The student's greedy tokens against the reference's. Where the reference's two best logits
+    are closer than NEAR_TIE, either pick is right: the comparison stops there."""
+    ids, expected, margins = case.args[0], [], []
+    for _ in range(int(case.drive.partition(":")[2])):
+        logits = reference_forward(ids)[0, -1]                            # (V,)
+        top2 = logits.topk(2).values
+        expected.append(int(logits.argmax()))
+        margins.append(float(top2[0] - top2[1]))
+        ids = torch.cat([ids, torch.tensor([[expected[-1]]], dtype=ids.dtype, device=ids.device)], dim=1)
+    if not (isinstance(output, list) and len(output) == len(expected) and all(type(t) is int for t in output)):
+        return Verdict(False, "wrong_type", {"expected": f"list of {len(expected)} ints", "got": _describe(output)},
+                       case.label)
+    for position, (mine, theirs, margin) in enumerate(zip(output, expected, margins)):
+        if margin < NEAR_TIE:
+            break
+        if mine != theirs:
+            return Verdict(False, "mistake_forward_greedy", {"position": position + 1, "got": mine,
+                                                             "expected": theirs}, case.label)
+    return Verdict(True, "ok", {}, case.label)
+
+
+def _describe(value) -> str:
+    return type(value).__name__ if not isinstance(value, list) else f"list of {len(value)}"
