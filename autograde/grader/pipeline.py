@@ -31,7 +31,6 @@ from autograde.grader.rebuild import Rebuilt, SubmissionError, load_submission, 
 from autograde.grader.sandbox import Limits, run_worker, sandbox_mode
 
 MAX_ATTEMPTS = 4
-MAX_CALLS = 10_000           # model calls a spy records (the worker stops recording after that)
 CHECK_LINE = re.compile(r"""^\s*check\(\s*["']([\w.]+)["']\s*,\s*([A-Za-z_]\w*)\s*(,\s*hidden\s*=\s*True\s*)?\)\s*$""",
                         re.M)
 REFERENCE_IMPORT = re.compile(r"^\s*(from|import)\s+autograde\.reference\b", re.M)
@@ -232,7 +231,7 @@ class CacheSlot:
 def record_spy_calls(case: Case, calls) -> bool:
     """Put the child's record of model calls, [[tokens, cache slot or -1], ...], into the case's spy."""
     spies = [a for a in (*case.args, *case.kwargs.values()) if getattr(type(a), "__wire_model__", None) == "spy"]
-    if not (spies and type(calls) is list and len(calls) <= MAX_CALLS
+    if not (spies and type(calls) is list and len(calls) <= wire.MAX_SPY_CALLS
             and all(type(c) is list and len(c) == 2 and all(type(x) is int for x in c) for c in calls)):
         return False
     slots: dict[int, CacheSlot] = {}

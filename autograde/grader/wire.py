@@ -37,6 +37,7 @@ MAX_TENSOR_BYTES = 256 * 2**20
 MAX_DEPTH = 32
 MAX_ITEMS = 200_000
 MODEL_KINDS = ("model_fn", "spy")
+MAX_SPY_CALLS = 10_000           # model calls a spy records and reports (the rest are not recorded)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,59}$")
 
 

@@ -41,7 +41,6 @@ TORCH_LOADED = time.time()           # the notebook's own `import torch` would c
 from autograde.checks.runner import ForbiddenCall, _resolve, call, forbid  # noqa: E402
 from autograde.grader import wire  # noqa: E402
 
-MAX_CALLS = 10_000                    # model calls a spy records
 # What the notebook may import from the reference when the job provides the model. Calls of
 # forbidden functions are caught by identity (AliasWatch), however the student reaches them.
 REFERENCE_MODULES = ("autograde.reference.model", "autograde.reference.checkpoint")
@@ -117,7 +116,7 @@ class SandboxSpy:
         self.model, self.calls, self._caches = model, [], []
 
     def __call__(self, ids, *args, cache=None, **kwargs):
-        if len(self.calls) < MAX_CALLS:
+        if len(self.calls) < wire.MAX_SPY_CALLS:
             tokens = ids.shape[-1] if isinstance(ids, torch.Tensor) and ids.dim() else -1
             self.calls.append([int(tokens), self._slot(cache)])
         with torch.no_grad():
@@ -143,12 +142,12 @@ class SandboxSpy:
         return "model"
 
 
-def load_reference_model():
-    """(the notebook's Reference, a private copy of its model for the cases); before any student code."""
+def private_reference_model():
+    """The cases' own copy of the reference model, made before any student code runs (the
+    notebook's load_reference() returns the loaded original, which its cells may change)."""
     from autograde.reference.checkpoint import load_reference
 
-    reference = load_reference()
-    return reference, copy.deepcopy(reference.model).requires_grad_(False)
+    return copy.deepcopy(load_reference().model).requires_grad_(False)
 
 
 def expose_reference_modules(real: dict[str, types.ModuleType]) -> None:
@@ -297,7 +296,7 @@ def call_and_record(fn, args, kwargs, forbidden, seconds: float, drive: str | No
     result = call_case(fn, args, kwargs, forbidden, seconds, drive, targets)
     spies = [a for a in (*args, *kwargs.values()) if isinstance(a, SandboxSpy)]
     if spies and "out" in result:
-        result["calls"] = [list(c) for c in spies[0].calls[:MAX_CALLS]]
+        result["calls"] = [list(c) for c in spies[0].calls[:wire.MAX_SPY_CALLS]]
     return result
 
 
@@ -342,7 +341,7 @@ def main(directory: str) -> int:
     torch.set_num_threads(1)
     models = None
     if job.get("reference") is True:
-        _, private = load_reference_model()
+        private = private_reference_model()
         real = {name: sys.modules[name] for name in REFERENCE_MODULES}
         models = {"model_fn": lambda: SandboxModelFn(private), "spy": lambda: SandboxSpy(private)}
     targets = resolve_all({name for step in job["steps"] for name in step["forbidden"]})
