@@ -41,6 +41,24 @@ MAX_SPY_CALLS = 10_000           # model calls a spy records and reports (the re
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,59}$")
 
 
+class NoGradModel:
+    """model_fn: ids (1, T) -> logits (1, T, V) of a model, without autograd. The checks pass one
+    to the student's generation loop; on the wire it is {"$model": "model_fn"}, and the grader's
+    worker wraps its own copy of the reference model in this same class."""
+
+    __wire_model__ = "model_fn"
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, ids):
+        with torch.no_grad():
+            return self.model(ids)
+
+    def __repr__(self):
+        return "model_fn"
+
+
 class WireError(ValueError):
     """A value that cannot be written, or a file that is not valid wire data."""
 

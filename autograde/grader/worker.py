@@ -91,20 +91,6 @@ def notebook_stub() -> types.ModuleType:
 # the reference model, for steps whose cases pass it ($model on the wire)
 
 
-class SandboxModelFn:
-    """model_fn: ids (1, T) -> logits (1, T, V) of the reference model, without autograd."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __call__(self, ids):
-        with torch.no_grad():
-            return self.model(ids)
-
-    def __repr__(self):
-        return "model_fn"
-
-
 class SandboxSpy:
     """The reference model, recording each call as [tokens read, which cache (-1: none)].
 
@@ -343,7 +329,7 @@ def main(directory: str) -> int:
     if job.get("reference") is True:
         private = private_reference_model()
         real = {name: sys.modules[name] for name in REFERENCE_MODULES}
-        models = {"model_fn": lambda: SandboxModelFn(private), "spy": lambda: SandboxSpy(private)}
+        models = {"model_fn": lambda: wire.NoGradModel(private), "spy": lambda: SandboxSpy(private)}
     targets = resolve_all({name for step in job["steps"] for name in step["forbidden"]})
     sys.meta_path.insert(0, _BlockGrader())
     for name in [m for m in sys.modules if any(m == b or m.startswith(b + ".") for b in BLOCKED_IMPORTS)]:

@@ -26,6 +26,7 @@ import torch
 from autograde.checks.core import Case, Check, Verdict, compare_outputs
 from autograde.checks.messages import register_messages
 from autograde.checks.registry import register
+from autograde.grader.wire import NoGradModel  # model_fn for the checks ($model on the wire)
 from autograde.reference import sampling as ref
 
 PROMPTS = ("언어 모델은", "The model reads")
@@ -494,24 +495,6 @@ class SampleNext(SamplingCheck):
 
 # ----------------------------------------------------------------------------
 # 6. the autoregressive loop
-
-
-class NoGradModel:
-    """model_fn for the checks: ids (1, T) -> logits (1, T, V) of the reference model, without autograd.
-
-    In the grader's sandbox the worker builds its own (autograde.grader.worker.SandboxModelFn)."""
-
-    __wire_model__ = "model_fn"
-
-    def __init__(self, model):
-        self.model = model
-
-    def __call__(self, ids):
-        with torch.no_grad():
-            return self.model(ids)
-
-    def __repr__(self):
-        return "model_fn"
 
 
 def generate_loop(model_fn, prompt_ids, max_new_tokens, generator=None, temperature=1.0, top_k=None,
