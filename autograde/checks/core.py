@@ -224,3 +224,8 @@ def draw_seed(hidden: bool) -> int:
     """Visible checks use fixed seeds (reproducible hints); hidden checks draw
     fresh ones at grading time so that hard-coded answers fail."""
     return random.SystemRandom().randrange(2**31) if hidden else 0
+
+
+def gen(seed: int) -> torch.Generator:
+    """A CPU generator seeded with `seed`: every case a check draws comes from one of these."""
+    return torch.Generator().manual_seed(seed)

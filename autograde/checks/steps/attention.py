@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import torch
 
-from autograde.checks.core import Case, Check
+from autograde.checks.core import Case, Check, gen
 from autograde.checks.messages import register_messages
 from autograde.checks.registry import register
 from autograde.reference import model as ref
@@ -53,10 +53,6 @@ register_messages({
         "en": "key/value heads were repeated in the wrong pattern: each kv head serves consecutive query heads (repeat_interleave)",
         "ko": "키·값 헤드를 잘못된 방식으로 복제했습니다: kv 헤드 하나가 연속한 쿼리 헤드들을 맡습니다 (repeat_interleave)"},
 })
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 @lru_cache(maxsize=1)

@@ -19,7 +19,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from autograde.checks.core import Case, Check, Verdict
+from autograde.checks.core import Case, Check, Verdict, gen
 from autograde.checks.messages import register_messages
 from autograde.checks.registry import register
 from autograde.reference import model as ref
@@ -107,10 +107,6 @@ register_messages({
         "en": "these are probabilities, not logits: return x @ W_E^T without a softmax",
         "ko": "로짓이 아니라 확률입니다: 소프트맥스 없이 x @ W_E^T를 돌려주세요"},
 })
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def _pick(g: torch.Generator, options):

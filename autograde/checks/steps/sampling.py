@@ -23,7 +23,7 @@ from functools import lru_cache
 
 import torch
 
-from autograde.checks.core import Case, Check, Verdict, compare_outputs
+from autograde.checks.core import Case, Check, Verdict, compare_outputs, gen
 from autograde.checks.messages import register_messages
 from autograde.checks.registry import register
 from autograde.grader.wire import NoGradModel  # model_fn for the checks ($model on the wire)
@@ -150,10 +150,6 @@ register_messages({
         "ko": "토큰은 맞지만 모델의 {call}번째 호출에서 토큰 {tokens}개를 읽었습니다: 프리필 뒤에는 가장 최근 "
               "토큰 하나, (1, 1)만 넣으세요. 나머지는 캐시에 있습니다"},
 })
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def fresh(generator: torch.Generator | None) -> torch.Generator | None:
