@@ -275,8 +275,12 @@ def generate_with_cache(model, prompt_ids, max_new_tokens, generator=None, tempe
 """
 CALLS_THE_REFERENCE = """
 def generate(model_fn, prompt_ids, max_new_tokens, generator=None, **kwargs):
-    from autograde.reference.sampling import generate as reference_generate
-    return reference_generate(model_fn.model, prompt_ids, max_new_tokens)
+    # not a name the static pass refuses for this step: the sandbox's import block must stop it
+    from autograde.reference.sampling import sample_next as reference_sample_next
+    ids = list(prompt_ids)
+    for _ in range(max_new_tokens):
+        ids.append(int(reference_sample_next(model_fn(torch.tensor([ids]))[:, -1], generator)))
+    return ids
 """
 
 
@@ -348,7 +352,8 @@ def test_a_forbidden_reference_function_is_caught_through_an_alias(tmp_path):
     path.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
     tests = {t["name"]: t for t in grade_notebook(path, Limits(timeout=240, call_timeout=60))["tests"]}
     block = tests["check_transformer_block"]
-    assert block["status"] == "failed" and block["steps"][0]["key"] == "forbidden_call", block
+    # the parent's static pass sees the name; the worker's profiler would catch the alias too
+    assert block["status"] == "failed" and block["steps"][0]["key"] in ("forbidden_reference", "forbidden_call"), block
     assert "autograde.reference.model.Block.forward" in block["output"]
     assert tests["check_rms_norm"]["status"] == "passed"
 

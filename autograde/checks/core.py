@@ -18,8 +18,9 @@ that mistake's message key (autograde.checks.messages).
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
-import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -84,6 +85,9 @@ class Check:
               e.g. ("torch.nn.functional.scaled_dot_product_attention",).
     needs_reference: the cases pass the reference model (a $model on the wire), so the
               grader's sandbox must load it (and the notebook's setup may import it).
+    depends:  step ids whose functions this step's function normally calls (sample_next calls
+              top_k_filter, ...). When this step fails and one of them failed too, the feedback
+              says to fix that one first instead of blaming this step.
     """
     step: str = ""
     function: str = ""
@@ -91,6 +95,7 @@ class Check:
     mutants: dict[str, Callable] = {}
     forbidden: tuple[str, ...] = ()
     needs_reference: bool = False
+    depends: tuple[str, ...] = ()
 
     # -- inputs -------------------------------------------------------------
     def cases(self, seed: int, hidden: bool) -> list[Case]:
@@ -220,10 +225,28 @@ def _fmt(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def draw_seed(hidden: bool) -> int:
-    """Visible checks use fixed seeds (reproducible hints); hidden checks draw
-    fresh ones at grading time so that hard-coded answers fail."""
-    return random.SystemRandom().randrange(2**31) if hidden else 0
+PUBLIC_KEY = b"course-public-stream/1"
+
+
+def case_seed(hidden: bool, *identity: str, key: bytes | None = None) -> int:
+    """The seed of a check's cases: 0 for visible checks (the same hints for everyone), and for
+    hidden checks a 31-bit number derived from a key and an identity (assignment, test cell,
+    step, student): HMAC-SHA256(key, identity).
+
+    The class grader passes the course's secret key (autograde.grader.secret), so nobody without
+    it can know the hidden cases, yet the same submission always gets the same cases and the
+    same grade. Without a key (a notebook's own check(), `course check` with no secret) the
+    public key gives a fixed stream: reproducible, but not secret."""
+    if not hidden:
+        return 0
+    message_ = "\x1f".join(str(part) for part in identity).encode("utf-8", "surrogatepass")
+    digest = hmac.new(key or PUBLIC_KEY, message_, hashlib.sha256).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def draw_seed(hidden: bool, *identity: str) -> int:
+    """case_seed with the public key: what a notebook's own check() uses."""
+    return case_seed(hidden, *identity)
 
 
 def gen(seed: int) -> torch.Generator:

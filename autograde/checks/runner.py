@@ -14,8 +14,22 @@ from typing import Any, Callable
 import torch
 
 from autograde.checks.core import Case, Verdict, draw_seed
-from autograde.checks.messages import message
+from autograde.checks.messages import message, register_messages
 from autograde.checks.registry import get_check
+
+
+register_messages({
+    "mutated_input": {
+        "en": "your function changed its argument {argument} in place; the caller's value must come back unchanged "
+              "(write x = x / t, not x /= t; copy a list before changing it)",
+        "ko": "함수가 인자 {argument}의 값을 제자리에서 바꿨습니다. 호출한 쪽의 값은 그대로 돌아가야 합니다 "
+              "(x /= t 대신 x = x / t로 쓰고, 리스트는 복사한 다음 고치세요)"},
+    "dependency_failed": {
+        "en": "this function calls {dependency}, which does not pass its own check yet: fix that first, "
+              "this failure may only be its consequence. Here:",
+        "ko": "이 함수가 호출하는 {dependency} 단계가 아직 자기 검사를 통과하지 못했습니다. 그쪽을 먼저 고치세요. "
+              "여기서 난 실패는 그 결과일 수 있습니다. 이번 결과:"},
+})
 
 
 class ForbiddenCall(Exception):
@@ -41,8 +55,11 @@ def forbid(names: tuple[str, ...], targets: dict | None = None):
     """Temporarily replace dotted attributes (e.g. torch.nn.functional.softmax) by a tripwire.
 
     targets: name -> (owner, attribute) resolved earlier (the grader's worker resolves them before
-    it blocks imports of the reference); by default each name is resolved now."""
-    saved = []
+    it blocks imports of the reference); by default each name is resolved now.
+
+    Yields a list that each tripwire appends its name to before it raises: a caller that
+    catches ForbiddenCall (a bare `except Exception`) does not hide the call."""
+    saved, tripped = [], []
     for dotted in names:
         found = targets.get(dotted) if targets is not None else _resolve(dotted)
         if found is None:
@@ -50,13 +67,14 @@ def forbid(names: tuple[str, ...], targets: dict | None = None):
         owner, attr = found
 
         def tripwire(*args, _name=dotted, **kwargs):
+            tripped.append(_name)
             raise ForbiddenCall(_name)
 
         own = attr in vars(owner)
         saved.append((owner, attr, vars(owner).get(attr), own))
         setattr(owner, attr, tripwire)
     try:
-        yield
+        yield tripped
     finally:
         for owner, attr, original, own in reversed(saved):
             if own:
@@ -86,11 +104,84 @@ def call(fn: Callable, args: tuple, kwargs: dict, drive: str | None = None):
     return drive_greedy(fn, *args, new_tokens=int(n), **kwargs)
 
 
+# ----------------------------------------------------------------------------
+# inputs must come back unchanged
+
+
+def snapshot(value, depth: int = 0):
+    """A private copy of the parts of an argument that a function could change in place:
+    tensors, and the lists, dicts and tuples holding them (or ints, strings, ...). Anything
+    else (a model, a generator, whose state is meant to move) is kept as None: not compared."""
+    if depth > 8:
+        return None
+    if isinstance(value, torch.Tensor):
+        with torch._C.DisableTorchFunctionSubclass():          # a subclass's overrides do not run here
+            return torch.Tensor.as_subclass(value, torch.Tensor).detach().clone()
+    if type(value) in (list, tuple):
+        return type(value)(snapshot(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return {k: snapshot(v, depth + 1) for k, v in value.items()}
+    if value is None or type(value) in (int, float, str, bytes, bool):
+        return value
+    return None
+
+
+def changed(before, after, where: str = "") -> str | None:
+    """Where `after` (the argument after the call) differs from its snapshot `before`, e.g.
+    'argument 1' or 'argument 2[3]'; None when nothing the snapshot covers changed."""
+    if before is None and after is not None and not isinstance(after, (torch.Tensor, list, dict, tuple)):
+        return None                                     # not covered by the snapshot
+    if isinstance(before, torch.Tensor):
+        if not isinstance(after, torch.Tensor) or tuple(after.shape) != tuple(before.shape) \
+                or after.dtype != before.dtype:
+            return where
+        with torch._C.DisableTorchFunctionSubclass():
+            a = torch.Tensor.as_subclass(after, torch.Tensor).detach()
+            same = torch.equal(a, before) or (a.dtype.is_floating_point and
+                                              bool(((a == before) | (a.isnan() & before.isnan())).all()))
+        return None if same else where
+    if type(before) in (list, tuple, dict):
+        if type(after) is not type(before) or len(after) != len(before):
+            return where
+        keys = list(before) if type(before) is dict else range(len(before))
+        for k in keys:
+            if type(before) is dict and k not in after:
+                return where
+            found = changed(before[k], after[k], f"{where}[{k!r}]")
+            if found is not None:
+                return found
+        return None
+    if before is not None and (type(after) is not type(before) or after != before):
+        return where
+    return None
+
+
+def changed_argument(snapshots: tuple, args: tuple, kwargs_snapshot: dict, kwargs: dict) -> str | None:
+    """The first argument that the call changed in place ('1' for the first, '2[0]' for an item of
+    the second, 'mask' for a keyword argument), or None."""
+    for i, (before, after) in enumerate(zip(snapshots, args)):
+        found = changed(before, after, f"{i + 1}")
+        if found is not None:
+            return found
+    for name, before in kwargs_snapshot.items():
+        found = changed(before, kwargs.get(name), str(name))
+        if found is not None:
+            return found
+    return None
+
+
 def call_student(fn: Callable, case: Case, forbidden: tuple[str, ...] = ()) -> tuple[Any, Verdict | None]:
     """Call fn on one case. Returns (output, None) or (None, failing verdict)."""
     try:
-        with forbid(forbidden):
-            return call(fn, case.args, case.kwargs, case.drive), None
+        before = tuple(snapshot(a) for a in case.args), {k: snapshot(v) for k, v in case.kwargs.items()}
+        with forbid(forbidden) as tripped:
+            output = call(fn, case.args, case.kwargs, case.drive)
+        if tripped:
+            raise ForbiddenCall(tripped[0])
+        where = changed_argument(before[0], case.args, before[1], case.kwargs)
+        if where is not None:
+            return None, Verdict(False, "mutated_input", {"argument": where}, case.label)
+        return output, None
     except NotImplementedError:
         return None, Verdict(False, "not_implemented", {"function": getattr(fn, "__name__", "?")}, case.label)
     except ForbiddenCall as exc:
@@ -109,7 +200,7 @@ def run_check(step: str, fn: Callable | None, hidden: bool = False, seed: int | 
               device: str | torch.device = "cpu") -> dict:
     """All cases of one step. Returns {"step", "passed", "key", "params", "case", "n", "seed"}."""
     check = get_check(step)
-    seed = draw_seed(hidden) if seed is None else seed
+    seed = draw_seed(hidden, step) if seed is None else seed
     result = {"step": step, "seed": seed, "hidden": hidden, "points": check.points}
     if fn is None or not callable(fn):
         return {**result, "passed": False, "key": "missing_function", "params": {"function": check.function},
@@ -126,9 +217,28 @@ def run_check(step: str, fn: Callable | None, hidden: bool = False, seed: int | 
             failure.key = check.explain_raised(case, failure.params["error"], failure.params["text"]) or "raised"
         verdict = failure or check.judge(case, output)
         if not verdict.passed:
-            return {**result, "passed": False, "key": verdict.key, "params": _jsonable(verdict.params),
-                    "case": verdict.case, "n": len(cases)}
+            failed = {**result, "passed": False, "key": verdict.key, "params": _jsonable(verdict.params),
+                      "case": verdict.case, "n": len(cases)}
+            LAST_RESULTS[step] = False
+            return blame_dependency(failed, check.depends, LAST_RESULTS)
+    LAST_RESULTS[step] = True
     return {**result, "passed": True, "key": "ok", "params": {}, "case": "", "n": len(cases)}
+
+
+LAST_RESULTS: dict[str, bool] = {}     # step -> passed, the latest check of each step in this process
+
+
+def blame_dependency(result: dict, depends: tuple[str, ...], passed: dict[str, bool]) -> dict:
+    """A failed result whose function calls a step that failed its own check too: say to fix
+    that one first (the failure here may be its consequence), keeping this step's own detail.
+
+    passed: step -> whether its latest check passed (in the grader: this submission's results)."""
+    broken = [d for d in depends if passed.get(d) is False]
+    if result["passed"] or not broken:
+        return result
+    detail = {"key": result["key"], "params": result["params"]}
+    return {**result, "key": "dependency_failed",
+            "params": {"dependency": ", ".join(broken), "detail_key": detail["key"], **detail["params"]}}
 
 
 def describe(result: dict, lang: str) -> str:
@@ -136,6 +246,8 @@ def describe(result: dict, lang: str) -> str:
     if result["passed"]:
         return "✅ " + message("passed_cases", lang, step=result["step"], n=result["n"])
     detail = message(result["key"], lang, **result["params"])
+    if result["key"] == "dependency_failed":
+        detail += " " + message(str(result["params"].get("detail_key", "")), lang, **result["params"])
     if result["case"]:
         detail = message("case", lang, case=result["case"]) + detail
     return "❌ " + message("failed", lang, step=result["step"], detail=detail)

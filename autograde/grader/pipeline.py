@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from autograde.checks.core import Case, Verdict, draw_seed
+from autograde.checks.core import Case, Verdict, case_seed
 from autograde.checks.messages import message, register_messages
 from autograde.checks.registry import get_check
-from autograde.checks.runner import describe
-from autograde.grader import GRADER_VERSION, wire
+from autograde.checks.runner import blame_dependency, describe
+from autograde.grader import GRADER_VERSION, static, wire
 from autograde.grader.rebuild import Rebuilt, SubmissionError, load_submission, rebuild
 from autograde.grader.sandbox import Limits, run_worker, sandbox_mode
 
@@ -34,7 +34,7 @@ MAX_ATTEMPTS = 4
 CHECK_LINE = re.compile(r"""^\s*check\(\s*["']([\w.]+)["']\s*,\s*([A-Za-z_]\w*)\s*(,\s*hidden\s*=\s*True\s*)?\)\s*$""",
                         re.M)
 REFERENCE_IMPORT = re.compile(r"^\s*(from|import)\s+autograde\.reference\b", re.M)
-CHILD_ERRORS = ("not_implemented", "forbidden_call", "raised", "timeout")
+CHILD_ERRORS = ("not_implemented", "forbidden_call", "raised", "timeout", "mutated_input")
 
 register_messages({
     "grader_crashed": {"en": "the notebook's process ended before this step finished ({reason})",
@@ -46,6 +46,20 @@ register_messages({
     "grader_no_checks": {"en": "the grader found no checks in this cell", "ko": "채점기가 이 셀에서 검사를 찾지 못했습니다"},
     "grader_failed_cell": {"en": "{failed} of {total} checks failed; first: {detail}",
                            "ko": "검사 {total}개 중 {failed}개가 실패했습니다. 첫 실패: {detail}"},
+    "grader_escape": {
+        "en": "cell {cell}, line {line}: {what} is not allowed in graded code (it can reach or change the "
+              "grader inside your notebook's process), so nothing in this notebook was graded; remove it and "
+              "submit again",
+        "ko": "{cell} 셀 {line}번째 줄: 채점하는 코드에서는 {what} 항목을 쓸 수 없습니다 (노트북 프로세스 안에서 "
+              "채점기에 손을 댈 수 있기 때문입니다). 그래서 이 노트북은 채점하지 않았습니다. 지우고 다시 제출하세요"},
+    "grader_tampered": {
+        "en": "your code changed {what} while it ran; graded code may not change a library the grader relies on",
+        "ko": "코드가 실행 중에 {what} 항목을 바꿨습니다. 채점하는 코드는 채점기가 쓰는 라이브러리를 바꾸면 안 됩니다"},
+    "forbidden_reference": {
+        "en": "this step must be written by hand; your code uses {name} (cell {cell}, line {line}), which this "
+              "step does not allow",
+        "ko": "이 단계는 직접 구현해야 합니다. 코드가 이 단계에서 쓸 수 없는 {name} 함수를 씁니다 "
+              "({cell} 셀 {line}번째 줄)"},
 })
 
 
@@ -63,16 +77,27 @@ class Planned:
 # plan
 
 
-def plan(rebuilt: Rebuilt) -> list[Planned]:
-    """Every check line of every pristine test cell, with its cases generated now."""
+def plan(rebuilt: Rebuilt, key: bytes | None = None, identity: str = "") -> list[Planned]:
+    """Every check line of every pristine test cell, with its cases generated now.
+
+    Hidden cases' seeds come from `key` (the course's secret; None: the public stream) and
+    assignment, test cell, step and `identity` (the student): a regrade draws the same cases."""
     planned = []
     for cell in rebuilt.test_cells():
         for step, function, hidden in CHECK_LINE.findall(cell.source):
             check = get_check(step)
-            seed = draw_seed(bool(hidden))
+            seed = case_seed(bool(hidden), rebuilt.assignment, cell.grade_id, step, identity, key=key)
             planned.append(Planned(cell.grade_id, step, function, bool(hidden), seed,
                                    check.cases(seed, bool(hidden))))
     return planned
+
+
+def static_report(rebuilt: Rebuilt, planned: list[Planned]) -> static.Report:
+    """The parent's own reading of the student's cells (autograde.grader.static)."""
+    cells = rebuilt.code_cells()
+    return static.analyse([(c.grade_id, c.source) for c in cells if c.kind == "solution"],
+                          [(c.grade_id, c.source) for c in cells if c.kind == "setup"],
+                          [(p.step, p.function, tuple(get_check(p.step).forbidden)) for p in planned])
 
 
 def write_job(directory: Path, rebuilt: Rebuilt, planned: list[Planned], call_timeout: float = 0) -> list[str]:
@@ -240,15 +265,39 @@ def record_spy_calls(case: Case, calls) -> bool:
     return True
 
 
-def judge_step(p: Planned, out_file: Path, failure: str | None) -> dict:
-    """{"passed", "key", "params", "case", "n", ...} like runner.run_check, judged here."""
+def judge_step(p: Planned, out_file: Path, failure: str | None, report: static.Report | None = None) -> dict:
+    """{"passed", "key", "params", "case", "n", ...} like runner.run_check, judged here.
+
+    report: the static pass's findings, which decide before any output is looked at."""
     check = get_check(p.step)
     base = {"step": p.step, "seed": p.seed, "hidden": p.hidden, "n": len(p.cases)}
-    verdict = _judge_cases(check, p, out_file, failure)
+    verdict = static_verdict(p, report) if report else None
+    if verdict is None:
+        verdict = _judge_cases(check, p, out_file, failure)
     if verdict is None:
         return {**base, "passed": True, "key": "ok", "params": {}, "case": ""}
     params = {k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v) for k, v in verdict.params.items()}
     return {**base, "passed": False, "key": verdict.key, "params": params, "case": verdict.case}
+
+
+def static_verdict(p: Planned, report: static.Report) -> Verdict | None:
+    """The verdict the static pass forces on a step: an escape route anywhere, or a forbidden
+    function within the step's reach."""
+    if report.escapes:
+        first = report.escapes[0]
+        return Verdict(False, "grader_escape", {"cell": first.cell, "line": first.line, "what": first.what})
+    found = report.forbidden.get(p.step)
+    if found:
+        return Verdict(False, "forbidden_reference", {"name": found.what, "cell": found.cell, "line": found.line})
+    return None
+
+
+def blame_dependencies(planned: list[Planned], steps: list[dict]) -> list[dict]:
+    """A failed step whose function calls a step that failed too says so (runner.blame_dependency)."""
+    passed: dict[str, bool] = {}
+    for p, s in zip(planned, steps):
+        passed[p.step] = passed.get(p.step, True) and s["passed"]
+    return [blame_dependency(s, get_check(p.step).depends, passed) for p, s in zip(planned, steps)]
 
 
 def _judge_cases(check, p: Planned, out_file: Path, failure: str | None) -> Verdict | None:
@@ -265,6 +314,9 @@ def _judge_cases(check, p: Planned, out_file: Path, failure: str | None) -> Verd
         return Verdict(False, "missing_function", {"function": p.function})
     if "unwritable" in result:
         return Verdict(False, "grader_bad_output", {"reason": str(result["unwritable"])[:300]})
+    if result.get("tampered"):
+        names = [str(n)[:80] for n in result["tampered"]][:3] if isinstance(result["tampered"], list) else ["?"]
+        return Verdict(False, "grader_tampered", {"what": ", ".join(names)})
     entries = result.get("cases")
     if not isinstance(entries, list) or len(entries) != len(p.cases):
         return Verdict(False, "grader_bad_output", {"reason": "wrong number of results"})
@@ -299,9 +351,13 @@ def error_result(path: Path, error: str, sha256: str = "") -> dict:
 
 
 def grade_notebook(path: Path, limits: Limits | None = None, extra_hidden=(), solutions: Path | None = None,
-                   keep_dir: Path | None = None, strict: bool = False) -> dict:
+                   keep_dir: Path | None = None, strict: bool = False, key: bytes | None = None,
+                   identity: str = "") -> dict:
     """The full result of one submission; a bad submission gives an error result with score 0
-    (or, with strict=True, raises SubmissionError, a CourseError)."""
+    (or, with strict=True, raises SubmissionError, a CourseError).
+
+    key, identity: the course's secret and the student, from which hidden cases' seeds derive
+    (plan); the same submission with the same key and identity always gets the same grade."""
     path = Path(path)
     limits = limits or Limits()
     start = time.monotonic()
@@ -317,7 +373,14 @@ def grade_notebook(path: Path, limits: Limits | None = None, extra_hidden=(), so
         sha = _sha_or_empty(path)
         return error_result(path, str(exc), sha)
     clock = {"read": time.monotonic() - start}
-    planned = plan(rebuilt)
+    planned = plan(rebuilt, key, identity)
+    report = static_report(rebuilt, planned)
+    if report.escapes:                 # nothing measured in that process could be believed: do not run it
+        clock["plan"] = time.monotonic() - start - clock["read"]
+        steps = blame_dependencies(planned, [judge_step(p, Path("/nonexistent"), None, report) for p in planned])
+        sandbox = {"failures": {}, "cell_failures": {}, "runs": [],
+                   "timing": {k: round(v, 3) for k, v in clock.items()}}
+        return assemble(path, rebuilt, planned, steps, sandbox, time.monotonic() - start, report)
     directory = Path(tempfile.mkdtemp(prefix="course-sandbox-"))
     try:
         writable = write_job(directory, rebuilt, planned, limits.call_timeout)
@@ -325,8 +388,9 @@ def grade_notebook(path: Path, limits: Limits | None = None, extra_hidden=(), so
         sandbox = run_sandbox(directory, len(planned), writable, limits, [path.parent, *extra_hidden],
                               needs_reference(rebuilt, planned))
         clock["sandbox"] = time.monotonic() - start - clock["read"] - clock["plan"]
-        steps = [judge_step(p, directory / "out" / f"step_{i}.json", sandbox["failures"].get(i))
-                 for i, p in enumerate(planned)]
+        steps = blame_dependencies(planned, [judge_step(p, directory / "out" / f"step_{i}.json",
+                                                        sandbox["failures"].get(i), report)
+                                             for i, p in enumerate(planned)])
         clock["judge"] = time.monotonic() - start - sum(clock.values())
         sandbox["timing"] = {**{k: round(v, 3) for k, v in clock.items()},
                              **{k: round(v, 3) for k, v in sandbox["timing"].items()}}
@@ -334,7 +398,7 @@ def grade_notebook(path: Path, limits: Limits | None = None, extra_hidden=(), so
             shutil.copytree(directory, keep_dir, dirs_exist_ok=True)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-    return assemble(path, rebuilt, planned, steps, sandbox, time.monotonic() - start)
+    return assemble(path, rebuilt, planned, steps, sandbox, time.monotonic() - start, report)
 
 
 def _sha_or_empty(path: Path) -> str:
@@ -347,7 +411,7 @@ def _sha_or_empty(path: Path) -> str:
 
 
 def assemble(path: Path, rebuilt: Rebuilt, planned: list[Planned], steps: list[dict], sandbox: dict,
-             seconds: float) -> dict:
+             seconds: float, report: static.Report | None = None) -> dict:
     """The Gradescope-compatible result (a superset of results.json)."""
     lang = rebuilt.lang
     tests = []
@@ -375,6 +439,7 @@ def assemble(path: Path, rebuilt: Rebuilt, planned: list[Planned], steps: list[d
         "grader_version": GRADER_VERSION,
         "seeds": {f"{p.cell}:{p.step}{':hidden' if p.hidden else ''}": p.seed for p in planned},
         "submission_sha256": rebuilt.sha256, "tamper": rebuilt.tamper, "cell_errors": cell_errors,
+        "static": report.to_json() if report else {"escapes": [], "forbidden": {}},
         "assignment": rebuilt.assignment, "lang": lang, "notebook": str(path),
         "sandbox": {"mode": runs[0].mode if runs else sandbox_mode(), "attempts": len(runs),
                     "timed_out": any(r.timed_out for r in runs), "output_bytes": sum(r.output_bytes for r in runs),

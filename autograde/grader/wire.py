@@ -105,7 +105,10 @@ class _Encoder:
         return {"$object": _type_name(value)}
 
     def _tensor(self, t: torch.Tensor):
-        t = torch.Tensor.as_subclass(t, torch.Tensor)          # drop any subclass and its overrides
+        with torch._C.DisableTorchFunctionSubclass():          # no __torch_function__ of a subclass runs here
+            return self._plain_tensor(torch.Tensor.as_subclass(t, torch.Tensor))   # drop the subclass
+
+    def _plain_tensor(self, t: torch.Tensor):
         if t.device.type != "cpu":
             raise WireError(f"a tensor on device {t.device.type!r} (the grader runs on the CPU)")
         if t.layout != torch.strided:

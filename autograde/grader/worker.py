@@ -38,14 +38,13 @@ import torch  # noqa: E402
 
 TORCH_LOADED = time.time()           # the notebook's own `import torch` would cost the same
 
-from autograde.checks.runner import ForbiddenCall, _resolve, call, forbid  # noqa: E402
+from autograde.checks.runner import ForbiddenCall, _resolve, call, changed_argument, forbid, snapshot  # noqa: E402
 from autograde.grader import wire  # noqa: E402
 
 # What the notebook may import from the reference when the job provides the model. Calls of
 # forbidden functions are caught by identity (AliasWatch), however the student reaches them.
 REFERENCE_MODULES = ("autograde.reference.model", "autograde.reference.checkpoint")
-BLOCKED_IMPORTS = ("autograde.reference", "autograde.checks", "autograde.grader.sandbox",
-                   "autograde.grader.judge", "autograde.grader.plan", "autograde.grader.grade")
+BLOCKED_IMPORTS = ("autograde.reference", "autograde.checks", "autograde.grader")
 
 
 # ----------------------------------------------------------------------------
@@ -91,38 +90,48 @@ def notebook_stub() -> types.ModuleType:
 # the reference model, for steps whose cases pass it ($model on the wire)
 
 
+_SPIES: dict[int, dict] = {}      # id(spy) -> {"model", "calls", "caches"}: kept out of the student's reach
+
+
 class SandboxSpy:
     """The reference model, recording each call as [tokens read, which cache (-1: none)].
 
-    The record is reported to the parent with the call's output. (It lives in the student's
-    process, like everything here: the tokens are checked against the parent's own run, the
-    record only tells how the cache was used.)"""
+    The record is reported to the parent with the call's output. It is kept in this module
+    (_SPIES), not on the object the student's code holds, so that code cannot rewrite it (and the
+    static pass refuses every route to this module). The tokens are checked against the parent's
+    own run; the record tells how the cache was used."""
+
+    __slots__ = ()
 
     def __init__(self, model):
-        self.model, self.calls, self._caches = model, [], []
+        _SPIES[id(self)] = {"model": model, "calls": [], "caches": []}
+
+    @property
+    def calls(self) -> list:
+        return [list(c) for c in _SPIES[id(self)]["calls"]]
 
     def __call__(self, ids, *args, cache=None, **kwargs):
-        if len(self.calls) < wire.MAX_SPY_CALLS:
+        state = _SPIES[id(self)]
+        if len(state["calls"]) < wire.MAX_SPY_CALLS:
             tokens = ids.shape[-1] if isinstance(ids, torch.Tensor) and ids.dim() else -1
-            self.calls.append([int(tokens), self._slot(cache)])
+            state["calls"].append((int(tokens), self._slot(state["caches"], cache)))
         with torch.no_grad():
-            return self.model(ids, *args, cache=cache, **kwargs)
+            return state["model"](ids, *args, cache=cache, **kwargs)
 
     forward = __call__
 
-    def _slot(self, cache) -> int:
+    @staticmethod
+    def _slot(caches: list, cache) -> int:
         if cache is None:
             return -1
-        for i, seen in enumerate(self._caches):
+        for i, seen in enumerate(caches):
             if seen is cache:
                 return i
-        self._caches.append(cache)
-        return len(self._caches) - 1
+        caches.append(cache)
+        return len(caches) - 1
 
     def __getattr__(self, name):                       # cfg, parameters(), ... come from the model
-        if name == "model":
-            raise AttributeError(name)
-        return getattr(self.model, name)
+        return getattr(_SPIES[id(self)]["model"], name)
 
     def __repr__(self):
         return "model"
@@ -139,12 +148,56 @@ def private_reference_model():
 def expose_reference_modules(real: dict[str, types.ModuleType]) -> None:
     """Make REFERENCE_MODULES importable again (after every grader module was made unreachable),
     under a bare `autograde.reference` package that has no other submodule."""
+    import autograde
+
     package = types.ModuleType("autograde.reference")
     package.__path__ = []
     sys.modules["autograde.reference"] = package
+    autograde.reference = package
     for name, module in real.items():
         sys.modules[name] = module
         setattr(package, name.rsplit(".", 1)[1], module)
+
+
+# ----------------------------------------------------------------------------
+# libraries left as they were
+
+
+class LibraryWatch:
+    """Identity snapshots of the namespaces the grader's own code relies on (builtins, torch,
+    Tensor, torch.nn.functional, ...), taken before any student code runs. changed() names every
+    entry that was rebound or deleted since (additions are harmless and ignored). The static pass
+    refuses the direct ways to monkeypatch a library; this catches the indirect ones."""
+
+    OWNERS = ("builtins", "torch", "torch.Tensor", "torch.nn", "torch.nn.functional", "torch.nn.Module",
+              "torch.linalg", "torch.special", "torch.fft", "math", "json", "safetensors.torch")
+
+    def __init__(self):
+        import builtins
+        import math  # noqa: F401  (imported so that it can be watched)
+
+        self.saved = []
+        for dotted in self.OWNERS:
+            owner = builtins if dotted == "builtins" else _lookup(dotted)
+            if owner is not None:
+                self.saved.append((dotted, owner, dict(vars(owner))))
+
+    def changed(self) -> list[str]:
+        missing = object()
+        out = []
+        for dotted, owner, before in self.saved:
+            now = vars(owner)
+            out += [f"{dotted}.{k}" for k, v in before.items() if now.get(k, missing) is not v]
+        return out[:20]
+
+
+def _lookup(dotted: str):
+    module, _, attribute = dotted.rpartition(".")
+    try:
+        found = sys.modules.get(dotted) or getattr(sys.modules[module], attribute)
+    except (KeyError, AttributeError):
+        return None
+    return found
 
 
 # ----------------------------------------------------------------------------
@@ -258,10 +311,15 @@ def call_case(fn, args, kwargs, forbidden, seconds: float = 0, drive: str | None
               targets: dict | None = None) -> dict:
     """One call of the student's function (or one drive: many calls) -> {"out": value} or {"err": [key, params]}.
 
-    targets: the forbidden names resolved before the grader's modules were blocked (resolve_all)."""
+    targets: the forbidden names resolved before the grader's modules were blocked (resolve_all).
+    The inputs are snapshotted first: a call that changes one of them in place is reported."""
+    before = tuple(snapshot(a) for a in args), {k: snapshot(v) for k, v in kwargs.items()}
     try:
-        with alarm(seconds), AliasWatch(forbidden, targets) as watch, forbid(tuple(forbidden), targets):
+        with alarm(seconds), AliasWatch(forbidden, targets) as watch, \
+                forbid(tuple(forbidden), targets) as tripped:
             out = call(fn, args, kwargs, drive)
+        if tripped:                    # a tripwire fired, and the student's code caught its error
+            raise ForbiddenCall(tripped[0])
     except CallTimeout:
         return {"err": ["timeout", {"seconds": f"{seconds:g}"}]}
     except NotImplementedError:
@@ -273,6 +331,9 @@ def call_case(fn, args, kwargs, forbidden, seconds: float = 0, drive: str | None
         return {"err": ["raised", {"error": type(exc).__name__, "text": str(exc)[:300], "mro": mro}]}
     if watch.hit:
         return {"err": ["forbidden_call", {"name": watch.hit}]}
+    where = changed_argument(before[0], args, before[1], kwargs)
+    if where is not None:
+        return {"err": ["mutated_input", {"argument": where}]}
     return {"out": out}
 
 
@@ -293,7 +354,7 @@ def exhausted(result: dict) -> bool:
 
 
 def run_step(directory: Path, index: int, step: dict, ns: dict, seconds: float, models: dict | None,
-             spent: dict[str, dict], targets: dict | None = None) -> None:
+             spent: dict[str, dict], targets: dict | None = None, watch: LibraryWatch | None = None) -> None:
     """Call the function on every case. Once a call of a function has run out of time or memory
     (`spent`: function name -> that result), its later cases, here and in later steps, get the
     same result without another call: the step fails either way, and an infinite loop costs one
@@ -314,6 +375,9 @@ def run_step(directory: Path, index: int, step: dict, ns: dict, seconds: float, 
             if exhausted(outcomes[-1]):
                 spent[step["function"]] = outcomes[-1]
         results = {"cases": outcomes}
+    tampered = watch.changed() if watch else []
+    if tampered:
+        results["tampered"] = tampered
     try:
         wire.write(directory / "out" / f"step_{index}.json", results)
     except Exception as exc:           # the student's output could not be serialized
@@ -331,9 +395,13 @@ def main(directory: str) -> int:
         real = {name: sys.modules[name] for name in REFERENCE_MODULES}
         models = {"model_fn": lambda: wire.NoGradModel(private), "spy": lambda: SandboxSpy(private)}
     targets = resolve_all({name for step in job["steps"] for name in step["forbidden"]})
+    watch = LibraryWatch()
     sys.meta_path.insert(0, _BlockGrader())
     for name in [m for m in sys.modules if any(m == b or m.startswith(b + ".") for b in BLOCKED_IMPORTS)]:
         sys.modules[name] = None       # already loaded by the worker itself: unreachable by import
+    import autograde
+    for attribute in ("reference", "checks", "grader"):     # nor as attributes of the package
+        autograde.__dict__.pop(attribute, None)
     if models:
         expose_reference_modules(real)
     block_network()
@@ -346,7 +414,7 @@ def main(directory: str) -> int:
         if i < job.get("start_step", 0) or i in job.get("skip_steps", ()):
             continue
         progress.log(step=i, phase="start")
-        run_step(directory, i, step, ns, job.get("call_timeout", 0), models, spent, targets)
+        run_step(directory, i, step, ns, job.get("call_timeout", 0), models, spent, targets, watch)
         progress.log(step=i, phase="end")
     progress.log(done=True)
     progress.file.close()

@@ -1,0 +1,207 @@
+"""Grader integrity: rules the student's code cannot switch off, reproducible hidden cases,
+inputs that must come back unchanged, and failures blamed on the step that caused them.
+
+The hostile submissions here attack the grading worker itself, in every notebook: rebinding its
+functions, reaching it through gc, frames or sys.modules, replacing the profiler, swapping
+torch's or builtins' attributes, running code beside or after it. Each is written into a
+correct solution, so that the attack alone decides the grade."""
+import json
+
+import pytest
+import torch
+
+from autograde.checks.core import case_seed
+from autograde.checks.runner import blame_dependency, describe, run_check
+from autograde.grader.pipeline import grade_notebook, plan
+from autograde.grader.rebuild import load_submission, rebuild
+from autograde.grader.sandbox import Limits
+from test_grader import _cells_by_id, make_submission, needs_reference
+
+ASSIGNMENTS = ("01_tokenizer", "02_attention", "03_ffn_block", "04_sampling")
+# the solution cell of each notebook that the attacks are written into
+TARGET_CELL = {"01_tokenizer": "count_pairs", "02_attention": "sdpa", "03_ffn_block": "rms_norm",
+               "04_sampling": "temperature"}
+
+ATTACKS = {
+    "rebind the worker through __main__": "import __main__\n__main__.call_case = lambda *a, **k: {'out': None}\n",
+    "rebind the worker through sys.modules": "import sys\nw = sys.modules['__main__']\nw.forbid = lambda *a, **k: None\n",
+    "find the worker with gc": "import gc\nfor o in gc.get_objects():\n    pass\n",
+    "walk the frames": "import sys\nframe = sys._getframe(0)\nwhile frame.f_back:\n    frame = frame.f_back\n",
+    "replace the profiler": "import sys\nsys.setprofile(None)\n",
+    "replace the thread profiler": "import threading\nthreading.setprofile(None)\n",
+    "swap builtins": "import builtins\nbuiltins.isinstance = lambda *a: True\n",
+    "swap torch": "import torch\ntorch.equal = lambda *a, **k: True\n",
+    "patch the wire": "import autograde.grader.wire as w\nw.write = lambda *a, **k: None\n",
+    "rewrite outputs later (thread)": "import threading\nthreading.Timer(0.5, print).start()\n",
+    "rewrite outputs later (fork)": "import os\nif os.fork() == 0:\n    os._exit(0)\n",
+    "rewrite outputs later (finalizer)": "class Later:\n    def __del__(self):\n        pass\nkeep = Later()\n",
+    "code built at run time": "name = 'sys' + 'tem'\nimport os\nrun = getattr(os, name)\n",
+    "eval": "eval('1 + 1')\n",
+}
+
+
+def _submission(tmp_path, assignment: str, name: str, nb: dict):
+    path = tmp_path / name.replace(" ", "_").replace("(", "").replace(")", "") / f"{assignment}.ipynb"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("assignment", sorted(ASSIGNMENTS))
+def test_attacks_on_the_worker_earn_nothing_in_every_notebook(tmp_path, assignment):
+    """The issue's case among them: notebook 2's sdpa calling torch's own, plus one line that
+    rebinds a worker function, scored 9/9. Now every attack makes the whole notebook score 0,
+    named in the feedback, without running the student's code at all."""
+    for name, attack in ATTACKS.items():
+        nb = make_submission("full", assignment=assignment)
+        cell = _cells_by_id(nb)[TARGET_CELL[assignment]]
+        cell["source"] = attack + "".join(cell["source"])
+        result = grade_notebook(_submission(tmp_path, assignment, name, nb), Limits(timeout=60, call_timeout=10))
+        assert result["score"] == 0 and result["max_score"] > 0, (assignment, name)
+        assert result["static"]["escapes"], (assignment, name)
+        assert result["sandbox"]["attempts"] == 0, (assignment, name)       # nothing ran
+        first = result["tests"][0]
+        assert first["steps"][0]["key"] == "grader_escape" and "not allowed" in first["output"], (name, first)
+
+
+def test_the_issue_case_torch_sdpa_plus_a_rebound_worker_function(tmp_path):
+    nb = make_submission("full", assignment="02_attention")
+    _cells_by_id(nb)["sdpa"]["source"] = (
+        "import __main__, torch\n"
+        "__main__.call_case = lambda fn, args, kwargs, *rest, **kw: {'out': fn(*args, **kwargs)}\n"
+        "def scaled_dot_product_attention(q, k, v, mask=None):\n"
+        "    return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)\n")
+    result = grade_notebook(_submission(tmp_path, "02_attention", "issue", nb), Limits(timeout=60, call_timeout=10))
+    assert result["score"] == 0
+
+
+@needs_reference
+@pytest.mark.slow
+def test_indirect_library_changes_are_caught_in_the_sandbox(tmp_path):
+    """A route the static pass cannot see ([torch][0] is no name it can follow) is caught by the
+    worker's identity snapshot of the libraries, and every later step fails."""
+    nb = make_submission("full", assignment="02_attention")
+    cell = _cells_by_id(nb)["softmax"]
+    cell["source"] = "import torch\n[torch][0].equal = lambda *a, **k: True\n" + "".join(cell["source"])
+    result = grade_notebook(_submission(tmp_path, "02_attention", "indirect", nb), Limits(timeout=120, call_timeout=30))
+    assert result["static"]["escapes"] == []
+    assert result["score"] == 0, result["output"]
+    keys = {s["key"] for t in result["tests"] for s in t["steps"]}
+    assert keys == {"grader_tampered"}, keys
+    assert "torch.equal" in result["tests"][0]["output"]
+
+
+NO_CACHE_BUT_A_FORGED_RECORD = '''
+def generate_with_cache(model, prompt_ids, max_new_tokens, generator=None, temperature=1.0,
+                        top_k=None, top_p=None, progress=False):
+    ids, new_ids = list(prompt_ids), []
+    for _ in range(max_new_tokens):
+        logits = model(torch.tensor([ids]))[:, -1, :]          # the whole text every time
+        token = int(greedy(logits)[0]) if generator is None else \\
+            int(sample_next(logits, generator, temperature, top_k, top_p)[0])
+        ids.append(token)
+        new_ids.append(token)
+    for forge in (lambda: model.calls.clear(), lambda: setattr(model, "calls", [])):
+        try:
+            forge()
+        except Exception:
+            pass
+    return new_ids
+'''
+
+
+@needs_reference
+@pytest.mark.slow
+def test_the_model_spy_record_cannot_be_forged(tmp_path):
+    nb = make_submission("full", assignment="04_sampling")
+    _cells_by_id(nb)["generate_with_cache"]["source"] = NO_CACHE_BUT_A_FORGED_RECORD
+    result = grade_notebook(_submission(tmp_path, "04_sampling", "forged", nb), Limits(timeout=240, call_timeout=60))
+    tests = {t["name"]: t for t in result["tests"]}
+    assert tests["check_generate"]["status"] == "passed"
+    cache = tests["check_generate_with_cache"]
+    assert cache["status"] == "failed" and cache["steps"][0]["key"] == "mistake_cache_not_used", cache
+
+
+# ----------------------------------------------------------------------------
+# reproducible hidden cases
+
+
+def test_hidden_seeds_derive_from_the_key_and_the_identity():
+    args = ("02_attention", "check_sdpa", "attention.sdpa", "alice")
+    assert case_seed(False, *args, key=b"k") == 0                       # visible: the same for all
+    seed = case_seed(True, *args, key=b"k")
+    assert seed == case_seed(True, *args, key=b"k") and 0 <= seed < 2**31
+    assert seed != case_seed(True, *args, key=b"other key")
+    assert seed != case_seed(True, *args[:3], "bob", key=b"k")
+    assert seed != case_seed(True, args[0], args[1], "attention.softmax", args[3], key=b"k")
+    assert case_seed(True, *args) == case_seed(True, *args) != seed     # the public stream, fixed
+
+
+def test_a_regrade_plans_exactly_the_same_cases(tmp_path):
+    path = _submission(tmp_path, "02_attention", "same", make_submission("full", assignment="02_attention"))
+    nb, raw = load_submission(path)
+    rebuilt = rebuild(nb, raw, path)
+    first, again = plan(rebuilt, b"course key", "alice"), plan(rebuilt, b"course key", "alice")
+    other = plan(rebuilt, b"course key", "bob")
+    assert [p.seed for p in first] == [p.seed for p in again]
+    assert any(p.hidden for p in first)
+    assert [p.seed for p in first if p.hidden] != [p.seed for p in other if p.hidden]
+    for a, b in zip(first, again):
+        for ca, cb in zip(a.cases, b.cases):
+            for x, y in zip(ca.args, cb.args):
+                if isinstance(x, torch.Tensor):
+                    assert torch.equal(x, y)
+                else:
+                    assert x == y
+
+
+@needs_reference
+@pytest.mark.slow
+def test_the_same_submission_gets_the_same_grade_and_feedback(tmp_path):
+    nb = make_submission("partial", assignment="02_attention")
+    path = _submission(tmp_path, "02_attention", "twice", nb)
+    limits = Limits(timeout=120, call_timeout=30)
+    one = grade_notebook(path, limits, key=b"k" * 32, identity="alice")
+    two = grade_notebook(path, limits, key=b"k" * 32, identity="alice")
+    assert one["seeds"] == two["seeds"] and any(one["seeds"].values())
+    assert (one["score"], [t["output"] for t in one["tests"]]) == (two["score"], [t["output"] for t in two["tests"]])
+
+
+# ----------------------------------------------------------------------------
+# inputs come back unchanged; a failure is blamed on its cause
+
+
+def test_a_function_that_changes_its_input_in_place_fails_and_says_so():
+    def apply_temperature(logits, temperature):
+        logits /= temperature                   # the caller's logits are changed
+        return logits
+
+    result = run_check("sampling.temperature", apply_temperature)
+    assert not result["passed"] and result["key"] == "mutated_input"
+    assert "in place" in describe(result, "en") and "제자리" in describe(result, "ko")
+    hidden = run_check("sampling.temperature", apply_temperature, hidden=True)
+    assert hidden["key"] == "mutated_input"
+
+
+@needs_reference
+@pytest.mark.slow
+def test_the_sandbox_reports_an_input_changed_in_place(tmp_path):
+    nb = make_submission("full", assignment="04_sampling")
+    _cells_by_id(nb)["temperature"]["source"] = (
+        "def apply_temperature(logits, temperature):\n    logits /= temperature\n    return logits\n")
+    result = grade_notebook(_submission(tmp_path, "04_sampling", "inplace", nb), Limits(timeout=240, call_timeout=60))
+    temperature = {t["name"]: t for t in result["tests"]}["check_temperature"]
+    assert temperature["status"] == "failed" and temperature["steps"][0]["key"] == "mutated_input", temperature
+
+
+def test_a_failure_caused_by_a_dependency_names_the_dependency():
+    failed = {"step": "sampling.sample_next", "passed": False, "key": "wrong_values",
+              "params": {"index": "(0,)", "expected": "1", "got": "2", "max_diff": "1"},
+              "case": "x", "n": 3}
+    blamed = blame_dependency(failed, ("sampling.top_k", "sampling.top_p"), {"sampling.top_k": False})
+    assert blamed["key"] == "dependency_failed" and blamed["params"]["dependency"] == "sampling.top_k"
+    text = describe(blamed, "en")
+    assert "sampling.top_k" in text and "fix that first" in text and "(0,)" in text
+    assert "sampling.top_k" in describe(blamed, "ko")
+    # a dependency that passed, or a step that passed, is left alone
+    assert blame_dependency(failed, ("sampling.top_k",), {"sampling.top_k": True}) == failed

@@ -1,0 +1,148 @@
+"""The grader's static pass (autograde.grader.static): the parent's own reading of the student's
+cells refuses every route to the worker and names forbidden functions within a step's reach,
+while the solutions and ordinary student code pass untouched."""
+import json
+
+import pytest
+
+from autograde.checks.registry import get_check
+from autograde.grader.pipeline import CHECK_LINE
+from autograde.grader.rebuild import SOLUTIONS, pristine_cells
+from autograde.grader.static import analyse
+
+SETUP = [("setup", "import math\nimport torch\nimport torch.nn.functional as F\nfrom autograde.notebook import setup, check\n"
+                   "from autograde.reference import model as ref\n")]
+SDPA = ("attention.sdpa", "scaled_dot_product_attention",
+        ("torch.nn.functional.scaled_dot_product_attention", "autograde.reference.model.scaled_dot_product_attention"))
+SOFTMAX = ("attention.softmax", "softmax", ("torch.softmax", "torch.nn.functional.softmax", "torch.Tensor.softmax"))
+
+
+def report(source: str, steps=(SDPA, SOFTMAX)):
+    return analyse([("cell", source)], SETUP, list(steps))
+
+
+# Every class of attack on the worker, each as a student would write it.
+ESCAPES = {
+    "rebind through __main__": "import __main__\n__main__.call_case = lambda *a, **k: {'out': None}\n",
+    "rebind through sys.modules": "import sys\nsys.modules['autograde.checks.runner'].forbid = None\n",
+    "gc walk": "import gc\nfor obj in gc.get_objects():\n    pass\n",
+    "gc from import": "from gc import get_referrers\n",
+    "frame globals": "import sys\ndef f():\n    return sys._getframe(1).f_globals\n",
+    "frame through a traceback": "try:\n    1 / 0\nexcept Exception as e:\n    g = e.__traceback__.tb_frame.f_back\n",
+    "profiler off": "import sys\nsys.setprofile(None)\n",
+    "profiler off, threads": "import threading\nthreading.setprofile(None)\n",
+    "tracer": "import sys\nsys.settrace(lambda *a: None)\n",
+    "builtins swapped": "import builtins\nbuiltins.isinstance = lambda *a: True\n",
+    "builtins by name": "__builtins__['len'] = lambda x: 0\n",
+    "function globals": "def f():\n    pass\nf.__globals__['x'] = 1\n",
+    "class walk": "subs = object.__subclasses__()\n",
+    "base walk": "b = ().__class__.__base__\n",
+    "module dict": "d = torch.__dict__\n",
+    "vars": "v = vars(torch)\n",
+    "globals()": "g = globals()\n",
+    "eval": "f = eval('F.scaled_dot_' + 'product_attention')\n",
+    "exec": "exec('x = 1')\n",
+    "compile": "c = compile('1', 'x', 'eval')\n",
+    "__import__": "m = __import__('gc')\n",
+    "importlib": "import importlib\nm = importlib.import_module('gc')\n",
+    "getattr computed": "name = 'scaled_dot_' + 'product_attention'\nf = getattr(F, name)\n",
+    "getattr as a value": "g = getattr\n",
+    "getattr dunder": "g = getattr(F, '__dict__')\n",
+    "attrgetter": "from operator import attrgetter\nf = attrgetter('x')\n",
+    "dunder in a string": "key = '__globals__'\n",
+    "ctypes": "import ctypes\nctypes.memmove(0, 0, 0)\n",
+    "pickle": "import pickle\n",
+    "torch.ops": "y = torch.ops.aten.softmax(torch.zeros(2), 0, False)\n",
+    "torch._C": "y = torch._C._nn.scaled_dot_product_attention\n",
+    "private torch": "y = torch._softmax(torch.zeros(2), 0, False)\n",
+    "monkeypatch torch": "torch.equal = lambda *a: True\n",
+    "monkeypatch through an alias": "T = torch.Tensor\nT.clone = lambda self: self\n",
+    "setattr on torch": "setattr(torch, 'allclose', lambda *a, **k: True)\n",
+    "the grader's modules": "from autograde.grader import wire\n",
+    "the checks": "import autograde.checks.core as core\n",
+    "thread": "import threading\nthreading.Thread(target=print).start()\n",
+    "fork": "import os\npid = os.fork()\n",
+    "subprocess": "import subprocess\nsubprocess.run(['true'])\n",
+    "signal": "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n",
+    "finalizer": "class Later:\n    def __del__(self):\n        pass\n",
+    "torch override": "class T(torch.Tensor):\n    @classmethod\n    def __torch_function__(cls, *a, **k):\n        pass\n",
+    "weakref": "import weakref\n",
+    "atexit": "import atexit\n",
+    "/proc": "f = open('/proc/self/mem', 'rb')\n",
+    "relative import": "from . import x\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ESCAPES))
+def test_every_route_to_the_worker_is_refused(name):
+    found = report(ESCAPES[name]).escapes
+    assert found, name
+    assert found[0].cell == "cell" and found[0].line >= 1
+
+
+FINE = {
+    "softmax by hand": "def softmax(x, dim=-1):\n    e = (x - x.amax(dim=dim, keepdim=True)).exp()\n"
+                       "    return e / e.sum(dim=dim, keepdim=True)\n",
+    "a class with __init__": "class Cache:\n    def __init__(self):\n        super().__init__()\n"
+                             "        self.keys = []\n    def __len__(self):\n        return len(self.keys)\n",
+    "main guard": "if __name__ == '__main__':\n    print(type(3).__name__)\n",
+    "constant getattr": "d = getattr(torch, 'float32')\nok = hasattr(F, 'gelu')\n",
+    "sys for printing": "import sys\nprint('x', file=sys.stderr)\nsys.stdout.flush()\n",
+    "os for paths": "import os\np = os.path.join('a', 'b')\n",
+    "own attributes": "class A:\n    pass\na = A()\na.weight = torch.ones(2)\n",
+    "math": "import math\nscale = 1 / math.sqrt(64)\n",
+    "regex": "import regex\nPAT = regex.compile(r'\\p{L}+')\n",
+    "tensor methods": "x = torch.ones(2, 3)\ny = x.transpose(0, 1).contiguous().view(-1).softmax(0)\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FINE))
+def test_ordinary_student_code_is_not_refused(name):
+    assert report(FINE[name]).escapes == []
+
+
+def test_a_forbidden_function_is_found_wherever_the_step_can_reach_it():
+    direct = "def scaled_dot_product_attention(q, k, v, mask=None):\n    return F.scaled_dot_product_attention(q, k, v)\n"
+    alias = "fast = F.scaled_dot_product_attention\n" \
+            "def scaled_dot_product_attention(q, k, v, mask=None):\n    return fast(q, k, v)\n"
+    helper = "G = torch.nn.functional\ndef helper(q, k, v):\n    return G.scaled_dot_product_attention(q, k, v)\n" \
+             "def scaled_dot_product_attention(q, k, v, mask=None):\n    return helper(q, k, v)\n"
+    imported = "from torch.nn.functional import scaled_dot_product_attention as sdpa\n" \
+               "def scaled_dot_product_attention(q, k, v, mask=None):\n    return sdpa(q, k, v)\n"
+    hidden = "def scaled_dot_product_attention(q, k, v, mask=None):\n" \
+             "    return [F][0].scaled_dot_product_attention(q, k, v)\n"
+    by_name = "def scaled_dot_product_attention(q, k, v, mask=None):\n" \
+              "    return getattr(F, 'scaled_dot_product_attention')(q, k, v)\n"
+    reference = "def scaled_dot_product_attention(q, k, v, mask=None):\n" \
+                "    return ref.scaled_dot_product_attention(q, k, v, mask)\n"
+    for source in (direct, alias, helper, imported, hidden, by_name, reference):
+        found = report(source).forbidden
+        assert set(found) == {"attention.sdpa"}, source
+        assert found["attention.sdpa"].what.endswith("scaled_dot_product_attention")
+    # a tensor method is matched on any object; the softmax step forbids it, sdpa does not
+    uses_method = "def softmax(x, dim=-1):\n    return x.softmax(dim)\n" \
+                  "def scaled_dot_product_attention(q, k, v, mask=None):\n    return (q @ k.transpose(-2, -1)).softmax(-1) @ v\n"
+    assert set(report(uses_method).forbidden) == {"attention.softmax"}
+
+
+def test_a_forbidden_name_outside_the_steps_reach_is_not_blamed():
+    source = "def demo(q):\n    return F.scaled_dot_product_attention(q, q, q)\n" \
+             "def softmax(x, dim=-1):\n    e = x.exp()\n    return e / e.sum(dim, keepdim=True)\n" \
+             "def scaled_dot_product_attention(q, k, v, mask=None):\n    return softmax(q @ k.mT, -1) @ v\n"
+    assert report(source).forbidden == {}
+
+
+def test_setup_cells_are_trusted_and_unparsable_cells_are_skipped():
+    setup = [("setup", "import importlib.util, subprocess, sys\nsys.path.insert(0, '.')\n")]
+    assert analyse([("cell", "def f(:\n")], setup, [SDPA]).escapes == []
+
+
+@pytest.mark.parametrize("assignment", ["01_tokenizer", "02_attention", "03_ffn_block", "04_sampling"])
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_the_solutions_pass_the_static_pass(assignment, lang):
+    cells = pristine_cells(SOLUTIONS / lang / assignment / f"{assignment}.ipynb")
+    steps = [(step, fn, get_check(step).forbidden) for c in cells if c.kind == "test"
+             for step, fn, _ in CHECK_LINE.findall(c.source)]
+    found = analyse([(c.grade_id, c.source) for c in cells if c.kind == "solution"],
+                    [(c.grade_id, c.source) for c in cells if c.kind == "setup"], steps)
+    assert steps and found.escapes == [] and found.forbidden == {}, json.dumps(found.to_json())
