@@ -11,7 +11,8 @@ Cell headers in the source (jupytext percent syntax, metadata as key=value):
     # %% [markdown] lang="en"              prose for one language
     # %% kind="setup" id="setup"           locked code, not graded
     # %% kind="solution" id="softmax"      the student's cell (### BEGIN/END SOLUTION inside)
-    # %% kind="test" id="check_softmax" points=1   graded check cell (may hold hidden tests)
+    # %% kind="test" id="check_softmax"    graded check cell: left empty in the source; its
+                                           check(...) lines and points come from autograde/steps.toml
     # %%                                   ordinary code (exploration)
 
 Code cells are identical in both languages except the `COURSE_LANG = "..."`
@@ -60,6 +61,19 @@ def _nbgrader_meta(kind: str, cell_id: str, points) -> dict:
     return {**base, "grade": False, "locked": True, "solution": False}      # setup / locked code
 
 
+def _test_cell(assignment: str, cell_id: str | None, code: str) -> tuple[str, int]:
+    """A test cell's code and points, from the manifest (the source's cell must be empty)."""
+    from autograde import manifest
+
+    cell = manifest.test_cell(assignment, cell_id or "")
+    if cell is None:
+        raise CourseError(f"{assignment}: test cell {cell_id!r} has no steps in {manifest.MANIFEST.name}")
+    if code.strip():
+        raise CourseError(f"{assignment}: test cell {cell_id!r} must be empty in the source; its checks come "
+                          f"from {manifest.MANIFEST.name}")
+    return cell.source(), cell.points
+
+
 def render(source: Path, lang: str, root: Path) -> nbformat.NotebookNode:
     """One language's solution notebook from the bilingual source."""
     import jupytext
@@ -79,6 +93,9 @@ def render(source: Path, lang: str, root: Path) -> nbformat.NotebookNode:
             cells.append(new)
             continue
         code = cell.source
+        points = meta.get("points", 1)
+        if meta.get("kind") == "test":
+            code, points = _test_cell(assignment, meta.get("id"), code)
         if meta.get("kind") == "setup":
             code = LANG_LINE.sub(f'COURSE_LANG = "{lang}"', code)
             code = code.replace("{{repository}}", repo).replace("{{branch}}", branch)
@@ -86,7 +103,7 @@ def render(source: Path, lang: str, root: Path) -> nbformat.NotebookNode:
         kind = meta.get("kind")
         if kind:
             cell_id = meta.get("id") or f"{kind}-{index}"
-            new.metadata["nbgrader"] = _nbgrader_meta(kind, cell_id, meta.get("points", 1))
+            new.metadata["nbgrader"] = _nbgrader_meta(kind, cell_id, points)
             new.id = cell_id.replace("_", "-")
         else:
             new.id = f"code-{index}"

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from autograde.checks.registry import get_check
-from autograde.grader.pipeline import CHECK_LINE
+from autograde.grader.pipeline import planned_checks
 from autograde.grader.rebuild import SOLUTIONS, pristine_cells
 from autograde.grader.static import analyse
 
@@ -141,8 +141,8 @@ def test_setup_cells_are_trusted_and_unparsable_cells_are_skipped():
 @pytest.mark.parametrize("lang", ["en", "ko"])
 def test_the_solutions_pass_the_static_pass(assignment, lang):
     cells = pristine_cells(SOLUTIONS / lang / assignment / f"{assignment}.ipynb")
-    steps = [(step, fn, get_check(step).forbidden) for c in cells if c.kind == "test"
-             for step, fn, _ in CHECK_LINE.findall(c.source)]
+    steps = [(step.id, step.function, get_check(step.id).forbidden)
+             for _, step, _ in planned_checks(assignment, [c for c in cells if c.kind == "test"])]
     found = analyse([(c.grade_id, c.source) for c in cells if c.kind == "solution"],
                     [(c.grade_id, c.source) for c in cells if c.kind == "setup"], steps)
     assert steps and found.escapes == [] and found.forbidden == {}, json.dumps(found.to_json())

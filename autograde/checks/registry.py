@@ -12,10 +12,23 @@ _LOADING = threading.Lock()
 _loaded = False
 
 
+MANIFEST_FIELDS = {"function": "function", "points": "points", "needs_reference": "needs_model"}
+
+
 def register(cls: type[Check]) -> type[Check]:
-    """Class decorator: one instance per step id."""
+    """Class decorator: one instance per step id, its function, points and need of the reference
+    model taken from the manifest (autograde/steps.toml), which no class may contradict."""
+    from autograde import manifest
+
     if not cls.step or cls.step in CHECKS:
         raise ValueError(f"check step {cls.step!r} is empty or registered twice")
+    entry = manifest.step(cls.step)
+    for attribute, field in MANIFEST_FIELDS.items():
+        value = getattr(entry, field)
+        if attribute in cls.__dict__ and cls.__dict__[attribute] != value:
+            raise ValueError(f"{cls.__name__}.{attribute} = {cls.__dict__[attribute]!r} contradicts "
+                             f"{manifest.MANIFEST.name} ({field} = {value!r}); remove it from the class")
+        setattr(cls, attribute, value)
     CHECKS[cls.step] = cls()
     return cls
 

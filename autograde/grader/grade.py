@@ -150,13 +150,13 @@ def _open_gradebook(cls, url: str):
 
 def _warm_checks(pristine: Path) -> None:
     """Load the check modules (and the reference model they use) once, before the threads."""
-    from autograde.grader.pipeline import CHECK_LINE
     from autograde.checks.registry import get_check
+    from autograde.grader.pipeline import planned_checks
     from autograde.grader.rebuild import pristine_cells
 
-    for cell in pristine_cells(pristine):
-        for step, _, hidden in CHECK_LINE.findall(cell.source):
-            get_check(step).cases(0, bool(hidden))
+    tests = [c for c in pristine_cells(pristine) if c.kind == "test"]
+    for _, step, hidden in planned_checks(pristine.stem, tests):
+        get_check(step.id).cases(0, hidden)
 
 
 def _run_all(todo: dict[str, Path], workers: int, limits: Limits, root: Path, quiet: bool, record,

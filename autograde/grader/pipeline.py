@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from autograde import manifest
 from autograde.checks.core import Case, Verdict, case_seed
 from autograde.checks.messages import message, register_messages
 from autograde.checks.registry import get_check
@@ -31,8 +32,6 @@ from autograde.grader.rebuild import Rebuilt, SubmissionError, load_submission, 
 from autograde.grader.sandbox import Limits, run_worker, sandbox_mode
 
 MAX_ATTEMPTS = 4
-CHECK_LINE = re.compile(r"""^\s*check\(\s*["']([\w.]+)["']\s*,\s*([A-Za-z_]\w*)\s*(,\s*hidden\s*=\s*True\s*)?\)\s*$""",
-                        re.M)
 REFERENCE_IMPORT = re.compile(r"^\s*(from|import)\s+autograde\.reference\b", re.M)
 CHILD_ERRORS = ("not_implemented", "forbidden_call", "raised", "timeout", "mutated_input")
 
@@ -77,18 +76,23 @@ class Planned:
 # plan
 
 
+def planned_checks(assignment: str, test_cells: list) -> list[tuple[str, manifest.Step, bool]]:
+    """(test cell, step, hidden) for every check of the assignment's test cells, from the manifest
+    (autograde/steps.toml): each cell's steps visible first, then hidden, as its code runs them."""
+    present = {c.grade_id for c in test_cells}
+    return [(cell.id, step, hidden) for cell in manifest.test_cells(assignment) if cell.id in present
+            for hidden in (False, True) for step in cell.steps]
+
+
 def plan(rebuilt: Rebuilt, key: bytes | None = None, identity: str = "") -> list[Planned]:
-    """Every check line of every pristine test cell, with its cases generated now.
+    """Every check of every test cell, with its cases generated now.
 
     Hidden cases' seeds come from `key` (the course's secret; None: the public stream) and
     assignment, test cell, step and `identity` (the student): a regrade draws the same cases."""
     planned = []
-    for cell in rebuilt.test_cells():
-        for step, function, hidden in CHECK_LINE.findall(cell.source):
-            check = get_check(step)
-            seed = case_seed(bool(hidden), rebuilt.assignment, cell.grade_id, step, identity, key=key)
-            planned.append(Planned(cell.grade_id, step, function, bool(hidden), seed,
-                                   check.cases(seed, bool(hidden))))
+    for cell, step, hidden in planned_checks(rebuilt.assignment, rebuilt.test_cells()):
+        seed = case_seed(hidden, rebuilt.assignment, cell, step.id, identity, key=key)
+        planned.append(Planned(cell, step.id, step.function, hidden, seed, get_check(step.id).cases(seed, hidden)))
     return planned
 
 

@@ -94,11 +94,8 @@ def utf8_bytes(text: str) -> list[int]:
     return list(text.encode("utf-8"))
     ### END SOLUTION
 
-# %% kind="test" id="check_utf8_bytes" points=1
-check("tokenizer.utf8_bytes", utf8_bytes)
-### BEGIN HIDDEN TESTS
-check("tokenizer.utf8_bytes", utf8_bytes, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_utf8_bytes"
+
 
 # %% [markdown] lang="en"
 # The same meaning, different costs: one Hangul syllable takes as many bytes as
@@ -139,11 +136,8 @@ def count_pairs(ids: list[int]) -> dict[tuple[int, int], int]:
     return counts
     ### END SOLUTION
 
-# %% kind="test" id="check_count_pairs" points=1
-check("tokenizer.count_pairs", count_pairs)
-### BEGIN HIDDEN TESTS
-check("tokenizer.count_pairs", count_pairs, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_count_pairs"
+
 
 # %% [markdown] lang="en"
 # ## 3. Replacing one pair
@@ -177,11 +171,8 @@ def merge_pair(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     return merged
     ### END SOLUTION
 
-# %% kind="test" id="check_merge_pair" points=1
-check("tokenizer.merge_pair", merge_pair)
-### BEGIN HIDDEN TESTS
-check("tokenizer.merge_pair", merge_pair, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_merge_pair"
+
 
 # %% [markdown] lang="en"
 # ## 4. Training: the merge loop
@@ -242,11 +233,8 @@ def train_bpe(text: str, n_merges: int, progress: bool = False) -> list[tuple[tu
     return merges
     ### END SOLUTION
 
-# %% kind="test" id="check_train_bpe" points=2
-check("tokenizer.train_bpe", train_bpe)
-### BEGIN HIDDEN TESTS
-check("tokenizer.train_bpe", train_bpe, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_train_bpe"
+
 
 # %% [markdown] lang="en"
 # The chapter's worked example: three merges on `hahaha haha` learn "ha", then
@@ -297,11 +285,8 @@ def encode(text: str, merges: list[tuple[tuple[int, int], int]]) -> list[int]:
     return ids
     ### END SOLUTION
 
-# %% kind="test" id="check_encode" points=1
-check("tokenizer.encode", encode)
-### BEGIN HIDDEN TESTS
-check("tokenizer.encode", encode, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_encode"
+
 
 # %% [markdown] lang="en"
 # The chapter's table, with the merges you just learned: unseen text such as
@@ -361,11 +346,8 @@ def decode(ids: list[int], merges: list[tuple[tuple[int, int], int]]) -> str:
     return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")
     ### END SOLUTION
 
-# %% kind="test" id="check_decode" points=1
-check("tokenizer.decode", decode)
-### BEGIN HIDDEN TESTS
-check("tokenizer.decode", decode, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_decode"
+
 
 # %% [markdown] lang="en"
 # A round trip gives the text back exactly; cutting the bytes of 한 short gives `�`.
@@ -434,11 +416,8 @@ def pre_split(text: str) -> list[str]:
     return regex.findall(GPT4_SPLIT_PATTERN, text)
     ### END SOLUTION
 
-# %% kind="test" id="check_pre_split" points=1
-check("tokenizer.pre_split", pre_split)
-### BEGIN HIDDEN TESTS
-check("tokenizer.pre_split", pre_split, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_pre_split"
+
 
 # %% [markdown] lang="en"
 # Hangul syllables are letters (`\p{L}`), so a Korean word stays one chunk with
@@ -525,11 +504,8 @@ def encode_with_specials(text: str, merges: list[tuple[tuple[int, int], int]],
     return ids
     ### END SOLUTION
 
-# %% kind="test" id="check_encode_with_specials" points=2
-check("tokenizer.encode_with_specials", encode_with_specials)
-### BEGIN HIDDEN TESTS
-check("tokenizer.encode_with_specials", encode_with_specials, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_encode_with_specials"
+
 
 # %% [markdown] lang="en"
 # With the reference tokenizer's merges, your function now produces the same

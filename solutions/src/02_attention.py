@@ -87,11 +87,8 @@ def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return exps / exps.sum(dim=dim, keepdim=True)
     ### END SOLUTION
 
-# %% kind="test" id="check_softmax" points=1
-check("attention.softmax", softmax)
-### BEGIN HIDDEN TESTS
-check("attention.softmax", softmax, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_softmax"
+
 
 # %% [markdown] lang="en"
 # ## 2. Scaled dot-product attention
@@ -127,11 +124,8 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     return weights @ v                                     # (..., T, D)
     ### END SOLUTION
 
-# %% kind="test" id="check_sdpa" points=2
-check("attention.sdpa", scaled_dot_product_attention)
-### BEGIN HIDDEN TESTS
-check("attention.sdpa", scaled_dot_product_attention, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_sdpa"
+
 
 # %% [markdown] lang="en"
 # ## 3. The causal mask
@@ -153,11 +147,8 @@ def causal_mask(T: int) -> torch.Tensor:
     return torch.ones(T, T, dtype=torch.bool).tril()       # (T, T), lower triangle
     ### END SOLUTION
 
-# %% kind="test" id="check_causal_mask" points=1
-check("attention.causal_mask", causal_mask)
-### BEGIN HIDDEN TESTS
-check("attention.causal_mask", causal_mask, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_causal_mask"
+
 
 # %% [markdown] lang="en"
 # ## 4. Splitting into heads and merging back
@@ -191,13 +182,8 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(B, T, H * D)
     ### END SOLUTION
 
-# %% kind="test" id="check_heads" points=2
-check("attention.split_heads", split_heads)
-check("attention.merge_heads", merge_heads)
-### BEGIN HIDDEN TESTS
-check("attention.split_heads", split_heads, hidden=True)
-check("attention.merge_heads", merge_heads, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_heads"
+
 
 # %% [markdown] lang="en"
 # ## 5. Rotary position embeddings
@@ -232,11 +218,8 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotated * sin
     ### END SOLUTION
 
-# %% kind="test" id="check_rope" points=1
-check("attention.rope", apply_rope)
-### BEGIN HIDDEN TESTS
-check("attention.rope", apply_rope, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_rope"
+
 
 # %% [markdown] lang="en"
 # ## 6. Multi-head attention with grouped-query heads
@@ -270,11 +253,8 @@ def multi_head_attention(x, W_q, W_k, W_v, W_o, n_head, n_kv_head, cos, sin):
     return merge_heads(out) @ W_o                                # (B, T, C)
     ### END SOLUTION
 
-# %% kind="test" id="check_multi_head" points=2
-check("attention.multi_head", multi_head_attention)
-### BEGIN HIDDEN TESTS
-check("attention.multi_head", multi_head_attention, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_multi_head"
+
 
 # %% [markdown] lang="en"
 # ## 7. What does the trained model look at?

@@ -139,11 +139,8 @@ def relu_ffn(x, W_1, b_1, W_2, b_2):
     return hidden @ W_2 + b_2               # (..., C)
     ### END SOLUTION
 
-# %% kind="test" id="check_relu_ffn" points=1
-check("ffn.relu_ffn", relu_ffn)
-### BEGIN HIDDEN TESTS
-check("ffn.relu_ffn", relu_ffn, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_relu_ffn"
+
 
 # %% [markdown] lang="en"
 # ## 2. GELU
@@ -181,11 +178,8 @@ def gelu(z: torch.Tensor) -> torch.Tensor:
     return 0.5 * z * (1.0 + torch.tanh(inner))
     ### END SOLUTION
 
-# %% kind="test" id="check_gelu" points=1
-check("ffn.gelu", gelu)
-### BEGIN HIDDEN TESTS
-check("ffn.gelu", gelu, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_gelu"
+
 
 # %% [markdown] lang="en"
 # Three activations side by side. ReLU has a hard corner at 0 and is exactly 0
@@ -267,11 +261,8 @@ def swiglu_ffn(x, W_gate, W_up, W_down):
     return (gate * up) @ W_down             # (..., C)
     ### END SOLUTION
 
-# %% kind="test" id="check_swiglu" points=1
-check("ffn.swiglu", swiglu_ffn)
-### BEGIN HIDDEN TESTS
-check("ffn.swiglu", swiglu_ffn, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_swiglu"
+
 
 # %% [markdown] lang="en"
 # Where do the parameters of one block live? Count them in the reference model:
@@ -330,11 +321,8 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return x / torch.sqrt(mean_square + eps) * weight    # (..., C)
     ### END SOLUTION
 
-# %% kind="test" id="check_rms_norm" points=1
-check("ffn.rms_norm", rms_norm)
-### BEGIN HIDDEN TESTS
-check("ffn.rms_norm", rms_norm, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_rms_norm"
+
 
 # %% [markdown] lang="en"
 # The example of the chapter, $x = (1, 2, 3, 6)$, keeps its direction and gets
@@ -458,11 +446,8 @@ def transformer_block(x, weights, cfg, cos, sin):
     return x                                                                    # (B, T, C)
     ### END SOLUTION
 
-# %% kind="test" id="check_transformer_block" points=2
-check("ffn.block", transformer_block)
-### BEGIN HIDDEN TESTS
-check("ffn.block", transformer_block, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_transformer_block"
+
 
 # %% [markdown] lang="en"
 # ## 6. The whole forward pass
@@ -528,11 +513,8 @@ def forward(ids, weights, cfg):
     return x @ weights["tok_emb"].T                                  # (B, T, V)
     ### END SOLUTION
 
-# %% kind="test" id="check_forward" points=2
-check("ffn.forward", forward)
-### BEGIN HIDDEN TESTS
-check("ffn.forward", forward, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_forward"
+
 
 # %% [markdown] lang="en"
 # ## 7. Your model predicts the next token

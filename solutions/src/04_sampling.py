@@ -146,11 +146,8 @@ def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return logits / temperature
     ### END SOLUTION
 
-# %% kind="test" id="check_temperature" points=1
-check("sampling.temperature", apply_temperature)
-### BEGIN HIDDEN TESTS
-check("sampling.temperature", apply_temperature, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_temperature"
+
 
 # %% [markdown] lang="en"
 # The same ten candidates at three temperatures, computed with your function.
@@ -206,11 +203,8 @@ def greedy(logits: torch.Tensor) -> torch.Tensor:
     return logits.argmax(dim=-1)
     ### END SOLUTION
 
-# %% kind="test" id="check_greedy" points=1
-check("sampling.greedy", greedy)
-### BEGIN HIDDEN TESTS
-check("sampling.greedy", greedy, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_greedy"
+
 
 # %% [markdown] lang="en"
 # ## 3. Top-k
@@ -246,11 +240,8 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     return logits.masked_fill(~keep, float("-inf"))
     ### END SOLUTION
 
-# %% kind="test" id="check_top_k" points=1
-check("sampling.top_k", top_k_filter)
-### BEGIN HIDDEN TESTS
-check("sampling.top_k", top_k_filter, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_top_k"
+
 
 # %% [markdown] lang="en"
 # ## 4. Top-p (nucleus)
@@ -299,11 +290,8 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(~keep, float("-inf"))
     ### END SOLUTION
 
-# %% kind="test" id="check_top_p" points=2
-check("sampling.top_p", top_p_filter)
-### BEGIN HIDDEN TESTS
-check("sampling.top_p", top_p_filter, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_top_p"
+
 
 # %% [markdown] lang="en"
 # What the two filters leave of the real distribution after "언어 모델은",
@@ -387,11 +375,8 @@ def sample_next(logits: torch.Tensor, generator: torch.Generator, temperature: f
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)     # (B,)
     ### END SOLUTION
 
-# %% kind="test" id="check_sample_next" points=2
-check("sampling.sample_next", sample_next)
-### BEGIN HIDDEN TESTS
-check("sampling.sample_next", sample_next, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_sample_next"
+
 
 # %% [markdown] lang="en"
 # Eight draws for the token after "언어 모델은" at $T = 1$ with top-p 0.9, three
@@ -475,11 +460,8 @@ def generate(model_fn, prompt_ids: list[int], max_new_tokens: int, generator: to
     return new_ids
     ### END SOLUTION
 
-# %% kind="test" id="check_generate" points=2
-check("sampling.generate", generate)
-### BEGIN HIDDEN TESTS
-check("sampling.generate", generate, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_generate"
+
 
 # %% [markdown] lang="en"
 # The reference model continues a Korean prompt greedily and an English one
@@ -564,11 +546,8 @@ def generate_with_cache(model, prompt_ids: list[int], max_new_tokens: int,
     return new_ids
     ### END SOLUTION
 
-# %% kind="test" id="check_generate_with_cache" points=1
-check("sampling.generate_with_cache", generate_with_cache)
-### BEGIN HIDDEN TESTS
-check("sampling.generate_with_cache", generate_with_cache, hidden=True)
-### END HIDDEN TESTS
+# %% kind="test" id="check_generate_with_cache"
+
 
 # %% [markdown] lang="en"
 # How much does the cache save? Both loops write the same 100 greedy tokens

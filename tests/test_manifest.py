@@ -1,0 +1,94 @@
+"""autograde/steps.toml is the one source of each step's function, signature, points and need of
+the reference model: the notebooks' test cells, the grader's plan and the check classes agree
+with it, and the solutions define exactly the functions it names."""
+import ast
+import json
+
+import jupytext
+import pytest
+
+from autograde import manifest
+from autograde.checks.registry import all_checks
+from autograde.grader.pipeline import planned_checks
+from autograde.grader.rebuild import SOLUTIONS, pristine_cells
+from autograde.notebooks import ASSIGNMENTS
+
+SRC = SOLUTIONS / "src"
+
+
+def _def_line(source: str, name: str) -> str:
+    """`name(args) -> result` of `def name(...)...:` in source, white space folded."""
+    head = source[source.index(f"def {name}(") + len("def "):]
+    depth = 0
+    for i, ch in enumerate(head):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == ":" and depth == 0:
+            return " ".join(head[:i].split())
+    raise AssertionError(f"no end of the def line of {name}")
+
+
+def _signatures(assignment: str) -> dict[str, str]:
+    """function name -> its def line, for the functions the solution cells define."""
+    out = {}
+    for cell in jupytext.read(SRC / f"{assignment}.py").cells:
+        if cell.metadata.get("kind") == "solution":
+            for node in ast.parse(cell.source).body:
+                if isinstance(node, ast.FunctionDef):
+                    out[node.name] = _def_line(cell.source, node.name)
+    return out
+
+
+def test_every_step_has_a_check_and_every_check_a_step():
+    checks = all_checks()
+    assert set(checks) == set(manifest.steps())
+    for step_id, entry in manifest.steps().items():
+        check = checks[step_id]
+        assert (check.function, check.points, check.needs_reference) == (entry.function, entry.points,
+                                                                          entry.needs_model), step_id
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_the_solutions_define_each_step_with_its_manifest_signature(assignment):
+    signatures = _signatures(assignment)
+    for step in manifest.steps().values():
+        if step.assignment == assignment:
+            assert signatures.get(step.function) == step.signature, step.id
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_test_cells_come_from_the_manifest(assignment):
+    source_cells = {c.metadata["id"]: c for c in jupytext.read(SRC / f"{assignment}.py").cells
+                    if c.metadata.get("kind") == "test"}
+    manifest_cells = {c.id: c for c in manifest.test_cells(assignment)}
+    assert set(source_cells) == set(manifest_cells)
+    assert all(not c.source.strip() for c in source_cells.values()), "test cells are empty in the source"
+    for lang in ("en", "ko"):
+        pristine = {c.grade_id: c for c in pristine_cells(SOLUTIONS / lang / assignment / f"{assignment}.ipynb")
+                    if c.kind == "test"}
+        assert set(pristine) == set(manifest_cells)
+        for cell_id, cell in manifest_cells.items():
+            assert pristine[cell_id].source == cell.source()
+            assert pristine[cell_id].points == cell.points
+        planned = planned_checks(assignment, list(pristine.values()))
+        assert {(s.id, hidden) for _, s, hidden in planned} == \
+            {(s.id, h) for s in manifest.steps().values() if s.assignment == assignment for h in (False, True)}
+
+
+def test_a_malformed_manifest_is_refused_with_the_entry_named(tmp_path, monkeypatch):
+    bad = tmp_path / "steps.toml"
+    bad.write_text('[[step]]\nid = "x.y"\nassignment = "01"\ncell = "c"\nfunction = "f"\n'
+                   'signature = "g(a)"\npoints = 1\nneeds_model = false\n', encoding="utf-8")
+    monkeypatch.setattr(manifest, "MANIFEST", bad)
+    manifest.steps.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="does not start with its function"):
+            manifest.steps()
+        bad.write_text('[[step]]\nid = "x.y"\npoints = "one"\n', encoding="utf-8")
+        manifest.steps.cache_clear()
+        with pytest.raises(ValueError, match="step entry 1"):
+            manifest.steps()
+    finally:
+        monkeypatch.undo()
+        manifest.steps.cache_clear()
+    assert json.dumps(sorted(manifest.steps()))       # the real one loads again
