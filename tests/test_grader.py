@@ -19,7 +19,7 @@ import pytest
 from autograde.grader import grade as grade_mod
 from autograde.grader.grade import STATE_DIR, grade_assignment
 from autograde.grader.sandbox import Limits
-from autograde.grader.wire import WireError, dumps, loads
+from autograde.protocol import WireError, dumps, loads
 
 REPO = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "02_attention"
@@ -105,7 +105,7 @@ def test_the_reference_model_crosses_the_wire_by_name_only():
 
 def test_a_function_out_of_memory_or_time_is_not_called_again(tmp_path):
     """One infinite loop or memory bomb costs one limit, not one per case and step."""
-    from autograde.grader import wire
+    from autograde import protocol as wire
     from autograde.grader.worker import run_step
 
     calls = []

@@ -31,7 +31,7 @@ ATTACKS = {
     "replace the thread profiler": "import threading\nthreading.setprofile(None)\n",
     "swap builtins": "import builtins\nbuiltins.isinstance = lambda *a: True\n",
     "swap torch": "import torch\ntorch.equal = lambda *a, **k: True\n",
-    "patch the wire": "import autograde.grader.wire as w\nw.write = lambda *a, **k: None\n",
+    "patch the wire": "import autograde.protocol as w\nw.write = lambda *a, **k: None\n",
     "rewrite outputs later (thread)": "import threading\nthreading.Timer(0.5, print).start()\n",
     "rewrite outputs later (fork)": "import os\nif os.fork() == 0:\n    os._exit(0)\n",
     "rewrite outputs later (finalizer)": "class Later:\n    def __del__(self):\n        pass\nkeep = Later()\n",

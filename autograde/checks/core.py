@@ -9,7 +9,7 @@ different processes:
 
 In a notebook all three run in one process (`check(...)` below). The grader
 runs the middle step in a sandboxed child process and ships inputs and outputs
-across as tensors or JSON (autograde.grader.wire), never as pickles.
+across as tensors or JSON (autograde.protocol), never as pickles.
 
 Feedback names the mistake: each check may list *mutants*, reference variants
 that make a known mistake (no 1/sqrt(d_k), softmax over the wrong axis, ...).

@@ -3,7 +3,11 @@
     rebuild.py   trusted   submission + pristine notebook -> the code to run, tamper events
     pipeline.py  trusted   one notebook: plan the checks and their cases (seeds drawn now), run the
                            sandbox (restarting after a hang or crash), judge every case, score cells
-    wire.py      both      the only format that crosses the boundary (JSON + safetensors, never pickle)
+    static.py    trusted   the parent's own reading of the student's cells: escape routes refused,
+                           forbidden functions found within each step's reach
+    secret.py    trusted   the course's secret key, from which hidden cases' seeds derive
+    (autograde/protocol.py, both sides: the only format that crosses the boundary, JSON + safetensors,
+     never pickle; the child's step reports; the model spy)
     sandbox.py   trusted   starts the child: namespaces, unprivileged user, rlimits, timeout, capped output
     worker.py    UNTRUSTED runs inside the sandbox: the student's cells, then their functions on the cases
     check.py     trusted   `course check NOTEBOOK`: one notebook, a table or Gradescope JSON
@@ -13,7 +17,7 @@
 Nothing under autograde.grader imports autograde.reference except through the
 check modules in the parent, and worker.py for a job that needs the reference
 model (notebooks 3 and 4: it loads the model before any student code runs).
-worker.py otherwise imports only torch, safetensors, wire and the checks' runner.
+worker.py otherwise imports only torch, safetensors, autograde.protocol and the checks' runner.
 """
 
 GRADER_VERSION = "1.0"

@@ -27,13 +27,13 @@ from autograde.checks.core import Case, Verdict, case_seed
 from autograde.checks.messages import message, register_messages
 from autograde.checks.registry import get_check
 from autograde.checks.runner import blame_dependency, describe
-from autograde.grader import GRADER_VERSION, static, wire
+from autograde import protocol as wire
+from autograde.grader import GRADER_VERSION, static
 from autograde.grader.rebuild import Rebuilt, SubmissionError, load_submission, rebuild
 from autograde.grader.sandbox import Limits, run_worker, sandbox_mode
 
 MAX_ATTEMPTS = 4
 REFERENCE_IMPORT = re.compile(r"^\s*(from|import)\s+autograde\.reference\b", re.M)
-CHILD_ERRORS = ("not_implemented", "forbidden_call", "raised", "timeout", "mutated_input")
 
 register_messages({
     "grader_crashed": {"en": "the notebook's process ended before this step finished ({reason})",
@@ -226,46 +226,29 @@ def run_sandbox(directory: Path, n_steps: int, writable: list[str], limits: Limi
 # judge
 
 
-def _child_verdict(check, case: Case, entry) -> Verdict | None:
-    """The verdict for a call that raised (as the child reports it; its key must be one it may report).
+def _child_verdict(check, case: Case, report: wire.CaseReport) -> Verdict | None:
+    """The verdict for a call that raised (as the child reports it, already checked by the protocol).
 
     None when the case expected exactly that exception (Case.raises, matched by class names in the MRO)."""
-    err, label = entry.get("err"), case.label
-    if not (isinstance(err, list) and len(err) == 2 and err[0] in CHILD_ERRORS and isinstance(err[1], dict)):
-        return Verdict(False, "grader_bad_output", {"reason": "malformed result"}, label)
-    mro = err[1].get("mro") if isinstance(err[1].get("mro"), list) else []
-    params = {str(k)[:40]: str(v)[:300] for k, v in list(err[1].items())[:5] if k != "mro"}
+    label, params = case.label, report.params
     raises = getattr(case, "raises", None)
-    if err[0] == "raised" and raises:
-        if raises in [m for m in mro if isinstance(m, str)]:
+    if report.err == "raised" and raises:
+        if raises in report.mro:
             return None
         return Verdict(False, "wrong_exception", {"expected": raises, "error": params.get("error", "?"),
                                                   "text": params.get("text", "")}, label)
-    key = err[0]
+    key = report.err
     if key == "raised" and hasattr(check, "explain_raised"):
         key = check.explain_raised(case, params.get("error", ""), params.get("text", "")) or "raised"
     return Verdict(False, key, params, label)
 
 
-class CacheSlot:
-    """Stands for the n-th distinct cache object the child's model saw (identity is all that matters)."""
-
-    def __init__(self, n: int):
-        self.n = n
-
-    def __repr__(self):
-        return f"cache #{self.n}"
-
-
-def record_spy_calls(case: Case, calls) -> bool:
-    """Put the child's record of model calls, [[tokens, cache slot or -1], ...], into the case's spy."""
+def record_spy_calls(case: Case, record: list) -> bool:
+    """Put the child's record of model calls into the case's spy (the parent's own ModelSpy)."""
     spies = [a for a in (*case.args, *case.kwargs.values()) if getattr(type(a), "__wire_model__", None) == "spy"]
-    if not (spies and type(calls) is list and len(calls) <= wire.MAX_SPY_CALLS
-            and all(type(c) is list and len(c) == 2 and all(type(x) is int for x in c) for c in calls)):
+    if not spies:
         return False
-    slots: dict[int, CacheSlot] = {}
-    spies[0].calls = [(tokens, None if slot < 0 else slots.setdefault(slot, CacheSlot(slot)))
-                      for tokens, slot in calls]
+    spies[0].calls = wire.record_to_calls(record)
     return True
 
 
@@ -309,33 +292,27 @@ def _judge_cases(check, p: Planned, out_file: Path, failure: str | None) -> Verd
         key = "timeout" if failure.startswith("time limit") else "grader_crashed"
         return Verdict(False, key, {"reason": failure, "seconds": failure.split()[-2] if key == "timeout" else ""})
     try:
-        result = wire.read(out_file)
+        report = wire.parse_step_report(wire.read(out_file), len(p.cases))
     except wire.WireError as exc:
         return Verdict(False, "grader_crashed", {"reason": str(exc)})
-    if not isinstance(result, dict):
-        return Verdict(False, "grader_bad_output", {"reason": "not a result"})
-    if result.get("missing") is True:
+    except wire.ReportError as exc:
+        return Verdict(False, "grader_bad_output", {"reason": str(exc)})
+    if report.tampered:
+        return Verdict(False, "grader_tampered", {"what": ", ".join(report.tampered[:3])})
+    if report.missing:
         return Verdict(False, "missing_function", {"function": p.function})
-    if "unwritable" in result:
-        return Verdict(False, "grader_bad_output", {"reason": str(result["unwritable"])[:300]})
-    if result.get("tampered"):
-        names = [str(n)[:80] for n in result["tampered"]][:3] if isinstance(result["tampered"], list) else ["?"]
-        return Verdict(False, "grader_tampered", {"what": ", ".join(names)})
-    entries = result.get("cases")
-    if not isinstance(entries, list) or len(entries) != len(p.cases):
-        return Verdict(False, "grader_bad_output", {"reason": "wrong number of results"})
-    for case, entry in zip(p.cases, entries):
-        if not isinstance(entry, dict) or set(entry) not in ({"out"}, {"err"}, {"out", "calls"}):
-            return Verdict(False, "grader_bad_output", {"reason": "malformed result"}, case.label)
-        if "calls" in entry and not record_spy_calls(case, entry["calls"]):
-            return Verdict(False, "grader_bad_output", {"reason": "malformed call record"}, case.label)
-        if "err" in entry:
+    if report.unwritable is not None:
+        return Verdict(False, "grader_bad_output", {"reason": report.unwritable})
+    for case, entry in zip(p.cases, report.cases):
+        if entry.calls is not None and not record_spy_calls(case, entry.calls):
+            return Verdict(False, "grader_bad_output", {"reason": "a call record without a model"}, case.label)
+        if entry.err is not None:
             verdict = _child_verdict(check, case, entry)
             if verdict is None:
                 continue
             return verdict
         try:
-            verdict = check.judge(case, entry["out"])
+            verdict = check.judge(case, entry.out)
         except Exception as exc:     # an output so odd that the comparison itself failed
             verdict = Verdict(False, "grader_judge_error", {"reason": f"{type(exc).__name__}: {str(exc)[:200]}"},
                               case.label)

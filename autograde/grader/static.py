@@ -52,7 +52,7 @@ ESCAPE_MODULES = frozenset({
     "runpy", "builtins", "__builtin__", "marshal", "pickle", "_pickle", "cPickle", "dill", "cloudpickle",
     "copyreg", "shelve", "types", "code", "codeop", "traceback", "_thread", "_signal", "sysconfig",
     "faulthandler", "tracemalloc", "bdb", "pdb", "trace", "cProfile", "profile", "dis", "_testcapi",
-    "autograde.grader", "autograde.checks", "torch._C", "torch.ops", "torch._ops", "torch.library",
+    "autograde.grader", "autograde.checks", "autograde.protocol", "torch._C", "torch.ops", "torch._ops", "torch.library",
     "torch.utils.cpp_extension", "torch._dynamo", "torch._inductor",
     # code that runs later or beside the worker (it could rewrite what the worker reported)
     "threading", "multiprocessing", "concurrent", "subprocess", "asyncio", "signal", "atexit", "weakref",

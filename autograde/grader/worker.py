@@ -39,12 +39,12 @@ import torch  # noqa: E402
 TORCH_LOADED = time.time()           # the notebook's own `import torch` would cost the same
 
 from autograde.checks.runner import ForbiddenCall, _resolve, call, changed_argument, forbid, snapshot  # noqa: E402
-from autograde.grader import wire  # noqa: E402
+from autograde import protocol as wire  # noqa: E402  (the wire format and the spy)
 
 # What the notebook may import from the reference when the job provides the model. Calls of
 # forbidden functions are caught by identity (AliasWatch), however the student reaches them.
 REFERENCE_MODULES = ("autograde.reference.model", "autograde.reference.checkpoint")
-BLOCKED_IMPORTS = ("autograde.reference", "autograde.checks", "autograde.grader")
+BLOCKED_IMPORTS = ("autograde.reference", "autograde.checks", "autograde.grader", "autograde.protocol")
 
 
 # ----------------------------------------------------------------------------
@@ -90,51 +90,7 @@ def notebook_stub() -> types.ModuleType:
 # the reference model, for steps whose cases pass it ($model on the wire)
 
 
-_SPIES: dict[int, dict] = {}      # id(spy) -> {"model", "calls", "caches"}: kept out of the student's reach
-
-
-class SandboxSpy:
-    """The reference model, recording each call as [tokens read, which cache (-1: none)].
-
-    The record is reported to the parent with the call's output. It is kept in this module
-    (_SPIES), not on the object the student's code holds, so that code cannot rewrite it (and the
-    static pass refuses every route to this module). The tokens are checked against the parent's
-    own run; the record tells how the cache was used."""
-
-    __slots__ = ()
-
-    def __init__(self, model):
-        _SPIES[id(self)] = {"model": model, "calls": [], "caches": []}
-
-    @property
-    def calls(self) -> list:
-        return [list(c) for c in _SPIES[id(self)]["calls"]]
-
-    def __call__(self, ids, *args, cache=None, **kwargs):
-        state = _SPIES[id(self)]
-        if len(state["calls"]) < wire.MAX_SPY_CALLS:
-            tokens = ids.shape[-1] if isinstance(ids, torch.Tensor) and ids.dim() else -1
-            state["calls"].append((int(tokens), self._slot(state["caches"], cache)))
-        with torch.no_grad():
-            return state["model"](ids, *args, cache=cache, **kwargs)
-
-    forward = __call__
-
-    @staticmethod
-    def _slot(caches: list, cache) -> int:
-        if cache is None:
-            return -1
-        for i, seen in enumerate(caches):
-            if seen is cache:
-                return i
-        caches.append(cache)
-        return len(caches) - 1
-
-    def __getattr__(self, name):                       # cfg, parameters(), ... come from the model
-        return getattr(_SPIES[id(self)]["model"], name)
-
-    def __repr__(self):
-        return "model"
+SandboxSpy = wire.RecordingSpy      # the reference model behind a call recorder (autograde.protocol)
 
 
 def private_reference_model():
@@ -321,20 +277,20 @@ def call_case(fn, args, kwargs, forbidden, seconds: float = 0, drive: str | None
         if tripped:                    # a tripwire fired, and the student's code caught its error
             raise ForbiddenCall(tripped[0])
     except CallTimeout:
-        return {"err": ["timeout", {"seconds": f"{seconds:g}"}]}
+        return wire.case_err("timeout", seconds=f"{seconds:g}")
     except NotImplementedError:
-        return {"err": ["not_implemented", {"function": getattr(fn, "__name__", "?")}]}
+        return wire.case_err("not_implemented", function=getattr(fn, "__name__", "?"))
     except ForbiddenCall as exc:
-        return {"err": ["forbidden_call", {"name": str(exc)}]}
+        return wire.case_err("forbidden_call", name=str(exc))
     except BaseException as exc:       # the student's bug (or an expected error), SystemExit included
         mro = [c.__name__ for c in type(exc).__mro__][:20]
-        return {"err": ["raised", {"error": type(exc).__name__, "text": str(exc)[:300], "mro": mro}]}
+        return wire.case_err("raised", error=type(exc).__name__, text=str(exc)[:300], mro=mro)
     if watch.hit:
-        return {"err": ["forbidden_call", {"name": watch.hit}]}
+        return wire.case_err("forbidden_call", name=watch.hit)
     where = changed_argument(before[0], args, before[1], kwargs)
     if where is not None:
-        return {"err": ["mutated_input", {"argument": where}]}
-    return {"out": out}
+        return wire.case_err("mutated_input", argument=where)
+    return wire.case_out(out)
 
 
 def call_and_record(fn, args, kwargs, forbidden, seconds: float, drive: str | None = None,
@@ -343,7 +299,7 @@ def call_and_record(fn, args, kwargs, forbidden, seconds: float, drive: str | No
     result = call_case(fn, args, kwargs, forbidden, seconds, drive, targets)
     spies = [a for a in (*args, *kwargs.values()) if isinstance(a, SandboxSpy)]
     if spies and "out" in result:
-        result["calls"] = [list(c) for c in spies[0].calls[:wire.MAX_SPY_CALLS]]
+        result = wire.case_out(result["out"], spies[0].record())
     return result
 
 
@@ -400,7 +356,7 @@ def main(directory: str) -> int:
     for name in [m for m in sys.modules if any(m == b or m.startswith(b + ".") for b in BLOCKED_IMPORTS)]:
         sys.modules[name] = None       # already loaded by the worker itself: unreachable by import
     import autograde
-    for attribute in ("reference", "checks", "grader"):     # nor as attributes of the package
+    for attribute in ("reference", "checks", "grader", "protocol"):   # nor as attributes of the package
         autograde.__dict__.pop(attribute, None)
     if models:
         expose_reference_modules(real)

@@ -26,7 +26,7 @@ import torch
 from autograde.checks.core import Case, Check, Verdict, compare_outputs, gen
 from autograde.checks.messages import register_messages
 from autograde.checks.registry import register
-from autograde.grader.wire import NoGradModel  # model_fn for the checks ($model on the wire)
+from autograde.protocol import NoGradModel  # model_fn for the checks ($model on the wire)
 from autograde.reference import sampling as ref
 
 PROMPTS = ("언어 모델은", "The model reads")

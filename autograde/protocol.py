@@ -1,4 +1,12 @@
-"""The wire format between the trusted grader and the sandboxed child.
+"""What crosses between trusted and untrusted code: the only module both sides import.
+
+    values     the wire format below: the cases the parent sends, the outputs the child returns
+    reports    what the child may say about one step (parse_step_report checks it, strictly)
+    the spy    RecordingSpy, the reference model behind a call recorder (the worker's side), and
+               CacheSlot, how the parent sees the caches the record names
+
+The notebook's own check() runs both sides in one process and needs none of this but the
+model_fn wrapper (NoGradModel); the grader's parent (pipeline) and child (worker) use all of it.
 
 Values cross the boundary as one JSON document plus one safetensors file:
 
@@ -25,6 +33,7 @@ import json
 import math
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -239,3 +248,145 @@ def read(path: Path, max_json: int = MAX_JSON_BYTES, max_tensors: int = MAX_TENS
     st_path = path.with_suffix(".safetensors")
     tensor_bytes = _read_capped(st_path, max_tensors) if st_path.exists() else b""
     return loads(data, tensor_bytes, models)
+
+
+# ----------------------------------------------------------------------------
+# the child's report on one step
+
+
+CHILD_ERRORS = ("not_implemented", "forbidden_call", "raised", "timeout", "mutated_input")
+
+
+@dataclass
+class CaseReport:
+    """One call of the student's function, as the child reports it: an output (with the spy's
+    record of model calls when the case passes a spy), or an error key with its parameters."""
+    out: object = None
+    err: str | None = None
+    params: dict = field(default_factory=dict)
+    mro: list = field(default_factory=list)          # the exception's class names, for Case.raises
+    calls: list | None = None                        # [[tokens, cache slot or -1], ...]
+
+
+@dataclass
+class StepReport:
+    """A step as the child reports it. Exactly one of: cases, missing (no such function),
+    unwritable (the output could not be encoded); `tampered` names library entries it changed."""
+    cases: list[CaseReport] | None = None
+    missing: bool = False
+    unwritable: str | None = None
+    tampered: list[str] = field(default_factory=list)
+
+
+class ReportError(ValueError):
+    """A report that breaks the protocol (a hostile or broken child)."""
+
+
+def case_out(value, calls: list | None = None) -> dict:
+    return {"out": value} if calls is None else {"out": value, "calls": calls}
+
+
+def case_err(key: str, **params) -> dict:
+    return {"err": [key, params]}
+
+
+def parse_step_report(value, n_cases: int) -> StepReport:
+    """The decoded step file -> StepReport; ReportError for anything the protocol does not allow."""
+    if not isinstance(value, dict):
+        raise ReportError("not a result")
+    tampered = value.get("tampered", [])
+    if not (type(tampered) is list and all(type(t) is str for t in tampered)):
+        raise ReportError("malformed tamper list")
+    tampered = [t[:80] for t in tampered[:20]]
+    if value.get("missing") is True:
+        return StepReport(missing=True, tampered=tampered)
+    if "unwritable" in value:
+        return StepReport(unwritable=str(value["unwritable"])[:300], tampered=tampered)
+    entries = value.get("cases")
+    if not isinstance(entries, list) or len(entries) != n_cases:
+        raise ReportError("wrong number of results")
+    return StepReport(cases=[_case_report(e) for e in entries], tampered=tampered)
+
+
+def _case_report(entry) -> CaseReport:
+    if not isinstance(entry, dict) or set(entry) not in ({"out"}, {"err"}, {"out", "calls"}):
+        raise ReportError("malformed result")
+    if "err" in entry:
+        err = entry["err"]
+        if not (isinstance(err, list) and len(err) == 2 and err[0] in CHILD_ERRORS and isinstance(err[1], dict)):
+            raise ReportError("malformed result")
+        mro = err[1].get("mro") if isinstance(err[1].get("mro"), list) else []
+        params = {str(k)[:40]: str(v)[:300] for k, v in list(err[1].items())[:5] if k != "mro"}
+        return CaseReport(err=err[0], params=params, mro=[m for m in mro[:20] if isinstance(m, str)])
+    calls = entry.get("calls")
+    if calls is not None and not (type(calls) is list and len(calls) <= MAX_SPY_CALLS and all(
+            type(c) is list and len(c) == 2 and all(type(x) is int for x in c) for c in calls)):
+        raise ReportError("malformed call record")
+    return CaseReport(out=entry["out"], calls=calls)
+
+
+# ----------------------------------------------------------------------------
+# the model spy
+
+
+_SPIES: dict[int, dict] = {}      # id(spy) -> {"model", "calls", "caches"}: not on the object the student holds
+
+
+class RecordingSpy:
+    """The reference model, recording each call as (tokens read, which cache: -1 for none, else the
+    index of that cache object among those seen). Built by the worker ({"$model": "spy"}).
+
+    The record lives in this module (_SPIES), not on the object that the student's code is given,
+    so that code cannot rewrite it; the static pass refuses every route to this module."""
+
+    __slots__ = ()
+    __wire_model__ = "spy"
+
+    def __init__(self, model):
+        _SPIES[id(self)] = {"model": model, "calls": [], "caches": []}
+
+    def record(self) -> list[list[int]]:
+        return [list(c) for c in _SPIES[id(self)]["calls"][:MAX_SPY_CALLS]]
+
+    def __call__(self, ids, *args, cache=None, **kwargs):
+        state = _SPIES[id(self)]
+        if len(state["calls"]) < MAX_SPY_CALLS:
+            tokens = ids.shape[-1] if isinstance(ids, torch.Tensor) and ids.dim() else -1
+            state["calls"].append((int(tokens), _slot(state["caches"], cache)))
+        with torch.no_grad():
+            return state["model"](ids, *args, cache=cache, **kwargs)
+
+    forward = __call__
+
+    def __getattr__(self, name):                       # cfg, parameters(), ... come from the model
+        return getattr(_SPIES[id(self)]["model"], name)
+
+    def __repr__(self):
+        return "model"
+
+
+def _slot(caches: list, cache) -> int:
+    if cache is None:
+        return -1
+    for i, seen in enumerate(caches):
+        if seen is cache:
+            return i
+    caches.append(cache)
+    return len(caches) - 1
+
+
+class CacheSlot:
+    """How the parent sees the n-th distinct cache object of a spy's record (identity is all that
+    matters: the same slot is the same object)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __repr__(self):
+        return f"cache #{self.n}"
+
+
+def record_to_calls(record: list[list[int]]) -> list[tuple[int, CacheSlot | None]]:
+    """[[tokens, slot], ...] -> [(tokens, CacheSlot or None), ...], one CacheSlot per slot number."""
+    slots: dict[int, CacheSlot] = {}
+    return [(tokens, None if slot < 0 else slots.setdefault(slot, CacheSlot(slot))) for tokens, slot in record]
