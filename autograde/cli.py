@@ -117,6 +117,15 @@ def cmd_check(args) -> int:
     return check_notebook(Path(args.notebook), as_json=args.json)
 
 
+def cmd_export_gradescope(args) -> int:
+    from autograde.grader.gradescope import export
+
+    langs = ("en", "ko") if args.lang == "both" else (args.lang,)
+    path = export(args.assignment, Path(args.output), langs, secret_root=Path(args.root))
+    print(f"wrote {path}: upload it as the autograder of {args.assignment} on Gradescope")
+    return 0
+
+
 def cmd_grade(args) -> int:
     from autograde.grader.grade import grade_assignment
 
@@ -154,6 +163,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=2, help="parallel sandboxes (default 2)")
     s.add_argument("--root", default=".", help="nbgrader course root (default: current directory)")
     s.set_defaults(func=cmd_grade)
+
+    s = sub.add_parser("export-gradescope", help="write a Gradescope autograder archive for an assignment",
+                       description="Write autograder.zip for Gradescope: setup.sh installs this project and torch, "
+                                   "run_autograder grades the submitted notebook with the same sandboxed checks as "
+                                   "`course check` and writes results/results.json. The course secret (ROOT/"
+                                   ".course-secret, created if missing) goes into the archive to seed the hidden "
+                                   "cases; never share the archive with students.")
+    s.add_argument("assignment", help="assignment name, e.g. 02_attention")
+    s.add_argument("-o", "--output", default="autograder.zip", help="the archive to write (default autograder.zip)")
+    s.add_argument("--lang", choices=("en", "ko", "both"), default="both",
+                   help="which languages' notebooks students may submit (default both)")
+    s.add_argument("--root", default=".", help="the course root holding .course-secret (default: current directory)")
+    s.set_defaults(func=cmd_export_gradescope)
 
     s = sub.add_parser("tokenize", help="print the token ids of TEXT as a JSON list",
                        description="Encode TEXT with the reference tokenizer and print the ids as JSON.")

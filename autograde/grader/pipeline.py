@@ -409,7 +409,8 @@ def assemble(path: Path, rebuilt: Rebuilt, planned: list[Planned], steps: list[d
         tests.append({"name": cell.grade_id, "score": float(cell.points if passed else 0),
                       "max_score": float(cell.points), "status": "passed" if passed else "failed",
                       "output": text, "visibility": "visible",
-                      "steps": [{k: s[k] for k in ("step", "hidden", "passed", "key", "case", "n")} for s in mine]})
+                      "steps": [{k: s[k] for k in ("step", "hidden", "passed", "key", "params", "case", "n")}
+                                for s in mine]})
     cells = rebuilt.code_cells()
     cell_errors = [{"cell": cells[i].grade_id, "error": e} for i, e in sorted(sandbox["cell_failures"].items())
                    if i < len(cells)]
