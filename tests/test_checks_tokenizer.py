@@ -48,7 +48,8 @@ def test_the_solution_passes(step, solution):
         assert result["passed"], result
 
 
-def merge_in_place(ids, pair, new_id):
+def merge_on_a_copy(ids, pair, new_id):
+    ids = list(ids)                     # in place, but on a copy: the caller's list comes back unchanged
     i = 0
     while i < len(ids) - 1:
         if ids[i] == pair[0] and ids[i + 1] == pair[1]:
@@ -67,13 +68,27 @@ def encode_merge_by_merge(text, merges):
 @pytest.mark.parametrize("step, fn", [
     ("tokenizer.utf8_bytes", lambda text: [b for b in bytearray(text, "utf-8")]),
     ("tokenizer.count_pairs", lambda ids: Counter(zip(ids, ids[1:]))),
-    ("tokenizer.merge_pair", merge_in_place),
+    ("tokenizer.merge_pair", merge_on_a_copy),
     ("tokenizer.encode", encode_merge_by_merge),
     ("tokenizer.pre_split", lambda text: [m.group() for m in regex.finditer(GPT4_SPLIT_PATTERN, text)]),
 ])
 def test_correct_variants_pass(step, fn):
     for result in verdicts(step, fn):
         assert result["passed"], result
+
+
+def test_merging_the_callers_list_in_place_is_named():
+    results = verdicts("tokenizer.merge_pair", merge_in_place)
+    assert results and all(not r["passed"] and r["key"] == "mutated_input" for r in results), results
+
+
+def merge_in_place(ids, pair, new_id):
+    i = 0
+    while i < len(ids) - 1:
+        if ids[i] == pair[0] and ids[i + 1] == pair[1]:
+            ids[i:i + 2] = [new_id]
+        i += 1
+    return ids
 
 
 MUTANTS = [(step, key, fn) for step in STEPS for key, fns in all_checks()[step].mutants.items()
