@@ -26,6 +26,7 @@ from autograde.checks.core import Case, Verdict, draw_seed
 from autograde.checks.messages import message, register_messages
 from autograde.checks.registry import get_check
 from autograde.checks.runner import describe
+from autograde.errors import GraderFault, describe_os_error
 from autograde.grader import GRADER_VERSION, wire
 from autograde.grader.rebuild import Rebuilt, SubmissionError, load_submission, rebuild
 from autograde.grader.sandbox import Limits, run_worker, sandbox_mode
@@ -316,7 +317,16 @@ def grade_notebook(path: Path, limits: Limits | None = None, extra_hidden=(), so
             raise
         sha = _sha_or_empty(path)
         return error_result(path, str(exc), sha)
+    except (OSError, MemoryError) as exc:   # reading the pristine notebook, or an EIO: the grader's machine
+        raise GraderFault(f"the grader could not grade {path.name}: {describe_os_error(exc)}") from exc
     clock = {"read": time.monotonic() - start}
+    try:
+        return _grade_rebuilt(path, rebuilt, limits, extra_hidden, keep_dir, start, clock)
+    except (OSError, MemoryError) as exc:   # the grader's machine (disk, memory, fork), not the student
+        raise GraderFault(f"the grader could not grade {path.name}: {describe_os_error(exc)}") from exc
+
+
+def _grade_rebuilt(path, rebuilt, limits, extra_hidden, keep_dir, start, clock) -> dict:
     planned = plan(rebuilt)
     directory = Path(tempfile.mkdtemp(prefix="course-sandbox-"))
     try:
@@ -325,6 +335,12 @@ def grade_notebook(path: Path, limits: Limits | None = None, extra_hidden=(), so
         sandbox = run_sandbox(directory, len(planned), writable, limits, [path.parent, *extra_hidden],
                               needs_reference(rebuilt, planned))
         clock["sandbox"] = time.monotonic() - start - clock["read"] - clock["plan"]
+        last = read_progress(directory / "out" / "progress.jsonl")
+        if not last["done"] and last["ready"] is None:       # the last run ended before any student code
+            run = sandbox["runs"][-1]
+            raise GraderFault(f"the grader's sandbox for {path.name} stopped before the notebook's code ran "
+                              f"({'time limit' if run.timed_out else f'exit status {run.returncode}'}: "
+                              f"{' '.join(run.output.split())[-200:] or 'no output'})")
         steps = [judge_step(p, directory / "out" / f"step_{i}.json", sandbox["failures"].get(i))
                  for i, p in enumerate(planned)]
         clock["judge"] = time.monotonic() - start - sum(clock.values())
@@ -338,12 +354,9 @@ def grade_notebook(path: Path, limits: Limits | None = None, extra_hidden=(), so
 
 
 def _sha_or_empty(path: Path) -> str:
-    import hashlib
+    from autograde.grader.rebuild import submission_sha256
 
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return ""
+    return submission_sha256(path)      # never blocks on a pipe, never raises
 
 
 def assemble(path: Path, rebuilt: Rebuilt, planned: list[Planned], steps: list[dict], sandbox: dict,
