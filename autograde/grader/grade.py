@@ -373,7 +373,7 @@ def _print_summary(assignment, submissions, todo, outcome: Outcome, state) -> No
         table.add_column(column, justify="right" if column == "score" else "left")
     for student in sorted(submissions):
         if student in outcome.not_graded:
-            table.add_row(student, "not graded", "", ("grader trouble: " + outcome.not_graded[student])[:80])
+            table.add_row(student, "not graded", "", ("grader trouble: " + outcome.not_graded[student])[:160])
             continue
         if student in todo and student not in outcome.results:
             table.add_row(student, "not graded", "", "interrupted: graded on the next run")

@@ -12,6 +12,7 @@ hung, so one infinite loop does not cost the other steps their points.
 """
 from __future__ import annotations
 
+import errno
 import json
 import re
 import shutil
@@ -319,11 +320,21 @@ def grade_notebook(path: Path, limits: Limits | None = None, extra_hidden=(), so
         return error_result(path, str(exc), sha)
     except (OSError, MemoryError) as exc:   # reading the pristine notebook, or an EIO: the grader's machine
         raise GraderFault(f"the grader could not grade {path.name}: {describe_os_error(exc)}") from exc
-    clock = {"read": time.monotonic() - start}
-    try:
-        return _grade_rebuilt(path, rebuilt, limits, extra_hidden, keep_dir, start, clock)
-    except (OSError, MemoryError) as exc:   # the grader's machine (disk, memory, fork), not the student
-        raise GraderFault(f"the grader could not grade {path.name}: {describe_os_error(exc)}") from exc
+    for attempt in (1, 2):                  # a sandbox that failed to start is tried once more
+        clock = {"read": time.monotonic() - start}
+        try:
+            return _grade_rebuilt(path, rebuilt, limits, extra_hidden, keep_dir, start, clock)
+        except SandboxNotStarted:
+            if attempt == 2:
+                raise
+        except (OSError, MemoryError) as exc:   # the grader's machine (disk, memory, fork), not the student
+            where = f" (in {tempfile.gettempdir()}; TMPDIR chooses another place)" \
+                if getattr(exc, "errno", None) == errno.ENOSPC and not exc.filename else ""
+            raise GraderFault(f"the grader could not grade {path.name}: {describe_os_error(exc)}{where}") from exc
+
+
+class SandboxNotStarted(GraderFault):
+    """The sandbox ended before any of the notebook's code ran: nothing to grade, nothing the student did."""
 
 
 def _grade_rebuilt(path, rebuilt, limits, extra_hidden, keep_dir, start, clock) -> dict:
@@ -338,7 +349,7 @@ def _grade_rebuilt(path, rebuilt, limits, extra_hidden, keep_dir, start, clock) 
         last = read_progress(directory / "out" / "progress.jsonl")
         if not last["done"] and last["ready"] is None:       # the last run ended before any student code
             run = sandbox["runs"][-1]
-            raise GraderFault(f"the grader's sandbox for {path.name} stopped before the notebook's code ran "
+            raise SandboxNotStarted(f"the grader's sandbox for {path.name} stopped before the notebook's code ran "
                               f"({'time limit' if run.timed_out else f'exit status {run.returncode}'}: "
                               f"{' '.join(run.output.split())[-200:] or 'no output'})")
         steps = [judge_step(p, directory / "out" / f"step_{i}.json", sandbox["failures"].get(i))
