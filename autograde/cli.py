@@ -21,7 +21,7 @@ from autograde import __version__
 from autograde.errors import CourseError, describe_os_error
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-MAX_NEW_TOKENS = 4096              # `generate --max-new-tokens` at most (a few seconds on a CPU)
+MAX_NEW_TOKENS = 4096              # `generate --max-new-tokens` at most (stated in --help)
 MIN_TEMPERATURE = 0.01             # below this the division overflows; use --greedy for "temperature 0"
 MAX_SEED = 2**64 - 1               # what torch.Generator.manual_seed takes
 
