@@ -1,18 +1,40 @@
 """`course`: the command line of the course.
 
-Every user error is a CourseError, printed as `error: ...` with exit status 2.
+Every user error is a CourseError, printed as `error: ...` with exit status 2;
+so is an OSError (a path that cannot be read or written, a full disk). Any
+other exception is a bug: one line `error: internal error ...` with exit
+status 1 (COURSE_DEBUG=1 shows the traceback). `course grade` returns 3 when
+some submissions were not graded because of the grader's own trouble, and 130
+after Ctrl-C.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
+import threading
 from pathlib import Path
 
 from autograde import __version__
-from autograde.errors import CourseError
+from autograde.errors import CourseError, describe_os_error
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+MAX_NEW_TOKENS = 4096              # `generate --max-new-tokens` at most (stated in --help)
+MIN_TEMPERATURE = 0.01             # below this the division overflows; use --greedy for "temperature 0"
+MAX_SEED = 2**64 - 1               # what torch.Generator.manual_seed takes
+
+
+def _text(value: str, what: str) -> str:
+    """A command-line string that is valid UTF-8 (bytes that are not arrive as lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start].encode("utf-8", "surrogateescape")
+        raise CourseError(f"{what} is not valid UTF-8 text (byte 0x{bad.hex()} at character {exc.start + 1}); "
+                          "pass UTF-8 text") from None
+    return value
 
 
 # ----------------------------------------------------------------------------
@@ -23,10 +45,31 @@ def cmd_tokenize(args) -> int:
     from autograde.reference.checkpoint import load_reference
     from autograde.reference.tokenizer import BPETokenizer
 
-    tok = BPETokenizer.load(args.tokenizer) if args.tokenizer else load_reference().tokenizer
+    text = _text(args.text, "TEXT")
+    tok = _load_tokenizer(args.tokenizer) if args.tokenizer else load_reference().tokenizer
     allowed = "all" if args.allow_special else ()
-    print(json.dumps(tok.encode(args.text, allowed_special=allowed)))
+    print(json.dumps(tok.encode(text, allowed_special=allowed)))
     return 0
+
+
+def _load_tokenizer(path: str):
+    from autograde.reference.tokenizer import BPETokenizer
+
+    where = Path(path)
+    if not where.exists():
+        raise CourseError(f"--tokenizer {path} does not exist")
+    if where.is_dir():
+        hint = " (did you mean its tokenizer.json?)" if (where / "tokenizer.json").is_file() else ""
+        raise CourseError(f"--tokenizer {path} is a directory; give a tokenizer.json file{hint}")
+    try:
+        return BPETokenizer.load(where)
+    except CourseError:
+        raise
+    except OSError as exc:
+        raise CourseError(f"--tokenizer {path} cannot be read: {describe_os_error(exc)}") from None
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise CourseError(f"--tokenizer {path} is not a tokenizer.json of this course "
+                          f"({type(exc).__name__}: {str(exc)[:120]})") from None
 
 
 def cmd_detokenize(args) -> int:
@@ -48,10 +91,20 @@ def cmd_generate(args) -> int:
 
     if not args.prompt:
         raise CourseError("the prompt is empty: give some text to continue")
+    _text(args.prompt, "PROMPT")
     if not args.greedy:
         check_sampling_args(args.temperature, args.top_k, args.top_p)
+        if not math.isfinite(args.temperature):
+            raise CourseError(f"--temperature must be a finite number (got {args.temperature})")
+        if args.temperature < MIN_TEMPERATURE:
+            raise CourseError(f"--temperature must be at least {MIN_TEMPERATURE} (got {args.temperature:g}); "
+                              "for 'temperature 0' use --greedy")
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        raise CourseError(f"--seed must be between 0 and 2**64 - 1 (got {args.seed})")
     if args.max_new_tokens < 0:
         raise CourseError(f"--max-new-tokens must be >= 0 (got {args.max_new_tokens})")
+    if args.max_new_tokens > MAX_NEW_TOKENS:
+        raise CourseError(f"--max-new-tokens must be at most {MAX_NEW_TOKENS} (got {args.max_new_tokens})")
     ref = load_checkpoint(args.model or REFERENCE_DIR)
     ids = ref.tokenizer.encode(args.prompt)
     window = ref.model.cfg.max_seq_len
@@ -68,10 +121,22 @@ def cmd_export_hf(args) -> int:
     from autograde.reference.checkpoint import load_checkpoint, REFERENCE_DIR
     from autograde.reference.hf import export_hf
 
+    if not args.directory.strip():
+        raise CourseError("the output directory is empty: name a directory, e.g. `course export-hf out/`")
+    if not args.force:
+        _refuse_non_empty(args.directory)
     ref = load_checkpoint(args.model or REFERENCE_DIR)
-    out = export_hf(ref.model, ref.tokenizer, args.directory)
+    out = export_hf(ref.model, ref.tokenizer, args.directory, force=args.force)
     print(f"wrote {out}/config.json, model.safetensors, tokenizer.json")
     return 0
+
+
+def _refuse_non_empty(directory: str) -> None:
+    """Checked before the model loads: a refusal costs nothing."""
+    path = Path(directory)
+    if path.is_dir() and any(path.iterdir()):
+        raise CourseError(f"{directory} is not empty; choose a new directory, or add --force to overwrite the "
+                          "files of an earlier export there")
 
 
 def cmd_train_reference(args) -> int:
@@ -114,7 +179,7 @@ def cmd_build(args) -> int:
 def cmd_check(args) -> int:
     from autograde.grader.check import check_notebook
 
-    return check_notebook(Path(args.notebook), as_json=args.json)
+    return check_notebook(Path(args.notebook), as_json=args.json, secret=args.secret, student=args.student)
 
 
 def cmd_export_gradescope(args) -> int:
@@ -129,7 +194,15 @@ def cmd_export_gradescope(args) -> int:
 def cmd_grade(args) -> int:
     from autograde.grader.grade import grade_assignment
 
-    return grade_assignment(args.assignment, workers=args.workers, root=Path(args.root))
+    from autograde.grader.grade import EXIT_INTERRUPTED
+
+    status = grade_assignment(_text(args.assignment, "ASSIGNMENT"), workers=args.workers, root=Path(args.root))
+    if status == EXIT_INTERRUPTED and any(t.is_alive() and not t.daemon for t in threading.enumerate()
+                                          if t is not threading.main_thread()):
+        sys.stdout.flush()              # a sandbox thread still winding down must not hold the exit:
+        sys.stderr.flush()              # everything finished is recorded already
+        os._exit(status)
+    return status
 
 
 # ----------------------------------------------------------------------------
@@ -154,11 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Exit status 0 only when every item passes.")
     s.add_argument("notebook", help="path to a .ipynb file")
     s.add_argument("--json", action="store_true", help="print Gradescope-compatible JSON instead of a table")
+    s.add_argument("--secret", help="the course secret (.course-secret): hidden cases as `course grade` draws "
+                                    "them (default: COURSE_SECRET_FILE, else a fixed public stream)")
+    s.add_argument("--student", default="", help="with --secret: grade as this student (their hidden cases)")
     s.set_defaults(func=cmd_check)
 
     s = sub.add_parser("grade", help="grade every submission of an assignment into the nbgrader gradebook",
                        description="Hardened, parallel, resumable grading of submitted/*/ASSIGNMENT into the "
-                                   "same gradebook nbgrader uses.")
+                                   "same gradebook nbgrader uses. Exit status: 0 all graded; 3 some submissions "
+                                   "NOT graded because of the grader's own trouble (full disk, no memory, a "
+                                   "sandbox that could not start; they are named, nothing is recorded for them: "
+                                   "run again); 130 after Ctrl-C (what finished is recorded; run again to resume).")
     s.add_argument("assignment", help="assignment name, e.g. 01_tokenizer")
     s.add_argument("--workers", type=int, default=2, help="parallel sandboxes (default 2)")
     s.add_argument("--root", default=".", help="nbgrader course root (default: current directory)")
@@ -194,11 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "then top-k, then top-p. A prompt longer than the context (128 tokens) keeps "
                                    "its last 128 tokens, with a note on stderr.")
     s.add_argument("prompt")
-    s.add_argument("--max-new-tokens", type=int, default=40)
-    s.add_argument("--temperature", type=float, default=1.0, help="> 0 (default 1.0)")
+    s.add_argument("--max-new-tokens", type=int, default=40,
+                   help=f"how many tokens to add, 0 to {MAX_NEW_TOKENS} (default 40)")
+    s.add_argument("--temperature", type=float, default=1.0,
+                   help=f"a finite number >= {MIN_TEMPERATURE} (default 1.0; --greedy for 'temperature 0')")
     s.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (k >= 1)")
     s.add_argument("--top-p", type=float, default=None, help="keep the smallest set reaching probability p, 0 < p <= 1")
-    s.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
+    s.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling, 0 to 2**64 - 1")
     s.add_argument("--greedy", action="store_true", help="always take the most likely token")
     s.add_argument("--model", help="a checkpoint directory (default: the committed reference)")
     s.set_defaults(func=cmd_generate)
@@ -206,8 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export-hf", help="write the reference model as a transformers model directory",
                        description="Write config.json, model.safetensors and tokenizer.json that transformers' "
                                    "AutoModelForCausalLM and tokenizers' Tokenizer load offline.")
-    s.add_argument("directory")
+    s.add_argument("directory", help="a new or empty directory")
     s.add_argument("--model", help="a checkpoint directory (default: the committed reference)")
+    s.add_argument("--force", action="store_true", help="write into a directory that is not empty, "
+                                                        "replacing the files of the same names")
     s.set_defaults(func=cmd_export_hf)
 
     s = sub.add_parser("train-reference", help="train the reference tokenizer and model (deterministic, CPU)",
@@ -243,13 +326,26 @@ def main(argv=None) -> int:
     try:
         return int(args.func(args) or 0)
     except CourseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    except (OSError, MemoryError) as exc:      # a path that cannot be read or written, a full disk
+        print(f"error: {_one_line(describe_os_error(exc))}", file=sys.stderr)
+        return 2
+    except Exception as exc:                   # a bug: still one line (COURSE_DEBUG=1 for the traceback)
+        if os.environ.get("COURSE_DEBUG"):
+            raise
+        print(f"error: internal error in `course {args.command}`: {type(exc).__name__}: "
+              f"{_one_line(str(exc))[:300]} (please report it; COURSE_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "(no message)"
 
 
 if __name__ == "__main__":

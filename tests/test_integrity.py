@@ -205,3 +205,31 @@ def test_a_failure_caused_by_a_dependency_names_the_dependency():
     assert "sampling.top_k" in describe(blamed, "ko")
     # a dependency that passed, or a step that passed, is left alone
     assert blame_dependency(failed, ("sampling.top_k",), {"sampling.top_k": True}) == failed
+
+
+@needs_reference
+@pytest.mark.slow
+def test_a_regrade_and_course_check_with_the_secret_agree_with_course_grade(tmp_path, capsys):
+    from autograde.grader.check import check_notebook
+    from autograde.grader.grade import STATE_DIR, grade_assignment
+
+    nb = make_submission("partial", assignment="02_attention")
+    path = tmp_path / "submitted" / "alice" / "02_attention" / "02_attention.ipynb"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
+    limits = Limits(timeout=120, call_timeout=30)
+    state_path = tmp_path / STATE_DIR / "02_attention.json"
+    runs = []
+    for _ in range(2):
+        assert grade_assignment("02_attention", workers=1, root=tmp_path, limits=limits, quiet=True) == 0
+        runs.append(json.loads(state_path.read_text())["done"]["alice"])
+        state_path.unlink()                                  # grade everything again
+    secret = tmp_path / ".course-secret"
+    assert secret.exists() and oct(secret.stat().st_mode & 0o777) == "0o600"
+    assert runs[0]["seeds"] == runs[1]["seeds"] and runs[0]["tests"] == runs[1]["tests"]
+    assert any(runs[0]["seeds"].values())
+    capsys.readouterr()
+    check_notebook(path, as_json=True, limits=limits, secret=secret, student="alice")
+    checked = json.loads(capsys.readouterr().out)
+    assert checked["seeds"] == runs[0]["seeds"]
+    assert {t["name"]: t["score"] for t in checked["tests"]} == runs[0]["tests"]

@@ -2,17 +2,20 @@
 
 Prints a per-item table (or, with --json, a superset of Gradescope's
 results.json) and exits 0 only when every graded item passes. A notebook that
-cannot be graded at all (missing, invalid JSON, nbformat 3, unknown
-assignment) is a CourseError: one line on stderr, exit status 2.
+cannot be graded at all (missing, a directory, unreadable, not UTF-8,
+invalid JSON, nbformat 3, unknown assignment) is a CourseError, and so is the
+grader's own trouble (a full disk, a sandbox that could not start): one line
+on stderr, exit status 2.
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 from autograde.checks.messages import register_messages, message
-from autograde.errors import CourseError
+from autograde.errors import CourseError, GraderFault
 from autograde.grader.pipeline import grade_notebook
 from autograde.grader.sandbox import Limits
 
@@ -30,13 +33,21 @@ register_messages({
 })
 
 
-def check_notebook(path: Path, as_json: bool = False, limits: Limits | None = None) -> int:
+def check_notebook(path: Path, as_json: bool = False, limits: Limits | None = None, secret: Path | None = None,
+                   student: str = "") -> int:
+    """secret, student: grade as `course grade` grades that student (the same hidden cases); without a
+    secret (or COURSE_SECRET_FILE) the hidden cases come from the public fixed stream."""
+    from autograde.grader.secret import ENV, optional_secret
+
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):
         raise CourseError(f"{path} does not exist")
-    if path.is_dir():
-        raise CourseError(f"{path} is a directory; give a .ipynb file")
-    result = grade_notebook(path, limits or Limits.from_env(), strict=True)
+    key = optional_secret(Path(secret) if secret else None)
+    hide = [Path(secret)] if secret else [Path(os.environ[ENV])] if os.environ.get(ENV) else []
+    try:
+        result = grade_notebook(path, limits or Limits.from_env(), hide, strict=True, key=key, identity=student)
+    except GraderFault as exc:          # the grader's machine, not the notebook: nothing was graded
+        raise GraderFault(f"{exc}; nothing was graded: fix that, then run the check again") from None
     if as_json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
     else:
@@ -64,8 +75,17 @@ def print_table(result: dict) -> None:
     table.add_row(f"[bold]{message('table_total', lang)}[/]", f"[bold]{result['score']:g} / {result['max_score']:g}[/]",
                   "", "")
     console.print(table)
-    for event in result.get("tamper", []):
-        console.print("⚠ " + message("table_tamper", lang, what=f"{event['event']} {event['cell']}".strip()))
+    for kind, cells in _tamper_by_kind(result.get("tamper", [])).items():
+        console.print("⚠ " + message("table_tamper", lang, what=f"{kind} {', '.join(cells)}".strip()))
     for err in result.get("cell_errors", []):
         console.print("⚠ " + message("table_cell_error", lang, cell=err["cell"], error=err["error"]))
     sys.stdout.flush()
+
+
+def _tamper_by_kind(events: list[dict]) -> dict[str, list[str]]:
+    """One line per kind of tamper event: its cells (the first few) and "(+N more)"."""
+    kinds: dict[str, list[str]] = {}
+    for event in events:
+        cell = str(event.get("cell", ""))
+        kinds.setdefault(str(event.get("event", "?")), []).extend([cell] if cell else [])
+    return kinds

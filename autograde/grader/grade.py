@@ -11,24 +11,43 @@ alone, one submission at a time: gradebook commit first, then the state file
 (atomically). A run that is killed and started again grades only submissions
 missing from the state file (or changed since); writing a grade again updates
 the same Grade row, so nothing is duplicated or lost.
+
+Only the student's own code earns a score. A submission that cannot be read
+(a directory, a symlink loop, unreadable, not UTF-8) is the student's doing:
+0 with a message naming the problem. The grader's own trouble (a full disk,
+no memory, a sandbox that could not start, a gradebook that cannot be
+written) is never a score: that submission is "not graded", is neither
+written to the gradebook nor marked done, and the next run grades it.
+
+Exit status: 0 when every submission is graded; 3 when some are not graded
+because of the grader's trouble (they are named, with the command to run
+again); 130 after Ctrl-C (queued submissions are cancelled, running sandboxes
+stopped, every finished one recorded, and the command to resume printed).
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import shlex
+import signal
+import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from autograde.errors import CourseError
+from autograde.errors import CourseError, describe_os_error
 from autograde.grader import GRADER_VERSION
+from autograde.grader import sandbox as sandbox_module
 from autograde.grader.pipeline import grade_notebook
+from autograde.grader.secret import course_secret, secret_path
 from autograde.grader.rebuild import (SOLUTIONS, SubmissionError, _nbgrader, _source, load_submission,
-                                      pristine_cells, pristine_path)
+                                      pristine_cells, pristine_path, submission_sha256, tamper_counts)
 from autograde.grader.sandbox import Limits, sandbox_mode
 
 STATE_DIR = ".course-grade"
+EXIT_NOT_GRADED = 3                 # some submissions were not graded (the grader's trouble): run again
+EXIT_INTERRUPTED = 130              # Ctrl-C: what finished is recorded, the rest runs on the next call
 
 
 # ----------------------------------------------------------------------------
@@ -63,9 +82,8 @@ def db_url(root: Path) -> str:
 
 
 def sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The submission's sha256, or a marker when it is not a readable file (never raises or blocks)."""
+    return submission_sha256(path)
 
 
 # ----------------------------------------------------------------------------
@@ -94,6 +112,7 @@ def save_state(path: Path, state: dict) -> None:
 
 def grade_assignment(assignment: str, workers: int = 2, root: Path = Path("."), limits: Limits | None = None,
                      quiet: bool = False) -> int:
+    """Grade the class; returns the exit status (0, EXIT_NOT_GRADED or EXIT_INTERRUPTED)."""
     import warnings
 
     from nbgrader.api import Gradebook
@@ -117,6 +136,7 @@ def grade_assignment(assignment: str, workers: int = 2, root: Path = Path("."), 
     state = load_state(state_path)
     todo = {s: p for s, p in submissions.items() if state["done"].get(s, {}).get("sha256") != sha256(p)}
     limits = limits or Limits.from_env()
+    key = course_secret(root)           # hidden cases: the same for a submission at every regrade
     sandbox_mode()                      # probe once, before the threads start
     _warm_checks(pristine)
     url = db_url(root)
@@ -124,12 +144,32 @@ def grade_assignment(assignment: str, workers: int = 2, root: Path = Path("."), 
     with _open_gradebook(Gradebook, url) as gb:
         notebook = ensure_assignment(gb, assignment, pristine)
         max_score = float(sum(c.points for c in pristine_cells(pristine) if c.kind == "test"))
-        results = _run_all(todo, workers, limits, root, quiet,
+        outcome = _run_all(todo, workers, limits, root, quiet,
                            lambda student, path, result: _record(gb, assignment, notebook, student, path, result,
-                                                                 state, state_path, root), max_score)
+                                                                 state, state_path, root), max_score, key)
     if not quiet:
-        _print_summary(assignment, submissions, todo, results, state)
+        _print_summary(assignment, submissions, todo, outcome, state)
+    again = resume_command(assignment, root, workers)
+    if outcome.interrupted:
+        left = sum(1 for s in todo if s not in outcome.results)
+        print(f"interrupted: {len(outcome.results)} submission(s) graded and recorded in this run, {left} still to "
+              f"grade; resume with: {again}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if outcome.not_graded:
+        names = ", ".join(sorted(outcome.not_graded))
+        print(f"error: {len(outcome.not_graded)} submission(s) not graded because of the grader's own trouble "
+              f"(nothing was recorded for them): {names}", file=sys.stderr)
+        for student, why in sorted(outcome.not_graded.items()):
+            print(f"  {student}: {why}", file=sys.stderr)
+        print(f"fix the cause above, then run again to grade them: {again}", file=sys.stderr)
+        return EXIT_NOT_GRADED
     return 0
+
+
+def resume_command(assignment: str, root: Path, workers: int) -> str:
+    """The exact command that grades what is left (the state file skips what is done)."""
+    return " ".join(["course", "grade", shlex.quote(assignment), "--root", shlex.quote(str(root)),
+                     "--workers", str(workers)])
 
 
 def _alembic_on_path() -> None:
@@ -159,51 +199,145 @@ def _warm_checks(pristine: Path) -> None:
         get_check(step.id).cases(0, hidden)
 
 
+class Outcome:
+    """What one run did: results recorded now, submissions not graded (why), whether Ctrl-C stopped it."""
+
+    def __init__(self):
+        self.results: dict[str, dict] = {}
+        self.not_graded: dict[str, str] = {}
+        self.interrupted = False
+
+    def settled(self, student: str) -> bool:
+        return student in self.results or student in self.not_graded
+
+
 def _run_all(todo: dict[str, Path], workers: int, limits: Limits, root: Path, quiet: bool, record,
-             max_score: float = 0.0) -> dict:
-    """Grade in parallel; `record` is called in this thread as each one finishes."""
+             max_score: float = 0.0, key: bytes | None = None) -> Outcome:
+    """Grade in parallel; `record` is called in this thread as each one finishes.
+
+    Ctrl-C: submissions not started are cancelled, running sandboxes are stopped (their results,
+    which the stop would spoil, are dropped), and everything that had finished is recorded."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
-    hidden = [root / "submitted", root / "autograded", root / "feedback", root / STATE_DIR]
-    results = {}
+    hidden = [root / "submitted", root / "autograded", root / "feedback", root / STATE_DIR, secret_path(root)]
+    outcome = Outcome()
     columns = (TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, disable=quiet or not todo, transient=False) as bar, \
-            ThreadPoolExecutor(max_workers=workers) as pool:
-        task = bar.add_task("grading", total=len(todo))
-        futures = {pool.submit(grade_notebook, path, limits, hidden): (student, path)
-                   for student, path in todo.items()}
-        for future in as_completed(futures):
-            student, path = futures[future]
+    pool = ThreadPoolExecutor(max_workers=workers)
+    futures: dict = {}
+    try:
+        with Progress(*columns, disable=quiet or not todo, transient=False) as bar:
+            task = bar.add_task("grading", total=len(todo))
+            for student, path in todo.items():
+                futures[pool.submit(grade_notebook, path, limits, hidden, key=key, identity=student)] = (student, path)
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    _finish(future, *futures[future], outcome, record, max_score)
+                    bar.advance(task)
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+        finished = [f for f in futures if f.done() and not f.cancelled() and not outcome.settled(futures[f][0])]
+        for future in futures:
+            future.cancel()
+        _stop_sandboxes()
+        for future in finished:           # finished before the stop: real results
+            _finish(future, *futures[future], outcome, record, max_score)
+        _wind_down([f for f in futures if not f.done()])
+    finally:
+        pool.shutdown(wait=not outcome.interrupted, cancel_futures=True)
+    return outcome
+
+
+def _finish(future, student: str, path: Path, outcome: Outcome, record, max_score: float) -> None:
+    """Record one finished submission, or note why it is not graded (never a score for the grader's trouble)."""
+    try:
+        result = future.result()
+    except Exception as exc:            # GraderFault, or a grader bug: not the student's doing
+        outcome.not_graded[student] = _fault_text(exc)
+        return
+    if result.get("error") and not result.get("max_score"):
+        result["max_score"] = max_score
+    try:
+        record(student, path, result)
+    except Exception as exc:            # the gradebook or the disk: not marked done, graded again next run
+        outcome.not_graded[student] = "its grade could not be recorded: " + _fault_text(exc)
+        return
+    outcome.results[student] = result
+
+
+def _fault_text(exc: BaseException) -> str:
+    if isinstance(exc, CourseError):
+        return str(exc)[:300]
+    if isinstance(exc, (OSError, MemoryError)):
+        return describe_os_error(exc)[:300]
+    return f"grader error: {type(exc).__name__}: {str(exc)[:200]}"
+
+
+def _stop_sandboxes() -> None:
+    """Kill every sandbox this process runs: sandbox.stop_all() when it exists, and in any case
+    every child process of ours (each sandbox leads its own process group)."""
+    stop_all = getattr(sandbox_module, "stop_all", None)
+    if callable(stop_all):
+        try:
+            stop_all()
+        except Exception:
+            pass
+    me = os.getpid()
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return
+    for name in entries:
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and int(fields[1]) == me and int(fields[2]) == int(name):   # our child, a group leader
             try:
-                result = future.result()
-            except Exception as exc:    # a grader bug: recorded for this student, never the whole run
-                result = {"score": 0.0, "max_score": 0.0, "tests": [], "error": f"grader error: {exc!r}"[:300],
-                          "tamper": [], "submission_sha256": sha256(path)}
-            if result.get("error") and not result.get("max_score"):
-                result["max_score"] = max_score
-            record(student, path, result)
-            results[student] = result
-            bar.advance(task)
-    return results
+                os.killpg(int(name), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _wind_down(running: list, seconds: float = 10.0) -> None:
+    """Let the stopped submissions' threads end (they clean up their temporary directories); a
+    sandbox started again meanwhile (the pipeline restarts after a crash) is stopped as well."""
+    deadline = time.monotonic() + seconds
+    while running and time.monotonic() < deadline:
+        _, not_done = wait(running, timeout=0.2)
+        running = list(not_done)
+        if running:
+            _stop_sandboxes()
 
 
 def _record(gb, assignment, notebook, student, path, result, state, state_path, root) -> None:
     """Gradebook first, then the autograded notebook, then the state file."""
     from autograde.grader.gradebook import save_result
 
-    save_result(gb, assignment, notebook, student, result)
+    try:
+        save_result(gb, assignment, notebook, student, result)
+    except BaseException:
+        gb.db.rollback()
+        raise
     _write_autograded(root, assignment, student, path, result)
+    counts = tamper_counts(result.get("tamper", []))
     state["done"][student] = {"sha256": result.get("submission_sha256") or sha256(path),
                               "score": result["score"], "max_score": result["max_score"],
                               "error": result.get("error"),
                               "tests": {t["name"]: t["score"] for t in result.get("tests", [])},
-                              "tamper": [t["event"] for t in result.get("tamper", [])],
+                              "tamper": list(counts), "tamper_counts": counts,
                               "grader_version": GRADER_VERSION, "seeds": result.get("seeds", {}),
                               "timing": result.get("sandbox", {}).get("timing", {}),
                               "graded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    save_state(state_path, state)
+    try:
+        save_state(state_path, state)
+    except BaseException:
+        del state["done"][student]       # not on disk: the summary must not say it is done
+        raise
 
 
 def _write_autograded(root: Path, assignment: str, student: str, path: Path, result: dict) -> None:
@@ -227,16 +361,29 @@ def _write_autograded(root: Path, assignment: str, student: str, path: Path, res
                    encoding="utf-8")
 
 
-def _print_summary(assignment, submissions, todo, results, state) -> None:
+def _print_summary(assignment, submissions, todo, outcome: Outcome, state) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{assignment}: {len(results)} graded now, {len(submissions) - len(todo)} already done")
+    title = f"{assignment}: {len(outcome.results)} graded now, {len(submissions) - len(todo)} already done"
+    if outcome.not_graded:
+        title += f", {len(outcome.not_graded)} NOT graded (run again)"
+    if outcome.interrupted:
+        title += f", {sum(1 for s in todo if not outcome.settled(s))} left by Ctrl-C"
+    table = Table(title=title)
     for column in ("student", "score", "tamper", "error"):
         table.add_column(column, justify="right" if column == "score" else "left")
     for student in sorted(submissions):
+        if student in outcome.not_graded:
+            table.add_row(student, "not graded", "", ("grader trouble: " + outcome.not_graded[student])[:160])
+            continue
+        if student in todo and student not in outcome.results:
+            table.add_row(student, "not graded", "", "interrupted: graded on the next run")
+            continue
         entry = state["done"].get(student, {})
-        mark = "" if student in results else " (earlier)"
+        mark = "" if student in outcome.results else " (earlier)"
+        counts = entry.get("tamper_counts") or {k: 1 for k in entry.get("tamper", [])}
+        tamper = ", ".join(k if n == 1 else f"{k} x{n}" for k, n in counts.items())
         table.add_row(student + mark, f"{entry.get('score', 0):g} / {entry.get('max_score', 0):g}",
-                      ", ".join(entry.get("tamper", [])), (entry.get("error") or "")[:60])
+                      tamper, (entry.get("error") or "")[:60])
     Console(highlight=False).print(table)

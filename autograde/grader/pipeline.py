@@ -12,6 +12,7 @@ hung, so one infinite loop does not cost the other steps their points.
 """
 from __future__ import annotations
 
+import errno
 import json
 import re
 import shutil
@@ -28,6 +29,7 @@ from autograde.checks.messages import message, register_messages
 from autograde.checks.registry import get_check
 from autograde.checks.runner import blame_dependency, describe
 from autograde import protocol as wire
+from autograde.errors import GraderFault, describe_os_error
 from autograde.grader import GRADER_VERSION, static
 from autograde.grader.rebuild import Rebuilt, SubmissionError, load_submission, rebuild
 from autograde.grader.sandbox import Limits, run_worker, sandbox_mode
@@ -353,7 +355,26 @@ def grade_notebook(path: Path, limits: Limits | None = None, extra_hidden=(), so
             raise
         sha = _sha_or_empty(path)
         return error_result(path, str(exc), sha)
-    clock = {"read": time.monotonic() - start}
+    except (OSError, MemoryError) as exc:   # reading the pristine notebook, or an EIO: the grader's machine
+        raise GraderFault(f"the grader could not grade {path.name}: {describe_os_error(exc)}") from exc
+    for attempt in (1, 2):                  # a sandbox that failed to start is tried once more
+        clock = {"read": time.monotonic() - start}
+        try:
+            return _grade_rebuilt(path, rebuilt, limits, extra_hidden, keep_dir, start, clock, key, identity)
+        except SandboxNotStarted:
+            if attempt == 2:
+                raise
+        except (OSError, MemoryError) as exc:   # the grader's machine (disk, memory, fork), not the student
+            where = f" (in {tempfile.gettempdir()}; TMPDIR chooses another place)" \
+                if getattr(exc, "errno", None) == errno.ENOSPC and not exc.filename else ""
+            raise GraderFault(f"the grader could not grade {path.name}: {describe_os_error(exc)}{where}") from exc
+
+
+class SandboxNotStarted(GraderFault):
+    """The sandbox ended before any of the notebook's code ran: nothing to grade, nothing the student did."""
+
+
+def _grade_rebuilt(path, rebuilt, limits, extra_hidden, keep_dir, start, clock, key=None, identity="") -> dict:
     planned = plan(rebuilt, key, identity)
     report = static_report(rebuilt, planned)
     if report.escapes:                 # nothing measured in that process could be believed: do not run it
@@ -369,6 +390,12 @@ def grade_notebook(path: Path, limits: Limits | None = None, extra_hidden=(), so
         sandbox = run_sandbox(directory, len(planned), writable, limits, [path.parent, *extra_hidden],
                               needs_reference(rebuilt, planned))
         clock["sandbox"] = time.monotonic() - start - clock["read"] - clock["plan"]
+        last = read_progress(directory / "out" / "progress.jsonl")
+        if not last["done"] and last["ready"] is None:       # the last run ended before any student code
+            run = sandbox["runs"][-1]
+            raise SandboxNotStarted(f"the grader's sandbox for {path.name} stopped before the notebook's code ran "
+                              f"({'time limit' if run.timed_out else f'exit status {run.returncode}'}: "
+                              f"{' '.join(run.output.split())[-200:] or 'no output'})")
         steps = blame_dependencies(planned, [judge_step(p, directory / "out" / f"step_{i}.json",
                                                         sandbox["failures"].get(i), report)
                                              for i, p in enumerate(planned)])
@@ -383,12 +410,9 @@ def grade_notebook(path: Path, limits: Limits | None = None, extra_hidden=(), so
 
 
 def _sha_or_empty(path: Path) -> str:
-    import hashlib
+    from autograde.grader.rebuild import submission_sha256
 
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return ""
+    return submission_sha256(path)      # never blocks on a pipe, never raises
 
 
 def assemble(path: Path, rebuilt: Rebuilt, planned: list[Planned], steps: list[dict], sandbox: dict,

@@ -8,9 +8,12 @@ trusted and never a crash.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPO_ROOT / "solutions"
 HIDDEN_TESTS = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[^\n]*\n?", re.S | re.M)
 MAX_NOTEBOOK_BYTES = 20 * 2**20
+TAMPER_KEPT = 3                   # tamper events listed per kind; the rest are counted
 
 
 class SubmissionError(CourseError):
@@ -67,17 +71,97 @@ def _nbgrader(cell: dict) -> dict:
     return nbg if isinstance(nbg, dict) else {}
 
 
+# OSErrors that say something about the submission itself (the student's doing: score 0 with the
+# message); any other (EIO, ENOMEM, EMFILE ...) is the grader's machine and is raised as it is.
+SUBMISSION_ERRNOS = {errno.EACCES, errno.EPERM, errno.ELOOP, errno.EISDIR, errno.ENOENT, errno.ENOTDIR,
+                     errno.ENXIO, errno.EINVAL, errno.ENAMETOOLONG}
+
+
+def _unreadable(path: Path, exc: OSError) -> SubmissionError:
+    if exc.errno == errno.ELOOP:
+        return SubmissionError(f"{path.name} is a symbolic link that loops back on itself; submit the notebook file")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return SubmissionError(f"{path.name} cannot be read (permission denied); submit a readable notebook file")
+    if exc.errno == errno.EISDIR:
+        return SubmissionError(f"{path.name} is a directory, not a notebook file")
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        what = "a symbolic link to nothing" if os.path.islink(path) else "missing"
+        return SubmissionError(f"{path.name} is {what}; submit the notebook file")
+    return SubmissionError(f"{path.name} cannot be read ({exc.strerror or exc})")
+
+
+def _read_submission(path: Path) -> bytes:
+    """The file's bytes; SubmissionError when the submission is not a readable regular file."""
+    try:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise SubmissionError(f"{path.name} is a directory, not a notebook file")
+        if not stat.S_ISREG(info.st_mode):
+            raise SubmissionError(f"{path.name} is not a regular file (a device, pipe or socket)")
+        if info.st_size > MAX_NOTEBOOK_BYTES:
+            raise SubmissionError(f"{path.name} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
+        with open(path, "rb") as f:
+            return f.read(MAX_NOTEBOOK_BYTES + 1)
+    except OSError as exc:
+        if exc.errno in SUBMISSION_ERRNOS:
+            raise _unreadable(path, exc) from None
+        raise
+
+
+def submission_sha256(path: Path) -> str:
+    """The sha256 of a submission's bytes, or a stable marker of why there are none ("dir", "fifo",
+    "errno-13" ...): a submission that cannot be read is still graded (0, with the reason) and
+    recorded, and is graded again once it changes. Never blocks on a pipe, never raises."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "dir" if stat.S_ISDIR(info.st_mode) else "special"
+            return f"{kind}:{info.st_ino}:{info.st_mtime_ns}"
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(2**20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    except OSError as exc:
+        return f"errno-{exc.errno}"
+
+
+def lone_surrogate(nb: dict) -> str | None:
+    """Where the notebook holds a lone surrogate (valid JSON escape, not valid Unicode), or None."""
+    def bad(value) -> bool:
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+                return False
+            except UnicodeEncodeError:
+                return True
+        if isinstance(value, dict):
+            return any(bad(k) or bad(v) for k, v in value.items())
+        if isinstance(value, list):
+            return any(bad(v) for v in value)
+        return False
+
+    for i, cell in enumerate(nb.get("cells") or []):
+        if bad(cell):
+            gid = _nbgrader(cell).get("grade_id") if isinstance(cell, dict) else None
+            return f"cell {i + 1}" + (f" ({gid!r})" if isinstance(gid, str) and not bad(gid) else "")
+    return "the notebook's metadata" if bad(nb) else None
+
+
 def load_submission(path: Path) -> tuple[dict, bytes]:
     """The notebook as a dict and its raw bytes; SubmissionError for anything unreadable."""
     path = Path(path)
-    if not path.is_file():
-        raise SubmissionError(f"{path} does not exist or is not a file")
-    if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+    raw = _read_submission(path)
+    if len(raw) > MAX_NOTEBOOK_BYTES:
         raise SubmissionError(f"{path.name} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
-    raw = path.read_bytes()
     try:
-        nb = json.loads(raw.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SubmissionError(f"{path.name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                              "a notebook is UTF-8 JSON: save it again from Jupyter or Colab") from None
+    try:
+        nb = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise SubmissionError(f"{path.name} is not a valid notebook (invalid JSON: {str(exc)[:120]})") from None
     if not isinstance(nb, dict):
         raise SubmissionError(f"{path.name} is not a valid notebook (the JSON is not an object)")
@@ -87,6 +171,13 @@ def load_submission(path: Path) -> tuple[dict, bytes]:
                               "graded: open and save it in a current Jupyter or Colab")
     if not isinstance(nb.get("cells"), list):
         raise SubmissionError(f"{path.name} has no list of cells")
+    try:
+        where = lone_surrogate(nb)
+    except RecursionError:
+        raise SubmissionError(f"{path.name} is not a valid notebook (nested too deeply)") from None
+    if where:
+        raise SubmissionError(f"{path.name} holds text that is not valid Unicode (a lone surrogate such as "
+                              f"\\ud800, in {where}); delete that character and save again")
     return nb, raw
 
 
@@ -158,7 +249,33 @@ def rebuild(nb: dict, raw: bytes, path: Path, solutions: Path = SOLUTIONS) -> Re
             cells.append(p)
     _check_order([p.grade_id for p in pristine if p.grade_id in submitted],
                  [g for g in order if g in {p.grade_id for p in pristine}], tamper)
-    return Rebuilt(assignment, lang, ppath, hashlib.sha256(raw).hexdigest(), cells, tamper)
+    return Rebuilt(assignment, lang, ppath, hashlib.sha256(raw).hexdigest(), cells, summarise_tamper(tamper))
+
+
+def summarise_tamper(events: list[dict], keep: int = TAMPER_KEPT) -> list[dict]:
+    """At most `keep` events of each kind, then one event per kind that stands for the rest:
+    {"event": kind, "cell": "(+N more)", "detail": ..., "more": N}. 10,000 copies of a cell are
+    one short report, in the table, the result and the state file alike."""
+    out, seen = [], {}
+    for event in events:
+        kind = event["event"]
+        seen[kind] = seen.get(kind, 0) + 1
+        if seen[kind] <= keep:
+            out.append(event)
+    for kind, count in seen.items():
+        if count > keep:
+            out.append({"event": kind, "cell": f"(+{count - keep} more)", "more": count - keep,
+                        "detail": f"{count} {kind} events in all; the first {keep} are listed"})
+    return out
+
+
+def tamper_counts(events: list[dict]) -> dict[str, int]:
+    """kind -> how many times it happened (a summary event counts for the ones it stands for)."""
+    counts: dict[str, int] = {}
+    for event in events:
+        more = event.get("more")
+        counts[event["event"]] = counts.get(event["event"], 0) + (more if type(more) is int else 1)
+    return counts
 
 
 def _solution_source(p: Cell, cell: dict | None, tamper: list) -> str:

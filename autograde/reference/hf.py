@@ -191,17 +191,35 @@ def hf_tokenizer_json(tok: BPETokenizer) -> dict:
     return json.loads(hf.to_str())
 
 
-def export_hf(model: Transformer, tok: BPETokenizer, directory) -> Path:
-    """Write config.json, model.safetensors and tokenizer.json for transformers."""
+def export_hf(model: Transformer, tok: BPETokenizer, directory, force: bool = False) -> Path:
+    """Write config.json, model.safetensors and tokenizer.json for transformers.
+
+    Refuses an empty path, a file, and (without force) a directory that already holds anything;
+    a directory that cannot be written is a CourseError that names it."""
+    if not str(directory).strip():
+        raise CourseError("the output directory is empty: name a directory, e.g. `course export-hf out/`")
     directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise CourseError(f"{directory} exists and is not a directory")
-    directory.mkdir(parents=True, exist_ok=True)
-    hf = to_hf_model(model)
-    hf.save_pretrained(directory, safe_serialization=True)
-    (directory / "tokenizer.json").write_text(json.dumps(hf_tokenizer_json(tok), ensure_ascii=False, indent=2))
-    eos = next(iter(tok.special_tokens), None)
-    (directory / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "PreTrainedTokenizerFast", "eos_token": eos, "bos_token": eos,
-        "model_max_length": model.cfg.max_seq_len, "clean_up_tokenization_spaces": False}, indent=2))
+    try:
+        if directory.exists() and not directory.is_dir():
+            raise CourseError(f"{directory} exists and is not a directory")
+        if directory.is_dir() and any(directory.iterdir()) and not force:
+            raise CourseError(f"{directory} is not empty; choose a new directory, or add --force to overwrite "
+                              "the files of an earlier export there")
+        directory.mkdir(parents=True, exist_ok=True)
+        hf = to_hf_model(model)
+        hf.save_pretrained(directory, safe_serialization=True)
+        (directory / "tokenizer.json").write_text(json.dumps(hf_tokenizer_json(tok), ensure_ascii=False, indent=2),
+                                                  encoding="utf-8")
+        eos = next(iter(tok.special_tokens), None)
+        (directory / "tokenizer_config.json").write_text(json.dumps({
+            "tokenizer_class": "PreTrainedTokenizerFast", "eos_token": eos, "bos_token": eos,
+            "model_max_length": model.cfg.max_seq_len, "clean_up_tokenization_spaces": False}, indent=2),
+            encoding="utf-8")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            reason = "a part of the path is a file, not a directory"
+        raise CourseError(f"cannot write the model to {directory}: {reason}"
+                          + (f" ({exc.filename})" if exc.filename and str(exc.filename) != str(directory) else "")) \
+            from None
     return directory
