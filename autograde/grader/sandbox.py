@@ -335,17 +335,44 @@ def run_worker(directory: Path, writable: list[str], limits: Limits, extra_hidde
             cmd = [sys.executable, "-I", "-m", "autograde.grader.worker", str(directory)]
             nproc = None if _is_root() else _user_process_count() + limits.processes
             preexec, env, cwd = _limits_preexec(limits, nproc), child_env(directory / "work"), directory / "work"
-        return _run(cmd, preexec, env, cwd, limits, mode)
+        return _run(cmd, preexec, env, cwd, limits, mode, uid)
     finally:
         if uid is not None:
             _kill_uid(uid)
             UIDS.give(uid)
 
 
-def _run(cmd, preexec, env, cwd, limits: Limits, mode: str) -> RunResult:
+# Every sandbox this process is running right now: Popen pid -> (Popen, sandbox uid or None).
+_ACTIVE: dict[int, tuple] = {}
+
+
+def stop_all() -> int:
+    """Kill every sandbox this process is running right now; returns how many there were.
+
+    For `course grade` on Ctrl-C (and any other early exit of the grader): each sandbox's process
+    group, and every process of its sandbox uid, gets SIGKILL. Safe to call from the main thread while
+    worker threads are still waiting on their sandboxes (they then return a killed RunResult); takes
+    no lock, so it may also be called from a signal handler. Calling it twice does no harm."""
+    running = list(_ACTIVE.values())
+    for proc, uid in running:
+        _kill_group(proc)
+        if uid is not None:
+            _kill_uid(uid)
+    return len(running)
+
+
+def _run(cmd, preexec, env, cwd, limits: Limits, mode: str, uid: int | None = None) -> RunResult:
     start, started = time.monotonic(), time.time()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             cwd=cwd, env=env, preexec_fn=preexec, start_new_session=True)
+    _ACTIVE[proc.pid] = (proc, uid)
+    try:
+        return _wait(proc, limits, mode, start, started)
+    finally:
+        _ACTIVE.pop(proc.pid, None)
+
+
+def _wait(proc: subprocess.Popen, limits: Limits, mode: str, start: float, started: float) -> RunResult:
     keep, counter = bytearray(), [0]
     reader = threading.Thread(target=_drain, args=(proc.stdout, limits.output_limit, keep, counter), daemon=True)
     reader.start()
