@@ -140,12 +140,18 @@ def test_stop_all_kills_the_running_sandboxes():
         run_worker(directory, ["out/progress.jsonl"], Limits(timeout=100, call_timeout=0))))
     thread.start()
     assert wait_until(lambda: len(processes_with(token)) == 2, 60)
-    assert sandbox.stop_all() == 1
-    thread.join(30)
-    assert not thread.is_alive() and results[0].returncode != 0 and not results[0].timed_out
-    assert not processes_with(token)
-    assert sandbox.stop_all() == 0
-    shutil.rmtree(directory)
+    try:
+        assert sandbox.stop_all() == 1
+        thread.join(30)
+        assert not thread.is_alive() and results[0].returncode != 0 and not results[0].timed_out
+        assert not processes_with(token)
+        # a restart (the pipeline's, after a killed run) starts nothing while the grader stops
+        again = run_worker(directory, ["out/progress.jsonl"], Limits(timeout=100, call_timeout=0))
+        assert again.limit == "stopped" and not processes_with(token)
+        assert sandbox.stop_all() == 0
+    finally:
+        sandbox.allow_new()
+        shutil.rmtree(directory)
 
 
 # ----------------------------------------------------------------------------

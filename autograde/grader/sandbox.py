@@ -68,6 +68,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autograde.errors import CourseError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = REPO_ROOT / "autograde"
 NOBODY_GID = 65534
@@ -130,7 +132,7 @@ class RunResult:
     mode: str
     started: float = 0.0              # time.time() just before the sandbox was started
     extra: dict = field(default_factory=dict)
-    limit: str = ""                   # which limit ended it: "", "wall", "call" (one cell or call), "memory"
+    limit: str = ""                   # what ended it: "", "wall", "call" (one cell or call), "memory", "stopped"
     limit_seconds: float = 0.0        # the time limit that fired, in seconds
 
 
@@ -163,7 +165,8 @@ def state_dir() -> Path:
             return path
         except OSError:
             continue
-    raise OSError("no private folder for the sandbox's state (tried " + ", ".join(map(str, candidates)) + ")")
+    raise CourseError("the grader found no private folder for its sandbox state (tried "
+                      + ", ".join(map(str, candidates)) + "); set COURSE_SANDBOX_STATE to a folder it may create")
 
 
 def _start_time(pid: int) -> str | None:
@@ -733,20 +736,32 @@ class _Sandbox:
 
 # Every sandbox this process is running right now, by the pid of its first process.
 _ACTIVE: dict[int, _Sandbox] = {}
+_REFUSING = threading.Event()          # set by stop_all(): no new sandbox starts
 
 
-def stop_all() -> int:
+def stop_all(refuse_new: bool = True) -> int:
     """Kill every sandbox this process is running right now; returns how many there were.
 
     For `course grade` on Ctrl-C (and any other early exit of the grader): each sandbox's process
     group, its cgroup and every process of its sandbox uid get SIGKILL. Safe to call from the main
     thread while worker threads are still waiting on their sandboxes (they then return a killed
     RunResult and clean up as usual); takes no lock, so it may also be called from a signal handler.
-    Calling it twice does no harm."""
+    Calling it twice does no harm.
+
+    refuse_new: from now on run_worker starts nothing and returns at once (limit "stopped"), so the
+    pipeline's restarts do not start new sandboxes while the grader exits; allow_new() undoes it.
+    The results of notebooks that were being graded are not grades: do not record them."""
+    if refuse_new:
+        _REFUSING.set()
     running = list(_ACTIVE.values())
     for sandbox in running:
         sandbox.kill()
     return len(running)
+
+
+def allow_new() -> None:
+    """Undo stop_all(refuse_new=True): sandboxes may start again."""
+    _REFUSING.clear()
 
 
 def run_worker(directory: Path, writable: list[str], limits: Limits, extra_hidden=(),
@@ -756,6 +771,9 @@ def run_worker(directory: Path, writable: list[str], limits: Limits, extra_hidde
     reference: the job's steps need the reference model, so its files stay readable."""
     directory = Path(directory).resolve()
     mode = sandbox_mode()
+    if _REFUSING.is_set():
+        text = "not started: the grader is stopping"
+        return RunResult(None, False, text, len(text), 0.0, mode, time.time(), limit="stopped")
     clean_stale()
     uid = UIDS.take() if _is_root() else None      # root: a uid of its own, in both modes
     cgroup = None
