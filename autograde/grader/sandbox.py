@@ -3,9 +3,10 @@
 Trusted side. Two modes, chosen once per process by a probe:
 
 "namespaces" (running as root with util-linux `unshare`, `setpriv` and `mount`):
-    unshare --net --mount --pid --fork --kill-child   no network (own, empty net
-        namespace), own mount table, own pid namespace (when its first process
-        ends, every process it forked dies with it)
+    unshare --net --mount --pid --fork --kill-child --mount-proc   no network (own,
+        empty net namespace), own mount table, own pid namespace and /proc (it
+        sees only its own processes; when its first process ends, every process
+        it forked dies with it)
     a shell prelude (as root, inside the namespaces) that
       - mounts ONE tmpfs of `Limits.disk` bytes (the total quota of everything
         the child may write) and binds its parts over the working directory,
@@ -660,7 +661,8 @@ def _namespace_command(directory: Path, uid: int, extra_hidden, limits: Limits, 
     run = f"{_sh_quote(sys.executable)} -I " + (f"-c {_sh_quote(code)}" if code else
                                                 f"-m autograde.grader.worker {_sh_quote(str(directory))}")
     script = _prelude(directory, extra_hidden, reference).replace("ENVIRONMENT", env + " " + run)
-    return ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private",
+    return ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc",
+            "--propagation", "private",
             "--", "sh", "-c", script, "sandbox-prelude", str(directory), str(uid), str(uid), str(limits.disk)]
 
 
