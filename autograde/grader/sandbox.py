@@ -596,8 +596,8 @@ def mount_plan(directory: Path, extra_hidden=(), reference: bool = False) -> lis
     for top in _blocked_ancestors(needed):
         masks.setdefault(top, "pass")
     for p in hidden_paths(extra_hidden, reference):
-        if p.exists() and not p.is_symlink():
-            p = p.resolve()
+        if p.exists():
+            p = p.resolve()                               # a symlink: what it points to is hidden
             if str(p) not in SYSTEM and p not in needed:
                 masks[p] = "hide"
     for path in SCRATCH:
@@ -647,7 +647,8 @@ def _prelude(directory: Path, extra_hidden, reference: bool) -> str:
             lines.append(f"  mount -t tmpfs -o size=4k,mode=000,ro,nosuid,nodev course-hidden {p}")
         for rel in keep:
             target = q(path / rel)
-            lines.append(f"  mkdir -p {target}; mount -c --rbind {q('./' + rel)} {target}")
+            make = f"mkdir -p {q((path / rel).parent)}; touch" if (path / rel).is_file() else "mkdir -p"
+            lines.append(f"  {make} {target}; mount -c --rbind {q('./' + rel)} {target}")
         if kind != "scratch" and keep:
             lines.append(f"  mount -o remount,ro {p}")
         lines.append("  cd /; fi")
