@@ -179,14 +179,26 @@ def _start_time(pid: int) -> str | None:
         return None
 
 
-@functools.lru_cache(maxsize=1)
+def _pid_namespace() -> str:
+    try:
+        return "".join(c for c in os.readlink("/proc/self/ns/pid") if c.isdigit())
+    except OSError:
+        return "0"
+
+
 def owner_token() -> str:
-    return f"{os.getpid()}-{_start_time(os.getpid())}"
+    """This process, as PID-STARTTIME-PIDNAMESPACE (names its directories and cgroups)."""
+    return f"{os.getpid()}-{_start_time(os.getpid())}-{_pid_namespace()}"
 
 
 def _token_alive(token: str) -> bool:
-    pid, _, start = token.partition("-")
-    return pid.isdigit() and _start_time(int(pid)) == start
+    """Whether the process a token names still runs. A token from another pid namespace (a grader in
+    another container that shares the cgroup tree) counts as alive: it is not ours to judge."""
+    parts = token.split("-")
+    if len(parts) != 3 or not parts[0].isdigit():
+        return False
+    pid, start, namespace = parts
+    return namespace != _pid_namespace() or _start_time(int(pid)) == start
 
 
 class _UidPool:
@@ -389,7 +401,7 @@ class _Cgroup:
             try:
                 for d in parent.iterdir():
                     if d.name.startswith(cls.PREFIX) and d.is_dir():
-                        token = "-".join(d.name[len(cls.PREFIX):].split("-")[:2])
+                        token = "-".join(d.name[len(cls.PREFIX):].split("-")[:3])
                         if not _token_alive(token):
                             found.setdefault(d.name, []).append(d)
             except OSError:
