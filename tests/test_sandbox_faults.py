@@ -102,14 +102,15 @@ run_worker(Path({directory!r}), ["out/progress.jsonl"], Limits(timeout=100, call
 """
 
 
-@pytest.mark.parametrize("mode", ["namespaces", "plain"])
+@pytest.mark.parametrize("mode,cgroups", [("namespaces", "on"), ("plain", "on"), ("plain", "off")])
 @root_only
-def test_a_grader_killed_by_sigkill_leaves_no_process_and_no_directory(mode):
+def test_a_grader_killed_by_sigkill_leaves_no_process_and_no_directory(mode, cgroups):
     if mode == "namespaces" and sandbox_mode() != "namespaces":
         pytest.skip("the namespaces sandbox is not available here")
     token = f"{random.randint(4000, 8999)}.{random.randint(10**6, 10**7)}"
     directory = make_job([spawner(token)])
-    env = dict(os.environ, **({"COURSE_SANDBOX": "plain"} if mode == "plain" else {}))
+    env = dict(os.environ, **({"COURSE_SANDBOX": "plain"} if mode == "plain" else {}),
+               **({"COURSE_SANDBOX_CGROUPS": "off"} if cgroups == "off" else {}))
     driver = subprocess.Popen([sys.executable, "-c", DRIVER.format(tests=str(REPO / "tests"),
                                                                    directory=str(directory))], env=env)
     progress = directory / "out" / "progress.jsonl"

@@ -241,6 +241,24 @@ class _UidPool:
                     return uid
             time.sleep(0.1)                            # every uid busy: wait for one
 
+    def is_free(self, uid: int) -> bool:
+        """No grader holds the uid now (tested by taking its lock for a moment)."""
+        import fcntl
+
+        if uid in self._held:
+            return False
+        try:
+            fd = os.open(self.lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+
     def give(self, uid: int) -> None:
         with self._lock:
             fd = self._held.pop(uid, None)
@@ -306,6 +324,14 @@ def clean_stale() -> int:
     for cg in _Cgroup.stale():
         cg.remove()
         removed += 1
+    if _is_root():                 # processes of a sandbox uid no grader holds (no cgroups here, or
+        orphans = {}               # a daemon of plain mode): kill them
+        for pid, uid in _pool_processes().items():
+            orphans.setdefault(uid, []).append(pid)
+        for uid in orphans:
+            if UIDS.is_free(uid):
+                _kill_uid(uid)
+                removed += 1
     return removed
 
 
@@ -913,10 +939,10 @@ def _watch(proc: subprocess.Popen, limits: Limits, progress: Path | None, start:
             return "call", limits.call_timeout
 
 
-def _uid_processes(uid: int) -> list[int]:
-    """The live processes whose real or effective uid is `uid` (from /proc/PID/status, which, unlike
-    the owner of /proc/PID, a process cannot hide by making itself non-dumpable)."""
-    found = []
+def _process_uids() -> dict[int, tuple[int, int]]:
+    """pid -> (real, effective uid) of every live process (from /proc/PID/status, which, unlike the
+    owner of /proc/PID, a process cannot change by making itself non-dumpable)."""
+    found = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -926,12 +952,24 @@ def _uid_processes(uid: int) -> list[int]:
                     if line.startswith(b"State:") and line.split()[1:2] in ([b"Z"], [b"X"]):
                         break                                  # already dead, waiting to be reaped
                     if line.startswith(b"Uid:"):
-                        if str(uid).encode() in line.split()[1:3]:
-                            found.append(int(entry.name))
+                        real, effective = line.split()[1:3]
+                        found[int(entry.name)] = (int(real), int(effective))
                         break
-        except OSError:
+        except (OSError, ValueError):
             continue
     return found
+
+
+def _uid_processes(uid: int) -> list[int]:
+    """The live processes whose real or effective uid is `uid`."""
+    return [pid for pid, uids in _process_uids().items() if uid in uids]
+
+
+def _pool_processes() -> dict[int, int]:
+    """pid -> sandbox uid, for every live process that runs as one of the pool's uids."""
+    pool = range(FIRST_UID, FIRST_UID + _UidPool.SIZE)
+    return {pid: next(u for u in uids if u in pool) for pid, uids in _process_uids().items()
+            if any(u in pool for u in uids)}
 
 
 def _kill_uid(uid: int) -> None:
