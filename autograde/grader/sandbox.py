@@ -50,7 +50,10 @@ Limits, and what holds where:
     `stop_all()` kills every sandbox of this process at once (Ctrl-C in `course grade`).
 
 Sandbox uids come from one machine-wide pool (FIRST_UID ...), held by flock on a file in
-STATE_DIR (/run/course-sandbox, root only, 0700), so runs with different TMPDIRs never share one.
+state_dir() (/run/course-sandbox, root only, 0700), so runs with different TMPDIRs never share one.
+
+Knobs (environment): COURSE_SANDBOX=plain (no namespaces), COURSE_SANDBOX_CGROUPS=off (per-process
+limits only), COURSE_SANDBOX_STATE=DIR (where the uid locks and the owner records live).
 """
 from __future__ import annotations
 
