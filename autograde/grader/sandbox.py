@@ -2,28 +2,64 @@
 
 Trusted side. Two modes, chosen once per process by a probe:
 
-"namespaces" (running as root with util-linux `unshare` and `setpriv`):
-    unshare --net --mount --pid --fork --kill-child   no network (own, empty net
-        namespace), own mount table, own pid namespace (when the worker ends,
-        every process it forked dies with it)
-    a shell prelude (as root, inside the namespaces) that mounts small tmpfs
-        over /tmp, /var/tmp, /dev/shm, hides the grader's files (answers,
-        reference model, check modules, other submissions) behind empty
-        mode-000 tmpfs, and gives the worker a private 256 MB scratch tmpfs
-    setpriv                                          an unprivileged uid (one per
-        concurrent sandbox, so RLIMIT_NPROC counts each alone), no capabilities,
-        no_new_privs
-"plain" (anything else, e.g. an unprivileged CI user): the same worker with the
-    same rlimits and timeouts, network blocked inside the worker only.
+"namespaces" (running as root with util-linux `unshare`, `setpriv` and `mount`):
+    unshare --net --mount --pid --fork --kill-child --mount-proc   no network (own,
+        empty net namespace), own mount table, own pid namespace and /proc (it
+        sees only its own processes; when its first process ends, every process
+        it forked dies with it)
+    a shell prelude (as root, inside the namespaces) that
+      - mounts ONE tmpfs of `Limits.disk` bytes (the total quota of everything
+        the child may write) and binds its parts over the working directory,
+        /tmp, /var/tmp, /dev/shm (= /run/shm) and /run/lock (= /var/lock):
+        nothing written there reaches the host or outlives the sandbox;
+      - masks the grader's files (answers, reference model, check modules, other
+        submissions, the submission's own folder) with empty read-only tmpfs;
+      - keeps visible, by bind mounts, exactly what the worker needs below a
+        masked folder: the interpreter, the virtualenv, the package, the sandbox
+        directory (so a project or a notebook under /tmp works too);
+    setpriv                                          an unprivileged uid and gid of
+        its own (one per concurrent sandbox, machine-wide), no capabilities,
+        no_new_privs, parent-death signal SIGKILL
+"plain" (COURSE_SANDBOX=plain, or no root, or no util-linux tools): the same worker
+    with the same limits and timeouts, network blocked inside the worker only, the
+    file system as it is. As root it still runs as a sandbox uid of its own, never
+    as root.
 
-In both modes: rlimits (CPU, address space, file size, open files, processes,
-no core dumps), a new session (the timeout kills the whole process group),
-an empty environment except LANG=C.UTF-8 and a few knobs, stdout and stderr
-read through a pipe of which only the first `output_limit` bytes are kept.
+Limits, and what holds where:
+    per process (always): rlimits on CPU, address space (`memory`), file size, open
+        files, no core dumps; RLIMIT_NPROC when the child has a uid of its own
+        (root: always; no root: counted from the user's current processes).
+    per sandbox (root and a writable cgroup v2 with memory+pids, else v1 memory and
+        pids controllers): one cgroup per sandbox, made before the start and
+        removed after: `memory` for all its processes together (tmpfs pages
+        included), `processes` as pids.max. Without cgroups only the per-process
+        limits hold (six children may each use `memory`).
+    time, enforced by the parent, never by the child: `timeout` for the whole run,
+        and `call_timeout` (+ grace) for one cell or one call, read from the
+        worker's progress file (the child's own SIGALRM is only the fast path).
+    output: the first `output_limit` bytes of stdout+stderr are kept.
+    disk (namespaces mode): `disk` bytes in all for the work dir, /tmp, /var/tmp,
+        /dev/shm and /run/lock, plus the job's output files of at most `file_size`
+        bytes each. Plain mode: `file_size` per file only.
+    lifetime: each sandbox's first process has the parent-death signal SIGKILL
+        (so do unshare's child and, in plain mode, the worker): if the grader dies,
+        even by SIGKILL, its sandboxes die (in plain mode a process that
+        daemonized survives until the next start kills its cgroup and uid).
+        Sandbox directories are 0750 root:<sandbox gid>; what a dead grader left
+        (directories, cgroups, processes) is removed at the next start.
+    `stop_all()` kills every sandbox of this process at once (Ctrl-C in `course grade`).
+
+Sandbox uids come from one machine-wide pool (FIRST_UID ...), held by flock on a file in
+state_dir() (/run/course-sandbox, root only, 0700), so runs with different TMPDIRs never share one.
+
+Knobs (environment): COURSE_SANDBOX=plain (no namespaces), COURSE_SANDBOX_CGROUPS=off (per-process
+limits only), COURSE_SANDBOX_STATE=DIR (where the uid locks and the owner records live).
 """
 from __future__ import annotations
 
+import ctypes
 import functools
+import json
 import os
 import resource
 import shutil
@@ -36,10 +72,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autograde.errors import CourseError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = REPO_ROOT / "autograde"
 NOBODY_GID = 65534
-FIRST_UID = 64100                 # sandbox uids: FIRST_UID + slot (no passwd entry needed)
+# Sandbox uids (and gids): FIRST_UID + slot, no passwd entry needed. Not 64100 as before: graders of
+# the earlier version kept their uid locks under TMPDIR, and one still running on the machine must not
+# kill (by uid) the sandboxes of this one.
+FIRST_UID = 62100
+OWNER_FILE = ".course-owner"      # in a sandbox directory: the grader process that made it
+GRACE = 2.0                       # seconds past call_timeout before the parent kills a cell or call
 
 # Files the child must not read, relative to the repository (hidden in "namespaces" mode).
 HIDDEN = ("solutions", "autograde/reference", "autograde/data", "autograde/checks/steps", "tests", "submitted",
@@ -50,17 +93,23 @@ HIDDEN = ("solutions", "autograde/reference", "autograde/data", "autograde/check
 SHOWN_FOR_REFERENCE = ("autograde/reference", "autograde/data")
 HIDDEN_FOR_REFERENCE = ("autograde/reference/sampling.py", "autograde/reference/train.py",
                         "autograde/reference/hf.py", "autograde/reference/corpus.py", "autograde/data/corpus")
+# Places every process may write on a usual Linux: each becomes a part of the sandbox's quota tmpfs.
+SCRATCH = {"/tmp": "tmp", "/var/tmp": "var-tmp", "/dev/shm": "shm", "/run/lock": "lock"}
+# Never masked, whatever folder a notebook sits in.
+SYSTEM = {"/", "/usr", "/usr/bin", "/usr/lib", "/usr/local", "/bin", "/lib", "/lib64", "/etc", "/proc",
+          "/sys", "/dev", "/run", "/var"}
 
 
 @dataclass
 class Limits:
     timeout: float = 60.0             # wall clock seconds per attempt, enforced by the parent
-    call_timeout: float = 10.0        # seconds per cell and per call of a function (SIGALRM in the worker)
-    memory: int = 4 * 2**30           # RLIMIT_AS bytes
+    call_timeout: float = 10.0        # seconds per cell and per call of a function (parent + SIGALRM in the worker)
+    memory: int = 4 * 2**30           # bytes: RLIMIT_AS per process, and the sandbox's cgroup in all
     file_size: int = 64 * 2**20       # RLIMIT_FSIZE bytes (every file the child writes)
     open_files: int = 256             # RLIMIT_NOFILE
-    processes: int = 64               # RLIMIT_NPROC, for the sandbox's own uid
+    processes: int = 64               # RLIMIT_NPROC for the sandbox's own uid, and the cgroup's pids.max
     output_limit: int = 64 * 1024     # bytes of stdout+stderr kept
+    disk: int = 256 * 2**20           # bytes in all of work dir, /tmp, /var/tmp, /dev/shm, /run/lock
 
     @classmethod
     def from_env(cls, **overrides) -> "Limits":
@@ -79,60 +128,100 @@ class Limits:
 
 @dataclass
 class RunResult:
-    returncode: int | None            # None: killed by the parent's timeout
-    timed_out: bool
+    returncode: int | None            # None: killed by the parent (a time limit, or stop_all)
+    timed_out: bool                   # a time limit fired (see `limit`)
     output: str                       # the first output_limit bytes of stdout+stderr
     output_bytes: int                 # how much the child printed in all
     seconds: float
     mode: str
     started: float = 0.0              # time.time() just before the sandbox was started
     extra: dict = field(default_factory=dict)
+    limit: str = ""                   # what ended it: "", "wall", "call" (one cell or call), "memory", "stopped"
+    limit_seconds: float = 0.0        # the time limit that fired, in seconds
 
 
 # ----------------------------------------------------------------------------
-# which mode
-
-# cheap (no torch import): can the sandbox user see the interpreter, torch and the worker?
-PROBE = ("import importlib.util as u, safetensors; "
-         "assert u.find_spec('torch') and u.find_spec('autograde.grader.worker')")
+# machine-wide state: the uid pool, who owns which directory and cgroup
 
 
 def _is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-@functools.lru_cache(maxsize=1)
-def sandbox_mode() -> str:
-    """'namespaces' when the full sandbox works here (probed once), else 'plain'."""
-    if os.environ.get("COURSE_SANDBOX") == "plain" or not _is_root():
-        return "plain"
-    if not (shutil.which("unshare") and shutil.which("setpriv") and shutil.which("mount")):
-        return "plain"
-    probe = Path(tempfile.mkdtemp(prefix="course-probe-"))
-    uid = UIDS.take()
+def state_dir() -> Path:
+    """One place per machine (root: /run/course-sandbox, else /var/lib/course-sandbox; no root: a
+    folder of this user's), never under TMPDIR: every grader on the machine sees the same locks."""
+    if os.environ.get("COURSE_SANDBOX_STATE"):
+        candidates = [Path(os.environ["COURSE_SANDBOX_STATE"])]
+    elif _is_root():
+        candidates = [Path("/run/course-sandbox"), Path("/var/lib/course-sandbox")]
+    else:
+        runtime = os.environ.get("XDG_RUNTIME_DIR")
+        candidates = ([Path(runtime) / "course-sandbox"] if runtime else []) + \
+            [Path(tempfile.gettempdir()) / f"course-sandbox-state-{os.getuid()}"]
+    for path in candidates:
+        try:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            info = os.lstat(path)
+            if not os.path.isdir(path) or os.path.islink(path) or info.st_uid != os.geteuid():
+                continue
+            os.chmod(path, 0o700)
+            return path
+        except OSError:
+            continue
+    raise CourseError("the grader found no private folder for its sandbox state (tried "
+                      + ", ".join(map(str, candidates)) + "); set COURSE_SANDBOX_STATE to a folder it may create")
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks (with the pid: a process identity that is never reused)."""
     try:
-        _prepare_dir(probe, uid, [])
-        cmd = _namespace_command(probe, uid, [], code=PROBE)
-        done = subprocess.run(cmd, capture_output=True, timeout=120, preexec_fn=_limits_preexec(Limits()))
-        return "namespaces" if done.returncode == 0 else "plain"
-    except (OSError, subprocess.SubprocessError):
-        return "plain"
-    finally:
-        UIDS.give(uid)
-        shutil.rmtree(probe, ignore_errors=True)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2:].split()[19]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _pid_namespace() -> str:
+    try:
+        return "".join(c for c in os.readlink("/proc/self/ns/pid") if c.isdigit())
+    except OSError:
+        return "0"
+
+
+def owner_token() -> str:
+    """This process, as PID-STARTTIME-PIDNAMESPACE (names its directories and cgroups)."""
+    return f"{os.getpid()}-{_start_time(os.getpid())}-{_pid_namespace()}"
+
+
+def _token_alive(token: str) -> bool:
+    """Whether the process a token names still runs. A token from another pid namespace (a grader in
+    another container that shares the cgroup tree) counts as alive: it is not ours to judge."""
+    parts = token.split("-")
+    if len(parts) != 3 or not parts[0].isdigit():
+        return False
+    pid, start, namespace = parts
+    return namespace != _pid_namespace() or _start_time(int(pid)) == start
 
 
 class _UidPool:
-    """One uid per concurrent sandbox (namespaces mode), also across processes: two `course grade`
-    runs (or two test workers) on one machine must never share a uid, or one run's clean-up
-    (_kill_uid) would kill the other's sandbox. A uid is held by an flock on its lock file."""
+    """One uid per concurrent sandbox, machine-wide: two `course grade` runs (or two test workers,
+    whatever their TMPDIR) must never share a uid, or one run's clean-up would kill the other's
+    sandbox. A uid is held by an flock on its file in one folder (state_dir()/uids); the kernel
+    releases it when the holder dies, and whatever still runs as that uid is killed before reuse."""
 
     SIZE = 256
 
     def __init__(self, lock_dir: Path | None = None):
-        self.lock_dir = lock_dir or Path(tempfile.gettempdir()) / "course-sandbox-uids"
+        self._lock_dir = lock_dir
         self._held: dict[int, int] = {}               # uid -> lock file descriptor
         self._lock = threading.Lock()
+
+    @property
+    def lock_dir(self) -> Path:
+        if self._lock_dir is None:
+            self._lock_dir = state_dir() / "uids"
+        return self._lock_dir
 
     def take(self) -> int:
         import fcntl
@@ -143,15 +232,35 @@ class _UidPool:
                 for uid in range(FIRST_UID, FIRST_UID + self.SIZE):
                     if uid in self._held:
                         continue
-                    fd = os.open(self.lock_dir / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
+                    fd = os.open(self.lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
                     try:
                         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     except OSError:
                         os.close(fd)
                         continue
                     self._held[uid] = fd
+                    if _is_root():
+                        _kill_uid(uid)                 # a dead grader's leftovers, if any
                     return uid
             time.sleep(0.1)                            # every uid busy: wait for one
+
+    def is_free(self, uid: int) -> bool:
+        """No grader holds the uid now (tested by taking its lock for a moment)."""
+        import fcntl
+
+        if uid in self._held:
+            return False
+        try:
+            fd = os.open(self.lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
 
     def give(self, uid: int) -> None:
         with self._lock:
@@ -161,6 +270,265 @@ class _UidPool:
 
 
 UIDS = _UidPool()
+_registered: set[str] = set()
+
+
+def _register_dir(directory: Path) -> None:
+    """Mark the directory as this process's and note it machine-wide, for clean_stale()."""
+    key = str(directory)
+    if key in _registered:
+        return
+    marker = directory / OWNER_FILE
+    marker.write_text(owner_token())
+    os.chmod(marker, 0o600)
+    try:
+        with open(state_dir() / "owners" / owner_token(), "a", encoding="utf-8") as f:
+            f.write(key + "\n")
+        _registered.add(key)
+    except OSError:
+        pass
+
+
+_cleaned = threading.Lock()
+_cleaned_once: list[bool] = []
+
+
+def clean_stale() -> int:
+    """Remove what graders that are no longer running left behind (killed by SIGKILL, a power cut):
+    their sandbox directories and cgroups, killing any process still in them. Once per process;
+    returns how many things it removed."""
+    with _cleaned:
+        if _cleaned_once:
+            return 0
+        _cleaned_once.append(True)
+    removed = 0
+    try:
+        owners = state_dir() / "owners"
+        owners.mkdir(mode=0o700, exist_ok=True)
+    except OSError:
+        return 0
+    for record in owners.iterdir():
+        token = record.name
+        if token == owner_token() or _token_alive(token):
+            continue
+        try:
+            dirs = record.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            dirs = []
+        for d in dict.fromkeys(dirs):
+            path = Path(d)
+            try:
+                if path.is_absolute() and (path / OWNER_FILE).read_text() == token:
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed += 1
+            except OSError:
+                continue
+        record.unlink(missing_ok=True)
+    for cg in _Cgroup.stale():
+        cg.remove()
+        removed += 1
+    if _is_root():                 # processes of a sandbox uid no grader holds (no cgroups here, or
+        orphans = {}               # a daemon of plain mode): kill them
+        for pid, uid in _pool_processes().items():
+            orphans.setdefault(uid, []).append(pid)
+        for uid in orphans:
+            if UIDS.is_free(uid):
+                _kill_uid(uid)
+                removed += 1
+    return removed
+
+
+# ----------------------------------------------------------------------------
+# cgroups: memory and processes for the whole sandbox
+
+
+def _own_cgroups() -> dict[str, str]:
+    """controller (or '' for cgroup2) -> this process's cgroup path, from /proc/self/cgroup."""
+    found = {}
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            for c in controllers.split(",") if controllers else [""]:
+                found[c] = path
+    except (OSError, ValueError):
+        pass
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def cgroup_parents() -> tuple[str, tuple[Path, ...]]:
+    """('v2', (parent,)) or ('v1', (memory parent, pids parent)) where this process may make a
+    sandbox's cgroup, or ('', ()) where it may not (no root, read-only /sys/fs/cgroup, ...)."""
+    if not _is_root() or os.environ.get("COURSE_SANDBOX_CGROUPS") == "off":
+        return "", ()
+    root, own = Path("/sys/fs/cgroup"), _own_cgroups()
+    if (root / "cgroup.controllers").exists() and "" in own:                     # unified hierarchy
+        parent = root / own[""].lstrip("/")
+        try:
+            available = (parent / "cgroup.controllers").read_text().split()
+            if {"memory", "pids"} <= set(available):
+                enabled = (parent / "cgroup.subtree_control").read_text().split()
+                if not {"memory", "pids"} <= set(enabled):
+                    (parent / "cgroup.subtree_control").write_text("+memory +pids")
+                if _writable_dir(parent):
+                    return "v2", (parent,)
+        except OSError:
+            pass
+    parents = tuple(root / c / own.get(c, "/").lstrip("/") for c in ("memory", "pids"))
+    if all((p / "cgroup.procs").exists() and _writable_dir(p) for p in parents):
+        return "v1", parents
+    return "", ()
+
+
+def _writable_dir(path: Path) -> bool:
+    probe = path / f"course-probe-{os.getpid()}-{threading.get_ident()}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+        return True
+    except OSError:
+        return False
+
+
+class _Cgroup:
+    """One sandbox's cgroup(s): created before the start, the first process joins in its preexec."""
+
+    PREFIX = "course-sandbox-"
+
+    def __init__(self, dirs: list[Path], version: str):
+        self.dirs, self.version = dirs, version
+
+    @classmethod
+    def create(cls, uid: int | None, limits: Limits) -> "_Cgroup | None":
+        version, parents = cgroup_parents()
+        if not version:
+            return None
+        name = f"{cls.PREFIX}{owner_token()}-{uid or 0}-{threading.get_ident()}"
+        dirs = [p / name for p in parents]
+        try:
+            for d in dirs:
+                d.mkdir(exist_ok=True)
+            if version == "v2":
+                _write(dirs[0] / "memory.max", limits.memory)
+                _write(dirs[0] / "memory.swap.max", 0, optional=True)
+                _write(dirs[0] / "pids.max", limits.processes)
+            else:
+                _write(dirs[0] / "memory.limit_in_bytes", limits.memory)
+                _write(dirs[0] / "memory.memsw.limit_in_bytes", limits.memory, optional=True)
+                _write(dirs[1] / "pids.max", limits.processes)
+        except OSError:
+            cls(dirs, version).remove()
+            return None
+        return cls(dirs, version)
+
+    @classmethod
+    def stale(cls) -> list["_Cgroup"]:
+        """The cgroups of graders that no longer run."""
+        version, parents = cgroup_parents()
+        found: dict[str, list[Path]] = {}
+        for parent in parents:
+            try:
+                for d in parent.iterdir():
+                    if d.name.startswith(cls.PREFIX) and d.is_dir():
+                        token = "-".join(d.name[len(cls.PREFIX):].split("-")[:3])
+                        if not _token_alive(token):
+                            found.setdefault(d.name, []).append(d)
+            except OSError:
+                continue
+        return [cls(dirs, version) for dirs in found.values()]
+
+    def join_paths(self) -> list[bytes]:
+        return [bytes(d / "cgroup.procs") for d in self.dirs]
+
+    def pids(self) -> set[int]:
+        found = set()
+        for d in self.dirs:
+            try:
+                found |= {int(x) for x in (d / "cgroup.procs").read_text().split()}
+            except (OSError, ValueError):
+                pass
+        return found
+
+    def kill(self) -> None:
+        if self.version == "v2" and (self.dirs[0] / "cgroup.kill").exists():
+            _write(self.dirs[0] / "cgroup.kill", 1, optional=True)
+        for _ in range(50):                    # a fork between reading the list and the kill: again
+            pids = self.pids()
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.01)
+
+    def memory_events(self) -> int:
+        """How often the memory limit was hit (OOM kills where the kernel says so)."""
+        try:
+            if self.version == "v2":
+                events = dict(line.split() for line in (self.dirs[0] / "memory.events").read_text().splitlines())
+                return int(events.get("oom_kill", events.get("oom", 0)))
+            control = dict(line.split() for line in (self.dirs[0] / "memory.oom_control").read_text().splitlines())
+            if "oom_kill" in control:
+                return int(control["oom_kill"])
+            return int((self.dirs[0] / "memory.failcnt").read_text())
+        except (OSError, ValueError):
+            return 0
+
+    def remove(self) -> None:
+        self.kill()
+        for d in self.dirs:
+            for _ in range(100):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:                # processes still exiting
+                    self.kill()
+                    time.sleep(0.02)
+
+
+def _write(path: Path, value, optional: bool = False) -> None:
+    try:
+        path.write_text(str(value))
+    except OSError:
+        if not optional:
+            raise
+
+
+# ----------------------------------------------------------------------------
+# which mode
+
+# cheap (no torch import): can the sandbox user see the interpreter, torch and the worker?
+PROBE = ("import importlib.util as u, safetensors; "
+         "assert u.find_spec('torch') and u.find_spec('autograde.grader.worker')")
+
+
+@functools.lru_cache(maxsize=1)
+def sandbox_mode() -> str:
+    """'namespaces' when the full sandbox works here (probed once), else 'plain'."""
+    if os.environ.get("COURSE_SANDBOX") == "plain" or not _is_root():
+        return "plain"
+    if not (shutil.which("unshare") and shutil.which("setpriv") and shutil.which("mount")):
+        return "plain"
+    clean_stale()
+    probe = Path(tempfile.mkdtemp(prefix="course-probe-"))
+    uid = UIDS.take()
+    try:
+        _register_dir(probe)
+        _prepare_dir(probe, uid, [])
+        cmd = _namespace_command(probe, uid, [], Limits(), code=PROBE)
+        done = subprocess.run(cmd, capture_output=True, timeout=120,
+                              preexec_fn=_preexec(Limits(), None, None, os.getpid()))
+        return "namespaces" if done.returncode == 0 else "plain"
+    except (OSError, subprocess.SubprocessError):
+        return "plain"
+    finally:
+        _kill_uid(uid)
+        UIDS.give(uid)
+        shutil.rmtree(probe, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------
@@ -174,9 +542,24 @@ def child_env(work: Path) -> dict:
             "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8"}
 
 
-def _limits_preexec(limits: Limits, nproc: int | None = None):
-    """preexec_fn: rlimits, applied to the whole chain (unshare, the prelude, the worker)."""
+try:
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _PRCTL = None
+PR_SET_PDEATHSIG = 1
+
+
+def _preexec(limits: Limits, nproc: int | None, cgroup: "_Cgroup | None", parent: int,
+             drop_to: int | None = None):
+    """preexec_fn of the sandbox's first process: rlimits (inherited by the whole chain), the
+    sandbox's cgroup, in plain mode as root the sandbox uid, then SIGKILL when the grader dies."""
+    join = cgroup.join_paths() if cgroup else []
+
     def apply():
+        for path in join:                          # before anything else: every later fork is counted
+            fd = os.open(path, os.O_WRONLY)
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
         cpu = int(limits.timeout) + 5
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory, limits.memory))
@@ -185,6 +568,14 @@ def _limits_preexec(limits: Limits, nproc: int | None = None):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if nproc is not None:
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        if drop_to is not None:                    # plain mode as root: never run the student as root
+            os.setgroups([])
+            os.setresgid(drop_to, drop_to, drop_to)
+            os.setresuid(drop_to, drop_to, drop_to)
+        if _PRCTL is not None:                     # after the uid change, which clears it
+            _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:                 # the grader died before the line above
+            os.kill(os.getpid(), signal.SIGKILL)
     return apply
 
 
@@ -203,50 +594,8 @@ def _user_process_count() -> int:
 # namespaces mode: the root prelude
 
 
-PRELUDE = r"""
-set -eu
-dir=$1; uid=$2; gid=$3; shift 3
-cd "$dir"
-for item in "$@"; do
-  case $item in
-    scratch:*) p=${item#scratch:}; [ -d "$p" ] && mount -t tmpfs -o size=128m,mode=1777,nosuid,nodev course-tmp "$p" ;;
-  esac
-done
-# the sandbox directory itself, which the /tmp tmpfs may have covered ('.' is still the old one)
-mkdir -p "$dir"; mount -c --bind . "$dir"; cd /
-for item in "$@"; do
-  case $item in
-    keep:*) rest=${item#keep:}; top=${rest%%:*}; child=${rest#*:}
-            cd "$top/$child"; mount -t tmpfs -o mode=755,size=4k course-root "$top"
-            mkdir -p "$top/$child"; mount -c --bind . "$top/$child"; cd / ;;
-  esac
-done
-for item in "$@"; do
-  case $item in
-    hide:*) p=${item#hide:}; if [ -d "$p" ]; then mount -t tmpfs -o size=4k,mode=000,ro course-hidden "$p";
-            elif [ -f "$p" ]; then mount -c --bind /dev/null "$p"; fi ;;
-  esac
-done
-mount -t tmpfs -o "size=256m,mode=700,uid=$uid,gid=$gid,nosuid,nodev" course-work "$dir/work"
-cd "$dir/work"
-exec setpriv --reuid="$uid" --regid="$gid" --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs \
-  env -i ENVIRONMENT
-"""
-
-
-def _blocked_ancestors(paths) -> list[str]:
-    """'keep:TOP:CHILD' for each path behind a directory others cannot enter (e.g. /root/.pyenv)."""
-    items = []
-    for path in paths:
-        parts = Path(path).resolve().parts
-        for i in range(1, len(parts) - 1):
-            top = Path(*parts[:i + 1])
-            if not os.stat(top).st_mode & 0o001:
-                item = f"keep:{top}:{parts[i + 1]}"
-                if item not in items:
-                    items.append(item)
-                break
-    return items
+def _sh_quote(text: str) -> str:
+    return "'" + str(text).replace("'", "'\"'\"'") + "'"
 
 
 def hidden_paths(extra_hidden=(), reference: bool = False) -> list[Path]:
@@ -256,45 +605,141 @@ def hidden_paths(extra_hidden=(), reference: bool = False) -> list[Path]:
     return [REPO_ROOT / h for h in hidden] + [Path(p) for p in extra_hidden]
 
 
-def _mount_items(extra_hidden, reference: bool = False) -> list[str]:
-    needed = [sys.executable, sys.prefix, sys.base_prefix, str(PACKAGE)]
-    items = []
-    for scratch in ("/tmp", "/var/tmp", "/dev/shm"):
-        if not any(str(Path(p).resolve()).startswith(scratch + "/") for p in needed):
-            items.append(f"scratch:{scratch}")
-    items += _blocked_ancestors(needed)
-    items += [f"hide:{p.resolve()}" for p in hidden_paths(extra_hidden, reference) if p.exists()]
-    return items
+def _needed(directory: Path) -> list[Path]:
+    """What the worker must see: the interpreter (venv and base), the package, its sandbox directory.
+    Only the outermost of nested paths."""
+    paths = [Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
+                                         os.path.realpath(sys.executable), PACKAGE, directory)]
+    paths = list(dict.fromkeys(paths))
+    return [p for p in paths if not any(q != p and q in p.parents for q in paths)]
 
 
-def _namespace_command(directory: Path, uid: int, extra_hidden, code: str | None = None,
+def _blocked_ancestors(needed: list[Path]) -> list[Path]:
+    """For each needed path, its first ancestor that others cannot enter (e.g. /root of /root/.pyenv)."""
+    found = []
+    for path in needed:
+        for top in reversed(path.parents[:-1]):         # from / downwards, / itself excluded
+            try:
+                if not os.stat(top).st_mode & 0o001:
+                    found.append(top)
+                    break
+            except OSError:
+                break
+    return found
+
+
+def mount_plan(directory: Path, extra_hidden=(), reference: bool = False) -> list[tuple[str, Path, list[str]]]:
+    """[(kind, path, keep)] in the order the prelude applies them (outermost first): kind 'scratch'
+    (a part of the quota tmpfs), 'hide' (empty, read-only) or 'pass' (traversable, read-only: an
+    ancestor the sandbox uid could not enter); keep: paths under it, relative, bound back in."""
+    needed = _needed(directory)
+    masks: dict[Path, str] = {}
+    for top in _blocked_ancestors(needed):
+        masks.setdefault(top, "pass")
+    for p in hidden_paths(extra_hidden, reference):
+        if p.exists():
+            p = p.resolve()                               # a symlink: what it points to is hidden
+            if str(p) not in SYSTEM and p not in needed:
+                masks[p] = "hide"
+    for path in SCRATCH:
+        p = Path(path).resolve()
+        if p.is_dir() and not any(n == p for n in needed):
+            masks[p] = "scratch"                          # it wins: a notebook in /tmp, a venv in /tmp
+    plan = []
+    for path in sorted(masks, key=lambda p: (len(p.parts), str(p))):
+        if any(a in masks and masks[a] == "hide" and not any(a in n.parents for n in needed)
+               for a in path.parents):
+            continue                                      # already inside a masked folder
+        keep = [str(n.relative_to(path)) for n in needed if path in n.parents]
+        plan.append((masks[path], path, keep))
+    return plan
+
+
+PRELUDE_HEAD = r"""
+set -eu
+dir=$1; uid=$2; gid=$3; quota=$4
+cd /
+mount -t tmpfs -o "size=$quota,mode=755,nosuid,nodev" course-scratch "$dir/work"
+mkdir -m 700 "$dir/work/home"; chown "$uid:$gid" "$dir/work/home"
+for part in tmp var-tmp shm lock; do mkdir -m 1777 "$dir/work/$part"; done
+"""
+PRELUDE_TAIL = r"""
+mount --bind "$dir/work/home" "$dir/work"
+cd "$dir/work"
+exec setpriv --reuid="$uid" --regid="$gid" --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs \
+  --pdeathsig=KILL env -i ENVIRONMENT
+"""
+
+
+def _prelude(directory: Path, extra_hidden, reference: bool) -> str:
+    q = _sh_quote
+    lines = [PRELUDE_HEAD]
+    for kind, path, keep in mount_plan(directory, extra_hidden, reference):
+        p = q(path)
+        if path.is_file():
+            lines.append(f"[ -f {p} ] && mount -c --bind /dev/null {p}")
+            continue
+        lines.append(f"if [ -d {p} ]; then cd {p}")       # cwd: the folder as it was, under the mask
+        if kind == "scratch":
+            lines.append(f"  mount --bind \"$dir/work/{SCRATCH.get(str(path), 'tmp')}\" {p}")
+        elif keep:
+            lines.append(f"  mount -t tmpfs -o size=64k,mode=711,nosuid,nodev course-pass {p}")
+        else:
+            lines.append(f"  mount -t tmpfs -o size=4k,mode=000,ro,nosuid,nodev course-hidden {p}")
+        for rel in keep:
+            target = q(path / rel)
+            make = f"mkdir -p {q((path / rel).parent)}; touch" if (path / rel).is_file() else "mkdir -p"
+            lines.append(f"  {make} {target}; mount -c --rbind {q('./' + rel)} {target}")
+        if kind != "scratch" and keep:
+            lines.append(f"  mount -o remount,ro {p}")
+        lines.append("  cd /; fi")
+    lines.append(PRELUDE_TAIL)
+    return "\n".join(lines)
+
+
+def _namespace_command(directory: Path, uid: int, extra_hidden, limits: Limits, code: str | None = None,
                        reference: bool = False) -> list[str]:
     env = " ".join(f"{k}={_sh_quote(v)}" for k, v in child_env(directory / "work").items())
     run = f"{_sh_quote(sys.executable)} -I " + (f"-c {_sh_quote(code)}" if code else
                                                 f"-m autograde.grader.worker {_sh_quote(str(directory))}")
-    script = PRELUDE.replace("ENVIRONMENT", env + " " + run)
-    return ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private",
-            "--", "sh", "-c", script, "sandbox-prelude", str(directory), str(uid), str(NOBODY_GID),
-            *_mount_items(extra_hidden, reference)]
+    script = _prelude(directory, extra_hidden, reference).replace("ENVIRONMENT", env + " " + run)
+    return ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc",
+            "--propagation", "private",
+            "--", "sh", "-c", script, "sandbox-prelude", str(directory), str(uid), str(uid), str(limits.disk)]
 
 
-def _sh_quote(text: str) -> str:
-    return "'" + str(text).replace("'", "'\"'\"'") + "'"
+def _plain_setpriv(uid: int, directory: Path) -> list[str]:
+    """Plain mode as root: the sandbox uid, no capabilities, the parent-death signal set again after
+    the uid change. Where the interpreter sits behind a folder other users cannot enter (/root/.pyenv)
+    it keeps CAP_DAC_READ_SEARCH alone: it may read what root may read (plain mode hides nothing
+    anyway) but writes and signals only as its own uid."""
+    caps = "-all,+dac_read_search" if _blocked_ancestors(_needed(directory)) else "-all"
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", f"--inh-caps={caps}",
+            *([f"--ambient-caps={caps}"] if "+" in caps else []), f"--bounding-set={caps}",
+            "--no-new-privs", "--pdeathsig=KILL"]
 
 
 def _prepare_dir(directory: Path, uid: int | None, writable: list[str]) -> None:
-    """Inputs readable by the child; only the listed output files writable by it."""
-    (directory / "work").mkdir(exist_ok=True)
-    os.chmod(directory, 0o755)
+    """Private to the sandbox: the folder root:<its gid> 0750 (root-only 0700 without a uid), the
+    inputs readable by the child, only the listed output files writable by it."""
+    gid = uid
+    work = directory / "work"
+    shutil.rmtree(work, ignore_errors=True)               # a fresh work dir for each attempt
+    work.mkdir()
+    for sub in {directory, *{(directory / n).parent for n in writable}}:
+        sub.mkdir(parents=True, exist_ok=True)
+        if gid is not None:
+            os.chown(sub, 0 if _is_root() else -1, gid)
+        os.chmod(sub, 0o750 if gid is not None else 0o700)
+    if uid is not None:
+        os.chown(work, uid, gid)
+    os.chmod(work, 0o700)
     for name in writable:
         path = directory / name
-        path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
         if uid is not None:
-            os.chown(path, uid, NOBODY_GID)
+            os.chown(path, uid, gid)
         os.chmod(path, 0o600)
-    for sub in {(directory / n).parent for n in writable} - {directory}:
-        os.chmod(sub, 0o755)
 
 
 # ----------------------------------------------------------------------------
@@ -319,57 +764,241 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
+@dataclass
+class _Sandbox:
+    proc: subprocess.Popen
+    uid: int | None
+    cgroup: _Cgroup | None
+
+    def kill(self) -> None:
+        _kill_group(self.proc)
+        if self.cgroup:
+            self.cgroup.kill()
+        if self.uid is not None:
+            _kill_uid(self.uid)
+
+
+# Every sandbox this process is running right now, by the pid of its first process.
+_ACTIVE: dict[int, _Sandbox] = {}
+_REFUSING = threading.Event()          # set by stop_all(): no new sandbox starts
+
+
+def stop_all(refuse_new: bool = True) -> int:
+    """Kill every sandbox this process is running right now; returns how many there were.
+
+    For `course grade` on Ctrl-C (and any other early exit of the grader): each sandbox's process
+    group, its cgroup and every process of its sandbox uid get SIGKILL. Safe to call from the main
+    thread while worker threads are still waiting on their sandboxes (they then return a killed
+    RunResult and clean up as usual); takes no lock, so it may also be called from a signal handler.
+    Calling it twice does no harm.
+
+    refuse_new: from now on run_worker starts nothing and returns at once (limit "stopped"), so the
+    pipeline's restarts do not start new sandboxes while the grader exits; allow_new() undoes it.
+    The results of notebooks that were being graded are not grades: do not record them."""
+    if refuse_new:
+        _REFUSING.set()
+    running = list(_ACTIVE.values())
+    for sandbox in running:
+        sandbox.kill()
+    return len(running)
+
+
+def allow_new() -> None:
+    """Undo stop_all(refuse_new=True): sandboxes may start again."""
+    _REFUSING.clear()
+
+
 def run_worker(directory: Path, writable: list[str], limits: Limits, extra_hidden=(),
                reference: bool = False) -> RunResult:
     """Run `python -I -m autograde.grader.worker DIRECTORY` sandboxed; never raises for the child's sake.
 
     reference: the job's steps need the reference model, so its files stay readable."""
+    directory = Path(directory).resolve()
     mode = sandbox_mode()
-    uid = UIDS.take() if mode == "namespaces" else None
+    if _REFUSING.is_set():
+        text = "not started: the grader is stopping"
+        return RunResult(None, False, text, len(text), 0.0, mode, time.time(), limit="stopped")
+    clean_stale()
+    uid = UIDS.take() if _is_root() else None      # root: a uid of its own, in both modes
+    cgroup = None
     try:
+        _register_dir(directory)
         _prepare_dir(directory, uid, writable)
+        cgroup = _Cgroup.create(uid, limits)
         if mode == "namespaces":
-            cmd = _namespace_command(directory, uid, extra_hidden, reference=reference)
-            preexec, env, cwd = _limits_preexec(limits, limits.processes), child_env(directory / "work"), "/"
+            cmd = _namespace_command(directory, uid, extra_hidden, limits, reference=reference)
+            preexec = _preexec(limits, limits.processes, cgroup, os.getpid())
+            cwd = "/"
         else:
             cmd = [sys.executable, "-I", "-m", "autograde.grader.worker", str(directory)]
-            nproc = None if _is_root() else _user_process_count() + limits.processes
-            preexec, env, cwd = _limits_preexec(limits, nproc), child_env(directory / "work"), directory / "work"
-        return _run(cmd, preexec, env, cwd, limits, mode)
+            nproc = limits.processes if uid is not None else _user_process_count() + limits.processes
+            drop_to = None
+            if uid is not None:
+                if shutil.which("setpriv"):
+                    cmd = _plain_setpriv(uid, directory) + cmd
+                else:
+                    drop_to = uid
+            preexec = _preexec(limits, nproc, cgroup, os.getpid(), drop_to=drop_to)
+            cwd = directory / "work"
+        progress = directory / "out" / "progress.jsonl" if "out/progress.jsonl" in writable else None
+        return _run(cmd, preexec, child_env(directory / "work"), cwd, limits, mode, uid, cgroup, progress)
     finally:
+        if cgroup:
+            cgroup.remove()
         if uid is not None:
             _kill_uid(uid)
             UIDS.give(uid)
 
 
-def _run(cmd, preexec, env, cwd, limits: Limits, mode: str) -> RunResult:
+def _run(cmd, preexec, env, cwd, limits: Limits, mode: str, uid: int | None = None,
+         cgroup: _Cgroup | None = None, progress: Path | None = None) -> RunResult:
     start, started = time.monotonic(), time.time()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            cwd=cwd, env=env, preexec_fn=preexec, start_new_session=True)
-    keep, counter = bytearray(), [0]
-    reader = threading.Thread(target=_drain, args=(proc.stdout, limits.output_limit, keep, counter), daemon=True)
-    reader.start()
-    timed_out = False
     try:
-        proc.wait(timeout=limits.timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-    _kill_group(proc)                      # also any stragglers left in the group
-    proc.wait()
-    reader.join(timeout=5)
-    return RunResult(None if timed_out else proc.returncode, timed_out,
-                     bytes(keep).decode("utf-8", errors="replace"), counter[0],
-                     round(time.monotonic() - start, 3), mode, started)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                cwd=cwd, env=env, preexec_fn=preexec, start_new_session=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        text = f"the sandbox could not start: {exc}"
+        return RunResult(126, False, text, len(text), round(time.monotonic() - start, 3), mode, started)
+    sandbox = _Sandbox(proc, uid, cgroup)
+    _ACTIVE[proc.pid] = sandbox
+    try:
+        keep, counter = bytearray(), [0]
+        reader = threading.Thread(target=_drain, args=(proc.stdout, limits.output_limit, keep, counter),
+                                  daemon=True)
+        reader.start()
+        limit, seconds = _watch(proc, limits, progress, start)
+        sandbox.kill()                     # also any stragglers: the group, the cgroup, the uid
+        proc.wait()
+        reader.join(timeout=5)
+        if not limit and cgroup and cgroup.memory_events() and proc.returncode != 0:
+            limit = "memory"
+        return RunResult(None if limit in ("wall", "call") else proc.returncode, limit in ("wall", "call"),
+                         bytes(keep).decode("utf-8", errors="replace"), counter[0],
+                         round(time.monotonic() - start, 3), mode, started, limit=limit, limit_seconds=seconds)
+    finally:
+        _ACTIVE.pop(proc.pid, None)
+
+
+class _ProgressWatch:
+    """Follows the worker's progress file: which cell or call runs now, and since when (the parent's
+    clock: the child's timestamps are not trusted)."""
+
+    def __init__(self, path: Path | None):
+        self.path, self.offset, self.partial = path, 0, b""
+        self.open: dict[str, float] = {}              # "cell" / "case" -> monotonic start
+
+    def poll(self) -> None:
+        if self.path is None:
+            return
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read(1 << 20)
+        except OSError:
+            return
+        self.offset += len(data)
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()[-4096:]
+        now = time.monotonic()
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except (ValueError, RecursionError):
+                continue
+            if not isinstance(event, dict):
+                continue
+            for kind in ("cell", "case", "step"):
+                if isinstance(event.get(kind), int):
+                    if event.get("phase") == "start":
+                        self.open[kind] = now
+                    else:
+                        self.open.pop(kind, None)
+                        if kind == "step":
+                            self.open.pop("case", None)
+
+    def running_since(self) -> float | None:
+        """When the cell or the call now running began (None: neither runs)."""
+        if "case" in self.open:
+            return self.open["case"]
+        return self.open.get("cell")
+
+
+def _watch(proc: subprocess.Popen, limits: Limits, progress: Path | None, start: float) -> tuple[str, float]:
+    """Wait for the child; ('wall', s) or ('call', s) when the parent had to stop it, else ('', 0)."""
+    watch = _ProgressWatch(progress if limits.call_timeout else None)
+    per_call = limits.call_timeout + max(GRACE, 0.25 * limits.call_timeout)
+    while True:
+        try:
+            proc.wait(timeout=0.2)
+            return "", 0.0
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        if now - start >= limits.timeout:
+            return "wall", limits.timeout
+        watch.poll()
+        since = watch.running_since()
+        if since is not None and now - since >= per_call:
+            return "call", limits.call_timeout
+
+
+def _process_uids() -> dict[int, tuple[int, int]]:
+    """pid -> (real, effective uid) of every live process (from /proc/PID/status, which, unlike the
+    owner of /proc/PID, a process cannot change by making itself non-dumpable)."""
+    found = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"State:") and line.split()[1:2] in ([b"Z"], [b"X"]):
+                        break                                  # already dead, waiting to be reaped
+                    if line.startswith(b"Uid:"):
+                        real, effective = line.split()[1:3]
+                        found[int(entry.name)] = (int(real), int(effective))
+                        break
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _uid_processes(uid: int) -> list[int]:
+    """The live processes whose real or effective uid is `uid`."""
+    return [pid for pid, uids in _process_uids().items() if uid in uids]
+
+
+def _pool_processes() -> dict[int, int]:
+    """pid -> sandbox uid, for every live process that runs as one of the pool's uids."""
+    pool = range(FIRST_UID, FIRST_UID + _UidPool.SIZE)
+    return {pid: next(u for u in uids if u in pool) for pid, uids in _process_uids().items()
+            if any(u in pool for u in uids)}
 
 
 def _kill_uid(uid: int) -> None:
-    """Kill whatever still runs as the sandbox uid (a process that left the group and the namespace)."""
+    """Kill whatever still runs as the sandbox uid (a process that left the group, the namespace and
+    the cgroup, or one that a dead grader left behind). Usually nothing does: a look at /proc is
+    enough, and the parent (with torch loaded, slow to fork) forks only when something is found."""
+    for _ in range(3):
+        pids = _uid_processes(uid)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    _kill_uid_by_fork(uid)                 # still some: a fork bomb that outruns the loop above
+
+
+def _kill_uid_by_fork(uid: int) -> None:
     pid = os.fork()
     if pid == 0:                           # child: become the uid, kill(-1) reaches exactly its processes
         try:
-            os.setgid(NOBODY_GID)
+            os.setgid(uid)
             os.setuid(uid)
-            os.kill(-1, signal.SIGKILL)
+            for _ in range(20):
+                os.kill(-1, signal.SIGKILL)
         except OSError:
             pass
         os._exit(0)

@@ -322,14 +322,21 @@ def run_step(directory: Path, index: int, step: dict, ns: dict, seconds: float, 
     else:
         outcomes = []
         drives = step.get("drives") or [None] * len(cases)
-        for (args, kwargs), drive in zip(cases, drives):
-            if step["function"] in spent:
-                outcomes.append(spent[step["function"]])
-                continue
-            outcomes.append(call_and_record(fn, args, kwargs, step["forbidden"], seconds,
-                                            drive if isinstance(drive, str) else None, targets))
-            if exhausted(outcomes[-1]):
-                spent[step["function"]] = outcomes[-1]
+        # case events: the parent's own per-call clock (a notebook may block SIGALRM) starts at each call
+        progress = Progress(directory / "out" / "progress.jsonl")
+        try:
+            for k, ((args, kwargs), drive) in enumerate(zip(cases, drives)):
+                if step["function"] in spent:
+                    outcomes.append(spent[step["function"]])
+                    continue
+                progress.log(case=k, phase="start")
+                outcomes.append(call_and_record(fn, args, kwargs, step["forbidden"], seconds,
+                                                drive if isinstance(drive, str) else None, targets))
+                progress.log(case=k, phase="end")
+                if exhausted(outcomes[-1]):
+                    spent[step["function"]] = outcomes[-1]
+        finally:
+            progress.file.close()
         results = {"cases": outcomes}
     tampered = watch.changed() if watch else []
     if tampered:
