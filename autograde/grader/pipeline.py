@@ -201,7 +201,9 @@ def run_sandbox(directory: Path, n_steps: int, writable: list[str], limits: Limi
         timing["calls"] += state["calls"]
         if state["done"]:
             break
-        why = f"time limit of {limits.timeout:g} s" if run.timed_out else f"exit status {run.returncode}"
+        # the limit that fired: one cell or call (call_timeout, enforced from outside) or the whole run
+        why = f"time limit of {(run.limit_seconds or limits.timeout):g} s" if run.timed_out \
+            else f"exit status {run.returncode}"
         job = json.loads(job_path.read_text(encoding="utf-8"))
         if state["step_running"] is not None:          # a step hung or killed the process: skip it,
             hung = state["step_running"]                # and every later step of the same function
