@@ -298,6 +298,7 @@ def first_row_only(fn, batched=(0,)):
 _SIZE_MISMATCH = re.compile(r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\)")
 _OUT_OF_BOUNDS = re.compile(r"out of bounds for dimension \d+ with size (\d+)")
 _VIEW = "view size is not compatible with input tensor's size and stride"
+_BATCH_ONE = re.compile(r"shape '\[1, [^']*\]' is invalid for input of size")
 
 
 def raised_mistake(text: str, long_t: int | None = None) -> str | None:
@@ -306,6 +307,8 @@ def raised_mistake(text: str, long_t: int | None = None) -> str | None:
     size there is a fixed-size buffer."""
     if _VIEW in text:
         return "mistake_view_noncontiguous"
+    if _BATCH_ONE.search(text):                        # .view(1, T, ...): a batch of one hard-coded
+        return "mistake_batch_first_row"
     if long_t is not None:
         found = _SIZE_MISMATCH.search(text)
         if found and long_t in (int(found[1]), int(found[2])) and min(int(found[1]), int(found[2])) < long_t:
@@ -380,13 +383,14 @@ class Softmax(AttentionCheck):
         masked[..., 1:] = masked[..., 1:].masked_fill(torch.rand(masked[..., 1:].shape, generator=g) < 0.4,
                                                        float("-inf"))
         wide = torch.randn(shape[1], shape[0], shape[2], generator=g) * 4
-        return [Case(f"x {shape}", (torch.randn(shape, generator=g) * 5,)),
+        square = torch.randn(n, n, generator=g) * 3
+        return [Case(f"x ({n}, {n})", (square,)),          # first: a lost keepdim still runs on a square x
+                Case(f"x {shape}", (torch.randn(shape, generator=g) * 5,)),
                 Case(f"x {shape} + 900", (torch.randn(shape, generator=g) * 50 + 900,)),
                 Case(f"x {shape} - 1000", (torch.randn(shape, generator=g) * 5 - 1000,)),
                 Case(f"x {shape}, x[0] + 1000", (mixed,)),
                 Case(f"x {shape}, dim=1", (torch.randn(shape, generator=g),), {"dim": 1}),
                 Case(f"x {shape}, dim=0", (torch.randn(shape, generator=g) * 2,), {"dim": 0}),
-                Case(f"x ({n}, {n})", (torch.randn(n, n, generator=g) * 3,)),
                 Case(f"x ({n}, 1)", (torch.randn(n, 1, generator=g),)),
                 Case(f"x {shape} with -inf", (masked,)),
                 Case(f"x {shape}, float64", (torch.randn(shape, generator=g, dtype=torch.float64) * 5,)),
@@ -421,7 +425,7 @@ def _attn(q, k, v, mask=None, *, scale="sqrt", axis=-1, mask_how="fill", softmax
     weights = (softmax or torch.softmax)(scores, dim=axis)
     if mask is not None and mask_how == "after":
         weights = weights.masked_fill(~mask, 0.0)
-    if mask_how == "fill":
+    if mask_how == "fill" and softmax is None:        # a row with every key masked: zeros, as the reference
         weights = weights.nan_to_num(0.0)
     return weights @ v
 
@@ -451,10 +455,10 @@ class Attention(AttentionCheck):
                               lambda q, k, v, mask=None: _attn(q, k, v, mask, mask_how="times")],
         "mistake_mask_inverted": [lambda q, k, v, mask=None: _attn(q, k, v, mask, mask_how="inverted"),
                                   lambda q, k, v, mask=None: _attn(q, k, v, mask, mask_how="inverted_big")],
-        "mistake_mask_inf_times": lambda q, k, v, mask=None: _attn(q, k, v, mask, mask_how="inf_times"),
-        "mistake_attention_mask_ignored": lambda q, k, v, mask=None: _attn(q, k, v, None),
         "mistake_softmax_no_max": lambda q, k, v, mask=None: _attn(
             q, k, v, mask, softmax=lambda s, dim: _softmax(s, dim, shift="none")),
+        "mistake_mask_inf_times": lambda q, k, v, mask=None: _attn(q, k, v, mask, mask_how="inf_times"),
+        "mistake_attention_mask_ignored": lambda q, k, v, mask=None: _attn(q, k, v, None),
         "mistake_batch_first_row": first_row_only(_sdpa_batch, batched=(0, 1, 2)),
     }
 
@@ -471,7 +475,7 @@ class Attention(AttentionCheck):
                     Case(f"T=1, S={t}", (q[:, :, -1:].clone(), k, v, ref.causal_mask(1, t))),
                     Case(f"q, k × 30, mask=causal_mask({t})", (q * 30, k * 30, v, ref.causal_mask(t, t)))]
         g = gen(seed)
-        b, h = int(torch.randint(2, 5, (1,), generator=g)), int(torch.randint(1, 5, (1,), generator=g))
+        b, h = int(torch.randint(2, 5, (1,), generator=g)), int(torch.randint(2, 5, (1,), generator=g))
         d = 4 * int(torch.randint(1, 5, (1,), generator=g))
         t = int(torch.randint(3, 10, (1,), generator=g))
         t = t + 1 if t == d else t                                     # sqrt(T) must differ from sqrt(D)
@@ -687,7 +691,8 @@ class Rope(AttentionCheck):
         "mistake_rope_cos_sin_swapped": lambda x, cos, sin: _rope(x, sin, cos),
         "mistake_rope_wrong_axis": [_rope_axis(1), _rope_axis(2)],
         "mistake_rope_own_tables": _rope_own_tables,
-        "mistake_batch_first_row": first_row_only(_rope, batched=(0, 1, 2)),
+        "mistake_batch_first_row": first_row_only(_rope, batched=(0, 1, 2)) + [
+            lambda x, cos, sin: _rope(x, cos[:1], sin[:1])],          # the first row's tables for every row
     }
 
     def cases(self, seed, hidden):
@@ -696,11 +701,12 @@ class Rope(AttentionCheck):
             x = real_qkv()[0]                                          # (2, H, T, D), from split_heads
             t, d = x.shape[2], x.shape[3]
             cos, sin = _rope_tables(torch.arange(t)[None], d)          # (1, 1, T, D)
+            rows = torch.stack([torch.arange(3, t + 3), torch.arange(8, t + 8)])   # (2, T), rows at 3.. and 8..
             return [Case(f"q {tuple(x.shape)}, positions 0..{t - 1}", (x, cos, sin)),
-                    Case(f"q {tuple(x.shape)}, positions 5..{t + 4}", (x, *_rope_tables(torch.arange(5, t + 5)[None], d)))]
-        b, h = int(torch.randint(2, 4, (1,), generator=g)), int(torch.randint(1, 5, (1,), generator=g))
+                    Case(f"q {tuple(x.shape)}, cos, sin {(2, 1, t, d)}", (x, *_rope_tables(rows, d)))]
+        b, h = int(torch.randint(2, 4, (1,), generator=g)), int(torch.randint(2, 5, (1,), generator=g))
         t, d = int(torch.randint(2, 20, (1,), generator=g)), 2 * int(torch.randint(2, 9, (1,), generator=g))
-        start = torch.randint(0, 50, (b, 1), generator=g)
+        start = torch.randint(1, 50, (b, 1), generator=g)            # not 0: tables for 0..T-1 must differ
         start[1] = start[0] + 1 + int(torch.randint(0, 20, (1,), generator=g))   # rows at different positions
         p = int(torch.randint(1, 100, (1,), generator=g))
 
