@@ -20,7 +20,7 @@ because they appear inside feedback sentences in both languages.
 Mistakes named (-> message key; each has a mutant or an explanation of the
 exception it raises, and a student-style test in tests/test_mistakes_ffn.py):
   relu_ffn
-    - b_1, b_2 or both left out                    -> mistake_ffn_no_bias_1 / _2 / mistake_ffn_no_bias
+    - b_1, b_2 or both left out  -> mistake_ffn_no_bias_1 / mistake_ffn_no_bias_2 / mistake_ffn_no_bias
     - b_1 added after the ReLU                     -> mistake_ffn_bias_after_relu
     - a ReLU on the output too                     -> mistake_ffn_relu_output
     - GELU or SiLU instead of ReLU                 -> mistake_ffn_wrong_activation
@@ -65,7 +65,7 @@ exception it raises, and a student-style test in tests/test_mistakes_ffn.py):
     - logits of the last position only             -> mistake_forward_last_position
     - only the first sequence of the batch         -> mistake_batch_first_row
     - RoPE tables or a mask of a fixed size (raise at max_seq_len) -> mistake_fixed_buffer
-    - .view on a strided tensor                    -> mistake_view_noncontiguous
+    - .view on strided ids (ids.view(-1))          -> mistake_view_noncontiguous
     - wrong tokens in greedy generation            -> mistake_forward_greedy
 """
 from __future__ import annotations
