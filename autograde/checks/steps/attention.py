@@ -60,6 +60,7 @@ the exception it raises, and a student-style test in tests/test_mistakes_attenti
     - heads split / merged in the wrong order                -> mistake_heads_order / mistake_merge_order
     - no output projection W_o                               -> mistake_mha_no_output_projection
     - only the first sequence of the batch                   -> mistake_batch_first_row
+    - a batch of one hard-coded, .view(1, T, ...) (raises)    -> mistake_batch_first_row
     - a mask sliced from a fixed-size buffer (raises at LONG_T) -> mistake_fixed_buffer
 """
 from __future__ import annotations
@@ -128,7 +129,7 @@ register_messages({
     "mistake_mask_inverted": {
         "en": "the mask was used the other way round: True means 'may attend', so fill the scores where the mask "
               "is False (~mask)",
-        "ko": "마스크를 반대로 썼습니다: True는 '볼 수 있음'이라는 뜻이므로 마스크가 False인 곳(~mask)의 점수를 채워야 합니다"},
+        "ko": "마스크를 반대로 썼습니다: True는 '볼 수 있음'이라는 뜻이므로 마스크가 False인 곳(~mask)의 점수를 -inf로 채워야 합니다"},
     "mistake_mask_inf_times": {
         "en": "the mask was applied by multiplying with -inf, and 0 * inf is NaN: use "
               "scores.masked_fill(~mask, float('-inf')) or torch.where",
@@ -164,7 +165,7 @@ register_messages({
     "mistake_view_noncontiguous": {
         "en": ".view() failed on a tensor that is not contiguous (after a transpose): use .reshape(), "
               "or .contiguous().view()",
-        "ko": "전치한 뒤처럼 메모리에 연속으로 놓이지 않은 텐서에서 .view()가 실패했습니다. "
+        "ko": "메모리에 연속으로 놓여 있지 않은 텐서(전치한 텐서 등)에서는 .view()가 실패합니다. "
               ".reshape()나 .contiguous().view()를 쓰세요"},
     "mistake_heads_order": {
         "en": "the heads were split in the wrong order: reshape to (B, T, H, D) first, then transpose to (B, H, T, D)",
@@ -213,13 +214,13 @@ register_messages({
         "ko": "인과 마스크가 없습니다: 각 위치는 자기 자신과 그 앞 위치만 봐야 합니다"},
     "mistake_mha_no_rope": {
         "en": "RoPE is missing: rotate q and k with apply_rope(..., cos, sin) before the attention",
-        "ko": "RoPE가 빠졌습니다: 어텐션 전에 apply_rope(..., cos, sin)로 q와 k를 회전하세요"},
+        "ko": "RoPE가 빠졌습니다: 어텐션 전에 q와 k를 apply_rope(..., cos, sin)에 넣어 회전하세요"},
     "mistake_mha_rope_which": {
         "en": "RoPE went on the wrong tensors: rotate both q and k, and not v",
         "ko": "RoPE를 엉뚱한 텐서에 적용했습니다: q와 k는 둘 다 회전하고, v는 회전하지 않습니다"},
     "mistake_mha_no_output_projection": {
         "en": "the output projection is missing: multiply the merged heads by W_o",
-        "ko": "출력 사영이 빠졌습니다: 합친 헤드에 W_o를 곱하세요"},
+        "ko": "출력 투영이 빠졌습니다: 합친 헤드에 W_o를 곱하세요"},
 })
 
 
@@ -392,7 +393,7 @@ class Softmax(AttentionCheck):
                 Case(f"x {shape}, dim=1", (torch.randn(shape, generator=g),), {"dim": 1}),
                 Case(f"x {shape}, dim=0", (torch.randn(shape, generator=g) * 2,), {"dim": 0}),
                 Case(f"x ({n}, 1)", (torch.randn(n, 1, generator=g),)),
-                Case(f"x {shape} with -inf", (masked,)),
+                Case(f"x {shape}, -inf", (masked,)),
                 Case(f"x {shape}, float64", (torch.randn(shape, generator=g, dtype=torch.float64) * 5,)),
                 Case(f"x {shape} = y.transpose(0, 1)", (wide.transpose(0, 1),))]
 
@@ -702,7 +703,7 @@ class Rope(AttentionCheck):
             t, d = x.shape[2], x.shape[3]
             cos, sin = _rope_tables(torch.arange(t)[None], d)          # (1, 1, T, D)
             rows = torch.stack([torch.arange(3, t + 3), torch.arange(8, t + 8)])   # (2, T), rows at 3.. and 8..
-            return [Case(f"q {tuple(x.shape)}, positions 0..{t - 1}", (x, cos, sin)),
+            return [Case(f"q {tuple(x.shape)}, cos, sin {(1, 1, t, d)}", (x, cos, sin)),
                     Case(f"q {tuple(x.shape)}, cos, sin {(2, 1, t, d)}", (x, *_rope_tables(rows, d)))]
         b, h = int(torch.randint(2, 4, (1,), generator=g)), int(torch.randint(2, 5, (1,), generator=g))
         t, d = int(torch.randint(2, 20, (1,), generator=g)), 2 * int(torch.randint(2, 9, (1,), generator=g))
@@ -714,10 +715,10 @@ class Rope(AttentionCheck):
             return torch.randn(*shape, generator=g, dtype=dtype)
 
         positions = torch.arange(t)[None]
-        return [Case(f"x {(b, h, t, d)}, positions 0..{t - 1}", (x_(b, h, t, d), *_rope_tables(positions, d))),
+        return [Case(f"x {(b, h, t, d)}, cos, sin {(1, 1, t, d)}", (x_(b, h, t, d), *_rope_tables(positions, d))),
                 Case(f"x {(b, h, t, d)}, cos, sin {(b, 1, t, d)}",
                      (x_(b, h, t, d), *_rope_tables(start + positions, d))),
-                Case(f"T=1, position {p}", (x_(b, h, 1, d), *_rope_tables(torch.tensor([[p]]), d))),
+                Case(f"T=1, p={p}", (x_(b, h, 1, d), *_rope_tables(torch.tensor([[p]]), d))),
                 Case(f"T={LONG_T}", (x_(2, 2, LONG_T, 8), *_rope_tables(torch.arange(LONG_T)[None], 8))),
                 Case(f"x {(b, h, t, d)}, float64",
                      (x_(b, h, t, d, dtype=torch.float64), *_rope_tables(start + positions, d, torch.float64))),

@@ -170,7 +170,7 @@ register_messages({
         "ko": "은닉층에 다른 활성화 함수(GELU나 SiLU)를 썼습니다. 이 FFN은 ReLU, 즉 max(0, x W_1 + b_1)을 씁니다"},
     "mistake_gelu_power": {
         "en": "the term inside the tanh must be cubed: 0.044715 x^3, not x^2",
-        "ko": "tanh 안의 항은 세제곱이어야 합니다: x^2가 아니라 0.044715 x^3입니다"},
+        "ko": "tanh 안의 항은 x의 제곱이 아니라 세제곱, 즉 0.044715 x^3입니다"},
     "mistake_gelu_sqrt": {
         "en": "the factor inside the tanh is the square root sqrt(2/pi) (about 0.798), not 2/pi",
         "ko": "tanh 안의 계수는 2/pi가 아니라 그 제곱근 sqrt(2/pi)(약 0.798)입니다"},
@@ -184,7 +184,7 @@ register_messages({
         "ko": "exp()로 직접 쓴 tanh는 입력이 크면 넘쳐서 inf / inf = NaN이 됩니다. torch.tanh를 쓰세요"},
     "mistake_swiglu_wrong_activation": {
         "en": "the gate used another activation (GELU or ReLU); SwiGLU uses SiLU(z) = z * sigmoid(z)",
-        "ko": "게이트에 다른 활성화 함수(GELU나 ReLU)를 썼습니다. SwiGLU는 SiLU(z) = z * sigmoid(z)를 씁니다"},
+        "ko": "게이트에 다른 활성화 함수(GELU나 ReLU)를 썼습니다. SwiGLU는 SiLU를 씁니다: SiLU(z) = z * sigmoid(z)"},
     "mistake_swiglu_silu_after_product": {
         "en": "the SiLU was applied after the product; apply it to the gate alone: SiLU(x W_gate) * (x W_up)",
         "ko": "곱한 다음에 SiLU를 적용했습니다. 게이트에만 적용하세요: SiLU(x W_gate) * (x W_up)"},
@@ -418,7 +418,7 @@ class Gelu(FfnCheck):
         if hidden:
             shape = tuple(int(s) for s in torch.randint(2, 9, (3,), generator=g))
             return [Case(f"z {shape}", (torch.randn(shape, generator=g) * 3,)),
-                    Case("z (64,) in [-5, 5]", (torch.rand(64, generator=g) * 10 - 5,)),
+                    Case("z (64,) ∈ [-5, 5]", (torch.rand(64, generator=g) * 10 - 5,)),
                     Case(f"z {shape} × 40", (torch.randn(shape, generator=g) * 40,)),
                     Case(f"z {shape}, float64", (torch.randn(shape, generator=g, dtype=torch.float64) * 3,)),
                     Case(f"z {shape} = y.transpose(0, 2)", (strided(torch.randn(shape, generator=g) * 3, 0, 2),))]
@@ -540,7 +540,7 @@ class RMSNorm(FfnCheck):
             weight = 1.0 + 0.3 * torch.randn(C, generator=g)
             eps = _pick(g, (1e-5, 1e-6, 1e-4))
             return [Case(f"x {tuple(x.shape)}, eps={eps:g}", (x, weight, eps)),
-                    Case(f"x {(x.shape[1] + 2, C)} with a zero row, eps={eps:g}", (_with_tiny_rows(x[1]), weight, eps)),
+                    Case(f"x {(x.shape[1] + 2, C)}, x[-1] = 0, eps={eps:g}", (_with_tiny_rows(x[1]), weight, eps)),
                     Case(f"x {(B, 1, C)}, eps={eps:g}", (torch.randn(B, 1, C, generator=g) * 3, weight, eps)),
                     Case(f"x {tuple(x.shape)}, float64, eps={eps:g}", (x.double(), weight.double(), eps)),
                     Case(f"x {tuple(x.shape)} = y.transpose(0, 1), eps={eps:g}", (strided(x, 0, 1), weight, eps))]
@@ -555,8 +555,8 @@ class RMSNorm(FfnCheck):
         return [
             Case(f"x {tuple(before2.shape)}, blocks.2.norm1.weight, eps={eps:g}", (before2, norm1_2, eps)),
             Case(f"x {tuple(last.shape)}, norm_f.weight, eps={eps:g}", (last, norm_f, eps)),
-            Case(f"x {tuple(rows.shape)} with a zero row, eps=1e-06", (rows, norm1_2, 1e-6)),
-            Case(f"x {tuple(rows.shape)} with a zero row, eps=1e-05", (rows.clone(), norm1_2, 1e-5)),
+            Case(f"x {tuple(rows.shape)}, x[-1] = 0, eps=1e-06", (rows, norm1_2, 1e-6)),
+            Case(f"x {tuple(rows.shape)}, x[-1] = 0, eps=1e-05", (rows.clone(), norm1_2, 1e-5)),
         ]
 
     def reference(self, x, weight, eps):
