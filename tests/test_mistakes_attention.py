@@ -110,6 +110,8 @@ def attention_with(scale="sqrt", softmax_dim=-1, mask_how="fill", softmax=torch.
                 scores = scores * mask
             elif mask_how == "inverted":
                 scores = scores.masked_fill(mask, float("-inf"))
+            elif mask_how == "dropped":
+                scores.masked_fill(~mask, float("-inf"))              # the result is thrown away
             elif mask_how == "plus_inf":
                 scores = scores + (1 - mask.float()) * float("-inf")
         weights = softmax(scores, dim=softmax_dim)
@@ -157,6 +159,7 @@ CASES = [
     ("attention.sdpa", attention_with(mask_how="inverted"), "mistake_mask_inverted", True),
     ("attention.sdpa", attention_with(mask_how="plus_inf"), "mistake_mask_inf_times", True),
     ("attention.sdpa", attention_with(mask_how="ignored"), "mistake_attention_mask_ignored", True),
+    ("attention.sdpa", attention_with(mask_how="dropped"), "mistake_attention_mask_ignored", True),
     ("attention.sdpa", attention_with(softmax=softmax_by_hand), "mistake_softmax_no_max", True),
     ("attention.sdpa", attention_first_sequence, "mistake_batch_first_row", True),
 

@@ -217,7 +217,7 @@ _TABLES = {}
 
 
 def forward_with(final_norm=True, rope=True, softmax=False, scale_emb=False, same_layer=False, last_only=False,
-                 rope_buffer=None):
+                 rope_buffer=None, transpose=True):
     def forward(ids, weights, cfg):
         B, T = ids.shape
         D = cfg["d_model"] // cfg["n_head"]
@@ -238,7 +238,7 @@ def forward_with(final_norm=True, rope=True, softmax=False, scale_emb=False, sam
             x = block_with()(x, layer(weights, 0 if same_layer else i), cfg, cos, sin)
         if final_norm:
             x = good_rms_norm(x, weights["norm_f.weight"], cfg["norm_eps"])
-        logits = x @ weights["tok_emb"].T
+        logits = x @ weights["tok_emb"].T if transpose else x @ weights["tok_emb"]
         if last_only:
             logits = logits[:, -1, :]
         return torch.softmax(logits, dim=-1) if softmax else logits
@@ -263,6 +263,7 @@ FORWARD_CASES = [
     ("ffn.forward", forward_with(scale_emb=True), "mistake_forward_scaled_embedding", True),
     ("ffn.forward", forward_with(same_layer=True), "mistake_forward_layers", True),
     ("ffn.forward", forward_with(last_only=True), "mistake_forward_last_position", True),
+    ("ffn.forward", forward_with(transpose=False), "mistake_forward_unembedding", True),
     ("ffn.forward", forward_first_sequence, "mistake_batch_first_row", True),
     ("ffn.forward", forward_with(rope_buffer=64), "mistake_fixed_buffer", False),
     ("ffn.forward", forward_flat_view, "mistake_view_noncontiguous", False),
@@ -315,3 +316,23 @@ def test_hidden_cases_include_the_extremes():
                 assert any(x.dtype == torch.float64 for x in first), step
             if step in ("ffn.block", "ffn.forward"):
                 assert max(x.shape[1] for x in first) == cfg["max_seq_len"], step
+
+
+def same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def test_cases_are_a_pure_function_of_the_seed():
+    from autograde.checks.registry import get_check
+
+    for step in ("ffn.relu_ffn", "ffn.gelu", "ffn.swiglu", "ffn.rms_norm", "ffn.block", "ffn.forward"):
+        a, b = get_check(step).cases(11, True), get_check(step).cases(11, True)
+        assert [(c.label, c.drive) for c in a] == [(c.label, c.drive) for c in b], step
+        assert all(same(ca.args, cb.args) for ca, cb in zip(a, b)), step
+        assert [c.label for c in get_check(step).cases(12, True)] != [c.label for c in a] or step == "ffn.gelu", step

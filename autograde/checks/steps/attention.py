@@ -28,7 +28,7 @@ the exception it raises, and a student-style test in tests/test_mistakes_attenti
     - masked scores set to 0 (or multiplied by the mask)     -> mistake_mask_zero
     - the mask's meaning inverted (fills where it is True)   -> mistake_mask_inverted
     - mask built by multiplying with -inf (0 * inf = NaN)    -> mistake_mask_inf_times
-    - the mask argument ignored                              -> mistake_attention_mask_ignored
+    - the mask ignored (or masked_fill's result dropped)     -> mistake_attention_mask_ignored
     - exp() without the maximum, inside attention            -> mistake_softmax_no_max
     - only the first sequence of the batch                   -> mistake_batch_first_row
   causal_mask
@@ -136,8 +136,10 @@ register_messages({
         "ko": "마스크를 -inf와 곱해서 적용했는데, 0 * inf는 NaN입니다. "
               "scores.masked_fill(~mask, float('-inf'))나 torch.where를 쓰세요"},
     "mistake_attention_mask_ignored": {
-        "en": "the `mask` argument was ignored: where it is False, the key must get zero weight",
-        "ko": "`mask` 인자를 무시했습니다: 마스크가 False인 키는 가중치가 0이어야 합니다"},
+        "en": "the `mask` argument had no effect: where it is False, the key must get zero weight "
+              "(masked_fill returns a new tensor: scores = scores.masked_fill(...))",
+        "ko": "`mask` 인자가 결과에 반영되지 않았습니다: 마스크가 False인 키는 가중치가 0이어야 합니다 "
+              "(masked_fill은 새 텐서를 돌려주므로 scores = scores.masked_fill(...)처럼 다시 받아야 합니다)"},
     "mistake_batch_first_row": {
         "en": "only the first sequence of the batch was computed correctly (or its result was reused for every "
               "sequence): keep the batch axis B in every step",

@@ -63,6 +63,7 @@ exception it raises, and a student-style test in tests/test_mistakes_ffn.py):
     - embeddings multiplied by sqrt(d_model)       -> mistake_forward_scaled_embedding
     - layers skipped, repeated or run with one layer's weights -> mistake_forward_layers
     - logits of the last position only             -> mistake_forward_last_position
+    - x @ tok_emb without the transpose (raises)   -> mistake_forward_unembedding
     - only the first sequence of the batch         -> mistake_batch_first_row
     - RoPE tables or a mask of a fixed size (raise at max_seq_len) -> mistake_fixed_buffer
     - .view on strided ids (ids.view(-1))          -> mistake_view_noncontiguous
@@ -71,6 +72,7 @@ exception it raises, and a student-style test in tests/test_mistakes_ffn.py):
 from __future__ import annotations
 
 import math
+import re
 from functools import lru_cache
 
 import torch
@@ -217,6 +219,9 @@ register_messages({
               "named blocks.i.*, for i = 0 .. n_layer-1",
         "ko": "층마다 자기 가중치로 차례대로 한 번씩 실행되지 않았습니다. i번 블록은 blocks.i.*라는 이름의 텐서를 씁니다 "
               "(i = 0 .. n_layer-1)"},
+    "mistake_forward_unembedding": {
+        "en": "the unembedding needs the embedding table transposed: logits = x @ tok_emb.T, (C, V)",
+        "ko": "로짓을 구할 때는 임베딩 표를 전치해서 곱합니다: logits = x @ tok_emb.T, 모양은 (C, V)"},
     "mistake_forward_last_position": {
         "en": "only the last position's logits were returned: return logits for every position, (B, T, V)",
         "ko": "마지막 위치의 로짓만 돌려주었습니다: 모든 위치의 로짓 (B, T, V)를 돌려주세요"},
@@ -713,6 +718,9 @@ class Block(FfnCheck):
 # 5. the whole forward pass
 
 
+_MATMUL = re.compile(r"\((\d+)x(\d+) and (\d+)x(\d+)\)")
+
+
 def _forward(ids, weights, cfg, *, final_norm=True, rope=True, probabilities=False, emb_scale=False,
              layers="all", last_only=None):
     T = ids.shape[1]
@@ -759,6 +767,14 @@ class Forward(FfnCheck):
 
     def seq_len(self, case):
         return case.args[0].shape[1]
+
+    def explain_raised(self, case, error, text):
+        cfg = case.args[2]
+        found = _MATMUL.search(text)                  # "(20x128 and 2048x128)": x @ tok_emb, not tok_emb.T
+        if found and (int(found[2]), int(found[3]), int(found[4])) == (cfg["d_model"], cfg["vocab_size"],
+                                                                       cfg["d_model"]):
+            return "mistake_forward_unembedding"
+        return super().explain_raised(case, error, text)
 
     def cases(self, seed, hidden):
         cfg = model_config()
