@@ -70,7 +70,6 @@ import re
 from functools import lru_cache
 
 import torch
-import torch.nn.functional as F
 
 from autograde.checks.core import Case, Check, Verdict, compare_outputs, gen
 from autograde.checks.messages import register_messages
