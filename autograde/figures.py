@@ -318,7 +318,7 @@ def fig_softmax_temperature(plt, lang: str, path: Path) -> Path:
     width = 0.8 / len(temps)
     for j, t in enumerate(temps):
         probs = torch.softmax(logits / t, dim=-1)
-        ax.bar([i + (j - 1) * width for i in range(len(logits))], probs, width, label=f"T = {t}")
+        ax.bar([i + (j - 1) * width for i in range(len(logits))], probs.tolist(), width, label=f"T = {t}")
     ax.set_xticks(range(len(logits)), [f"{z:g}" for z in LOGITS_EXAMPLE])
     ax.set_xlabel(L["logit"])
     ax.set_ylabel(L["probability"])
@@ -351,7 +351,7 @@ def fig_top_k_top_p(plt, ref, lang: str, path: Path, k: int = 5, p: float = 0.8,
         renorm = torch.where(keep, probs, torch.zeros_like(probs))
         renorm = renorm / renorm.sum()
         colors = ["#2ca02c" if keep[i] else "#cccccc" for i in order]
-        ax.barh(range(shown), renorm[order], color=colors)
+        ax.barh(range(shown), renorm[order].tolist(), color=colors)
         ax.set_yticks(range(shown), labels)
         ax.xaxis.set_major_locator(MaxNLocator(2))
         ax.set_title(title)
