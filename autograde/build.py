@@ -48,7 +48,7 @@ a[aria-current] { background: #3f51b5; color: #fff; }
 <script>
 function pickLanguage(tags) {
   for (var i = 0; i < tags.length; i++) {
-    var primary = String(tags[i]).toLowerCase().split("-")[0];
+    var primary = String(tags[i]).toLowerCase().split(/[-_;]/)[0];
     if (primary === "ko" || primary === "en") return primary;
   }
   return "en";
