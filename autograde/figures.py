@@ -248,7 +248,7 @@ def fig_sinusoidal(plt, lang: str, path: Path) -> Path:
     from autograde.reference.model import sinusoidal_table
 
     L = LABELS[lang]
-    table = sinusoidal_table(64, 64)                       # (P, C)
+    table = sinusoidal_table(64, 64).numpy()               # (P, C)
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(FIGURE_WIDTH_IN, 7.6), height_ratios=(1.3, 1),
                                    layout="constrained")
     im = ax1.imshow(table.T, aspect="auto", cmap="RdBu", vmin=-1, vmax=1, origin="lower")
@@ -295,7 +295,7 @@ def fig_attention(plt, ref, lang: str, path: Path, layer: int = 1) -> Path:
         if h >= n_head:
             ax.set_visible(False)
             continue
-        ax.imshow(maps[h], cmap="Blues", vmin=0, vmax=1)
+        ax.imshow(maps[h].numpy(), cmap="Blues", vmin=0, vmax=1)
         ax.set_title(L["head"].format(head=h))
         ax.set_xticks(range(len(ids)), labels, rotation=90)
         ax.set_yticks(range(len(ids)), labels)

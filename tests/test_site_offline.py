@@ -144,7 +144,7 @@ def test_diagrams_are_top_down_and_alike_in_both_languages():
                 assert len(nodes) <= 14, f"{page}: {len(nodes)} nodes; split the diagram"
 
 
-def test_figures_are_recorded_with_their_text_size():
+def test_figures_are_recorded_with_their_text_size(site):  # site: figures made if missing
     from autograde.figures import FIGURE_DPI, FIGURE_WIDTH_IN, MIN_FONT_PT, SIDECAR
     from autograde.site.hooks import png_size
 
