@@ -106,7 +106,7 @@ def on_page_markdown(markdown, page, config, files):
 
 # figures.py saves every figure at FIGURE_DPI, i.e. FIGURE_DPI / 96 image pixels
 # per CSS pixel; the width attribute makes the browser show it at its designed
-# size (and smaller on narrow screens, see course.css).
+# size (and narrower on small screens, see course/assets/course.css).
 FIGURE_IMG = re.compile(r'<img\b[^>]*?\bsrc="([^"]*\bfigures/[^"/]+\.png)"[^>]*>')
 
 
