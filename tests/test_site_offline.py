@@ -174,20 +174,43 @@ def test_save_refuses_small_text_and_wide_figures(tmp_path):
     assert not (tmp_path / "small.png").exists()
 
 
-def test_korean_temperature_figure_has_korean_axis_labels():
+def drawn_texts(draw, *args) -> list[tuple[str, float]]:
+    """(text, rotation) of every text a figures.py function draws, caught just before saving."""
     from autograde import figures
 
-    assert re.search(r"[가-힣]", figures.LABELS["ko"]["logit"])
     plt = figures._pyplot()
     seen = []
     original = figures._save
-    try:   # catch the figure just before it is saved
-        figures._save = lambda fig, path: seen.append([t.get_text() for t in figures.figure_texts(fig)]) or path
-        figures.fig_softmax_temperature(plt, "ko", Path("unused.png"))
+    try:
+        figures._save = lambda fig, path: seen.extend(
+            (t.get_text(), t.get_rotation()) for t in figures.figure_texts(fig)) or path
+        draw(plt, *args, Path("unused.png"))
     finally:
         figures._save = original
         plt.close("all")
-    assert "로짓" in seen[0] and "logit" not in seen[0]
+    return seen
+
+
+def test_korean_temperature_figure_has_korean_axis_labels():
+    from autograde import figures
+
+    texts = [t for t, _ in drawn_texts(figures.fig_softmax_temperature, "ko")]
+    assert figures.LABELS["ko"]["logit"] in texts and re.search(r"[가-힣]", figures.LABELS["ko"]["logit"])
+    assert "logit" not in texts
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_heatmap_labels_both_axes_and_top_k_tokens_read_horizontally(lang):
+    from autograde import figures
+    from autograde.reference.checkpoint import load_reference
+
+    ref = load_reference()
+    texts = [t for t, _ in drawn_texts(figures.fig_attention, ref, lang)]
+    assert figures.LABELS[lang]["key"] in texts and figures.LABELS[lang]["query"] in texts
+    tokens = [figures.token_label(ref.tokenizer, i) for i in ref.tokenizer.encode(figures.SENTENCE_BAE)]
+    assert all(tok in texts for tok in tokens)
+    rotated = [t for t, angle in drawn_texts(figures.fig_top_k_top_p, ref, lang) if angle != 0]
+    assert rotated == []   # every text of the top-k/top-p figure reads horizontally
 
 
 def test_figure_images_carry_their_css_size(site):
