@@ -17,15 +17,54 @@ from autograde.errors import CourseError
 
 LANGUAGES = ("en", "ko")
 
+# The root page: picks the course language from the browser's preferred
+# languages (the first of them that is Korean or English; English otherwise),
+# says which it opens, and goes there. Without JavaScript it shows both links
+# and goes to English.
 CHOOSER = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<title>LLMs from the token up</title>
-<meta http-equiv="refresh" content="0; url=en/index.html">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>LLMs from the token up · 토큰부터 시작하는 LLM</title>
 <link rel="alternate" hreflang="en" href="en/index.html">
 <link rel="alternate" hreflang="ko" href="ko/index.html">
+<link rel="icon" href="en/assets/images/favicon.png">
+<noscript><meta http-equiv="refresh" content="3; url=en/index.html"></noscript>
+<style>
+body { font: 1.1rem/1.6 system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 34rem;
+       margin: 3rem auto; padding: 0 1rem; color: #222; }
+h1 { font-size: 1.5rem; line-height: 1.3; }
+ul { list-style: none; padding: 0; display: flex; gap: 1rem; flex-wrap: wrap; }
+a { display: inline-block; padding: .4rem 1rem; border: 1px solid #3f51b5; border-radius: .3rem;
+    color: #3f51b5; text-decoration: none; }
+a[aria-current] { background: #3f51b5; color: #fff; }
+</style>
 </head><body>
-<p><a href="en/index.html">LLMs from the token up (English)</a> ·
-<a href="ko/index.html" lang="ko">토큰부터 시작하는 LLM (한국어)</a></p>
+<h1>LLMs from the token up<br><span lang="ko">토큰부터 시작하는 LLM</span></h1>
+<p id="choice">Choose a language · <span lang="ko">언어를 고르세요</span></p>
+<ul>
+<li><a id="to-en" href="en/index.html" hreflang="en">English</a></li>
+<li><a id="to-ko" href="ko/index.html" hreflang="ko" lang="ko">한국어</a></li>
+</ul>
+<script>
+function pickLanguage(tags) {
+  for (var i = 0; i < tags.length; i++) {
+    var primary = String(tags[i]).toLowerCase().split(/[-_;]/)[0];
+    if (primary === "ko" || primary === "en") return primary;
+  }
+  return "en";
+}
+(function () {
+  var tags = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || "en"];
+  var lang = pickLanguage(tags);
+  var choice = document.getElementById("choice");
+  choice.lang = lang;
+  choice.textContent = lang === "ko" ? "브라우저 언어 설정에 맞춰 한국어 강좌를 엽니다."
+                                     : "Opening the English course, following your browser's language.";
+  document.getElementById("to-" + lang).setAttribute("aria-current", "true");
+  document.documentElement.lang = lang;
+  location.replace(lang + "/index.html");
+})();
+</script>
 </body></html>
 """
 

@@ -4,6 +4,14 @@
 course/<lang>/figures/: PNG figures with labels in that language and small
 Markdown tables that pages include with `--8<-- "figures/NAME.md"`.
 Everything is deterministic: fixed inputs, no sampling, no timestamps.
+
+Figures are drawn to be read on a phone: at most FIGURE_WIDTH_IN inches wide,
+no text smaller than MIN_FONT_PT, saved at FIGURE_DPI (2x: the site shows
+FIGURE_DPI / 96 image pixels per CSS pixel). `_save` refuses a figure that
+breaks these rules and records, in figures/figures.json, each figure's smallest
+text size in image pixels; the browser tests scale that by the width the image
+is shown at (a text of s image pixels shown at width w of natural width n is
+s * w / n CSS pixels tall) and require at least 10 px at a 390 px wide screen.
 """
 from __future__ import annotations
 
@@ -15,6 +23,10 @@ import torch
 from autograde.errors import CourseError
 
 LANGS = ("en", "ko")
+FIGURE_DPI = 192          # 2 image pixels per CSS pixel
+FIGURE_WIDTH_IN = 5.2     # shown at most 5.2 * 96 = 499 CSS px wide
+MIN_FONT_PT = 12          # 12 pt at 96 px/in = 16 CSS px at full size
+SIDECAR = "figures.json"
 SENTENCE_BAE = "애, 겨울 배가 맛있단다!"
 LOGITS_EXAMPLE = [2.0, 1.0, 0.5, 0.2, -1.0]
 
@@ -38,15 +50,16 @@ LABELS = {
         "token_ratio_title": "Tokens per character",
         "parallel": "six parallel sentences", "corpus": "whole training corpus",
         "position": "position", "dimension": "dimension",
-        "sinusoid_title": "Sinusoidal positional encoding (64 positions x 64 dimensions)",
-        "sinusoid_lines": "dimensions 0, 8, 24 along the positions",
+        "sinusoid_title": "Sinusoidal positional encoding\n(64 positions x 64 dimensions)",
+        "sinusoid_lines": "Dimensions 0, 8 and 24 along the positions",
         "query": "query token (looking)", "key": "key token (looked at)",
         "attention_title": "Attention of the reference model, layer {layer}",
+        "value_axis": "value", "logit": "logit",
         "head": "head {head}",
         "probability": "probability", "token": "token",
-        "temperature_title": "Softmax of the logits {logits} at several temperatures",
-        "topk_title": "Next token after “{prompt}”: all, top-k={k}, top-p={p}",
-        "all": "full distribution", "kept_k": "kept by top-k={k}", "kept_p": "kept by top-p={p}",
+        "temperature_title": "Softmax of the logits\n{logits} at several temperatures",
+        "topk_title": "Next token after “{prompt}”:\nthe {shown} likeliest, renormalized",
+        "all": "all", "kept_k": "top-k={k}", "kept_p": "top-p={p}",
         "step": "optimizer step", "loss": "cross-entropy loss (nats)",
         "train_loss": "training batch", "val": "validation ({lang})",
         "loss_title": "Training the reference model",
@@ -66,15 +79,16 @@ LABELS = {
         "token_ratio_title": "글자당 토큰 수",
         "parallel": "같은 뜻의 문장 여섯 쌍", "corpus": "학습 말뭉치 전체",
         "position": "위치", "dimension": "차원",
-        "sinusoid_title": "사인파 위치 인코딩 (위치 64개 x 차원 64개)",
+        "sinusoid_title": "사인파 위치 인코딩\n(위치 64개 x 차원 64개)",
         "sinusoid_lines": "위치에 따른 0, 8, 24번 차원의 값",
         "query": "쿼리 토큰 (바라보는 쪽)", "key": "키 토큰 (보이는 쪽)",
         "attention_title": "참고 모델의 어텐션, {layer}번 층",
+        "value_axis": "값", "logit": "로짓",
         "head": "{head}번 헤드",
         "probability": "확률", "token": "토큰",
-        "temperature_title": "로짓 {logits}의 온도별 소프트맥스",
-        "topk_title": "“{prompt}” 다음 토큰: 전체, top-k={k}, top-p={p}",
-        "all": "전체 분포", "kept_k": "top-k={k}가 남긴 토큰", "kept_p": "top-p={p}가 남긴 토큰",
+        "temperature_title": "로짓 {logits}의\n온도별 소프트맥스",
+        "topk_title": "“{prompt}” 다음 토큰:\n확률 상위 {shown}개, 다시 정규화한 값",
+        "all": "전체", "kept_k": "top-k={k}", "kept_p": "top-p={p}",
         "step": "최적화 단계", "loss": "교차 엔트로피 손실 (nat)",
         "train_loss": "학습 배치", "val": "검증 ({lang})",
         "loss_title": "참고 모델의 학습 과정",
@@ -113,16 +127,56 @@ def _pyplot():
     for ttf in sorted(fonts.glob("NanumGothic*.ttf")):
         font_manager.fontManager.addfont(str(ttf))
     plt.rcParams.update({"font.family": ["NanumGothic", "DejaVu Sans"], "axes.unicode_minus": False,
-                         "figure.dpi": 100, "savefig.dpi": 110, "svg.hashsalt": "course"})
+                         "figure.dpi": 100, "savefig.dpi": FIGURE_DPI, "svg.hashsalt": "course",
+                         "font.size": MIN_FONT_PT, "axes.titlesize": MIN_FONT_PT + 1,
+                         "axes.labelsize": MIN_FONT_PT, "xtick.labelsize": MIN_FONT_PT,
+                         "ytick.labelsize": MIN_FONT_PT, "legend.fontsize": MIN_FONT_PT,
+                         "figure.titlesize": MIN_FONT_PT + 1, "figure.labelsize": MIN_FONT_PT,
+                         "savefig.bbox": "tight", "savefig.pad_inches": 0.08})
     return plt
 
 
+def figure_texts(fig) -> list:
+    """Every text the figure draws: titles, axis labels, tick labels, legends, free text."""
+    texts = list(fig.texts)
+    for attr in ("_suptitle", "_supxlabel", "_supylabel"):
+        if getattr(fig, attr, None) is not None:
+            texts.append(getattr(fig, attr))
+    for ax in fig.axes:
+        texts += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label, *ax.texts]
+        texts += ax.get_xticklabels() + ax.get_yticklabels()
+        if ax.get_legend() is not None:
+            texts += ax.get_legend().get_texts()
+            if ax.get_legend().get_title().get_text():
+                texts.append(ax.get_legend().get_title())
+    return [t for t in texts if t.get_visible() and t.get_text().strip()]
+
+
 def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})   # no version stamp: same bytes every run
+    """Save at FIGURE_DPI with a tight box; refuse small text or a too wide figure;
+    record the smallest text size in image pixels in figures.json beside it."""
     import matplotlib.pyplot as plt
 
+    fig.canvas.draw()
+    texts = figure_texts(fig)
+    small = sorted({f"{t.get_text()!r} ({t.get_fontsize():g} pt)" for t in texts if t.get_fontsize() < MIN_FONT_PT})
+    box = fig.get_tightbbox(fig.canvas.get_renderer())       # inches, everything drawn
+    problem = None
+    if small:
+        problem = f"{path.name}: text below {MIN_FONT_PT} pt: {', '.join(small[:5])}"
+    elif box.width > FIGURE_WIDTH_IN + 0.2:   # 0.2 in: the tight box's padding
+        problem = (f"{path.name}: {box.width:.2f} in wide, more than {FIGURE_WIDTH_IN} in; "
+                   "stack the panels or wrap the titles")
+    if problem:
+        plt.close(fig)
+        raise CourseError(problem)
+    fig.savefig(path, metadata={"Software": None})   # no version stamp: same bytes every run
     plt.close(fig)
+    sidecar = path.parent / SIDECAR
+    record = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar.is_file() else {}
+    record[path.name] = {"dpi": FIGURE_DPI, "min_font_pt": min(t.get_fontsize() for t in texts),
+                         "min_text_px": round(min(t.get_fontsize() for t in texts) * FIGURE_DPI / 72, 2)}
+    sidecar.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return path
 
 
@@ -171,7 +225,7 @@ def fig_token_counts(plt, tok, lang: str, path: Path) -> Path:
     L = LABELS[lang]
     counts = [(len(tok.encode(en)), len(tok.encode(ko))) for en, ko in PARALLEL]
     ratios = [(len(tok.encode(en)) / len(en), len(tok.encode(ko)) / len(ko)) for en, ko in PARALLEL]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(FIGURE_WIDTH_IN, 6.8), layout="constrained")  # stacked
     xs = range(len(PARALLEL))
     for j, (name, color) in enumerate(((L["english"], "#1f77b4"), (L["korean"], "#d62728"))):
         ax1.bar([x + (j - 0.5) * 0.38 for x in xs], [c[j] for c in counts], 0.38, label=name, color=color)
@@ -182,7 +236,7 @@ def fig_token_counts(plt, tok, lang: str, path: Path) -> Path:
         ax.set_xlabel(L["sentence"])
         ax.set_ylabel(ylabel)
         ax.set_xticks(list(xs), [str(x + 1) for x in xs])
-        ax.legend()
+    fig.legend(*ax1.get_legend_handles_labels(), ncols=2, loc="outside upper center")
     return _save(fig, path)
 
 
@@ -194,18 +248,20 @@ def fig_sinusoidal(plt, lang: str, path: Path) -> Path:
     from autograde.reference.model import sinusoidal_table
 
     L = LABELS[lang]
-    table = sinusoidal_table(64, 64)                       # (P, C)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    table = sinusoidal_table(64, 64).numpy()               # (P, C)
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(FIGURE_WIDTH_IN, 7.6), height_ratios=(1.3, 1),
+                                   layout="constrained")
     im = ax1.imshow(table.T, aspect="auto", cmap="RdBu", vmin=-1, vmax=1, origin="lower")
-    ax1.set_title(L["sinusoid_title"], fontsize=10)
+    ax1.set_title(L["sinusoid_title"])
     ax1.set_xlabel(L["position"])
     ax1.set_ylabel(L["dimension"])
-    fig.colorbar(im, ax=ax1)
+    fig.colorbar(im, ax=ax1, ticks=[-1, 0, 1])
     for dim in (0, 8, 24):
-        ax2.plot(table[:, dim], label=f"{L['dimension']} {dim}")
-    ax2.set_title(L["sinusoid_lines"], fontsize=10)
+        ax2.plot(table[:, dim], label=str(dim))
+    ax2.set_title(L["sinusoid_lines"])
     ax2.set_xlabel(L["position"])
-    ax2.legend()
+    ax2.set_ylabel(L["value_axis"])
+    ax2.legend(title=L["dimension"], ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.25))
     return _save(fig, path)
 
 
@@ -224,20 +280,29 @@ def attention_maps(model, ids: list[int]) -> torch.Tensor:
 
 
 def fig_attention(plt, ref, lang: str, path: Path, layer: int = 1) -> Path:
+    """One panel per head of one layer, two panels a row, so that a phone
+    shows every token label at full size."""
     L = LABELS[lang]
     ids = ref.tokenizer.encode(SENTENCE_BAE)
     labels = [token_label(ref.tokenizer, i) for i in ids]
     maps = attention_maps(ref.model, ids)[layer]           # (H, T, T)
     n_head = maps.shape[0]
-    fig, axes = plt.subplots(1, n_head, figsize=(3.2 * n_head, 3.8), squeeze=False)
-    for h, ax in enumerate(axes[0]):
-        ax.imshow(maps[h], cmap="Blues", vmin=0, vmax=1)
+    cols = 2
+    rows = -(-n_head // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(FIGURE_WIDTH_IN, 2.75 * rows + 1.2), squeeze=False,
+                             sharex=True, sharey=True, layout="constrained")
+    for h, ax in enumerate(axes.flat):
+        if h >= n_head:
+            ax.set_visible(False)
+            continue
+        ax.imshow(maps[h].numpy(), cmap="Blues", vmin=0, vmax=1)
         ax.set_title(L["head"].format(head=h))
-        ax.set_xticks(range(len(ids)), labels, rotation=90, fontsize=8)
-        ax.set_yticks(range(len(ids)), labels if h == 0 else [""] * len(ids), fontsize=8)
-        ax.set_xlabel(L["key"], fontsize=8)
-    axes[0][0].set_ylabel(L["query"], fontsize=8)
-    fig.suptitle(L["attention_title"].format(layer=layer) + f" — {SENTENCE_BAE}")
+        ax.set_xticks(range(len(ids)), labels, rotation=90)
+        ax.set_yticks(range(len(ids)), labels)
+        ax.tick_params(length=2, pad=2)
+    fig.supxlabel(L["key"])
+    fig.supylabel(L["query"])
+    fig.suptitle(L["attention_title"].format(layer=layer) + f"\n{SENTENCE_BAE}")
     return _save(fig, path)
 
 
@@ -249,20 +314,24 @@ def fig_softmax_temperature(plt, lang: str, path: Path) -> Path:
     L = LABELS[lang]
     logits = torch.tensor(LOGITS_EXAMPLE)
     temps = (0.5, 1.0, 2.0)
-    fig, ax = plt.subplots(figsize=(7, 3.4))
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH_IN, 3.8), layout="constrained")
     width = 0.8 / len(temps)
     for j, t in enumerate(temps):
         probs = torch.softmax(logits / t, dim=-1)
-        ax.bar([i + (j - 1) * width for i in range(len(logits))], probs, width, label=f"T = {t}")
+        ax.bar([i + (j - 1) * width for i in range(len(logits))], probs.tolist(), width, label=f"T = {t}")
     ax.set_xticks(range(len(logits)), [f"{z:g}" for z in LOGITS_EXAMPLE])
-    ax.set_xlabel("logit")
+    ax.set_xlabel(L["logit"])
     ax.set_ylabel(L["probability"])
-    ax.set_title(L["temperature_title"].format(logits=LOGITS_EXAMPLE), fontsize=10)
+    ax.set_title(L["temperature_title"].format(logits=LOGITS_EXAMPLE))
     ax.legend()
     return _save(fig, path)
 
 
-def fig_top_k_top_p(plt, ref, lang: str, path: Path, k: int = 5, p: float = 0.8, shown: int = 12) -> Path:
+def fig_top_k_top_p(plt, ref, lang: str, path: Path, k: int = 5, p: float = 0.8, shown: int = 10) -> Path:
+    """Three panels side by side sharing one token axis: horizontal bars, so the
+    token labels are written horizontally, once."""
+    from matplotlib.ticker import MaxNLocator
+
     from autograde.reference.sampling import top_k_filter, top_p_filter
 
     L = LABELS[lang]
@@ -276,16 +345,19 @@ def fig_top_k_top_p(plt, ref, lang: str, path: Path, k: int = 5, p: float = 0.8,
     panels = [(L["all"], torch.ones_like(probs, dtype=torch.bool)),
               (L["kept_k"].format(k=k), torch.isfinite(top_k_filter(logits, k))),
               (L["kept_p"].format(p=p), torch.isfinite(top_p_filter(logits, p)))]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(FIGURE_WIDTH_IN, 0.3 * shown + 2.2), sharex=True, sharey=True,
+                             layout="constrained")
     for ax, (title, keep) in zip(axes, panels):
         renorm = torch.where(keep, probs, torch.zeros_like(probs))
         renorm = renorm / renorm.sum()
         colors = ["#2ca02c" if keep[i] else "#cccccc" for i in order]
-        ax.bar(range(shown), renorm[order], color=colors)
-        ax.set_xticks(range(shown), labels, rotation=90, fontsize=8)
-        ax.set_title(title, fontsize=10)
-    axes[0].set_ylabel(L["probability"])
-    fig.suptitle(L["topk_title"].format(prompt=prompt, k=k, p=p), fontsize=11)
+        ax.barh(range(shown), renorm[order].tolist(), color=colors)
+        ax.set_yticks(range(shown), labels)
+        ax.xaxis.set_major_locator(MaxNLocator(2))
+        ax.set_title(title)
+    axes[0].invert_yaxis()   # likeliest on top (the y axis is shared: once)
+    axes[1].set_xlabel(L["probability"])
+    fig.suptitle(L["topk_title"].format(prompt=prompt, shown=shown))
     return _save(fig, path)
 
 
@@ -297,7 +369,7 @@ def fig_training_loss(plt, log: dict, lang: str, path: Path) -> Path:
     L = LABELS[lang]
     hist = log["history"]
     steps = [h["step"] for h in hist]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH_IN, 3.8), layout="constrained")
     ax.plot(steps, [h["train_loss"] for h in hist], label=L["train_loss"], color="#7f7f7f")
     for code, color in (("en", "#1f77b4"), ("ko", "#d62728")):
         ax.plot(steps, [h["val_loss_by_language"][code] for h in hist], label=L["val"].format(lang=LANG_NAME[lang][code]),
@@ -360,6 +432,7 @@ def make_all(course_dir) -> list[Path]:
     for lang in LANGS:
         out = Path(course_dir) / lang / "figures"
         out.mkdir(parents=True, exist_ok=True)
+        (out / SIDECAR).unlink(missing_ok=True)   # _save records each figure afresh
         written += [
             fig_token_counts(plt, ref.tokenizer, lang, out / "token-counts.png"),
             fig_sinusoidal(plt, lang, out / "sinusoidal-positions.png"),
@@ -373,4 +446,5 @@ def make_all(course_dir) -> list[Path]:
                            ("samples.md", samples_md(log, lang))):
             (out / name).write_text(text, encoding="utf-8")
             written.append(out / name)
+        written.append(out / SIDECAR)
     return written

@@ -1,12 +1,15 @@
 """The course site: strict build, language parity, no external fetches,
 notebook buttons, language switcher and Korean search (unit + headless Chromium).
 
-The site is built once per session into a temporary folder with
+The site is built once per process into a temporary folder with
 autograde.build (figures reused if present, else generated; notebooks skipped).
-Browser tests (`-m browser`) need Debian's chromium and chromium-driver.
+Browser tests (`-m browser`) need Debian's chromium and chromium-driver; one
+browser and one local server serve every test, also those of
+tests/test_site_offline.py, which imports these fixtures.
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import http.server
 import re
@@ -29,20 +32,27 @@ LANGS = ("en", "ko")
 # the built site, once per session
 
 
-@pytest.fixture(scope="session")
-def site(tmp_path_factory) -> Path:
+@functools.cache
+def built_site() -> Path:
+    """Build the site once per process (the fixture is imported by two modules)."""
     from autograde.build import build
 
-    if not all(any((COURSE / lang / "figures").glob("*.png")) for lang in LANGS):
+    out = Path(tempfile.mkdtemp(prefix="course-site-"))
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
+    build(ROOT, skip_figures=True, skip_notebooks=True, site_dir=out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def site() -> Path:
+    if not all((COURSE / lang / "figures" / "figures.json").is_file() for lang in LANGS):
         try:
             from autograde.figures import make_all
 
             make_all(COURSE)
         except Exception as exc:  # no reference model / figures module yet
             pytest.skip(f"course/*/figures is missing and `course figures` failed ({exc}); run `course figures`")
-    out = tmp_path_factory.mktemp("site")
-    build(ROOT, skip_figures=True, skip_notebooks=True, site_dir=out)
-    return out
+    return built_site()
 
 
 def pages(lang: str) -> list[str]:
@@ -203,7 +213,11 @@ def test_notebook_buttons_come_from_config(site):
                 continue
             path = f"exercises/{lang}/{name}/{name}.ipynb"
             assert f'href="https://colab.research.google.com/github/{repo}/blob/{branch}/{path}"' in html
-            assert f'href="https://raw.githubusercontent.com/{repo}/{branch}/{path}"' in html
+            # the download is the copy inside the site, relative to the page
+            href = re.search(r'class="md-button nb-download" href="([^"]+)"', html).group(1)
+            target = (site / lang / page).parent / href
+            assert target.resolve() == (site / lang / "notebooks" / f"{name}.ipynb").resolve(), href
+            assert target.read_bytes() == (ROOT / path).read_bytes()
             checked += 1
     assert checked >= 2  # chapter 1 in both languages at least
 
@@ -217,7 +231,9 @@ def test_notebook_links_follow_config_changes():
     links = notebook_links(config, "ko", "02_attention")
     assert links["colab"] == ("https://colab.research.google.com/github/someone/fork/blob/dev/"
                               "exercises/ko/02_attention/02_attention.ipynb")
-    assert links["download"].startswith("https://raw.githubusercontent.com/someone/fork/dev/exercises/ko/")
+    assert links["download"] == "notebooks/02_attention.ipynb"      # from the site root
+    assert notebook_links(config, "ko", "02_attention", "chapters/03-attention.html")["download"] == \
+        "../notebooks/02_attention.ipynb"
 
 
 def test_language_switcher_links_to_the_same_page(site):
@@ -268,12 +284,13 @@ def test_korean_index_has_extra_terms(site):
 # headless Chromium: search over http and from file://
 
 
-@pytest.fixture(scope="session")
-def browser():
+@functools.cache
+def chromium_session():
+    """One headless Chromium per process, with the console log kept, quit at exit."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_path = shutil.which("chromedriver")
     if not (chromium and driver_path):
-        pytest.skip("chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
+        return None
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -284,21 +301,39 @@ def browser():
                 "--disable-component-update", "--disable-sync", "--no-first-run",
                 "--allow-file-access-from-files", f"--user-data-dir={profile}"):
         opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})   # console messages for get_log
     drv = webdriver.Chrome(service=Service(driver_path), options=opts)
     drv.set_page_load_timeout(60)
-    yield drv
-    drv.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    atexit.register(shutil.rmtree, profile, ignore_errors=True)
+    atexit.register(drv.quit)   # runs first
+    return drv
+
+
+@pytest.fixture(scope="session")
+def browser():
+    drv = chromium_session()
+    if drv is None:
+        pytest.skip("chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
+    return drv
+
+
+@functools.cache
+def serve(directory: Path) -> str:
+    """A local http server for `directory`, once per process (a daemon thread)."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(directory))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    atexit.register(httpd.shutdown)
+    return f"http://127.0.0.1:{httpd.server_address[1]}"
 
 
 @pytest.fixture(scope="session")
 def server(site):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    handler.log_message = lambda *a: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    return serve(site)
 
 
 def search(drv, base: str, query: str) -> list[str]:

@@ -3,17 +3,29 @@
 - on_files: add the shared, vendored assets of course/assets/ (KaTeX, mermaid,
   iframe-worker, course.css, katex-init.js) and, for Korean, the generated
   query script assets/ko-search.js;
-- on_page_markdown: the "Open in Colab" / download buttons of chapters with
-  `notebook:` front matter, built from extra.repository and extra.default_branch;
+- on_files also adds the student notebooks exercises/<lang>/<name>/<name>.ipynb
+  as notebooks/<name>.ipynb, so that they can be downloaded offline;
+- on_page_markdown: the "Open in Colab" button (extra.repository and
+  extra.default_branch) and the "Download notebook" button (a relative link to
+  notebooks/<name>.ipynb inside the site) of pages with `notebook:` front matter;
+- on_page_content: figures from figures/*.png get their intended CSS width
+  (figures.py draws them at 2x) so that the text keeps its designed size;
+- on_post_page: no <link rel="alternate" hreflang> in the head (Material fetches
+  sitemap.xml next to each such link, which fails from file://; the switcher
+  links are set per page instead);
 - on_page_context: the language switcher links to the same page in the other
   language (relative, so it works from file:// too);
 - on_post_build: Korean search terms in the search index (field `ko`), and
-  Material's lazy mermaid load pointed at the vendored copy instead of unpkg.
+  Material's lazy mermaid load pointed at the vendored copy instead of unpkg,
+  with tighter layout options so that diagrams fit a phone.
 """
 from __future__ import annotations
 
 import html
+import json
+import posixpath
 import re
+import struct
 import sys
 from pathlib import Path
 
@@ -46,16 +58,26 @@ def on_files(files, config):
             files.append(File(rel, str(ASSETS.parent), config.site_dir, config.use_directory_urls))
     if _lang(config) == "ko":
         files.append(File.generated(config, "assets/ko-search.js", content=korean.query_js()))
+    # The student notebooks, shipped in the site for the download buttons.
+    for path in sorted((ROOT / "exercises" / _lang(config)).glob("*/*.ipynb")):
+        if path.parent.name == path.stem:
+            files.append(File.generated(config, notebook_file(path.stem), abs_src_path=str(path)))
     return files
 
 
-def notebook_links(config, lang: str, name: str) -> dict[str, str]:
-    """Colab and raw-download URLs of exercises/<lang>/<name>/<name>.ipynb."""
+def notebook_file(name: str) -> str:
+    """Where the student notebook `name` lies inside each language's site."""
+    return f"notebooks/{name}.ipynb"
+
+
+def notebook_links(config, lang: str, name: str, page_uri: str = "index.html") -> dict[str, str]:
+    """The Colab URL of exercises/<lang>/<name>/<name>.ipynb and the download
+    link, relative to the page `page_uri` (site path such as chapters/01-tokens.html)."""
     repo, branch = config.extra["repository"], config.extra["default_branch"]
     path = f"exercises/{lang}/{name}/{name}.ipynb"
     return {
         "colab": f"https://colab.research.google.com/github/{repo}/blob/{branch}/{path}",
-        "download": f"https://raw.githubusercontent.com/{repo}/{branch}/{path}",
+        "download": posixpath.relpath(notebook_file(name), posixpath.dirname(page_uri) or "."),
     }
 
 
@@ -66,17 +88,63 @@ def on_page_markdown(markdown, page, config, files):
     if not re.fullmatch(r"[A-Za-z0-9_\-]+", str(name)):
         raise PluginError(f"{page.file.src_uri}: notebook name {name!r} is not a plain file name")
     lang = _lang(config)
-    links, labels = notebook_links(config, lang, name), LABELS[lang]
+    if files.get_file_from_path(notebook_file(name)) is None:
+        raise PluginError(f"{page.file.src_uri}: notebook {name!r} has no exercises/{lang}/{name}/{name}.ipynb")
+    links, labels = notebook_links(config, lang, name, page.file.dest_uri), LABELS[lang]
     buttons = (
         f'<p class="nb-buttons" data-search-exclude>'
         f'<a class="md-button md-button--primary nb-colab" href="{html.escape(links["colab"])}">{labels["colab"]}</a> '
-        f'<a class="md-button nb-download" href="{html.escape(links["download"])}" download>{labels["download"]}</a>'
+        f'<a class="md-button nb-download" href="{html.escape(links["download"])}" download="{name}.ipynb" '
+        f'type="application/x-ipynb+json">{labels["download"]}</a>'
         f"</p>"
     )
     # right after the page title (the first "# " line), else at the top
     lines = markdown.splitlines()
     at = next((i + 1 for i, line in enumerate(lines) if line.startswith("# ")), 0)
     return "\n".join(lines[:at] + ["", buttons, ""] + lines[at:])
+
+
+# figures.py saves every figure at FIGURE_DPI, i.e. FIGURE_DPI / 96 image pixels
+# per CSS pixel; the width attribute makes the browser show it at its designed
+# size (and narrower on small screens, see course/assets/course.css).
+FIGURE_IMG = re.compile(r'<img\b[^>]*?\bsrc="([^"]*\bfigures/[^"/]+\.png)"[^>]*>')
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    if head[:8] != b"\x89PNG\r\n\x1a\n":
+        raise PluginError(f"{path} is not a PNG file")
+    return struct.unpack(">II", head[16:24])
+
+
+def on_page_content(html_text, page, config, files):
+    from autograde.figures import FIGURE_DPI
+
+    def sized(match: re.Match) -> str:
+        tag, src = match.group(0), match.group(1)
+        if " width=" in tag:
+            return tag
+        target = files.get_file_from_path(posixpath.normpath(posixpath.join(posixpath.dirname(page.file.src_uri), src)))
+        if target is None:
+            return tag  # MkDocs reports the broken link itself
+        w, h = png_size(Path(target.abs_src_path))
+        scale = 96 / FIGURE_DPI
+        return tag[:-1].rstrip("/").rstrip() + f' width="{round(w * scale)}" height="{round(h * scale)}">'
+
+    return FIGURE_IMG.sub(sized, html_text)
+
+
+# Material fetches sitemap.xml next to every <link rel="alternate"> of the head
+# to map the current page to the other language; from file:// every such fetch
+# is an error in the console, and over http it is a 404 (the link points to a
+# page, not a site root). The switcher links are already per page (below), so
+# the head links only cost errors.
+HEAD_ALTERNATE = re.compile(r'\s*<link rel="alternate" href="[^"]*" hreflang="[^"]*">')
+
+
+def on_post_page(output, page, config):
+    head_end = output.find("</head>")
+    return HEAD_ALTERNATE.sub("", output[:head_end]) + output[head_end:]
 
 
 def on_page_context(context, page, config, nav):
@@ -107,15 +175,34 @@ MERMAID_LOCAL = ('new URL("../vendor/mermaid/mermaid.min.js",'
                  'document.querySelector("script[src*=\'javascripts/bundle.\']").src).href')
 
 
+# Tighter diagrams, so that they fit a phone (390 px) with 16 px text: less
+# space between ranks and nodes, and sequence messages wrapped to narrow lanes.
+# Merged into the options Material passes to mermaid.initialize (flowchart added
+# at the front, sequence into Material's own sequence object of font sizes).
+MERMAID_INIT = "mermaid.initialize({startOnLoad:!1,"
+MERMAID_SEQUENCE = 'sequence:{actorFontSize:"16px"'
+MERMAID_FLOWCHART = {"rankSpacing": 30, "nodeSpacing": 20, "padding": 8, "diagramPadding": 4}
+MERMAID_SEQUENCE_OPTIONS = {"wrap": True, "width": 90, "actorMargin": 16, "diagramMarginX": 4, "boxMargin": 6}
+
+
+def _js_members(options: dict) -> str:
+    return json.dumps(options, separators=(",", ":"))[1:-1]
+
+
 def _use_vendored_mermaid(site: Path) -> None:
     bundles = list((site / "assets" / "javascripts").glob("bundle.*.js"))
-    patched = 0
+    patched = configured = 0
     for bundle in bundles:
         text = bundle.read_text(encoding="utf-8")
         new, n = MERMAID_CDN.subn(MERMAID_LOCAL, text)
-        if n:
+        m = int(MERMAID_INIT in new and MERMAID_SEQUENCE in new)
+        new = new.replace(MERMAID_INIT, MERMAID_INIT + f"flowchart:{{{_js_members(MERMAID_FLOWCHART)}}},", 1)
+        new = new.replace(MERMAID_SEQUENCE, "sequence:{" + _js_members(MERMAID_SEQUENCE_OPTIONS)
+                          + ',actorFontSize:"16px"', 1)
+        if n or m:
             bundle.write_text(new, encoding="utf-8")
         patched += n
-    if not patched:
-        raise PluginError("could not find Material's mermaid CDN URL in its bundle; "
+        configured += m
+    if not patched or not configured:
+        raise PluginError("could not find Material's mermaid CDN URL or mermaid.initialize call in its bundle; "
                           "update autograde/site/hooks.py for this Material version")
