@@ -433,7 +433,7 @@ for seed in (0, 0, 1):
 # - `progress=True`이면 진행 막대를 보여 줍니다(`tqdm(range(n), disable=not progress)`).
 #
 # 새로 만든 id만 정수 리스트로 돌려주세요. 검사는 학습된 참고 모델로 여러분의
-# 반복문을 돌려서, 강의의 `autograde.reference.sampling.generate`와 탐욕적 디코딩,
+# 반복문을 돌려서, 강좌의 `autograde.reference.sampling.generate`와 탐욕적 디코딩,
 # 시드를 준 샘플링 두 가지로 비교합니다.
 
 # %% kind="solution" id="generate"
