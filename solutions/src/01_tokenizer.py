@@ -421,15 +421,15 @@ def pre_split(text: str) -> list[str]:
 
 # %% [markdown] lang="en"
 # Hangul syllables are letters (`\p{L}`), so a Korean word stays one chunk with
-# its particles and endings and its leading space: `' 학교에서'`, not `' 학교'` +
-# `'에서'`. Where to cut inside the chunk is left to BPE. The reference
+# its particles and endings and its leading space: the regex leaves `' 학교에서'`
+# whole. Where to cut inside the chunk is left to BPE. The reference
 # tokenizer, trained on the course corpus, splits off frequent particles and
 # endings such as 에서, 를 and 습니다, while a rarer stem falls apart into
 # syllables or even bytes (`<20 ec b9>` is a space and the first two bytes of 친):
 
 # %% [markdown] lang="ko"
 # 한글 음절은 글자(`\p{L}`)이므로 한국어 어절은 조사·어미와 앞 공백까지 붙은 채 한
-# 조각으로 남습니다. `' 학교'` + `'에서'`가 아니라 `' 학교에서'`입니다. 조각 안을
+# 조각으로 남습니다. 정규식은 `' 학교에서'`를 통째로 둡니다. 조각 안을
 # 어디서 자를지는 BPE의 몫입니다. 강좌 말뭉치로 학습한 참고 토크나이저는 에서, 를,
 # 습니다처럼 자주 나오는 조사와 어미를 따로 떼어 내고, 덜 흔한 어간은 음절이나
 # 바이트 단위로 흩어 놓습니다(`<20 ec b9>`는 공백과 친의 앞 두 바이트입니다).
