@@ -418,3 +418,55 @@ def test_notebooks_name_their_chapter_by_its_title(source):
         cited = re.findall(r"\*([^*]+)\*", "\n".join(head))
         assert cited, f"{source.name} ({lang}) does not name its chapter"
         assert cited[0] in chapter_titles(lang).values(), (source.name, lang, cited[0])
+
+
+# ---------------------------------------------------------------------------
+# Notebook hints that carry code must work on the edge cases the checks use
+# ---------------------------------------------------------------------------
+
+def hint_code(source: Path, lang: str, marker: str) -> str:
+    blocks = re.findall(r"```python\n(.*?)```", markdown_cells(source, lang), re.S)
+    found = [b for b in blocks if marker in b]
+    assert len(found) == 1, f"{source.name} ({lang}): expected one hint block containing {marker!r}"
+    return found[0]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_special_token_split_hint_handles_the_edge_cases(lang):
+    code = hint_code(ROOT / "solutions" / "src" / "01_tokenizer.py", lang, "parts =")
+    eot, user = "<|endoftext|>", "<|user|>"
+
+    def parts(text, allowed):
+        scope = {"regex": regex, "text": text, "allowed": allowed}
+        exec(code, scope)
+        return [p for p in scope["parts"] if p != ""]
+
+    assert parts("hi there", ()) == ["hi there"]                         # nothing allowed: no split
+    assert parts(f"{user}안녕{eot}", (eot, user)) == [user, "안녕", eot]
+    assert parts(f"a{eot}b", ("<|end|>", eot)) == ["a", eot, "b"]       # longest first
+    assert parts(f"a{eot}b", [eot]) == ["a", eot, "b"]                  # a list works too
+
+
+WINDOW_ROW = re.compile(r"^\| (\d+) \| (\d+) \| (\d+) \| `ids\[(\d+):(\d+)\]` \|$", re.M)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_window_shift_example_matches_the_reference_generate(lang):
+    """Notebook 4's worked example is what autograde.reference.sampling.generate does."""
+    import torch
+    from autograde.reference.model import ModelConfig, Transformer
+    from autograde.reference.sampling import generate
+
+    rows = [tuple(int(x) for x in m.groups())
+            for m in WINDOW_ROW.finditer(markdown_cells(ROOT / "solutions" / "src" / "04_sampling.py", lang))]
+    assert len(rows) >= 4, rows
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=16, d_model=8, n_layer=1, n_head=2, n_kv_head=1, d_ff=8,
+                                    max_seq_len=4, position="rope", norm="rmsnorm", ffn="swiglu", bias=False))
+    seen = []
+    model.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[1]))
+    prompt_len = rows[0][1]
+    generate(model, list(range(prompt_len)), len(rows), greedy=True, use_cache=False)
+    for (step, before, start, lo, hi), read in zip(rows, seen):
+        assert before == prompt_len + step - 1 and hi == before and lo == start, (lang, step)
+        assert before - read == start, f"step {step}: the model read {read} ids, the example says ids[{lo}:{hi}]"

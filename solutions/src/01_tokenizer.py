@@ -462,7 +462,22 @@ for sentence in ["학교에서 친구를 만났습니다.", "Hello world! It's 2
 # - every other piece of text goes through `pre_split`, and each chunk through your `encode`.
 #
 # To cut the text at the allowed specials and keep them, split with a
-# capturing group: `regex.split("(" + "|".join(regex.escape(s) for s in allowed) + ")", text)`.
+# capturing group. Two details matter. Put the longer strings first: the
+# alternatives are tried from left to right, so if one special token were the
+# start of another (`<|end|>` and `<|endoftext|>`), the short one would cut the
+# long one in two. And split only when `allowed` is not empty: with nothing to
+# join the pattern is `()`, which matches the empty string between every two
+# characters, and every character would then be encoded on its own.
+#
+# ```python
+# parts = [text]
+# if allowed:
+#     longest_first = sorted(allowed, key=len, reverse=True)
+#     parts = regex.split("(" + "|".join(regex.escape(s) for s in longest_first) + ")", text)
+# ```
+#
+# `parts` then alternates plain text and allowed special strings (some pieces
+# may be empty strings, which encode to nothing).
 
 # %% [markdown] lang="ko"
 # ## 8. 특수 토큰
@@ -480,7 +495,22 @@ for sentence in ["학교에서 친구를 만났습니다.", "Hello world! It's 2
 # - 나머지 텍스트는 `pre_split`으로 조각내고, 조각마다 여러분의 `encode`로 인코딩합니다.
 #
 # 허용된 특수 문자열에서 텍스트를 자르면서 그 문자열도 남기려면 괄호로 묶은 패턴으로
-# 나누면 됩니다: `regex.split("(" + "|".join(regex.escape(s) for s in allowed) + ")", text)`.
+# 나누면 됩니다. 이때 두 가지를 챙기세요. 먼저 긴 문자열을 앞에 둡니다. 정규식은
+# 대안을 왼쪽부터 시도하므로, 한 특수 토큰이 다른 특수 토큰의 앞부분이라면
+# (`<|end|>`와 `<|endoftext|>`) 짧은 쪽이 긴 쪽을 둘로 잘라 버립니다. 그리고
+# `allowed`가 비어 있을 때는 나누지 않습니다. 이을 것이 없으면 패턴이 `()`가 되는데,
+# 이 패턴은 글자와 글자 사이의 빈 문자열마다 걸리므로 모든 글자가 따로따로
+# 인코딩됩니다.
+#
+# ```python
+# parts = [text]
+# if allowed:
+#     longest_first = sorted(allowed, key=len, reverse=True)
+#     parts = regex.split("(" + "|".join(regex.escape(s) for s in longest_first) + ")", text)
+# ```
+#
+# 그러면 `parts`에는 일반 텍스트와 허용된 특수 문자열이 번갈아 들어 있습니다(빈
+# 문자열 조각이 섞일 수 있는데, 인코딩하면 아무것도 나오지 않습니다).
 
 # %% kind="solution" id="encode_with_specials"
 def encode_with_specials(text: str, merges: list[tuple[tuple[int, int], int]],

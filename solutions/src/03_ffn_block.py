@@ -133,7 +133,8 @@ for name, w in weights.items():
 
 # %% kind="solution" id="relu_ffn"
 def relu_ffn(x, W_1, b_1, W_2, b_2):
-    """x: (..., C), W_1: (C, F), b_1: (F,), W_2: (F, C), b_2: (C,) -> (..., C)"""
+    """x: (..., C) float; weights (in, out), used as x @ W: W_1 (C, F), b_1 (F,), W_2 (F, C), b_2 (C,)
+    -> (..., C), same dtype as x"""
     ### BEGIN SOLUTION
     hidden = torch.relu(x @ W_1 + b_1)      # (..., F), one score per stored pattern
     return hidden @ W_2 + b_2               # (..., C)
@@ -173,6 +174,7 @@ def relu_ffn(x, W_1, b_1, W_2, b_2):
 
 # %% kind="solution" id="gelu"
 def gelu(z: torch.Tensor) -> torch.Tensor:
+    """z: float tensor of any shape -> same shape and dtype (the tanh approximation)"""
     ### BEGIN SOLUTION
     inner = math.sqrt(2.0 / math.pi) * (z + 0.044715 * z ** 3)
     return 0.5 * z * (1.0 + torch.tanh(inner))
@@ -254,7 +256,8 @@ plt.show()
 
 # %% kind="solution" id="swiglu"
 def swiglu_ffn(x, W_gate, W_up, W_down):
-    """x: (..., C), W_gate and W_up: (C, F), W_down: (F, C) -> (..., C)"""
+    """x: (..., C) float; weights (in, out), used as x @ W: W_gate and W_up (C, F), W_down (F, C)
+    -> (..., C), same dtype as x"""
     ### BEGIN SOLUTION
     gate = F.silu(x @ W_gate)               # (..., F), how strongly each unit opens
     up = x @ W_up                           # (..., F), what each unit passes on
@@ -315,7 +318,7 @@ print(f"{TEXT['share']}: {ffn_params / (ffn_params + attn_params):.0%}")
 
 # %% kind="solution" id="rms_norm"
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """x: (..., C), weight: (C,) -> (..., C)"""
+    """x: (..., C) float, weight: (C,) float (the learned gain), eps: float -> (..., C), same dtype as x"""
     ### BEGIN SOLUTION
     mean_square = x.pow(2).mean(dim=-1, keepdim=True)    # (..., 1)
     return x / torch.sqrt(mean_square + eps) * weight    # (..., C)
@@ -436,7 +439,8 @@ if USE_MY_ATTENTION:
 
 # %% kind="solution" id="transformer_block"
 def transformer_block(x, weights, cfg, cos, sin):
-    """x: (B, T, C); weights: one block's tensors by name; cos, sin: (1, 1, T, D) -> (B, T, C)"""
+    """x: (B, T, C) float32; weights: one block's tensors by name ("norm1.weight", "attn.W_q", ...,
+    "ffn.W_down"), each (in, out); cfg: the config dict; cos, sin: (1, 1, T, D) -> (B, T, C) float32"""
     ### BEGIN SOLUTION
     h = rms_norm(x, weights["norm1.weight"], cfg["norm_eps"])                  # (B, T, C)
     x = x + multi_head_attention(h, weights["attn.W_q"], weights["attn.W_k"], weights["attn.W_v"],
@@ -500,7 +504,8 @@ def transformer_block(x, weights, cfg, cos, sin):
 
 # %% kind="solution" id="forward"
 def forward(ids, weights, cfg):
-    """ids: (B, T) token ids -> logits (B, T, V)"""
+    """ids: (B, T) torch.long token ids; weights: the model's tensors by name; cfg: the config dict
+    -> logits (B, T, V) float32"""
     ### BEGIN SOLUTION
     B, T = ids.shape
     x = weights["tok_emb"][ids]                                      # (B, T, C)
