@@ -42,13 +42,13 @@
 # 1. 문자열의 UTF-8 바이트
 # 2. 이웃한 id 쌍 세기
 # 3. 쌍 하나를 새 id로 바꾸기
-# 4. 학습: 이 강의의 동점 규칙을 따르는 병합 반복
+# 4. 학습: 이 강좌의 동점 규칙을 따르는 병합 반복
 # 5. 병합을 순위대로 적용해 새 텍스트 인코딩하기
 # 6. 글자가 중간에 잘려도 id를 텍스트로 되돌리는 디코딩
 # 7. 정규식 사전 분할 (GPT-4 패턴)
 # 8. `<|endoftext|>` 같은 특수 토큰, 그리고 사용자 텍스트에서 특수 토큰이 나오면 안 되는 이유
 #
-# 다 만든 뒤에는 여러분의 토크나이저를 강의 말뭉치 일부로 학습시켜 보고, 강의의
+# 다 만든 뒤에는 여러분의 토크나이저를 강좌 말뭉치 일부로 학습시켜 보고, 강좌의
 # 참고 토크나이저로 한국어와 영어를 비교하고, 토큰을 id별 색으로 칠해 보고, 모델이
 # 줄지어 선 점의 개수를 왜 그냥 세지 못하는지 살펴봅니다.
 #
@@ -81,9 +81,9 @@ device = setup(COURSE_LANG)
 # %% [markdown] lang="ko"
 # ## 1. UTF-8 바이트로 본 텍스트
 #
-# 모든 문자에는 유니코드 코드 포인트가 있고(`ord("배")`는 48,176, 곧 U+BC30),
+# 모든 문자에는 유니코드 코드 포인트가 있고(`ord("배")`는 48,176, 즉 U+BC30),
 # UTF-8은 코드 포인트 하나를 1~4바이트로 저장합니다. ASCII는 1바이트, 한글 음절은
-# 3바이트입니다. 바이트 수준 토크나이저는 이 바이트에서 출발하므로 id 0~255만으로도
+# 3바이트입니다. 바이트 수준 토크나이저는 이 바이트에서 출발하므로 0부터 255까지의 id 256개만으로도
 # 어느 언어의 어떤 텍스트든 적을 수 있습니다. `text`의 바이트를 정수 리스트로
 # 돌려주세요.
 
@@ -205,7 +205,7 @@ def merge_pair(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
 # 2. 가장 많이 나온 쌍 $(a^*, b^*) = \arg\max_{(a,b)} \mathrm{count}(a, b)$를 고릅니다.
 # 3. $k$번째 병합(0부터)이면 id $256 + k$를 주고, 그 쌍을 모두 새 id로 바꿉니다.
 #
-# **동점 처리.** 최다 빈도인 쌍이 여럿이면 이 강의는 `(id_a, id_b)`를 튜플로
+# **동점 처리.** 최다 빈도인 쌍이 여럿이면 이 강좌는 `(id_a, id_b)`를 튜플로
 # 비교해 가장 작은 쌍을 고릅니다. 파이썬의 `max`나 `Counter.most_common`은 먼저
 # 만난 쌍을 돌려주므로, 고르는 규칙을 직접 적어야 합니다:
 # `min(counts, key=lambda p: (-counts[p], p))`.
@@ -328,7 +328,7 @@ for text in ["hahahaha", " hahaha", "aha", " haha", "hahah"]:
 #
 # 토큰은 한글 음절 한가운데에서 끝날 수도 있고, 모델이 바로 거기서 생성을 멈추면
 # 반쪽짜리 글자가 남습니다. 디코딩은 이런 경우에도 멈추면 안 됩니다.
-# `errors="replace"`를 쓰면 잘못된 바이트가 U+FFFD, 곧 `�`로 바뀝니다.
+# `errors="replace"`를 쓰면 잘못된 바이트가 U+FFFD, 즉 `�`로 바뀝니다.
 #
 # | 바이트 | 텍스트 |
 # | --- | --- |
@@ -374,7 +374,7 @@ print(decode(utf8_bytes("한"), []), decode(utf8_bytes("한")[:2], []), decode(u
 # 날것의 텍스트로 학습하면 BPE는 한 단어의 끝과 다음 단어의 앞을 이어 붙인 토큰까지
 # 배우게 됩니다. 그래서 GPT-2·GPT-4 계열 토크나이저는 먼저 정규식으로 텍스트를
 # 조각내고, 조각의 경계를 넘어서는 병합하지 않습니다. 아래가 GPT-4의 패턴이며,
-# 강의의 참고 토크나이저도 이 패턴을 씁니다.
+# 강좌의 참고 토크나이저도 이 패턴을 씁니다.
 
 # %% kind="setup" id="split_pattern"
 # The same string as autograde.reference.tokenizer.GPT4_SPLIT_PATTERN.
@@ -421,16 +421,16 @@ def pre_split(text: str) -> list[str]:
 
 # %% [markdown] lang="en"
 # Hangul syllables are letters (`\p{L}`), so a Korean word stays one chunk with
-# its particles and endings and its leading space: `' 학교에서'`, not `' 학교'` +
-# `'에서'`. Where to cut inside the chunk is left to BPE. The reference
+# its particles and endings and its leading space: the regex leaves `' 학교에서'`
+# whole. Where to cut inside the chunk is left to BPE. The reference
 # tokenizer, trained on the course corpus, splits off frequent particles and
 # endings such as 에서, 를 and 습니다, while a rarer stem falls apart into
 # syllables or even bytes (`<20 ec b9>` is a space and the first two bytes of 친):
 
 # %% [markdown] lang="ko"
 # 한글 음절은 글자(`\p{L}`)이므로 한국어 어절은 조사·어미와 앞 공백까지 붙은 채 한
-# 조각으로 남습니다. `' 학교'` + `'에서'`가 아니라 `' 학교에서'`입니다. 조각 안을
-# 어디서 자를지는 BPE의 몫입니다. 강의 말뭉치로 학습한 참고 토크나이저는 에서, 를,
+# 조각으로 남습니다. 정규식은 `' 학교에서'`를 통째로 둡니다. 조각 안을
+# 어디서 자를지는 BPE의 몫입니다. 강좌 말뭉치로 학습한 참고 토크나이저는 에서, 를,
 # 습니다처럼 자주 나오는 조사와 어미를 따로 떼어 내고, 덜 흔한 어간은 음절이나
 # 바이트 단위로 흩어 놓습니다(`<20 ec b9>`는 공백과 친의 앞 두 바이트입니다).
 
@@ -462,7 +462,22 @@ for sentence in ["학교에서 친구를 만났습니다.", "Hello world! It's 2
 # - every other piece of text goes through `pre_split`, and each chunk through your `encode`.
 #
 # To cut the text at the allowed specials and keep them, split with a
-# capturing group: `regex.split("(" + "|".join(regex.escape(s) for s in allowed) + ")", text)`.
+# capturing group. Two details matter. Put the longer strings first: the
+# alternatives are tried from left to right, so if one special token were the
+# start of another (`<|end|>` and `<|endoftext|>`), the short one would cut the
+# long one in two. And split only when `allowed` is not empty: with nothing to
+# join the pattern is `()`, which matches the empty string between every two
+# characters, and every character would then be encoded on its own.
+#
+# ```python
+# parts = [text]
+# if allowed:
+#     longest_first = sorted(allowed, key=len, reverse=True)
+#     parts = regex.split("(" + "|".join(regex.escape(s) for s in longest_first) + ")", text)
+# ```
+#
+# `parts` then alternates plain text and allowed special strings (some pieces
+# may be empty strings, which encode to nothing).
 
 # %% [markdown] lang="ko"
 # ## 8. 특수 토큰
@@ -480,7 +495,22 @@ for sentence in ["학교에서 친구를 만났습니다.", "Hello world! It's 2
 # - 나머지 텍스트는 `pre_split`으로 조각내고, 조각마다 여러분의 `encode`로 인코딩합니다.
 #
 # 허용된 특수 문자열에서 텍스트를 자르면서 그 문자열도 남기려면 괄호로 묶은 패턴으로
-# 나누면 됩니다: `regex.split("(" + "|".join(regex.escape(s) for s in allowed) + ")", text)`.
+# 나누면 됩니다. 이때 두 가지를 챙기세요. 먼저 긴 문자열을 앞에 둡니다. 정규식은
+# 대안을 왼쪽부터 시도하므로, 한 특수 토큰이 다른 특수 토큰의 앞부분이라면
+# (`<|end|>`와 `<|endoftext|>`) 짧은 쪽이 긴 쪽을 둘로 잘라 버립니다. 그리고
+# `allowed`가 비어 있을 때는 나누지 않습니다. 이을 것이 없으면 패턴이 `()`가 되는데,
+# 이 패턴은 글자와 글자 사이의 빈 문자열마다 걸리므로 모든 글자가 따로따로
+# 인코딩됩니다.
+#
+# ```python
+# parts = [text]
+# if allowed:
+#     longest_first = sorted(allowed, key=len, reverse=True)
+#     parts = regex.split("(" + "|".join(regex.escape(s) for s in longest_first) + ")", text)
+# ```
+#
+# 그러면 `parts`에는 일반 텍스트와 허용된 특수 문자열이 번갈아 들어 있습니다(빈
+# 문자열 조각이 섞일 수 있는데, 인코딩하면 아무것도 나오지 않습니다).
 
 # %% kind="solution" id="encode_with_specials"
 def encode_with_specials(text: str, merges: list[tuple[tuple[int, int], int]],
@@ -534,9 +564,9 @@ except ValueError as err:
 # together, and look at what it learns first.
 
 # %% [markdown] lang="ko"
-# ## 9. 살펴보기: 강의 말뭉치로 학습한 여러분의 토크나이저
+# ## 9. 살펴보기: 강좌 말뭉치로 학습한 여러분의 토크나이저
 #
-# 여러분의 `train_bpe`를 강의 말뭉치 몇 KB, 한국어와 영어를 합친 텍스트로
+# 여러분의 `train_bpe`를 강좌 말뭉치 몇 KB, 한국어와 영어를 합친 텍스트로
 # 학습시키고 무엇부터 배우는지 봅시다.
 
 # %%
@@ -677,7 +707,7 @@ display(colored_tokens(ref_tok, "학교에서 친구를 만났습니다. 학교�
 # ## 11. 살펴보기: 점 세기가 어려운 이유
 #
 # 사전 분할의 눈에 줄지은 점은 구두점 조각 하나일 뿐입니다. 그다음 BPE가 이를 어떻게
-# 자르는지는 학습 텍스트에 긴 점 덩어리가 있었는지에 달려 있습니다. 강의 말뭉치에는
+# 자르는지는 학습 텍스트에 긴 점 덩어리가 있었는지에 달려 있습니다. 강좌 말뭉치에는
 # 그런 덩어리가 없어서, 참고 토크나이저는 점 하나에 토큰 하나를 씁니다.
 
 # %%

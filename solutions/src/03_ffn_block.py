@@ -36,7 +36,7 @@
 #
 # [Colab에서 열기]({{colab_url}}) · 4장 *FFN, 잔차 스트림, 정규화*와 함께 보는 노트북
 #
-# 노트북 2에서는 토큰 사이로 정보를 옮기는 부층을 만들었습니다. 이번에는 블록에
+# 노트북 2에서는 토큰 사이로 정보를 옮기는 하위 층을 만들었습니다. 이번에는 블록에
 # 필요한 나머지 부품을 모두 만들고, 블록을 쌓아 모델 전체를 완성합니다.
 #
 # 1. ReLU를 쓰는 원래의 피드포워드 신경망
@@ -52,7 +52,7 @@
 #
 # 참고 모델의 가중치는 텐서를 담은 평범한 딕셔너리로 주어집니다. 행렬은 모두
 # `(입력, 출력)` 모양으로 저장되어 있어서 오른쪽에서 곱합니다: `x @ W`. 텐서 모양은
-# 주석에 적었습니다. `B`는 배치, `T`는 토큰 수, `C`는 모델 너비, `F`는 FFN 너비,
+# 주석에 적었습니다. `B`는 배치, `T`는 토큰 수, `C`는 모델 폭, `F`는 FFN 폭,
 # `V`는 어휘 집합 크기입니다.
 
 # %% kind="setup" id="setup"
@@ -83,7 +83,7 @@ device = setup(COURSE_LANG)
 #
 # 학습된 모델의 가중치에는 모두 이름이 있습니다. `tok_emb`는 `(V, C)` 모양의 임베딩
 # 표 $W_E$이고, $i$번 블록의 가중치는 이름이 `blocks.i.`로 시작하며, `norm_f.weight`는
-# 마지막 정규화의 이득입니다. 설정도 평범한 딕셔너리입니다. 0번 블록의 이름과 모양을
+# 마지막 정규화의 배율입니다. 설정도 평범한 딕셔너리입니다. 0번 블록의 이름과 모양을
 # 살펴보세요. FFN에는 행렬이 세 개 있고 편향은 없으며, 블록마다 정규화가 두 번
 # 들어갑니다.
 
@@ -120,7 +120,7 @@ for name, w in weights.items():
 #
 # FFN은 토큰 벡터 하나하나에 따로 작용합니다. `(C, F)` 모양의 $W_1$이 벡터를 더 넓은
 # 공간으로 올리고, ReLU가 음수 좌표를 모두 0으로 만든 다음, `(F, C)` 모양의 $W_2$가
-# 모델 너비로 되돌립니다.
+# 모델 폭으로 되돌립니다.
 #
 # $$
 # \mathrm{FFN}(x) = \max(0,\; x W_1 + b_1)\, W_2 + b_2
@@ -133,7 +133,8 @@ for name, w in weights.items():
 
 # %% kind="solution" id="relu_ffn"
 def relu_ffn(x, W_1, b_1, W_2, b_2):
-    """x: (..., C), W_1: (C, F), b_1: (F,), W_2: (F, C), b_2: (C,) -> (..., C)"""
+    """x: (..., C) float; weights (in, out), used as x @ W: W_1 (C, F), b_1 (F,), W_2 (F, C), b_2 (C,)
+    -> (..., C), same dtype as x"""
     ### BEGIN SOLUTION
     hidden = torch.relu(x @ W_1 + b_1)      # (..., F), one score per stored pattern
     return hidden @ W_2 + b_2               # (..., C)
@@ -173,6 +174,7 @@ def relu_ffn(x, W_1, b_1, W_2, b_2):
 
 # %% kind="solution" id="gelu"
 def gelu(z: torch.Tensor) -> torch.Tensor:
+    """z: float tensor of any shape -> same shape and dtype (the tanh approximation)"""
     ### BEGIN SOLUTION
     inner = math.sqrt(2.0 / math.pi) * (z + 0.044715 * z ** 3)
     return 0.5 * z * (1.0 + torch.tanh(inner))
@@ -241,7 +243,7 @@ plt.show()
 #
 # 참고 모델은 Llama처럼 게이트가 달린 FFN을 씁니다. 행렬 두 개가 입력을 나란히
 # 읽고, 게이트 갈래는 SiLU를 거친 뒤 up 갈래와 원소별로 곱해지며, 세 번째 행렬이
-# 결과를 너비 $C$로 되돌립니다. 편향은 없습니다.
+# 결과를 폭 $C$로 되돌립니다. 편향은 없습니다.
 #
 # $$
 # \mathrm{SwiGLU}(x) = \big(\mathrm{SiLU}(x W_{\text{gate}}) \odot x W_{\text{up}}\big)\, W_{\text{down}}, \qquad \mathrm{SiLU}(z) = z\,\sigma(z)
@@ -254,7 +256,8 @@ plt.show()
 
 # %% kind="solution" id="swiglu"
 def swiglu_ffn(x, W_gate, W_up, W_down):
-    """x: (..., C), W_gate and W_up: (C, F), W_down: (F, C) -> (..., C)"""
+    """x: (..., C) float; weights (in, out), used as x @ W: W_gate and W_up (C, F), W_down (F, C)
+    -> (..., C), same dtype as x"""
     ### BEGIN SOLUTION
     gate = F.silu(x @ W_gate)               # (..., F), how strongly each unit opens
     up = x @ W_up                           # (..., F), what each unit passes on
@@ -301,8 +304,8 @@ print(f"{TEXT['share']}: {ffn_params / (ffn_params + attn_params):.0%}")
 # %% [markdown] lang="ko"
 # ## 4. RMSNorm
 #
-# 부층이 잔차 스트림을 읽기 전에, RMSNorm이 토큰 벡터마다 크기를 표준으로 맞춥니다.
-# 평균은 빼지 않고 좌표들의 제곱평균제곱근으로 나눈 다음, 학습된 이득 $g$(`weight`,
+# 하위 층이 잔차 스트림을 읽기 전에, RMSNorm이 토큰 벡터마다 크기를 표준으로 맞춥니다.
+# 평균은 빼지 않고 좌표들의 제곱평균제곱근으로 나눈 다음, 학습된 배율 $g$(`weight`,
 # `(C,)` 모양)를 곱합니다.
 #
 # $$
@@ -315,7 +318,7 @@ print(f"{TEXT['share']}: {ffn_params / (ffn_params + attn_params):.0%}")
 
 # %% kind="solution" id="rms_norm"
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """x: (..., C), weight: (C,) -> (..., C)"""
+    """x: (..., C) float, weight: (C,) float (the learned gain), eps: float -> (..., C), same dtype as x"""
     ### BEGIN SOLUTION
     mean_square = x.pow(2).mean(dim=-1, keepdim=True)    # (..., 1)
     return x / torch.sqrt(mean_square + eps) * weight    # (..., C)
@@ -367,7 +370,7 @@ print("tiny vector, eps = 0     =", rms_norm(tiny, ones, 0.0))
 # %% [markdown] lang="ko"
 # ## 5. 프리놈 블록
 #
-# 블록은 토큰 벡터를 갈아 치우지 않습니다. 부층마다 잔차 스트림을 정규화한 사본을
+# 블록은 토큰 벡터를 갈아 치우지 않습니다. 하위 층마다 잔차 스트림을 정규화한 사본을
 # 읽고, 자기 출력을 스트림에 더할 뿐입니다.
 #
 # $$
@@ -436,7 +439,8 @@ if USE_MY_ATTENTION:
 
 # %% kind="solution" id="transformer_block"
 def transformer_block(x, weights, cfg, cos, sin):
-    """x: (B, T, C); weights: one block's tensors by name; cos, sin: (1, 1, T, D) -> (B, T, C)"""
+    """x: (B, T, C) float32; weights: one block's tensors by name ("norm1.weight", "attn.W_q", ...,
+    "ffn.W_down"), each (in, out); cfg: the config dict; cos, sin: (1, 1, T, D) -> (B, T, C) float32"""
     ### BEGIN SOLUTION
     h = rms_norm(x, weights["norm1.weight"], cfg["norm_eps"])                  # (B, T, C)
     x = x + multi_head_attention(h, weights["attn.W_q"], weights["attn.W_k"], weights["attn.W_v"],
@@ -500,7 +504,8 @@ def transformer_block(x, weights, cfg, cos, sin):
 
 # %% kind="solution" id="forward"
 def forward(ids, weights, cfg):
-    """ids: (B, T) token ids -> logits (B, T, V)"""
+    """ids: (B, T) torch.long token ids; weights: the model's tensors by name; cfg: the config dict
+    -> logits (B, T, V) float32"""
     ### BEGIN SOLUTION
     B, T = ids.shape
     x = weights["tok_emb"][ids]                                      # (B, T, C)
@@ -566,8 +571,8 @@ plt.show()
 # %% [markdown] lang="ko"
 # ## 8. 잔차 스트림은 점점 커집니다
 #
-# 부층마다 스트림에 변화량을 더하지만 스트림 자체의 크기를 되돌리는 곳은 없습니다.
-# 정규화되는 것은 부층이 읽어 가는 사본뿐입니다. 그래서 블록을 지날수록 토큰 벡터가
+# 하위 층마다 스트림에 변화량을 더하지만 스트림 자체의 크기를 되돌리는 곳은 없습니다.
+# 정규화되는 것은 하위 층이 읽어 가는 사본뿐입니다. 그래서 블록을 지날수록 토큰 벡터가
 # 길어집니다. 아래 그림은 여러분의 블록을 지나는 동안 토큰마다 벡터의 길이가 어떻게
 # 변하는지 보여 줍니다. 가는 선은 토큰 하나, 굵은 선은 토큰들의 평균입니다.
 

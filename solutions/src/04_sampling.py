@@ -141,7 +141,7 @@ for i in best.tolist():
 
 # %% kind="solution" id="temperature"
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """(B, V) logits -> (B, V) logits divided by the temperature"""
+    """logits: (B, V) float, temperature > 0 -> (B, V) float, logits / temperature; the input is not changed"""
     ### BEGIN SOLUTION
     return logits / temperature
     ### END SOLUTION
@@ -198,7 +198,7 @@ plt.show()
 
 # %% kind="solution" id="greedy"
 def greedy(logits: torch.Tensor) -> torch.Tensor:
-    """(B, V) logits -> (B,) ids of the largest logit"""
+    """logits: (B, V) float -> (B,) torch.long, the id of each row's largest logit"""
     ### BEGIN SOLUTION
     return logits.argmax(dim=-1)
     ### END SOLUTION
@@ -231,7 +231,8 @@ def greedy(logits: torch.Tensor) -> torch.Tensor:
 
 # %% kind="solution" id="top_k"
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """(B, V) logits -> (B, V), all but the k largest of each row set to -inf"""
+    """logits: (B, V) float, 1 <= k -> (B, V) float, all but the k largest of each row set to -inf
+    (k >= V keeps everything); the input is not changed"""
     ### BEGIN SOLUTION
     k = min(k, logits.shape[-1])
     order = torch.sort(logits, dim=-1, descending=True, stable=True).indices   # (B, V) ids, best first
@@ -280,7 +281,8 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
 
 # %% kind="solution" id="top_p"
 def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
-    """(B, V) logits -> (B, V), tokens outside the nucleus set to -inf"""
+    """logits: (B, V) float, 0 < p <= 1 -> (B, V) float, tokens outside the nucleus set to -inf
+    (the most likely token always stays); the input is not changed"""
     ### BEGIN SOLUTION
     probs = torch.softmax(logits, dim=-1)                                              # (B, V)
     sorted_probs, order = torch.sort(probs, dim=-1, descending=True, stable=True)     # (B, V) each
@@ -364,7 +366,7 @@ plt.show()
 # %% kind="solution" id="sample_next"
 def sample_next(logits: torch.Tensor, generator: torch.Generator, temperature: float = 1.0,
                 top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
-    """(B, V) logits -> (B,) drawn ids"""
+    """logits: (B, V) float; generator: a torch.Generator on the logits' device -> (B,) torch.long drawn ids"""
     ### BEGIN SOLUTION
     logits = apply_temperature(logits, temperature)
     if top_k is not None:
@@ -410,6 +412,25 @@ for seed in (0, 0, 1):
 #   window);
 # - `progress=True` shows a progress bar (`tqdm(range(n), disable=not progress)`).
 #
+# A worked example of the window rule, with a window of only
+# `context_length = 4` and a prompt of 6 ids (positions 0 to 5). Keep a
+# variable `start`: the model reads `ids[start:]`. Before the loop,
+# `start = max(0, len(ids) - context_length)`. At the top of every step, if
+# `len(ids) - start > context_length`, move it to
+# `start = len(ids) - context_length // 2`.
+#
+# | step | `len(ids)` before the step | `start` | the model reads |
+# | --- | --- | --- | --- |
+# | 1 | 6 | 2 | `ids[2:6]` |
+# | 2 | 7 | 5 | `ids[5:7]` |
+# | 3 | 8 | 5 | `ids[5:8]` |
+# | 4 | 9 | 5 | `ids[5:9]` |
+# | 5 | 10 | 8 | `ids[8:10]` |
+#
+# Step 1 only keeps the last four ids of the long prompt. At step 2 the text
+# no longer fits (7 − 2 = 5 ids), so the model goes on from the newest two; the
+# window then fills up again until step 5 shifts it once more.
+#
 # Return only the new ids, as a list of ints. The check runs your loop on the
 # trained reference model and compares it with the course's
 # `autograde.reference.sampling.generate`, greedy and seeded.
@@ -432,8 +453,26 @@ for seed in (0, 0, 1):
 #   따를 수 있습니다.
 # - `progress=True`이면 진행 막대를 보여 줍니다(`tqdm(range(n), disable=not progress)`).
 #
+# 창 규칙을 작은 예로 따라가 봅시다. 창은 `context_length = 4`뿐이고, 프롬프트는
+# id 6개(위치 0~5)입니다. 변수 `start`를 하나 두면 모델이 읽는 것은 `ids[start:]`입니다.
+# 반복문에 들어가기 전에 `start = max(0, len(ids) - context_length)`로 정하고, 단계마다
+# 맨 처음에 `len(ids) - start > context_length`이면
+# `start = len(ids) - context_length // 2`로 옮깁니다.
+#
+# | 단계 | 단계 전 `len(ids)` | `start` | 모델이 읽는 것 |
+# | --- | --- | --- | --- |
+# | 1 | 6 | 2 | `ids[2:6]` |
+# | 2 | 7 | 5 | `ids[5:7]` |
+# | 3 | 8 | 5 | `ids[5:8]` |
+# | 4 | 9 | 5 | `ids[5:9]` |
+# | 5 | 10 | 8 | `ids[8:10]` |
+#
+# 1단계에서는 긴 프롬프트의 마지막 네 개만 남깁니다. 2단계에서는 글이 창을 넘으므로
+# (7 − 2 = 5개) 가장 최근 두 개에서 이어 갑니다. 그 뒤로 창이 다시 차오르다가
+# 5단계에서 한 번 더 밀립니다.
+#
 # 새로 만든 id만 정수 리스트로 돌려주세요. 검사는 학습된 참고 모델로 여러분의
-# 반복문을 돌려서, 강의의 `autograde.reference.sampling.generate`와 탐욕적 디코딩,
+# 반복문을 돌려서, 강좌의 `autograde.reference.sampling.generate`와 탐욕적 디코딩,
 # 시드를 준 샘플링 두 가지로 비교합니다.
 
 # %% kind="solution" id="generate"
