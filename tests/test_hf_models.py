@@ -313,3 +313,55 @@ def test_the_course_model_exported_runs_the_same_through_the_loader(tmp_path, ca
     assert capsys.readouterr().out == own
     loaded = load_model(str(tmp_path / "exported"), "cpu")
     assert loaded.hf and loaded.model.cfg.d_head is None and not loaded.model.cfg.qk_norm
+
+
+def test_cli_chat_reads_turns_from_stdin_and_keeps_the_history(checkpoints, capsys, monkeypatch):
+    import io
+
+    directory, hf = checkpoints["qwen2-tied"]
+    hf_tok = transformers.AutoTokenizer.from_pretrained(directory)
+    messages, expected = [], []
+    for line in ("안녕하세요", "The model?"):
+        messages.append({"role": "user", "content": line})
+        ids = hf_tok(hf_tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
+                                                enable_thinking=False), add_special_tokens=False).input_ids
+        with torch.no_grad():
+            out = hf.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                              max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=[2])
+        reply = hf_tok.decode(out[0, len(ids):], skip_special_tokens=True).strip()
+        messages.append({"role": "assistant", "content": reply})
+        expected.append(reply)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("안녕하세요\nThe model?\n"))
+    assert main(["chat", "--model", str(directory), "--greedy", "--max-new-tokens", "6", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out == "".join(reply + "\n" for reply in expected)
+
+
+def test_functional_forward_runs_a_checkpoint_with_other_pieces(checkpoints):
+    """The hook the assembly of the students' pieces needs: functional.forward over the loaded
+    weights with rms_norm, attention and swiglu replaced by implementations of another signature."""
+    import torch.nn.functional as F
+
+    directory, hf = checkpoints["llama-untied"]
+    model = load_checkpoint_dir(directory, "cpu", "float32").model
+    cfg, calls = model.cfg, []
+
+    def multi_head(x, W_q, W_k, W_v, W_o, n_head, n_kv_head, cos, sin):   # a notebook-style attention
+        calls.append("attention")
+        q = fn.apply_rope(fn.split_heads(x @ W_q, n_head), cos, sin)
+        k = fn.apply_rope(fn.split_heads(x @ W_k, n_kv_head), cos, sin)
+        v = fn.split_heads(x @ W_v, n_kv_head)
+        k, v = (t.repeat_interleave(n_head // n_kv_head, dim=1) for t in (k, v))
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).flatten(2) @ W_o
+
+    ops = {
+        "rms_norm": lambda x, weight, eps: calls.append("norm") or F.rms_norm(x, x.shape[-1:], weight, eps),
+        "swiglu": lambda x, W_gate, W_up, W_down: calls.append("ffn") or (F.silu(x @ W_gate) * (x @ W_up)) @ W_down,
+        "attention": lambda x, w, cfg, mask, rope, cache, layer: multi_head(
+            x, w["W_q"], w["W_k"], w["W_v"], w["W_o"], cfg.n_head, cfg.n_kv_head, *rope),
+    }
+    ids = random_ids(4, (1, 10))
+    with torch.no_grad():
+        ours = fn.forward(ids, model.weights(), cfg, ops=ops)
+        theirs = hf(ids).logits
+    assert calls.count("attention") == calls.count("ffn") == cfg.n_layer and calls.count("norm") == 2 * cfg.n_layer + 1
+    assert (ours - theirs).abs().max().item() <= TOL
