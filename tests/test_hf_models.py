@@ -365,3 +365,37 @@ def test_functional_forward_runs_a_checkpoint_with_other_pieces(checkpoints):
         theirs = hf(ids).logits
     assert calls.count("attention") == calls.count("ffn") == cfg.n_layer and calls.count("norm") == 2 * cfg.n_layer + 1
     assert (ours - theirs).abs().max().item() <= TOL
+
+
+# the published shapes of the small open models the course considers (no weights: the meta device)
+REAL_SHAPES = {
+    "Qwen3-0.6B": ("Qwen3Config", 596_049_920, dict(
+        hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
+        num_key_value_heads=8, head_dim=128, vocab_size=151936, max_position_embeddings=40960,
+        rope_theta=1000000.0, tie_word_embeddings=True)),
+    "Qwen2.5-0.5B": ("Qwen2Config", 494_032_768, dict(
+        hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+        num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768, rope_theta=1000000.0,
+        tie_word_embeddings=True)),
+    "Llama-3.2-1B": ("LlamaConfig", 1_235_814_400, dict(
+        hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+        num_key_value_heads=8, vocab_size=128256, max_position_embeddings=131072, rope_theta=500000.0,
+        rope_scaling={**LLAMA3_SCALING, "factor": 32.0, "original_max_position_embeddings": 8192},
+        tie_word_embeddings=True)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL_SHAPES))
+def test_full_size_layouts_map_tensor_for_tensor(name):
+    """Every tensor of the full-size model finds its place, with the shape config.json implies,
+    and the parameter count is the published one (0.6B, 0.49B, 1.24B)."""
+    from autograde.reference.hf_load import check_fit, state_from_hf
+    from autograde.reference.model import Transformer
+
+    cls, count, fields = REAL_SHAPES[name]
+    config = getattr(transformers, cls)(**fields)
+    with torch.device("meta"):
+        hf = transformers.AutoModelForCausalLM.from_config(config)
+        ours = Transformer(config_from_hf(config.to_dict()))
+    check_fit(ours, state_from_hf(hf.state_dict(), ours.cfg), name)
+    assert ours.num_parameters() == hf.num_parameters() == count
