@@ -58,6 +58,8 @@ def _rope(data: dict) -> tuple[float, dict | None]:
         scaling = {k: v for k, v in params.items() if k != "rope_theta"}
     else:
         theta, scaling = data.get("rope_theta", 10000.0), dict(data.get("rope_scaling") or {})
+    if float(scaling.pop("partial_rotary_factor", data.get("partial_rotary_factor") or 1.0)) != 1.0:
+        raise CourseError("RoPE on part of each head (partial_rotary_factor) is not supported")
     if "type" in scaling and "rope_type" not in scaling:
         scaling["rope_type"] = scaling.pop("type")
     kind = scaling.get("rope_type", "default")
@@ -77,7 +79,7 @@ def config_from_hf(data: dict, where: str = "config.json") -> ModelConfig:
         raise CourseError(f"{where}: activation {data['hidden_act']!r} is not supported (only silu, as in SwiGLU)")
     if data.get("mlp_bias"):
         raise CourseError(f"{where}: biases in the feed-forward network (mlp_bias) are not supported")
-    if data.get("use_sliding_window"):
+    if data.get("use_sliding_window") or any(t != "full_attention" for t in data.get("layer_types") or []):
         raise CourseError(f"{where}: sliding-window attention (use_sliding_window) is not supported")
     try:
         n_head = int(data["num_attention_heads"])
