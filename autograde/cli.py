@@ -158,9 +158,9 @@ def cmd_grade(args) -> int:
 
 
 def add_model_arguments(s, required: bool = False):
-    s.add_argument("--model", required=required,
-                   help="the course's checkpoint directory (default: the committed reference), or a Hugging Face "
-                        "checkpoint of type llama, qwen2 or qwen3: its directory or hub id (org/name, needs network)")
+    hf = "a Hugging Face checkpoint of type llama, qwen2 or qwen3: its directory or hub id (org/name, needs network)"
+    s.add_argument("--model", required=required, help=hf if required else
+                   f"the course's checkpoint directory (default: the committed reference), or {hf}")
     s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="default: cuda when available (the course's own small model stays on the CPU)")
     s.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
