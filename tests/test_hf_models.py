@@ -131,6 +131,14 @@ def test_logits_match_transformers(checkpoints, name):
             theirs = hf(ids, position_ids=positions).logits
             assert ours.shape == theirs.shape == (2, 12, 300)
             assert (ours - theirs).abs().max().item() <= TOL
+        # left padding, as in batched generation: masked keys, positions counted from the first real token
+        mask = torch.ones(2, 12, dtype=torch.long)
+        mask[1, :5] = 0
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        ours = model(ids, attention_mask=mask, position_ids=positions)
+        theirs = hf(ids, attention_mask=mask, position_ids=positions).logits
+        real = mask.bool()                            # padding rows attend to nothing: not compared
+        assert (ours[real] - theirs[real]).abs().max().item() <= TOL
 
 
 @pytest.mark.parametrize("name", sorted(ARCHS))
