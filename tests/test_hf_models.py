@@ -407,3 +407,21 @@ def test_full_size_layouts_map_tensor_for_tensor(name):
         ours = Transformer(config_from_hf(config.to_dict()))
     check_fit(ours, state_from_hf(hf.state_dict(), ours.cfg), name)
     assert ours.num_parameters() == hf.num_parameters() == count
+
+
+def test_kept_attention_weights_come_through_the_functional_core(checkpoints):
+    """figures.py sets keep_weights: the whole forward and a block called alone both fill last_weights."""
+    model = load_checkpoint_dir(checkpoints["qwen3-untied"][0], "cpu", "float32").model
+    ids = random_ids(5, (1, 6))
+    block = model.blocks[1]
+    block.attn.keep_weights = True
+    with torch.no_grad():
+        model(ids)
+        whole = block.attn.last_weights
+        block.attn.last_weights = None
+        x = torch.randn(1, 6, model.cfg.d_model)
+        rope = fn.rope_cos_sin(torch.arange(6)[None], model.cfg.head_dim, model.cfg.rope_theta)
+        block(x, fn.causal_mask(6, 6)[None, None], rope)
+    assert whole.shape == block.attn.last_weights.shape == (1, 4, 6, 6)
+    assert torch.allclose(whole.sum(-1), torch.ones(1, 4, 6)) and torch.equal(whole.triu(1), torch.zeros_like(whole))
+    assert model.blocks[0].attn.last_weights is None
