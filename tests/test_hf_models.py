@@ -301,8 +301,8 @@ def test_cuda_without_a_gpu_is_one_error_line(checkpoints, capsys):
 def test_hub_id_without_network_is_one_error_line(tmp_path, env):
     clean = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     command = [sys.executable, "-m", "autograde.cli", "generate", "hi", "--model", "course-test/no-such-model"]
-    result = subprocess.run(command, env={**clean, "HF_HOME": str(tmp_path / "hf"), **env}, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(command, env={**clean, "HF_HOME": str(tmp_path / "hf"), **env}, capture_output=True,
+                            text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.startswith("error: model course-test/no-such-model ") and result.stderr.count("\n") == 1, \
         result.stderr
