@@ -85,13 +85,10 @@ def cmd_detokenize(args) -> int:
     return 0
 
 
-def cmd_generate(args) -> int:
-    from autograde.reference.checkpoint import load_checkpoint, REFERENCE_DIR
-    from autograde.reference.sampling import check_sampling_args, generate
+def check_generation_args(args) -> None:
+    """The sampling options of `generate` and `chat`: one clear error for each bad value."""
+    from autograde.reference.sampling import check_sampling_args
 
-    if not args.prompt:
-        raise CourseError("the prompt is empty: give some text to continue")
-    _text(args.prompt, "PROMPT")
     if not args.greedy:
         check_sampling_args(args.temperature, args.top_k, args.top_p)
         if not math.isfinite(args.temperature):
@@ -105,16 +102,54 @@ def cmd_generate(args) -> int:
         raise CourseError(f"--max-new-tokens must be >= 0 (got {args.max_new_tokens})")
     if args.max_new_tokens > MAX_NEW_TOKENS:
         raise CourseError(f"--max-new-tokens must be at most {MAX_NEW_TOKENS} (got {args.max_new_tokens})")
-    ref = load_checkpoint(args.model or REFERENCE_DIR)
-    ids = ref.tokenizer.encode(args.prompt)
-    window = ref.model.cfg.max_seq_len
+
+
+def cmd_generate(args) -> int:
+    from autograde.reference.hf_load import load_model
+    from autograde.reference.sampling import generate
+
+    if not args.prompt:
+        raise CourseError("the prompt is empty: give some text to continue")
+    _text(args.prompt, "PROMPT")
+    check_generation_args(args)
+    loaded = load_model(args.model, args.device, args.dtype)
+    ids = loaded.tokenizer.encode(args.prompt)
+    window = loaded.model.cfg.max_seq_len
     if len(ids) > window:
         print(f"note: the prompt is {len(ids)} tokens; the model sees only its last {window} (its context length)",
               file=sys.stderr)
-    new = generate(ref.model, ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                   top_p=args.top_p, greedy=args.greedy, seed=args.seed)
-    print(args.prompt + ref.tokenizer.decode(new))
+    new = generate(loaded.model, ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                   top_p=args.top_p, greedy=args.greedy, seed=args.seed, stop_id=loaded.stop_ids or None)
+    print(args.prompt + loaded.tokenizer.decode(new))
     return 0
+
+
+def cmd_chat(args) -> int:
+    from autograde.reference.hf_load import chat_reply, load_model
+
+    check_generation_args(args)
+    loaded = load_model(args.model, args.device, args.dtype)
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    options = dict(max_new_tokens=args.max_new_tokens, thinking=args.thinking, temperature=args.temperature,
+                   top_k=args.top_k, top_p=args.top_p, greedy=args.greedy, seed=args.seed)
+    if args.message is not None:                      # one question, one answer
+        print(chat_reply(loaded, messages + [{"role": "user", "content": args.message}], **options))
+        return 0
+    loaded.tokenizer.render_chat([{"role": "user", "content": "?"}])   # no template: say so before the prompt
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("chat: an empty line or Ctrl-D ends it", file=sys.stderr)
+    while True:
+        try:
+            line = input("> " if interactive else "").strip()
+        except EOFError:
+            return 0
+        if not line:
+            return 0
+        messages.append({"role": "user", "content": line})
+        reply = chat_reply(loaded, messages, **options)
+        messages.append({"role": "assistant", "content": reply})
+        print(reply, flush=True)
 
 
 def cmd_export_hf(args) -> int:
@@ -209,6 +244,16 @@ def cmd_grade(args) -> int:
 # parser
 
 
+def add_model_arguments(s, required: bool = False):
+    hf = "a Hugging Face checkpoint of type llama, qwen2 or qwen3: its directory or hub id (org/name, needs network)"
+    s.add_argument("--model", required=required, help=hf if required else
+                   f"the course's checkpoint directory (default: the committed reference), or {hf}")
+    s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="default: cuda when available (the course's own small model stays on the CPU)")
+    s.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                   help="default: float32 on the CPU, the checkpoint's half precision on a GPU")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="course", description=(
         "LLMs from the token up: build the bilingual course, run the reference model, check and grade notebooks."))
@@ -268,10 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("ids")
     s.set_defaults(func=cmd_detokenize)
 
-    s = sub.add_parser("generate", help="continue PROMPT with the reference model",
-                       description="Continue PROMPT with the trained reference model. Sampling applies temperature, "
-                                   "then top-k, then top-p. A prompt longer than the context (128 tokens) keeps "
-                                   "its last 128 tokens, with a note on stderr.")
+    s = sub.add_parser("generate", help="continue PROMPT with the reference model (or --model)",
+                       description="Continue PROMPT with the trained reference model, or with --model. Sampling "
+                                   "applies temperature, then top-k, then top-p. A prompt longer than the context "
+                                   "(128 tokens for the reference) keeps its last tokens, with a note on stderr.")
     s.add_argument("prompt")
     s.add_argument("--max-new-tokens", type=int, default=40,
                    help=f"how many tokens to add, 0 to {MAX_NEW_TOKENS} (default 40)")
@@ -281,8 +326,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-p", type=float, default=None, help="keep the smallest set reaching probability p, 0 < p <= 1")
     s.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling, 0 to 2**64 - 1")
     s.add_argument("--greedy", action="store_true", help="always take the most likely token")
-    s.add_argument("--model", help="a checkpoint directory (default: the committed reference)")
+    add_model_arguments(s)
     s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("chat", help="talk with a chat-tuned Hugging Face model run by the course's code",
+                       description="Chat with --model (a transformers checkpoint directory or hub id of the llama, "
+                                   "qwen2 or qwen3 type), using its own chat template. With MESSAGE, answer it "
+                                   "once; without, read one message per line until an empty line or end of input.")
+    s.add_argument("message", nargs="?", help="a single message to answer (default: read lines from stdin)")
+    s.add_argument("--system", help="a system message that opens the conversation")
+    s.add_argument("--max-new-tokens", type=int, default=256)
+    s.add_argument("--temperature", type=float, default=0.7, help="> 0 (default 0.7)")
+    s.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (k >= 1)")
+    s.add_argument("--top-p", type=float, default=0.9, help="0 < p <= 1 (default 0.9)")
+    s.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
+    s.add_argument("--greedy", action="store_true", help="always take the most likely token")
+    s.add_argument("--thinking", action="store_true", help="let a reasoning model (Qwen3) think before answering")
+    add_model_arguments(s, required=True)
+    s.set_defaults(func=cmd_chat)
 
     s = sub.add_parser("export-hf", help="write the reference model as a transformers model directory",
                        description="Write config.json, model.safetensors and tokenizer.json that transformers' "

@@ -79,6 +79,8 @@ def generate(model: Transformer, prompt_ids, max_new_tokens: int, *, temperature
              top_p=None, greedy=False, seed=None, use_cache=True, stop_id=None) -> list[int]:
     """Continue `prompt_ids` by up to `max_new_tokens` tokens; returns only the new ids.
 
+    stop_id: an id, or a collection of ids, that ends the text (it is returned as the last id).
+
     Context policy (the same with and without the cache, so both give identical
     tokens): the model sees at most its context length `window`. A longer
     prompt keeps its last `window` tokens. When the generated text fills the
@@ -97,6 +99,7 @@ def generate(model: Transformer, prompt_ids, max_new_tokens: int, *, temperature
     device = next(model.parameters()).device
     window = model.cfg.max_seq_len
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    stops = set() if stop_id is None else {int(stop_id)} if isinstance(stop_id, int) else {int(i) for i in stop_id}
 
     ids = list(prompt_ids)
     start = max(0, len(ids) - window)          # the model's context is ids[start:]
@@ -115,6 +118,6 @@ def generate(model: Transformer, prompt_ids, max_new_tokens: int, *, temperature
         token = int(sample_next(logits, temperature, top_k, top_p, greedy, generator)[0])
         ids.append(token)
         new_ids.append(token)
-        if stop_id is not None and token == stop_id:
+        if token in stops:
             break
     return new_ids
