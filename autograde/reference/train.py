@@ -2,7 +2,7 @@
 
 Deterministic: one seed fixes the tokenizer (BPE has a documented
 tie-break), the train/validation split, the initial weights, the batch order
-and the samples. CPU training uses a fixed number of threads (2) because the
+and the samples. CPU training uses a fixed number of threads (1, TrainSettings.threads) because the
 order of floating-point reductions, and so the last bits of every weight,
 depend on it.
 """
