@@ -11,6 +11,8 @@ model_fn wrapper (NoGradModel); the grader's parent (pipeline) and child (worker
 Values cross the boundary as one JSON document plus one safetensors file:
 
     tensor           {"$tensor": "t3"}           the tensor named t3 in the .safetensors file
+    permuted view    {"$view": ["t3", [0, 2, 1]]}  t3.permute(0, 2, 1): a transposed input stays
+                                                 non-contiguous (other strided layouts are sent contiguous)
     bytes            {"$bytes": "00ff"}          hex
     tuple            {"$tuple": [...]}
     dict             {"$dict": [[key, value], ...]}   (keys: str, int, float, bool, None, tuple)
@@ -125,8 +127,24 @@ class _Encoder:
         if t.is_complex():
             raise WireError("a complex tensor")
         name = f"t{len(self.tensors)}"
-        self.tensors[name] = t.detach().clone().contiguous()
-        return {"$tensor": name}
+        order = _layout_order(t)
+        if order is None:                   # contiguous, or a layout no permutation explains: sent contiguous
+            self.tensors[name] = t.detach().clone().contiguous()
+            return {"$tensor": name}
+        # a permuted view (x.transpose(1, 2), x.mT): sent as the contiguous tensor it views, and
+        # the permutation that gives the same layout back, so a case's non-contiguous input stays one
+        self.tensors[name] = t.detach().permute(order).clone().contiguous()
+        back = sorted(range(t.dim()), key=order.__getitem__)
+        return {"$view": [name, back]}
+
+
+def _layout_order(t: torch.Tensor) -> list[int] | None:
+    """For a non-contiguous tensor whose memory is a permutation of its dimensions, that
+    permutation (t.permute(order) is contiguous); else None."""
+    if t.is_contiguous() or t.dim() < 2:
+        return None
+    order = sorted(range(t.dim()), key=lambda d: (-t.stride(d), -t.shape[d]))
+    return order if t.permute(order).is_contiguous() and order != list(range(t.dim())) else None
 
 
 def _type_name(value) -> str:
@@ -181,6 +199,11 @@ class _Decoder:
         (tag, body), = obj.items()
         if tag == "$tensor" and type(body) is str and body in self.tensors:
             return self.tensors[body]
+        if tag == "$view" and type(body) is list and len(body) == 2 and type(body[0]) is str \
+                and body[0] in self.tensors and type(body[1]) is list \
+                and sorted(body[1]) == list(range(self.tensors[body[0]].dim())) \
+                and all(type(d) is int for d in body[1]):
+            return self.tensors[body[0]].permute(body[1])
         if tag == "$generator" and type(body) is str and body in self.tensors:
             try:
                 return torch.Generator().set_state(self.tensors[body])

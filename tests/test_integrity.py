@@ -233,3 +233,19 @@ def test_a_regrade_and_course_check_with_the_secret_agree_with_course_grade(tmp_
     checked = json.loads(capsys.readouterr().out)
     assert checked["seeds"] == runs[0]["seeds"]
     assert {t["name"]: t["score"] for t in checked["tests"]} == runs[0]["tests"]
+
+
+def test_a_transposed_input_crosses_the_wire_as_a_transposed_view():
+    """Cases with non-contiguous inputs must reach the sandbox as such, or they test nothing there."""
+    from autograde.protocol import WireError, dumps, loads
+
+    x = torch.randn(2, 3, 4, 5)
+    for view in (x.transpose(1, 2), x.mT, x.permute(3, 0, 2, 1)):
+        back = loads(*dumps(view))
+        assert torch.equal(back, view) and not back.is_contiguous() and back.stride() == view.stride()
+    assert loads(*dumps(x[:, ::2])).is_contiguous()          # other layouts: the values, contiguous
+    data, tensors = dumps(x.mT)
+    bad = data.replace(b"[0, 1, 3, 2]", b"[0, 1, 3, 3]")
+    assert bad != data
+    with pytest.raises(WireError):
+        loads(bad, tensors)
