@@ -116,7 +116,11 @@ def test_a_forbidden_function_is_found_wherever_the_step_can_reach_it():
               "    return getattr(F, 'scaled_dot_product_attention')(q, k, v)\n"
     reference = "def scaled_dot_product_attention(q, k, v, mask=None):\n" \
                 "    return ref.scaled_dot_product_attention(q, k, v, mask)\n"
-    for source in (direct, alias, helper, imported, hidden, by_name, reference):
+    functional = "def scaled_dot_product_attention(q, k, v, mask=None):\n" \
+                 "    return ref.fn.scaled_dot_product_attention(q, k, v, mask)\n"
+    functional_import = "from autograde.reference.functional import scaled_dot_product_attention as s\n" \
+                        "def scaled_dot_product_attention(q, k, v, mask=None):\n    return s(q, k, v, mask)\n"
+    for source in (direct, alias, helper, imported, hidden, by_name, reference, functional, functional_import):
         found = report(source).forbidden
         assert set(found) == {"attention.sdpa"}, source
         assert found["attention.sdpa"].what.endswith("scaled_dot_product_attention")

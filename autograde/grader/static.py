@@ -322,12 +322,26 @@ def _reachable(function: str, defs: dict[str, list[tuple[str, ast.stmt]]]) -> li
     return out
 
 
+# The reference model's math lives in autograde.reference.functional; autograde.reference.model
+# re-exports it (the same objects) and holds the module itself as `fn`. A forbidden reference
+# function is listed under .model: these spellings name the same function.
+SAME_MODULE = (("autograde.reference.model.fn.", "autograde.reference.model."),
+               ("autograde.reference.functional.", "autograde.reference.model."))
+
+
+def _canonical(dotted: str) -> str:
+    for prefix, same in SAME_MODULE:
+        if dotted.startswith(prefix):
+            return same + dotted[len(prefix):]
+    return dotted
+
+
 def _refers_to(node: ast.AST, forbidden: tuple[str, ...], aliases: dict[str, set[str]]) -> str | None:
     """The forbidden dotted name this node denotes, if any."""
     if isinstance(node, (ast.Attribute, ast.Name)):
         for dotted in _dotted(node, aliases):
             for name in forbidden:
-                if dotted == name:
+                if _canonical(dotted) == name:
                     return name
         if isinstance(node, ast.Attribute):
             # a torch function reached through an object the source does not name: x.softmax(...),
@@ -345,8 +359,8 @@ def _refers_to(node: ast.AST, forbidden: tuple[str, ...], aliases: dict[str, set
                 return full
     if isinstance(node, ast.ImportFrom) and node.module and not node.level:
         for alias in node.names:
-            if f"{node.module}.{alias.name}" in forbidden:
-                return f"{node.module}.{alias.name}"
+            if _canonical(f"{node.module}.{alias.name}") in forbidden:
+                return _canonical(f"{node.module}.{alias.name}")
     return None
 
 
