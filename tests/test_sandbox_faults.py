@@ -276,11 +276,14 @@ def test_a_function_that_blocks_sigalrm_fails_its_step_with_a_timeout(tmp_path):
                       "    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])\n    while True:\n        pass\n")
     path = tmp_path / "02_attention.ipynb"
     path.write_text(json.dumps(nb), encoding="utf-8")
-    result = grade_notebook(path, Limits(timeout=120, call_timeout=3))
+    # the static pass refuses `import signal` before anything runs: turned off here, to show the sandbox alone
+    result = grade_notebook(path, Limits(timeout=120, call_timeout=3), refuse_escapes=False)
     tests = {t["name"]: t for t in result["tests"]}
     assert tests["check_causal_mask"]["score"] == 0
-    # the mask's steps, and multi_head's that calls the mask, are timeouts (not crashes); the rest pass
-    keys = {s["key"] for t in tests.values() for s in t["steps"] if not s["passed"]}
+    # the mask's steps, and multi_head's that calls the mask (said as "its dependency failed"), are
+    # timeouts (not crashes); the rest pass
+    keys = {s["params"].get("detail_key") if s["key"] == "dependency_failed" else s["key"]
+            for t in tests.values() for s in t["steps"] if not s["passed"]}
     assert keys == {"timeout"}, keys
     assert all(tests[name]["status"] == "passed" for name in ("check_softmax", "check_sdpa", "check_rope"))
 
