@@ -389,9 +389,9 @@ class Greedy(SamplingCheck):
             ties[0, :2] = ties[0].max() + 1                    # a tie for the maximum in the first row
             edges = _rows(g, B, V)
             edges[0, 0], edges[1, -1] = 9.0, 9.0               # the maximum at id 0 and at id V - 1
-            return [Case(f"randint(-2, 3, ({B}, {V})), ties", (ties,)),
+            return [Case(f"randint(-2, 3, ({B}, {V}))", (ties,)),
                     Case(f"randn({B + 1}, {V + 5})", (_rows(g, B + 1, V + 5),)),
-                    Case(f"randn({B}, {V}), max at id 0 and id {V - 1}", (edges,)),
+                    Case(f"randn({B}, {V}), argmax: [0, {V - 1}, ...]", (edges,)),
                     Case(f"randn({B}, 1), V=1", (_rows(g, B, 1),))]
         return [Case("[[0, 5, 5], [5, 5, 0]]", (torch.tensor([[0.0, 5.0, 5.0], [5.0, 5.0, 0.0]]),)),
                 Case("[[1, 3, 3, 0], [2, 2, 2, 2], [-1, -4, -1, -3]]",
@@ -461,11 +461,11 @@ class TopK(SamplingCheck):
             B, V = int(torch.randint(2, 5, (1,), generator=g)), int(torch.randint(5, 30, (1,), generator=g))
             k = int(torch.randint(2, V - 1, (1,), generator=g))
             return [Case(f"randn({B}, {V}), k={k}", (_rows(g, B, V), k)),
-                    Case(f"randn({B}, {V}) with a tie at place {k}, k={k}", (_tie_at_k(g, B, V, k), k)),
+                    Case(f"randn({B}, {V}) (sorted[{k - 1}] == sorted[{k}]), k={k}", (_tie_at_k(g, B, V, k), k)),
                     Case(f"randint(-3, 4, ({B}, {V})), k={k}", (torch.randint(-3, 4, (B, V), generator=g).float(), k)),
                     Case(f"randn({B}, {V}), k=1", (_rows(g, B, V), 1)),
-                    Case(f"randn({B}, {V}), k={V} (= V)", (_rows(g, B, V), V)),
-                    Case(f"randn({B}, {V}), k={V + 3} (> V)", (_rows(g, B, V), V + 3))]
+                    Case(f"randn({B}, {V}), k={V} = V", (_rows(g, B, V), V)),
+                    Case(f"randn({B}, {V}), k={V + 3} > V", (_rows(g, B, V), V + 3))]
         return [Case("[[0, 3, 1, 2], [4, -1, 2, 0]], k=2", (torch.tensor([[0.0, 3.0, 1.0, 2.0], [4.0, -1.0, 2.0, 0.0]]), 2)),
                 Case("[[3, 1, 1, 0], [1, 1, 3, 0]], k=2", (torch.tensor([[3.0, 1.0, 1.0, 0.0], [1.0, 1.0, 3.0, 0.0]]), 2)),
                 Case("[[2, 5, 5, 5, 1]], k=2", (torch.tensor([[2.0, 5.0, 5.0, 5.0, 1.0]]), 2)),
