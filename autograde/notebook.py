@@ -59,7 +59,7 @@ def device() -> torch.device:
 
 def check(step: str, fn=None, *, hidden: bool = False, save: bool = True) -> dict:
     """Check one step now; print the result in the notebook's language."""
-    result = run_check(step, fn, hidden=hidden)
+    result = run_check(step, fn, hidden=hidden, remember=True)
     print(describe(result, get_language()))
     if result["passed"] and save and not hidden and fn is not None:
         save_piece(step, fn)

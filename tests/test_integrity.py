@@ -203,8 +203,27 @@ def test_a_failure_caused_by_a_dependency_names_the_dependency():
     text = describe(blamed, "en")
     assert "sampling.top_k" in text and "fix that first" in text and "(0,)" in text
     assert "sampling.top_k" in describe(blamed, "ko")
-    # a dependency that passed, or a step that passed, is left alone
+    # a dependency that passed is left alone, and so is a step whose own known mistake was named
     assert blame_dependency(failed, ("sampling.top_k",), {"sampling.top_k": True}) == failed
+    named = {**failed, "key": "mistake_sample_order", "params": {}}
+    assert blame_dependency(named, ("sampling.top_k",), {"sampling.top_k": False}) == named
+
+
+def test_the_notebooks_check_remembers_a_failed_dependency_and_tests_do_not():
+    def broken_top_k(logits, k):
+        return logits * 0
+
+    def sample_next(logits, generator, temperature=1.0, top_k=None, top_p=None):
+        logits = logits / temperature
+        if top_k is not None:
+            logits = broken_top_k(logits, top_k)
+        return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)
+
+    assert run_check("sampling.top_k", broken_top_k, remember=True)["passed"] is False
+    remembered = run_check("sampling.sample_next", sample_next, remember=True)
+    plain = run_check("sampling.sample_next", sample_next)
+    assert not plain["passed"] and plain["key"] != "dependency_failed"
+    assert remembered["key"] in ("dependency_failed", plain["key"])    # a named mistake stays named
 
 
 @needs_reference

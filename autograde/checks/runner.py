@@ -197,8 +197,12 @@ def call_student(fn: Callable, case: Case, forbidden: tuple[str, ...] = ()) -> t
 
 
 def run_check(step: str, fn: Callable | None, hidden: bool = False, seed: int | None = None,
-              device: str | torch.device = "cpu") -> dict:
-    """All cases of one step. Returns {"step", "passed", "key", "params", "case", "n", "seed"}."""
+              device: str | torch.device = "cpu", remember: bool = False) -> dict:
+    """All cases of one step. Returns {"step", "passed", "key", "params", "case", "n", "seed"}.
+
+    remember: record the outcome in LAST_RESULTS and, when this step fails without a named mistake
+    while a step it depends on failed its latest check, say so (the notebook's check() does this;
+    a process that checks unrelated functions one after another, like a test, should not)."""
     check = get_check(step)
     seed = draw_seed(hidden, step) if seed is None else seed
     result = {"step": step, "seed": seed, "hidden": hidden, "points": check.points}
@@ -219,22 +223,33 @@ def run_check(step: str, fn: Callable | None, hidden: bool = False, seed: int | 
         if not verdict.passed:
             failed = {**result, "passed": False, "key": verdict.key, "params": _jsonable(verdict.params),
                       "case": verdict.case, "n": len(cases)}
+            if not remember:
+                return failed
             LAST_RESULTS[step] = False
             return blame_dependency(failed, check.depends, LAST_RESULTS)
-    LAST_RESULTS[step] = True
+    if remember:
+        LAST_RESULTS[step] = True
     return {**result, "passed": True, "key": "ok", "params": {}, "case": "", "n": len(cases)}
 
 
 LAST_RESULTS: dict[str, bool] = {}     # step -> passed, the latest check of each step in this process
 
 
+# Failures that say only that the output is off: these may come from a dependency. A named mistake
+# of the step itself, a forbidden call, a changed input, a tampered library ... stay as they are.
+UNEXPLAINED = frozenset({"wrong_values", "wrong_value", "wrong_item", "wrong_shape", "wrong_type", "wrong_dtype",
+                         "wrong_length", "wrong_keys", "nan_output", "inf_output", "raised", "timeout",
+                         "wrong_exception", "did_not_raise", "wrong_generated_token", "grader_crashed"})
+
+
 def blame_dependency(result: dict, depends: tuple[str, ...], passed: dict[str, bool]) -> dict:
-    """A failed result whose function calls a step that failed its own check too: say to fix
-    that one first (the failure here may be its consequence), keeping this step's own detail.
+    """A failed result, with no known mistake of its own, whose function calls a step that failed
+    its own check too: say to fix that one first (the failure here may be its consequence),
+    keeping this step's own detail.
 
     passed: step -> whether its latest check passed (in the grader: this submission's results)."""
     broken = [d for d in depends if passed.get(d) is False]
-    if result["passed"] or not broken:
+    if result["passed"] or not broken or result["key"] not in UNEXPLAINED:
         return result
     detail = {"key": result["key"], "params": result["params"]}
     return {**result, "key": "dependency_failed",

@@ -108,12 +108,12 @@ register_messages({
         "ko": "점수를 d_k 자체로 나눴습니다. d_k의 제곱근 sqrt(d_k)로 나눠야 합니다"},
     "mistake_attention_scale_len": {
         "en": "the scale used the sequence length (shape[-2]) as d_k; d_k is the width of one head, q.shape[-1]",
-        "ko": "스케일에 시퀀스 길이(shape[-2])를 d_k로 썼습니다. d_k는 헤드 하나의 너비인 q.shape[-1]입니다"},
+        "ko": "스케일에 시퀀스 길이(shape[-2])를 d_k로 썼습니다. d_k는 헤드 하나의 폭인 q.shape[-1]입니다"},
     "mistake_attention_scale_dmodel": {
         "en": "the scores were scaled by sqrt(d_model), the width of the whole model; "
               "scale by sqrt(d_k), the width of one head (d_model / n_head)",
-        "ko": "점수를 모델 전체 너비의 제곱근 sqrt(d_model)로 나눴습니다. "
-              "헤드 하나의 너비(d_model / n_head)인 d_k의 제곱근 sqrt(d_k)로 나눠야 합니다"},
+        "ko": "점수를 모델 전체 폭의 제곱근 sqrt(d_model)로 나눴습니다. "
+              "헤드 하나의 폭(d_model / n_head)인 d_k의 제곱근 sqrt(d_k)로 나눠야 합니다"},
     "mistake_attention_axis": {
         "en": "the softmax ran over the queries (dim=-2) instead of the keys (dim=-1)",
         "ko": "소프트맥스를 키 방향(dim=-1)이 아니라 쿼리 방향(dim=-2)으로 계산했습니다"},
@@ -201,7 +201,7 @@ register_messages({
     "mistake_rope_wrong_axis": {
         "en": "the halves were taken along the wrong axis: rotate_half splits the last axis (the head width D), "
               "not the heads or the positions",
-        "ko": "절반을 엉뚱한 축에서 나눴습니다: rotate_half는 헤드나 위치 축이 아니라 마지막 축(헤드 너비 D)을 나눕니다"},
+        "ko": "절반을 엉뚱한 축에서 나눴습니다: rotate_half는 헤드나 위치 축이 아니라 마지막 축(헤드 폭 D)을 나눕니다"},
     "mistake_rope_own_tables": {
         "en": "the rotation ignores the cos and sin it was given (tables for positions 0..T-1 were rebuilt "
               "inside): use the arguments, the positions may start anywhere",
