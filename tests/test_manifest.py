@@ -48,6 +48,21 @@ def test_every_step_has_a_check_and_every_check_a_step():
                                                                           entry.needs_model), step_id
 
 
+def test_no_check_class_repeats_what_the_manifest_says():
+    """One source of truth: the classes get function, points and needs_reference from steps.toml
+    (the registry refuses a contradiction; this keeps even an agreeing copy out)."""
+    import autograde.checks.steps as steps_package
+    import ast as ast_
+
+    for path in sorted(__import__("pathlib").Path(steps_package.__path__[0]).glob("*.py")):
+        for node in ast_.walk(ast_.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast_.ClassDef):
+                for item in node.body:
+                    targets = item.targets if isinstance(item, ast_.Assign) else []
+                    names = {n.id for t in targets for n in ast_.walk(t) if isinstance(n, ast_.Name)}
+                    assert not names & {"function", "points", "needs_reference"}, (path.name, node.name, names)
+
+
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_the_solutions_define_each_step_with_its_manifest_signature(assignment):
     signatures = _signatures(assignment)

@@ -355,7 +355,7 @@ def _other_axis(k):
 
 @register
 class Softmax(AttentionCheck):
-    step, function, points = "attention.softmax", "softmax", 1
+    step = "attention.softmax"
     forbidden = ("torch.softmax", "torch.nn.functional.softmax", "torch.Tensor.softmax", "torch.special.softmax",
                  "autograde.reference.model.softmax")
     mutants = {
@@ -441,7 +441,7 @@ def _sdpa_batch(q, k, v, mask=None):
 
 @register
 class Attention(AttentionCheck):
-    step, function, points = "attention.sdpa", "scaled_dot_product_attention", 2
+    step = "attention.sdpa"
     forbidden = ("torch.nn.functional.scaled_dot_product_attention",
                  "autograde.reference.model.scaled_dot_product_attention",
                  "autograde.reference.model.attention_weights")
@@ -517,7 +517,7 @@ class Attention(AttentionCheck):
 
 @register
 class CausalMask(AttentionCheck):
-    step, function, points = "attention.causal_mask", "causal_mask", 1
+    step = "attention.causal_mask"
     forbidden = ("autograde.reference.model.causal_mask",)
     mutants = {
         "mistake_mask_off_by_one": lambda t: torch.ones(t, t, dtype=torch.bool).tril(-1),
@@ -578,7 +578,7 @@ def _merge(x, how="ok"):
 
 @register
 class SplitHeads(AttentionCheck):
-    step, function, points = "attention.split_heads", "split_heads", 1
+    step = "attention.split_heads"
     forbidden = ("autograde.reference.model.split_heads",)
     mutants = {
         "mistake_heads_order": lambda x, n: _split(x, n, "order"),
@@ -607,7 +607,7 @@ class SplitHeads(AttentionCheck):
 
 @register
 class MergeHeads(AttentionCheck):
-    step, function, points = "attention.merge_heads", "merge_heads", 1
+    step = "attention.merge_heads"
     forbidden = ("autograde.reference.model.merge_heads",)
     mutants = {
         "mistake_merge_order": lambda x: _merge(x, "order"),
@@ -683,7 +683,7 @@ def _rope_tables(positions: torch.Tensor, d: int, dtype=torch.float32):
 
 @register
 class Rope(AttentionCheck):
-    step, function, points = "attention.rope", "apply_rope", 1
+    step = "attention.rope"
     forbidden = ("autograde.reference.model.apply_rope", "autograde.reference.model.rotate_half")
     mutants = {
         "mistake_rope_sign": _rope_wrong_sign,
@@ -761,7 +761,7 @@ def _mha_variant(**options):
 @register
 class MultiHead(AttentionCheck):
     """The reference model's attention layers, on real and random inputs, and random GQA shapes."""
-    step, function, points = "attention.multi_head", "multi_head_attention", 2
+    step = "attention.multi_head"
     forbidden = ("torch.nn.functional.scaled_dot_product_attention", "torch.nn.MultiheadAttention")
     depends = ("attention.split_heads", "attention.merge_heads", "attention.rope", "attention.sdpa",
                "attention.causal_mask")

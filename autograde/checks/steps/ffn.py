@@ -351,7 +351,7 @@ class FfnCheck(Check):
 
 @register
 class ReluFFN(FfnCheck):
-    step, function, points = "ffn.relu_ffn", "relu_ffn", 1
+    step = "ffn.relu_ffn"
     mutants = {
         "mistake_ffn_no_bias": lambda *a: _relu_ffn(*a, use_b1=False, use_b2=False),
         "mistake_ffn_no_bias_1": lambda *a: _relu_ffn(*a, use_b1=False),
@@ -406,7 +406,7 @@ def _tanh_exp(u):
 
 @register
 class Gelu(FfnCheck):
-    step, function, points = "ffn.gelu", "gelu", 1
+    step = "ffn.gelu"
     forbidden = ("torch.nn.functional.gelu", "torch.nn.GELU", "autograde.reference.model.gelu")
     mutants = {
         "mistake_gelu_erf": lambda x: F.gelu(x),
@@ -451,7 +451,7 @@ def _swiglu(x, W_gate, W_up, W_down, *, variant="ok"):
 
 @register
 class SwiGLU(FfnCheck):
-    step, function, points = "ffn.swiglu", "swiglu_ffn", 1
+    step = "ffn.swiglu"
     mutants = {
         "mistake_swiglu_swapped": lambda *a: _swiglu(*a, variant="swapped"),
         "mistake_swiglu_sigmoid": lambda *a: _swiglu(*a, variant="sigmoid"),
@@ -520,7 +520,7 @@ def _with_tiny_rows(x: torch.Tensor) -> torch.Tensor:
 
 @register
 class RMSNorm(FfnCheck):
-    step, function, points = "ffn.rms_norm", "rms_norm", 1
+    step = "ffn.rms_norm"
     forbidden = ("torch.nn.functional.rms_norm", "torch.rms_norm", "torch.nn.RMSNorm",
                  "autograde.reference.model.RMSNorm.forward")
     mutants = {
@@ -651,7 +651,7 @@ def random_weights(cfg: dict, g: torch.Generator) -> dict[str, torch.Tensor]:
 @register
 class Block(FfnCheck):
     """The reference model's Block on the real residual stream."""
-    step, function, points = "ffn.block", "transformer_block", 2
+    step = "ffn.block"
     forbidden = ("autograde.reference.model.Block.forward",)
     depends = ("ffn.rms_norm", "ffn.swiglu")
     mutants = {
@@ -750,7 +750,7 @@ def _forward(ids, weights, cfg, *, final_norm=True, rope=True, probabilities=Fal
 @register
 class Forward(FfnCheck):
     """Logits of the student's stack against the reference Transformer."""
-    step, function, points = "ffn.forward", "forward", 2
+    step = "ffn.forward"
     forbidden = ("autograde.reference.model.Transformer.forward", "autograde.reference.model.Block.forward")
     depends = ("ffn.block", "ffn.rms_norm")
     mutants = {

@@ -326,7 +326,7 @@ def _code(t: torch.Tensor) -> str:
 class Temperature(SamplingCheck):
     """Logits mean the same thing up to a constant per row, so the verdict
     compares the distributions softmax(output) and softmax(logits / T)."""
-    step, function, points = "sampling.temperature", "apply_temperature", 1
+    step = "sampling.temperature"
     forbidden = ("autograde.reference.sampling.apply_temperature",)
     mutants = {
         "mistake_temperature_probabilities": lambda z, t: torch.softmax(z / t, dim=-1),
@@ -374,7 +374,7 @@ class Temperature(SamplingCheck):
 
 @register
 class Greedy(SamplingCheck):
-    step, function, points = "sampling.greedy", "greedy", 1
+    step = "sampling.greedy"
     mutants = {
         "mistake_greedy_axis": lambda z: z.argmax(dim=0),
         "mistake_greedy_tie": lambda z: z.shape[-1] - 1 - z.flip(-1).argmax(dim=-1),
@@ -445,7 +445,7 @@ def _tie_at_k(g, B, V, k):
 class TopK(SamplingCheck):
     """The first case has no ties, so that keeping k + 1 tokens is told apart from keeping the
     tied ones; the next ones put a tie exactly at the k-th place."""
-    step, function, points = "sampling.top_k", "top_k_filter", 1
+    step = "sampling.top_k"
     forbidden = ("autograde.reference.sampling.top_k_filter", "autograde.reference.sampling.next_token_distribution")
     mutants = {
         "mistake_topk_ties": lambda z, k: _topk_threshold(z, k),
@@ -524,7 +524,7 @@ def _nucleus_rows(g, B, V):
 class TopP(SamplingCheck):
     """Every p lies well between two cumulative sums, so that any correct way
     of summing (float32, float64, another order) keeps the same tokens."""
-    step, function, points = "sampling.top_p", "top_p_filter", 2
+    step = "sampling.top_p"
     forbidden = ("autograde.reference.sampling.top_p_filter", "autograde.reference.sampling.next_token_distribution")
     mutants = {
         "mistake_topp_tie_order": lambda z, p: _topp(z.flip(-1), p).flip(-1),
@@ -669,7 +669,7 @@ class SampleNext(SamplingCheck):
     of the pieces it calls (apply_temperature, top_k_filter, top_p_filter): when one matches,
     the piece is named, not sample_next. "Always the most likely token" is only said on a case
     without filters, where no filter can explain it."""
-    step, function, points = "sampling.sample_next", "sample_next", 2
+    step = "sampling.sample_next"
     depends = ("sampling.temperature", "sampling.top_k", "sampling.top_p")
     forbidden = ("autograde.reference.sampling.sample_next", "autograde.reference.sampling.next_token_distribution")
     mutants = {
@@ -878,9 +878,8 @@ def long_prompt(length: int) -> list[int]:
 
 @register
 class Generate(SamplingCheck):
-    step, function, points = "sampling.generate", "generate", 2
+    step = "sampling.generate"
     depends = ("sampling.greedy", "sampling.sample_next")
-    needs_reference = True       # the sandbox must provide the reference model
     forbidden = ("autograde.reference.sampling.generate",)
     mutants = {
         "mistake_generate_first_position": lambda *a, **kw: generate_loop(*a, **kw, mistake="first_position"),
@@ -1002,9 +1001,8 @@ def _cached(model, prompt, max_new_tokens, generator=None, temperature=1.0, top_
 
 @register
 class GenerateWithCache(SamplingCheck):
-    step, function, points = "sampling.generate_with_cache", "generate_with_cache", 1
+    step = "sampling.generate_with_cache"
     depends = ("sampling.greedy", "sampling.sample_next")
-    needs_reference = True
     forbidden = ("autograde.reference.sampling.generate",)
     mutants = {
         "mistake_cache_full_input": lambda *a, **kw: _cached(*a, **kw, mistake="full_input"),

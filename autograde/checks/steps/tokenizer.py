@@ -272,7 +272,7 @@ def random_text(rng: random.Random, n: int, pool: str = POOL) -> str:
 
 @register
 class Utf8Bytes(TokenizerCheck):
-    step, function, points = "tokenizer.utf8_bytes", "utf8_bytes", 1
+    step = "tokenizer.utf8_bytes"
     mutants = {
         "mistake_utf8_code_points": lambda text: [ord(c) for c in text],
         "mistake_utf8_bytes_object": lambda text: text.encode("utf-8"),
@@ -304,7 +304,7 @@ class Utf8Bytes(TokenizerCheck):
 
 @register
 class CountPairs(TokenizerCheck):
-    step, function, points = "tokenizer.count_pairs", "count_pairs", 1
+    step = "tokenizer.count_pairs"
     forbidden = ("autograde.reference.tokenizer.count_pairs",)
     mutants = {
         "mistake_pairs_step_two": lambda ids: _tally(zip(ids[0::2], ids[1::2])),   # (0,1), (2,3), ...
@@ -389,7 +389,7 @@ def _merge_first_only(ids, pair, new_id):
 
 @register
 class MergePair(TokenizerCheck):
-    step, function, points = "tokenizer.merge_pair", "merge_pair", 1
+    step = "tokenizer.merge_pair"
     forbidden = ("autograde.reference.tokenizer.merge_pair",)
     mutants = {
         "mistake_merge_skip_one": _merge_skip_one,
@@ -458,7 +458,7 @@ def train_loop(text: str, n_merges: int, *, tie: str = "smallest", replace: bool
 
 @register
 class TrainBPE(TokenizerCheck):
-    step, function, points = "tokenizer.train_bpe", "train_bpe", 2
+    step = "tokenizer.train_bpe"
     forbidden = ("autograde.reference.tokenizer.train_merges", "autograde.reference.tokenizer.BPETokenizer.train")
     mutants = {
         "mistake_bpe_tiebreak": lambda text, n: train_loop(text, n, tie="first"),
@@ -567,7 +567,7 @@ def shuffled(merges, seed: int):
 
 @register
 class Encode(TokenizerCheck):
-    step, function, points = "tokenizer.encode", "encode", 1
+    step = "tokenizer.encode"
     forbidden = ("autograde.reference.tokenizer.BPETokenizer.encode",
                  "autograde.reference.tokenizer.BPETokenizer.encode_ordinary",
                  "autograde.reference.tokenizer.BPETokenizer._encode_chunk")
@@ -620,7 +620,7 @@ def decode_with(ids, merges, errors: str = "replace") -> str:
 
 @register
 class Decode(TokenizerCheck):
-    step, function, points = "tokenizer.decode", "decode", 1
+    step = "tokenizer.decode"
     forbidden = ("autograde.reference.tokenizer.BPETokenizer.decode",
                  "autograde.reference.tokenizer.BPETokenizer.decode_bytes")
     mutants = {
@@ -679,7 +679,7 @@ class Decode(TokenizerCheck):
 
 @register
 class PreSplit(TokenizerCheck):
-    step, function, points = "tokenizer.pre_split", "pre_split", 1
+    step = "tokenizer.pre_split"
     mutants = {"mistake_split_whitespace": lambda text: text.split(),
                "mistake_split_split": lambda text: regex.split(GPT4_SPLIT_PATTERN, text)}
     sequence = "chunks"
@@ -733,7 +733,7 @@ def _specials_no_pre_split(text, merges, special_tokens, allowed):
 class EncodeWithSpecials(TokenizerCheck):
     """`allowed` is passed as a tuple: sets do not cross the grader's wire format, and
     `in`, `sorted` and truth tests work the same on both."""
-    step, function, points = "tokenizer.encode_with_specials", "encode_with_specials", 2
+    step = "tokenizer.encode_with_specials"
     forbidden = ("autograde.reference.tokenizer.BPETokenizer.encode",
                  "autograde.reference.tokenizer.BPETokenizer.encode_ordinary",
                  "autograde.reference.tokenizer.BPETokenizer._encode_chunk")
