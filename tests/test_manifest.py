@@ -3,6 +3,7 @@ the reference model: the notebooks' test cells, the grader's plan and the check 
 with it, and the solutions define exactly the functions it names."""
 import ast
 import json
+from pathlib import Path
 
 import jupytext
 import pytest
@@ -52,14 +53,13 @@ def test_no_check_class_repeats_what_the_manifest_says():
     """One source of truth: the classes get function, points and needs_reference from steps.toml
     (the registry refuses a contradiction; this keeps even an agreeing copy out)."""
     import autograde.checks.steps as steps_package
-    import ast as ast_
 
-    for path in sorted(__import__("pathlib").Path(steps_package.__path__[0]).glob("*.py")):
-        for node in ast_.walk(ast_.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast_.ClassDef):
+    for path in sorted(Path(steps_package.__path__[0]).glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
                 for item in node.body:
-                    targets = item.targets if isinstance(item, ast_.Assign) else []
-                    names = {n.id for t in targets for n in ast_.walk(t) if isinstance(n, ast_.Name)}
+                    targets = item.targets if isinstance(item, ast.Assign) else []
+                    names = {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
                     assert not names & {"function", "points", "needs_reference"}, (path.name, node.name, names)
 
 
