@@ -274,6 +274,21 @@ def read(path: Path, max_json: int = MAX_JSON_BYTES, max_tensors: int = MAX_TENS
 
 
 # ----------------------------------------------------------------------------
+# the child's progress file: one JSON object a line (cell/step/case start and end, ready, done)
+
+
+def progress_events(lines):
+    """The lines that are JSON objects, as dicts; anything else the child wrote is skipped."""
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(event, dict):
+            yield event
+
+
+# ----------------------------------------------------------------------------
 # the child's report on one step
 
 

@@ -49,13 +49,7 @@ def test_the_solution_passes(step, solution):
 
 
 def merge_on_a_copy(ids, pair, new_id):
-    ids = list(ids)                     # in place, but on a copy: the caller's list comes back unchanged
-    i = 0
-    while i < len(ids) - 1:
-        if ids[i] == pair[0] and ids[i + 1] == pair[1]:
-            ids[i:i + 2] = [new_id]
-        i += 1
-    return ids
+    return merge_in_place(list(ids), pair, new_id)    # in place, but on a copy: the caller's list is unchanged
 
 
 def encode_merge_by_merge(text, merges):

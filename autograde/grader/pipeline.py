@@ -145,13 +145,7 @@ def read_progress(path: Path) -> dict:
             lines = f.read(4 * 2**20).splitlines()
     except OSError:
         return state
-    for line in lines:
-        try:
-            event = json.loads(line)
-        except (ValueError, RecursionError):
-            continue
-        if not isinstance(event, dict):
-            continue
+    for event in wire.progress_events(lines):
         _time_event(state, opened, event)
         if isinstance(event.get("cell"), int):
             state["cell_running"] = event["cell"] if event.get("phase") == "start" else None

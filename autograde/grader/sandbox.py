@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import json
 import os
 import resource
 import shutil
@@ -73,6 +72,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograde.errors import CourseError
+from autograde.protocol import progress_events
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = REPO_ROOT / "autograde"
@@ -453,14 +453,8 @@ class _Cgroup:
         if self.version == "v2" and (self.dirs[0] / "cgroup.kill").exists():
             _write(self.dirs[0] / "cgroup.kill", 1, optional=True)
         for _ in range(50):                    # a fork between reading the list and the kill: again
-            pids = self.pids()
-            if not pids:
+            if not _kill_all(self.pids()):
                 return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
             time.sleep(0.01)
 
     def memory_events(self) -> int:
@@ -900,13 +894,7 @@ class _ProgressWatch:
         lines = (self.partial + data).split(b"\n")
         self.partial = lines.pop()[-4096:]
         now = time.monotonic()
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except (ValueError, RecursionError):
-                continue
-            if not isinstance(event, dict):
-                continue
+        for event in progress_events(lines):
             for kind in ("cell", "case", "step"):
                 if isinstance(event.get(kind), int):
                     if event.get("phase") == "start":
@@ -980,15 +968,19 @@ def _kill_uid(uid: int) -> None:
     the cgroup, or one that a dead grader left behind). Usually nothing does: a look at /proc is
     enough, and the parent (with torch loaded, slow to fork) forks only when something is found."""
     for _ in range(3):
-        pids = _uid_processes(uid)
-        if not pids:
+        if not _kill_all(_uid_processes(uid)):
             return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
     _kill_uid_by_fork(uid)                 # still some: a fork bomb that outruns the loop above
+
+
+def _kill_all(pids) -> bool:
+    """SIGKILL each pid (gone already: fine); whether there were any."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return bool(pids)
 
 
 def _kill_uid_by_fork(uid: int) -> None:
