@@ -173,7 +173,7 @@ def test_check_table_in_korean_under_lang_c(tmp_path):
     done = course("check", str(path), env=env_with_venv(LANG="C", LC_ALL="C", COURSE_GRADE_TIMEOUT="60"))
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
-    assert "check_softmax" in done.stdout and "통과" in done.stdout and "아직 구현하지 않았습니다" in done.stdout
+    assert "check_softmax" in done.stdout and "통과" in done.stdout and "아직 구현되지 않았습니다" in done.stdout
 
 
 @needs_reference

@@ -127,6 +127,37 @@ class Check:
         """
         return None
 
+    def mistakes(self, case: Case, output: Any) -> list[str]:
+        """Every known mistake whose output matches the student's on this case, in order."""
+        found = []
+        for key, mutants in self.mutants.items():
+            for mutant in mutants if isinstance(mutants, (list, tuple)) else (mutants,):
+                try:
+                    wrong = mutant(*case.args, **case.kwargs)
+                except Exception:
+                    continue
+                if compare_outputs(output, wrong, label=case.label).passed:
+                    found.append(key)
+                    break
+        return found
+
+    def narrow(self, verdict: Verdict, case: Case, output: Any, rest) -> None:
+        """When the first failing case fits several known mistakes, let the other cases decide:
+        the true mistake gives the student's output on every case. rest: (case, output) pairs of
+        the other cases whose call returned. Sets verdict.key to the first mistake (in the check's
+        order) that fits all the cases it can be told apart on."""
+        if verdict.key not in self.mutants:
+            return
+        candidates = self.mistakes(case, output)
+        for other, out in rest:
+            if len(candidates) < 2:
+                break
+            fits = [k for k in candidates if k in self.mistakes(other, out)]
+            if fits:                        # none fits: a variant of a mistake that no mutant spells
+                candidates = fits
+        if candidates:
+            verdict.key = candidates[0]
+
     def diagnose(self, case: Case, output: Any) -> str | None:
         """The first known mistake whose output matches the student's.
 

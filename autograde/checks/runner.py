@@ -210,17 +210,15 @@ def run_check(step: str, fn: Callable | None, hidden: bool = False, seed: int | 
         return {**result, "passed": False, "key": "missing_function", "params": {"function": check.function},
                 "case": "", "n": 0}
     cases = check.cases(seed, hidden)
-    for case in cases:
+    for index, case in enumerate(cases):
         case = dataclasses.replace(case, args=tuple(_to(a, device) for a in case.args))
-        # the student gets copies, so that changing an input in place (x += ...) cannot change
-        # the inputs the reference is computed from afterwards
-        mine = dataclasses.replace(case, args=tuple(_to(a, device, copy=True) for a in case.args),
-                                   kwargs=dict(case.kwargs))
-        output, failure = call_student(fn, mine, check.forbidden)
+        output, failure = _call_on_copies(fn, case, check.forbidden, device)
         if failure is not None and failure.key == "raised":   # a known mistake that raises?
             failure.key = check.explain_raised(case, failure.params["error"], failure.params["text"]) or "raised"
         verdict = failure or check.judge(case, output)
         if not verdict.passed:
+            if failure is None:                                  # which known mistake: the other cases decide
+                check.narrow(verdict, case, output, _other_outputs(fn, cases, index, check.forbidden, device))
             failed = {**result, "passed": False, "key": verdict.key, "params": _jsonable(verdict.params),
                       "case": verdict.case, "n": len(cases)}
             if not remember:
@@ -230,6 +228,25 @@ def run_check(step: str, fn: Callable | None, hidden: bool = False, seed: int | 
     if remember:
         LAST_RESULTS[step] = True
     return {**result, "passed": True, "key": "ok", "params": {}, "case": "", "n": len(cases)}
+
+
+def _call_on_copies(fn, case: Case, forbidden, device):
+    """call_student with copies of the inputs, so that changing one in place (x += ...) cannot
+    change the inputs the reference is computed from afterwards."""
+    mine = dataclasses.replace(case, args=tuple(_to(a, device, copy=True) for a in case.args),
+                               kwargs=dict(case.kwargs))
+    return call_student(fn, mine, forbidden)
+
+
+def _other_outputs(fn, cases, failed: int, forbidden, device):
+    """(case, output) for every case but the failed one whose call returns (lazily: only as many
+    as it takes to tell the candidate mistakes apart)."""
+    for index, case in enumerate(cases):
+        if index != failed:
+            case = dataclasses.replace(case, args=tuple(_to(a, device) for a in case.args))
+            output, failure = _call_on_copies(fn, case, forbidden, device)
+            if failure is None:
+                yield case, output
 
 
 LAST_RESULTS: dict[str, bool] = {}     # step -> passed, the latest check of each step in this process

@@ -301,7 +301,7 @@ def _judge_cases(check, p: Planned, out_file: Path, failure: str | None) -> Verd
         return Verdict(False, "missing_function", {"function": p.function})
     if report.unwritable is not None:
         return Verdict(False, "grader_bad_output", {"reason": report.unwritable})
-    for case, entry in zip(p.cases, report.cases):
+    for index, (case, entry) in enumerate(zip(p.cases, report.cases)):
         if entry.calls is not None and not record_spy_calls(case, entry.calls):
             return Verdict(False, "grader_bad_output", {"reason": "a call record without a model"}, case.label)
         if entry.err is not None:
@@ -311,6 +311,10 @@ def _judge_cases(check, p: Planned, out_file: Path, failure: str | None) -> Verd
             return verdict
         try:
             verdict = check.judge(case, entry.out)
+            if not verdict.passed:           # which known mistake: the other cases decide
+                others = [(c, e.out) for i, (c, e) in enumerate(zip(p.cases, report.cases))
+                          if i != index and e.err is None and e.calls is None]
+                check.narrow(verdict, case, entry.out, others)
         except Exception as exc:     # an output so odd that the comparison itself failed
             verdict = Verdict(False, "grader_judge_error", {"reason": f"{type(exc).__name__}: {str(exc)[:200]}"},
                               case.label)
