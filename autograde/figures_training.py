@@ -39,8 +39,10 @@ def schedule(step: int, settings: dict) -> float:
 
 
 def loss_curve(log: dict, lang: str = "en"):
-    """The figure, drawn on the current pyplot backend."""
-    import matplotlib.pyplot as plt
+    """The figure (pyplot with the Hangul font registered; a notebook keeps its inline backend)."""
+    from autograde.figures import _pyplot
+
+    plt = _pyplot()
 
     if lang not in LABELS:
         raise ValueError(f"language must be one of {LANGS}, not {lang!r}")

@@ -381,3 +381,27 @@ def test_the_notebook_in_the_sandbox(tmp_path, kind, lang):
             assert test["status"] != "passed" and "Traceback" not in test["output"], test
             lines = test["output"].strip().splitlines()
             assert lines and all(line.startswith("❌") and "NotImplementedError" in line for line in lines), test
+
+
+# ----------------------------------------------------------------------------
+# the loss-curve figure
+
+
+def test_the_loss_curve_is_drawn_from_the_training_log(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from autograde import figures_training
+
+    log = json.loads((REPO / "autograde" / "data" / "reference" / "train_log.json").read_text(encoding="utf-8"))
+    fig = figures_training.loss_curve(log, "ko")
+    ax = fig.axes[0]
+    assert [len(line.get_xdata()) for line in ax.lines[:3]] == [len(log["history"])] * 3
+    assert ax.get_title() == figures_training.LABELS["ko"]["title"]
+    assert any(line.get_xdata()[0] == log["best_step"] for line in ax.lines[3:])
+    assert figures_training.schedule(0, log["settings"]) == log["settings"]["lr"] / log["settings"]["warmup"]
+    written = figures_training.make_training_figures(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in written] == ["en/figures/loss-curve.png", "ko/figures/loss-curve.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in written)
+    with pytest.raises(ValueError):
+        figures_training.loss_curve(log, "fr")
