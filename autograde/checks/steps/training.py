@@ -623,7 +623,9 @@ class AdamWStep(Check):
                 Case("step 31, betas (0.9, 0.999), eps 1e-3, no weight decay",
                      (p_big, torch.randn(4, generator=g), m_big, v_big, 31, 1e-3, (0.9, 0.999), 1e-3, 0.0)),
                 Case("step 1000, zero gradient", (p, torch.zeros(3, 4), grad * 0.1, grad.abs() * 0.01, 1000, 1e-3,
-                                                  (0.9, 0.95), 1e-8, 0.1))]
+                                                  (0.9, 0.95), 1e-8, 0.1)),
+                Case("step 1, tiny gradients (1e-3), eps 1e-3, lr 0.1",
+                     (p, grad * 1e-3, zeros, zeros, 1, 0.1, (0.9, 0.999), 1e-3, 0.0))]
 
     def reference(self, param, grad, exp_avg, exp_avg_sq, step, lr, betas, eps, weight_decay):
         return _adamw_torch(param, grad, exp_avg, exp_avg_sq, step, lr, betas, eps, weight_decay)
