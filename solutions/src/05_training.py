@@ -95,9 +95,31 @@ from autograde.reference.train import TrainSettings, reference_config, split_str
 
 tokenizer = load_reference().tokenizer
 REF = TrainSettings()                                            # the reference run's settings
+TEXT = {"en": {"step": "step", "lr": "learning rate", "loss": "loss", "train": "your training loss",
+               "ref_train": "reference, training", "ref_val": "reference, validation", "you_val": "your validation",
+               "tokens": "{lang}: {train:,} training tokens, {valid:,} validation tokens",
+               "log_v": "log V", "untrained": "untrained model", "trained": "trained reference",
+               "adam": "step {t}: largest difference {d:.2e}",
+               "timing": "{n} steps in {s:.0f} s ({per:.2f} s per step)",
+               "first_last": "training loss: first step {first:.3f}, last step {last:.3f}",
+               "compare": "step {n}: your validation loss {val:.3f}, the reference's {ref:.3f}, gap {gap:.3f} ({verdict})",
+               "within": "within {m}", "outside": "outside {m}",
+               "no_ref": "step {n}: your validation loss {val:.3f} (the reference logged steps {steps})",
+               "same": "same validation loss after loading: {same}"},
+        "ko": {"step": "스텝", "lr": "학습률", "loss": "손실", "train": "여러분의 학습 손실",
+               "ref_train": "참고 모델, 학습", "ref_val": "참고 모델, 검증", "you_val": "여러분의 검증",
+               "tokens": "{lang}: 학습용 토큰 {train:,}개, 검증용 토큰 {valid:,}개",
+               "log_v": "log V", "untrained": "학습하지 않은 모델", "trained": "학습된 참고 모델",
+               "adam": "{t}번째 스텝: 가장 큰 차이 {d:.2e}",
+               "timing": "{n}스텝, {s:.0f}초 (스텝당 {per:.2f}초)",
+               "first_last": "학습 손실: 첫 스텝 {first:.3f}, 마지막 스텝 {last:.3f}",
+               "compare": "{n}스텝: 여러분의 검증 손실 {val:.3f}, 참고 모델 {ref:.3f}, 차이 {gap:.3f} ({verdict})",
+               "within": "허용 범위 {m} 안", "outside": "허용 범위 {m} 밖",
+               "no_ref": "{n}스텝: 여러분의 검증 손실 {val:.3f} (참고 모델이 기록한 스텝: {steps})",
+               "same": "불러온 뒤에도 검증 손실이 같은가: {same}"}}[COURSE_LANG]
 train_streams, valid_streams, stats = split_streams(tokenizer, load_corpus(), REF.validation_fraction)
 for lang in train_streams:
-    print(f"{lang}: {len(train_streams[lang]):,} training tokens, {len(valid_streams[lang]):,} validation tokens")
+    print(TEXT["tokens"].format(lang=lang, train=len(train_streams[lang]), valid=len(valid_streams[lang])))
 print(tokenizer.decode(train_streams["ko"][:30].tolist()))
 
 # %% [markdown] lang="en"
@@ -193,9 +215,9 @@ fresh_model.reset_parameters(seed=REF.seed)
 ids = valid_streams["en"][:REF.seq_len + 1]
 x, y = ids[None, :-1], ids[None, 1:]
 with torch.no_grad():
-    print(f"log V                 {math.log(tokenizer.vocab_size):.3f}")
-    print(f"untrained model       {float(cross_entropy(fresh_model(x), y)):.3f}")
-    print(f"trained reference     {float(cross_entropy(load_reference().model(x), y)):.3f}")
+    print(f"{TEXT['log_v']:20s}  {math.log(tokenizer.vocab_size):.3f}")
+    print(f"{TEXT['untrained']:20s}  {float(cross_entropy(fresh_model(x), y)):.3f}")
+    print(f"{TEXT['trained']:20s}  {float(cross_entropy(load_reference().model(x), y)):.3f}")
 
 # %% [markdown] lang="en"
 # ## 2. Perplexity
@@ -332,10 +354,6 @@ import koreanize_matplotlib                                       # a Hangul fon
 
 plt.rcParams["font.family"] = ["NanumGothic", "DejaVu Sans"]
 
-TEXT = {"en": {"step": "step", "lr": "learning rate", "loss": "loss", "train": "your training loss",
-               "ref_train": "reference, training", "ref_val": "reference, validation", "you_val": "your validation"},
-        "ko": {"step": "스텝", "lr": "학습률", "loss": "손실", "train": "여러분의 학습 손실",
-               "ref_train": "참고 모델, 학습", "ref_val": "참고 모델, 검증", "you_val": "여러분의 검증"}}[COURSE_LANG]
 min_lr = REF.lr / 10
 fig, ax = plt.subplots(figsize=(7, 2.6))
 ax.plot([lr_schedule(s, REF.lr, min_lr, REF.warmup, REF.steps) for s in range(REF.steps)])
@@ -481,7 +499,7 @@ for t in range(1, 6):
     mine, m, v = adamw_step(mine, grad, m, v, t, 1e-2, (0.9, 0.95), 1e-8, 0.1)
     theirs.grad = grad.clone()
     opt.step()
-    print(f"step {t}: largest difference {float((mine - theirs.detach()).abs().max()):.2e}")
+    print(TEXT["adam"].format(t=t, d=float((mine - theirs.detach()).abs().max())))
 
 # %% [markdown] lang="en"
 # ## 7. The training loop
@@ -619,8 +637,8 @@ torch.set_num_threads(REF.threads)                               # one thread, a
 start = time.perf_counter()
 state, losses = train_model(cfg, streams, settings, progress=True)
 seconds = time.perf_counter() - start
-print(f"{TRAIN_STEPS} steps in {seconds:.0f} s ({seconds / TRAIN_STEPS:.2f} s per step)")
-print(f"training loss: first step {losses[0]:.3f}, last step {losses[-1]:.3f}")
+print(TEXT["timing"].format(n=TRAIN_STEPS, s=seconds, per=seconds / TRAIN_STEPS))
+print(TEXT["first_last"].format(first=losses[0], last=losses[-1]))
 
 # %% [markdown] lang="en"
 # ## 9. Validation
@@ -666,10 +684,11 @@ ref_points = {h["step"]: h for h in log["history"]}
 MARGIN = 0.1
 if TRAIN_STEPS in ref_points:
     ref_val = ref_points[TRAIN_STEPS]["val_loss"]
-    print(f"step {TRAIN_STEPS}: your validation loss {val:.3f}, the reference's {ref_val:.3f}, "
-          f"gap {abs(val - ref_val):.3f} ({'within' if abs(val - ref_val) < MARGIN else 'outside'} {MARGIN})")
+    gap = abs(val - ref_val)
+    verdict = TEXT["within" if gap < MARGIN else "outside"].format(m=MARGIN)
+    print(TEXT["compare"].format(n=TRAIN_STEPS, val=val, ref=ref_val, gap=gap, verdict=verdict))
 else:
-    print(f"step {TRAIN_STEPS}: your validation loss {val:.3f} (the reference logged steps {sorted(ref_points)})")
+    print(TEXT["no_ref"].format(n=TRAIN_STEPS, val=val, steps=sorted(ref_points)))
 
 fig, ax = plt.subplots(figsize=(7, 3.4))
 ax.plot(range(1, len(losses) + 1), losses, color="tab:blue", alpha=0.6, label=TEXT["train"])
@@ -714,7 +733,7 @@ with safe_open("my_model.safetensors", framework="pt") as f:
     loaded_cfg = json.loads(f.metadata()["config"])
 again = Transformer(ModelConfig.from_dict(loaded_cfg))
 again.load_state_dict(load_file("my_model.safetensors"))
-print("same validation loss:", validation_loss(again) == val)
+print(TEXT["same"].format(same=validation_loss(again) == val))
 for prompt in ("The model reads", "언어 모델은"):
     new = generate(again, tokenizer.encode(prompt), 30, greedy=True)
     print(repr(tokenizer.decode(tokenizer.encode(prompt) + new)))
