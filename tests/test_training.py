@@ -320,6 +320,9 @@ def loop_with(**changes):
     ({"*moments[i], step + 1,": "*moments[i], step,"}, "mistake_train_step_zero"),
     ({"moments[i] = (m, v)": "pass"}, "mistake_train_fresh_moments"),
     ({"for ids in streams.values()]": "for ids in reversed(list(streams.values()))]"}, "mistake_train_batch_order"),
+    ({"    params = list(model.parameters())\n": "    params = list(model.parameters())\n    start = {k: v.clone() for k, v in model.state_dict().items()}\n",
+      "return {k: v.detach().clone() for k, v in model.state_dict().items()}, losses": "return start, losses"},
+     "mistake_train_weights"),
 ])
 def test_loop_mistakes_are_named(changes, expected):
     assert key("train_model", loop_with(**changes)) == expected

@@ -25,6 +25,7 @@ from autograde.reference.model import ModelConfig, Transformer
 
 LOSS_TOL = 2e-4            # per step, absolute, on the training loop's losses
 PPL_RTOL = 1e-4            # relative, on perplexity
+WEIGHT_TOL = 1e-4          # absolute, on the trained weights the loop returns
 
 register_messages({
     "mistake_ce_unstable": {
@@ -160,6 +161,11 @@ register_messages({
     "mistake_train_output": {
         "en": "train_model returns (state_dict, losses): the model's state_dict() and one float per step",
         "ko": "train_model은 (state_dict, losses)를 돌려줍니다: 모델의 state_dict()와 스텝마다 float 하나입니다"},
+    "mistake_train_weights": {
+        "en": "the losses follow the reference, but the returned weights are not the trained ones (tensor {name}): "
+              "return the model's state_dict() after the last step",
+        "ko": "손실은 참고 궤적을 따르지만 돌려준 가중치가 학습을 마친 가중치가 아닙니다 (텐서 {name}): "
+              "마지막 스텝 뒤의 model.state_dict()를 돌려주세요"},
     "mistake_train_trajectory": {
         "en": "the loss left the reference trajectory at step {step}: {got} instead of {expected} "
               "(tolerance {tol}); same seed, same data, same updates give the same losses",
@@ -763,6 +769,10 @@ class TrainModel(Check):
             return Verdict(False, "mistake_train_output", {}, case.label)
         bad = next((i for i, (a, b) in enumerate(zip(got, losses)) if not abs(a - b) <= LOSS_TOL), None)
         if bad is None:
+            off = next((k for k in state if not (got_state[k].is_floating_point() and torch.allclose(
+                got_state[k].detach().float().cpu(), state[k], rtol=1e-3, atol=WEIGHT_TOL))), None)
+            if off is not None:
+                return Verdict(False, "mistake_train_weights", {"name": off}, case.label)
             return Verdict(True, case=case.label)
         if bad == 0:                                   # the first loss comes before any update: the data differ
             return Verdict(False, "mistake_train_batch_order", {}, case.label)
