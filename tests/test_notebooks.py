@@ -21,6 +21,13 @@ PAIRS = [(lang, name) for name in SOURCES for lang in LANGS]
 NOT_IMPLEMENTED = {"en": "not implemented yet", "ko": "아직 구현하지 않았습니다"}
 
 
+@pytest.fixture(autouse=True)
+def short_training(monkeypatch):
+    """Notebook 5's training run takes ~5 minutes at its default 400 steps; 30 steps exercise the
+    same cells (its figures are measured by bench/bench_notebooks.py, its checks in test_training)."""
+    monkeypatch.setenv("COURSE_TRAIN_STEPS", "30")
+
+
 def notebook_path(kind: str, lang: str, name: str) -> Path:
     return ROOT / kind / lang / name / f"{name}.ipynb"
 
