@@ -49,7 +49,7 @@ def loss_curve(log: dict, lang: str = "en"):
     L = LABELS[lang]
     hist = log["history"]
     steps = [h["step"] for h in hist]
-    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    fig, ax = plt.subplots(figsize=(5.2, 5.6))         # at most 5.2 in wide: readable on a phone
     ax.plot(steps, [h["train_loss"] for h in hist], "o-", ms=3, color="#7f7f7f", label=L["train"])
     for code, color in (("en", "#1f77b4"), ("ko", "#d62728")):
         ax.plot(steps, [h["val_loss_by_language"][code] for h in hist], color=color,
@@ -70,7 +70,8 @@ def loss_curve(log: dict, lang: str = "en"):
         lr_ax.plot([x + 1 for x in xs], [schedule(x, settings) for x in xs], color="#9467bd", lw=0.8, alpha=0.6)
         lr_ax.set_ylabel(L["lr"], color="#9467bd")
         lr_ax.tick_params(axis="y", colors="#9467bd")
-    ax.legend(loc="upper right", fontsize=8)
+    # below the axes, at the site's smallest text size (12 pt), one entry a line
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=12, frameon=False)
     fig.tight_layout()
     return fig
 

@@ -18,7 +18,7 @@ from autograde.notebooks import LANG_LINE, LANGS, build_all, tool_env
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted(p.stem for p in (ROOT / "solutions" / "src").glob("*.py"))
 PAIRS = [(lang, name) for name in SOURCES for lang in LANGS]
-NOT_IMPLEMENTED = {"en": "not implemented yet", "ko": "아직 구현하지 않았습니다"}
+NOT_IMPLEMENTED = {"en": "not implemented yet", "ko": "아직 구현되지 않았습니다"}
 
 
 @pytest.fixture(autouse=True)

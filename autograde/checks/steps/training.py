@@ -43,7 +43,7 @@ register_messages({
     "mistake_ce_ignore_index_raised": {
         "en": "your function raised {error} on a target equal to ignore_index ({text}): mask those "
               "positions out before you gather (they are not token ids)",
-        "ko": "정답이 ignore_index인 위치에서 {error} 예외가 났습니다 ({text}): 그 값은 토큰 id가 아니니, "
+        "ko": "정답이 ignore_index인 위치에서 {error} 예외가 발생했습니다 ({text}): 그 값은 토큰 id가 아니니, "
               "gather로 고르기 전에 그 위치를 가려 두세요"},
     "mistake_ce_sum": {
         "en": "this is the sum over the targets: the loss is their mean",
