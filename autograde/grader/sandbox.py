@@ -855,6 +855,8 @@ def _run(cmd, preexec, env, cwd, limits: Limits, mode: str, uid: int | None = No
         return RunResult(126, False, text, len(text), round(time.monotonic() - start, 3), mode, started)
     sandbox = _Sandbox(proc, uid, cgroup)
     _ACTIVE[proc.pid] = sandbox
+    if _REFUSING.is_set():                 # stop_all() ran while this one was starting and did not see it
+        sandbox.kill()
     try:
         keep, counter = bytearray(), [0]
         reader = threading.Thread(target=_drain, args=(proc.stdout, limits.output_limit, keep, counter),
