@@ -129,7 +129,13 @@ class Check:
 
     def mistakes(self, case: Case, output: Any) -> list[str]:
         """Every known mistake whose output matches the student's on this case, in order."""
-        found = []
+        return list(self._matching(case, output))
+
+    def _matching(self, case: Case, output: Any):
+        """The known mistakes whose output matches the student's, lazily, in the check's order.
+
+        A mutant entry is one callable or a list/tuple of callables: several ways to make the
+        same mistake (the first variant that matches names it)."""
         for key, mutants in self.mutants.items():
             for mutant in mutants if isinstance(mutants, (list, tuple)) else (mutants,):
                 try:
@@ -137,9 +143,8 @@ class Check:
                 except Exception:
                     continue
                 if compare_outputs(output, wrong, label=case.label).passed:
-                    found.append(key)
+                    yield key
                     break
-        return found
 
     def narrow(self, verdict: Verdict, case: Case, output: Any, rest) -> None:
         """When the first failing case fits several known mistakes, let the other cases decide:
@@ -152,26 +157,16 @@ class Check:
         for other, out in rest:
             if len(candidates) < 2:
                 break
-            fits = [k for k in candidates if k in self.mistakes(other, out)]
+            matching = self.mistakes(other, out)
+            fits = [k for k in candidates if k in matching]
             if fits:                        # none fits: a variant of a mistake that no mutant spells
                 candidates = fits
         if candidates:
             verdict.key = candidates[0]
 
     def diagnose(self, case: Case, output: Any) -> str | None:
-        """The first known mistake whose output matches the student's.
-
-        A mutant entry is one callable or a list/tuple of callables: several
-        ways to make the same mistake."""
-        for key, mutants in self.mutants.items():
-            for mutant in mutants if isinstance(mutants, (list, tuple)) else (mutants,):
-                try:
-                    wrong = mutant(*case.args, **case.kwargs)
-                except Exception:
-                    continue
-                if compare_outputs(output, wrong, label=case.label).passed:
-                    return key
-        return None
+        """The first known mistake whose output matches the student's."""
+        return next(self._matching(case, output), None)
 
 
 def compare_outputs(output, expected, label: str = "") -> Verdict:
