@@ -16,7 +16,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,14 +28,6 @@ from test_grader import (ASSIGNMENT, FAST, _cells_by_id, env_with_venv, grade_ro
                          needs_reference, write_submissions)
 
 pytestmark = needs_reference
-
-
-def share_uid_locks(tmpdir: Path) -> None:
-    """A run with its own TMPDIR must still take sandbox uids from the machine's one pool (its lock
-    files live under TMPDIR): else its clean-up could kill a sandbox of a concurrent run."""
-    shared = Path(tempfile.gettempdir()) / "course-sandbox-uids"
-    shared.mkdir(mode=0o700, exist_ok=True)
-    (tmpdir / "course-sandbox-uids").symlink_to(shared)
 
 
 def state_done(root: Path) -> dict:
@@ -79,7 +70,6 @@ def full_tmpdir(tmp_path):
             os.ftruncate(filler, os.fstat(filler).st_size - 2 * 4096)
         finally:
             os.close(filler)
-        share_uid_locks(target)
         yield target
     finally:
         subprocess.run(["umount", str(target)], check=True)
@@ -234,7 +224,6 @@ def test_ctrl_c_stops_the_queue_records_what_finished_and_resumes(tmp_path):
     sleeper.write_text(json.dumps(nb))
     sandbox_tmp = tmp_path / "sandboxes"
     sandbox_tmp.mkdir()
-    share_uid_locks(sandbox_tmp)
     env = env_with_venv(COURSE_GRADE_TIMEOUT="3000", COURSE_GRADE_CALL_TIMEOUT="3000", TMPDIR=str(sandbox_tmp))
     proc = subprocess.Popen([sys.executable, "-m", "autograde.cli", "grade", ASSIGNMENT, "--root", str(root),
                              "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

@@ -51,7 +51,7 @@ def test_korean_messages_are_korean_and_differ_from_english():
 
 
 def test_case_labels_of_notebooks_1_and_4_hold_no_english_words():
-    """Case labels appear inside Korean sentences ("입력 '...'에서"), so the labels of these two
+    """Case labels appear inside Korean sentences ("입력 ...의 경우"), so the labels of these two
     notebooks are written as code and values, the same in both languages."""
     import re
 
@@ -64,3 +64,15 @@ def test_case_labels_of_notebooks_1_and_4_hold_no_english_words():
             for case in check.cases(seed, hidden):
                 code = re.sub(r"'[^']*'|“[^”]*”|\"[^\"]*\"|[A-Za-z_]+\(|[A-Za-z_]+=", "", case.label)
                 assert not words.search(code), (step, case.label)
+
+
+def test_a_case_label_is_shown_once_quoted():
+    """A label is code (a string argument keeps its own quotes): the line around it adds none, so a
+    Korean student reads 입력 '배'의 경우, never 입력 ''배''에서."""
+    from autograde.checks.runner import describe
+
+    result = {"passed": False, "step": "utf8_bytes", "key": "wrong_shape", "params": {"expected": "(3,)", "got": "(1,)"}, "case": "'배'", "n": 3}
+    for lang in ("en", "ko"):
+        line = describe(result, lang)
+        assert "'배'" in line and "''배''" not in line, line
+    assert "입력 '배'의 경우" in describe(result, "ko")

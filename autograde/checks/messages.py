@@ -19,7 +19,7 @@ CATALOG: dict[str, dict[str, str]] = {
     "ok": {"en": "passed", "ko": "통과"},
     "passed_cases": {"en": "{step}: passed ({n} cases)", "ko": "{step}: 통과 (입력 {n}개)"},
     "failed": {"en": "{step}: not yet — {detail}", "ko": "{step}: 통과하지 못했습니다 — {detail}"},
-    "case": {"en": "in case '{case}': ", "ko": "입력 '{case}'에서: "},
+    "case": {"en": "for input {case}: ", "ko": "입력 {case}의 경우: "},
     "not_implemented": {
         "en": "not implemented yet: replace `raise NotImplementedError()` in `{function}` with your code",
         "ko": "아직 구현되지 않았습니다: `{function}` 함수 안의 `raise NotImplementedError()` 줄을 "
