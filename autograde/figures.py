@@ -60,9 +60,6 @@ LABELS = {
         "temperature_title": "Softmax of the logits\n{logits} at several temperatures",
         "topk_title": "Next token after “{prompt}”:\nthe {shown} likeliest, renormalized",
         "all": "all", "kept_k": "top-k={k}", "kept_p": "top-p={p}",
-        "step": "optimizer step", "loss": "cross-entropy loss (nats)",
-        "train_loss": "training batch", "val": "validation ({lang})",
-        "loss_title": "Training the reference model",
         "item": "item", "value": "value",
         "parameters": "parameters", "layers": "layers", "d_model": "model width d",
         "heads": "query heads / key-value heads", "d_ff": "FFN width", "vocab": "vocabulary size",
@@ -89,9 +86,6 @@ LABELS = {
         "temperature_title": "로짓 {logits}의\n온도별 소프트맥스",
         "topk_title": "“{prompt}” 다음 토큰:\n확률 상위 {shown}개, 다시 정규화한 값",
         "all": "전체", "kept_k": "top-k={k}", "kept_p": "top-p={p}",
-        "step": "최적화 단계", "loss": "교차 엔트로피 손실 (nat)",
-        "train_loss": "학습 배치", "val": "검증 ({lang})",
-        "loss_title": "참고 모델의 학습 과정",
         "item": "항목", "value": "값",
         "parameters": "파라미터 수", "layers": "층 수", "d_model": "모델 폭 d",
         "heads": "쿼리 헤드 / 키·값 헤드", "d_ff": "FFN 폭", "vocab": "어휘 집합 크기",
@@ -365,22 +359,6 @@ def fig_top_k_top_p(plt, ref, lang: str, path: Path, k: int = 5, p: float = 0.8,
 # training and the model card
 
 
-def fig_training_loss(plt, log: dict, lang: str, path: Path) -> Path:
-    L = LABELS[lang]
-    hist = log["history"]
-    steps = [h["step"] for h in hist]
-    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH_IN, 3.8), layout="constrained")
-    ax.plot(steps, [h["train_loss"] for h in hist], label=L["train_loss"], color="#7f7f7f")
-    for code, color in (("en", "#1f77b4"), ("ko", "#d62728")):
-        ax.plot(steps, [h["val_loss_by_language"][code] for h in hist], label=L["val"].format(lang=LANG_NAME[lang][code]),
-                color=color)
-    ax.set_xlabel(L["step"])
-    ax.set_ylabel(L["loss"])
-    ax.set_title(L["loss_title"])
-    ax.legend()
-    return _save(fig, path)
-
-
 def model_stats_md(log: dict, lang: str) -> str:
     L = LABELS[lang]
     cfg = log["config"]
@@ -419,6 +397,7 @@ def samples_md(log: dict, lang: str) -> str:
 
 def make_all(course_dir) -> list[Path]:
     """Write every figure and table for both languages; returns the paths."""
+    from autograde.figures_training import FIGURE_NAME as LOSS_FIGURE, fig_loss_curve
     from autograde.reference.checkpoint import REFERENCE_DIR, load_reference
 
     plt = _pyplot()
@@ -439,7 +418,7 @@ def make_all(course_dir) -> list[Path]:
             fig_attention(plt, ref, lang, out / "attention-heatmap.png"),
             fig_softmax_temperature(plt, lang, out / "softmax-temperature.png"),
             fig_top_k_top_p(plt, ref, lang, out / "top-k-top-p.png"),
-            fig_training_loss(plt, log, lang, out / "training-loss.png"),
+            fig_loss_curve(plt, log, lang, out / LOSS_FIGURE),
         ]
         for name, text in (("token-stats.md", token_stats_md(rows, lang)),
                            ("model-stats.md", model_stats_md(log, lang)),

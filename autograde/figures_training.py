@@ -4,7 +4,7 @@ the step whose weights were kept (early stopping) and the learning-rate schedule
 
     loss_curve(log, lang)            a matplotlib figure (notebook 5 shows it)
     fig_loss_curve(plt, log, lang, path)   the same figure saved as a PNG for the site
-    make_training_figures(course_dir)      course/<lang>/figures/loss-curve.png for both languages
+                                     (course/<lang>/figures/training-loss.png, from `course figures`)
 
 Labels live in LABELS, one entry per language with the same keys.
 """
@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 
 LANGS = ("en", "ko")
-FIGURE_NAME = "loss-curve.png"
+FIGURE_NAME = "training-loss.png"     # written by autograde.figures.make_all (`course figures`)
 
 LABELS = {
     "en": {"step": "optimizer step", "loss": "cross-entropy (nats)", "lr": "learning rate",
@@ -81,23 +81,3 @@ def fig_loss_curve(plt, log: dict, lang: str, path: Path) -> Path:
     from autograde.figures import _save
 
     return _save(loss_curve(log, lang), Path(path))
-
-
-def make_training_figures(course_dir) -> list[Path]:
-    """course/<lang>/figures/loss-curve.png for both languages; the site build calls this next to
-    autograde.figures.make_all."""
-    from autograde.errors import CourseError
-    from autograde.figures import _pyplot
-    from autograde.reference.checkpoint import REFERENCE_DIR
-
-    log_path = REFERENCE_DIR / "train_log.json"
-    if not log_path.is_file():
-        raise CourseError(f"{log_path} is missing; run `course train-reference`")
-    log = json.loads(log_path.read_text(encoding="utf-8"))
-    plt = _pyplot()
-    written = []
-    for lang in LANGS:
-        out = Path(course_dir) / lang / "figures"
-        out.mkdir(parents=True, exist_ok=True)
-        written.append(fig_loss_curve(plt, log, lang, out / FIGURE_NAME))
-    return written
