@@ -293,6 +293,14 @@ def pe_odd_dim_accepted(n_positions, dim):
     return sinusoidal_table(n_positions, dim + dim % 2)[:, :dim]
 
 
+def pe_reference_itself(n_positions, dim):
+    from autograde.reference import functional
+
+    if dim % 2:
+        raise ValueError("odd")
+    return functional.sinusoidal_table(n_positions, dim)
+
+
 def embed_pos_by_id(ids, tok_emb, pos_table, start=0):
     if start + ids.shape[1] > len(pos_table):
         raise ValueError("too long")
@@ -344,6 +352,7 @@ def embed_concat(ids, tok_emb, pos_table, start=0):
     ("sinusoidal_encoding", pe_times, "mistake_pe_multiplied"),
     ("sinusoidal_encoding", pe_from_one, "mistake_pe_from_one"),
     ("sinusoidal_encoding", pe_odd_dim_accepted, "did_not_raise"),
+    ("sinusoidal_encoding", pe_reference_itself, "forbidden_call"),
     ("embed_with_positions", embed_pos_by_id, "mistake_embed_pos_by_token"),
     ("embed_with_positions", embed_from_zero, "mistake_embed_ignores_start"),
     ("embed_with_positions", embed_tokens_only, "mistake_embed_no_positions"),

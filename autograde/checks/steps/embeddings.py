@@ -346,6 +346,7 @@ def _pe(n_positions, dim, *, mistake=None):
 @register
 class SinusoidalEncoding(Check):
     step = "embeddings.sinusoidal_encoding"
+    forbidden = ("autograde.reference.functional.sinusoidal_table", "autograde.reference.model.sinusoidal_table")
     mutants = {f"mistake_pe_{m}": (lambda m: lambda p, d: _pe(p, d, mistake=m))(m)
                for m in ("halves", "swapped", "exponent", "multiplied", "from_one")}
 
