@@ -189,6 +189,12 @@ def cos_rowwise(a, b, eps=1e-8):
     return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp(min=eps)
 
 
+def cos_no_transpose(a, b, eps=1e-8):
+    a = a / a.norm(dim=-1, keepdim=True).clamp(min=eps)
+    b = b / b.norm(dim=-1, keepdim=True).clamp(min=eps)
+    return a @ b
+
+
 def cos_in_float32(a, b, eps=1e-8):
     a32, b32 = a.float(), b.float()
     return SOL["cosine_similarity"](a32, b32, eps).to(a.dtype)
@@ -338,6 +344,7 @@ def embed_concat(ids, tok_emb, pos_table, start=0):
     ("cosine_similarity", cos_eps_in_denominator, "mistake_cos_eps_product"),
     ("cosine_similarity", cos_rowwise, "mistake_cos_rowwise"),
     ("cosine_similarity", cos_in_float32, "mistake_cos_float32"),
+    ("cosine_similarity", cos_no_transpose, "mistake_cos_no_transpose"),
     ("cosine_similarity", cos_uses_torch, "forbidden_call"),
     ("cosine_similarity", cos_uses_normalize, "forbidden_call"),
     ("nearest_neighbours", nn_keeps_itself, "mistake_nn_includes_self"),
@@ -360,6 +367,7 @@ def embed_concat(ids, tok_emb, pos_table, start=0):
 ])
 def test_mistakes_are_named(step, fn, expected):
     assert key(step, fn) == expected
+    assert key(step, fn, hidden=True, seed=1) == expected      # the hidden cases name it too
 
 
 @needs_reference

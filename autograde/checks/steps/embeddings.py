@@ -49,6 +49,11 @@ register_messages({
     "mistake_cos_rowwise": {
         "en": "this pairs row i of a with row i of b only: return every pair, an (N, M) matrix",
         "ko": "a의 i번째 행을 b의 i번째 행하고만 비교했습니다: 모든 쌍의 값을 담은 (N, M) 행렬을 돌려주세요"},
+    "mistake_cos_no_transpose": {
+        "en": "a @ b multiplies (N, C) by (M, C), which does not fit: every row of a meets every row of b in "
+              "a @ b.T, (N, C) @ (C, M)",
+        "ko": "a @ b는 (N, C)에 (M, C)를 곱하려 해서 모양이 맞지 않습니다: a의 모든 행과 b의 모든 행을 "
+              "만나게 하려면 a @ b.T, 곧 (N, C) @ (C, M)입니다"},
     "mistake_cos_float32": {
         "en": "float64 inputs came back with float32 precision: compute in the inputs' dtype",
         "ko": "float64 입력인데 결과의 정밀도가 float32 수준입니다: 입력의 dtype 그대로 계산하세요"},
@@ -202,6 +207,14 @@ class CosineSimilarity(Check):
     def reference(self, a, b, eps=EPS):
         return _cosine(a, b, eps)
 
+    def explain_raised(self, case, error, text):
+        a, b = case.args
+        if error == "RuntimeError" and "cannot be multiplied" in text:
+            return "mistake_cos_no_transpose"
+        if error == "RuntimeError" and "must match the size" in text and a.shape[0] != b.shape[0]:
+            return "mistake_cos_rowwise"
+        return None
+
 
 # ----------------------------------------------------------------------------
 # 2. nearest neighbours
@@ -275,7 +288,9 @@ class NearestNeighbours(Check):
             return [Case(f"reference table, token {q1}, k={k1}", (table, q1, k1)),
                     Case(f"reference table, token {q2}, k={k2}", (table, q2, k2)),
                     Case(f"random (9, 6) table with a doubled row and a zero row, token {q3}, k=8",
-                         (small, q3, 8))]
+                         (small, q3, 8)),
+                    Case("random (9, 6) table, k=9: there are only 8 other tokens", (small, q3, 9),
+                         raises="ValueError")]
         ids = reference_ids()
         negative = torch.tensor([[1.0, 0.0], [-1.0, 0.1], [-1.0, -0.3], [0.0, 0.0], [-0.5, -0.5]])
         return [Case(f"reference table, token {ids[' model']} (' model'), k=5", (table, ids[" model"], 5)),
@@ -330,11 +345,16 @@ class NearestNeighbours(Check):
 def _pe(n_positions, dim, *, mistake=None):
     if dim % 2:
         raise ValueError(f"dim must be even (sin and cos come in pairs), got {dim}")
+    if mistake == "multiplied":          # float32, as written: its angles reach P * 10000, where float64 disagrees
+        pos, freq = torch.arange(n_positions).float()[:, None], 10000.0 ** (torch.arange(0, dim, 2).float() / dim)
+        table = torch.zeros(n_positions, dim)
+        table[:, 0::2], table[:, 1::2] = torch.sin(pos * freq), torch.cos(pos * freq)
+        return table
     pos = torch.arange(n_positions, dtype=torch.float64)[:, None] + (1 if mistake == "from_one" else 0)   # (P, 1)
     pair = torch.arange(0, dim, 2, dtype=torch.float64)                  # (C/2,) the even columns 2i
     if mistake == "exponent":
         pair = pair * 2
-    angle = pos * 10000.0 ** (pair / dim) if mistake == "multiplied" else pos / 10000.0 ** (pair / dim)   # (P, C/2)
+    angle = pos / 10000.0 ** (pair / dim)                                # (P, C/2)
     first, second = (torch.cos, torch.sin) if mistake == "swapped" else (torch.sin, torch.cos)
     if mistake == "halves":
         return torch.cat([first(angle), second(angle)], dim=-1).float()
@@ -377,9 +397,27 @@ class SinusoidalEncoding(Check):
         # float32 rounds an angle near P by about P * 2**-24: allow that much, measured against float64
         n_positions, dim = case.args
         exact = _exact_pe(n_positions, dim)                                   # (P, C) float64
-        if float((output.detach().double().cpu() - exact).abs().max()) <= 1e-5 + PE_ULPS * n_positions:
+        if _pe_close(output, exact, n_positions):
             return Verdict(True, case=case.label)
         return verdict
+
+    def _matching(self, case, output):
+        """The mistakes whose table the student's matches within the same position-scaled tolerance."""
+        for key, mutant in self.mutants.items():
+            try:
+                wrong = mutant(*case.args)
+            except Exception:
+                continue
+            if _pe_close(output, wrong, case.args[0]):
+                yield key
+
+
+def _pe_close(output, expected, n_positions) -> bool:
+    """Within float32's rounding of angles up to n_positions (NaN is never close)."""
+    if not isinstance(output, torch.Tensor) or not output.is_floating_point() or output.shape != expected.shape:
+        return False
+    diff = (output.detach().double().cpu() - expected.double()).abs()
+    return bool(diff.numel() == 0 or float(diff.max()) <= 1e-5 + PE_ULPS * n_positions)
 
 
 def _exact_pe(n_positions, dim):
