@@ -195,6 +195,10 @@ def cos_no_transpose(a, b, eps=1e-8):
     return a @ b
 
 
+def cos_fixed_eps(a, b, eps=1e-8):
+    return SOL["cosine_similarity"](a, b)
+
+
 def cos_in_float32(a, b, eps=1e-8):
     a32, b32 = a.float(), b.float()
     return SOL["cosine_similarity"](a32, b32, eps).to(a.dtype)
@@ -345,6 +349,7 @@ def embed_concat(ids, tok_emb, pos_table, start=0):
     ("cosine_similarity", cos_rowwise, "mistake_cos_rowwise"),
     ("cosine_similarity", cos_in_float32, "mistake_cos_float32"),
     ("cosine_similarity", cos_no_transpose, "mistake_cos_no_transpose"),
+    ("cosine_similarity", cos_fixed_eps, "mistake_cos_eps_ignored"),
     ("cosine_similarity", cos_uses_torch, "forbidden_call"),
     ("cosine_similarity", cos_uses_normalize, "forbidden_call"),
     ("nearest_neighbours", nn_keeps_itself, "mistake_nn_includes_self"),

@@ -54,6 +54,10 @@ register_messages({
               "a @ b.T, (N, C) @ (C, M)",
         "ko": "a @ b는 (N, C)에 (M, C)를 곱하려 해서 모양이 맞지 않습니다: a의 모든 행과 b의 모든 행을 "
               "만나게 하려면 a @ b.T, 곧 (N, C) @ (C, M)입니다"},
+    "mistake_cos_eps_ignored": {
+        "en": "the eps argument was ignored (a fixed value was used instead): clamp each length with the eps "
+              "the caller passes",
+        "ko": "인자로 받은 eps를 쓰지 않고 고정된 값을 썼습니다: 호출한 쪽이 넘긴 eps로 길이를 자르세요"},
     "mistake_cos_float32": {
         "en": "float64 inputs came back with float32 precision: compute in the inputs' dtype",
         "ko": "float64 입력인데 결과의 정밀도가 float32 수준입니다: 입력의 dtype 그대로 계산하세요"},
@@ -170,6 +174,7 @@ class CosineSimilarity(Check):
         "mistake_cos_eps_product": [_variant("eps_added"), _variant("eps_clamped")],
         "mistake_cos_rowwise": _variant("rowwise"),
         "mistake_cos_float32": lambda a, b, eps=EPS: _cosine(a.float(), b.float(), eps).to(a.dtype),
+        "mistake_cos_eps_ignored": lambda a, b, eps=EPS: _cosine(a, b),
     }
 
     def cases(self, seed, hidden):
@@ -180,13 +185,15 @@ class CosineSimilarity(Check):
             a, b = torch.randn(n, c, generator=g) * scale, torch.randn(m, c, generator=g) * scale
             zero_a, zero_b = int(torch.randint(0, n, (1,), generator=g)), int(torch.randint(0, m, (1,), generator=g))
             near = a.double() + 1e-5 * torch.randn(n, c, generator=g, dtype=torch.float64)
+            big_eps = round(float(torch.cat([a, b]).norm(dim=-1).median()), 3)
             return [Case(f"random ({n}, {c}) and ({m}, {c}), scale {scale:.1f}", (a, b)),
                     Case(f"random, row {zero_a} of a and row {zero_b} of b are zero",
                          (_with_zero_row(a, zero_a), _with_zero_row(b, zero_b))),
                     Case(f"random ({c}, {n}).T and ({c}, {m}).T (not contiguous)",
                          (a.T.contiguous().T, b.T.contiguous().T)),
                     Case(f"random ({n}, {c}) * 1e-6 (short vectors)", (a * 1e-6 / scale, b * 1e-6 / scale)),
-                    Case(f"float64 ({n}, {c}), against itself plus noise of 1e-5", (a.double(), near))]
+                    Case(f"float64 ({n}, {c}), against itself plus noise of 1e-5", (a.double(), near)),
+                    Case(f"random, eps={big_eps:.3g} (about the median row length)", (a, b), {"eps": big_eps})]
         g = gen(21)
         a, b = torch.randn(3, 5, generator=g), torch.randn(4, 5, generator=g)
         near = torch.randn(2, 16, generator=g, dtype=torch.float64)
