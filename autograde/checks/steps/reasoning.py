@@ -499,6 +499,7 @@ def _reward(completion, target, *, mistake=None):
 REWARD_FIXED = (
     ("<think>2 × $2 = $4, then $13 − $4 = $9, and 9 / 3 = 3.</think>\nAnswer: 3", 3.0),
     ("<think>13 - 4 = 9 and 9 / 3 = 3</think> Answer: 4", 3.0),
+    ("<think>869 − 708 = 161</think> Answer: 7 (161 / 23)", 7.0),
     ("Answer: 3", 3.0),
     ("The answer is 3, I am sure. Answer: 7", 3.0),
     ("  <think>maybe \\boxed{5}? no: 869 − 708 = 161, 161 / 23 = 7</think> Answer: 7", 7.0),
@@ -608,7 +609,9 @@ class GroupAdvantages(Check):
             r[0] = FORMAT_REWARD                                              # all equal: rounding
             r[1, 0], r[1, 1] = 0.0, 1.0                                       # not all equal
             smooth = torch.rand(P + 1, G - 3, generator=g) * float(torch.empty(1).uniform_(0.1, 5, generator=g))
+            single = torch.full((1, G), FORMAT_REWARD)
             return [Case(f"rewards {tuple(r.shape)} of 0, {FORMAT_REWARD}, 1; first row all {FORMAT_REWARD}", (r,)),
+                    Case(f"rewards (1, {G}), all {FORMAT_REWARD}", (single,)),
                     Case(f"rewards {tuple(smooth.shape)} uniform", (smooth,)),
                     Case(f"rewards {tuple(smooth.shape)} uniform, eps=0.3", (smooth,), {"eps": 0.3})]
         four = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
@@ -619,6 +622,7 @@ class GroupAdvantages(Check):
         tiny = torch.tensor([[0.0, 1e-6, 0.0, 1e-6]])
         wide = torch.randn(3, 5, generator=gen(8)) * 3
         return [Case("[[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]]", (four,)),
+                Case(f"(1, 8), all {FORMAT_REWARD}", (torch.full((1, 8), FORMAT_REWARD),)),
                 Case(f"(2, 8), first row all {FORMAT_REWARD}", (tenth,)),
                 Case(f"[[0, {FORMAT_REWARD}, 1, 1, {FORMAT_REWARD}, 0], [0, 0, 0, 0, 0, 0]]", (mixed,)),
                 Case("[[0, 1e-6, 0, 1e-6]]", (tiny,)),
