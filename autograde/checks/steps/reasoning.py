@@ -243,14 +243,13 @@ def _number_text(g, value_kind: int) -> tuple[str, float]:
     return sign + text, (-value if sign in ("-", "\u2212") else value)
 
 
-def _random_completion(g) -> str:
+def _random_completion(g, style: int) -> str:
     a, b = (int(x) for x in torch.randint(0, 500, (2,), generator=g))
     noise = [str(a), str(b), str(a + b)]
     answer, _ = _number_text(g, int(torch.randint(0, 4, (1,), generator=g)))
     korean = bool(torch.randint(0, 2, (1,), generator=g))
     work = f"{noise[0]} + {noise[1]} = {noise[2]}."
     lead = (_KO_LEADS if korean else _EN_LEADS)[int(torch.randint(0, 3, (1,), generator=g))].format(work=work)
-    style = int(torch.randint(0, 6, (1,), generator=g))
     tail = f" ({noise[1]} × 2)" if bool(torch.randint(0, 2, (1,), generator=g)) else ""
     if style == 0:
         end = f"정답: {answer}개입니다{tail}" if korean else f"Answer: {answer}{tail}"
@@ -304,7 +303,8 @@ class ExtractAnswer(Check):
     def cases(self, seed, hidden):
         if hidden:
             g = gen(seed)
-            texts = [_random_completion(g) for _ in range(12)]
+            styles = torch.cat([torch.randperm(6, generator=g), torch.randperm(6, generator=g)]).tolist()
+            texts = [_random_completion(g, style) for style in styles]           # every style twice
             return [Case(_case_label(t), (t,)) for t in texts]
         return [Case(_case_label(t), (t,)) for t in EXTRACT_FIXED]
 
@@ -370,6 +370,7 @@ class MajorityVote(Check):
                 out.append(answers)
             a, b = sorted(set(float(x) for x in torch.randperm(90, generator=g)[:2].tolist()))
             out.append([b, None, a, a, None, b, None, None])                 # a tie, the larger seen first
+            out.append([a, b, None, b, a])                                     # a tie, the smaller seen first
             out.append([None] * int(torch.randint(1, 5, (1,), generator=g)))
             return [Case(str(x), (x,)) for x in out]
         lists = [[7.0, 5.0, 7.0, 12.0, 7.0],
@@ -524,19 +525,25 @@ class Reward(Check):
         if hidden:
             g = gen(seed)
             out = []
-            for _ in range(8):
+            # (layout, right answer?): the format right and wrong, no tags, no answer, loose tags
+            plan = [(0, True), (0, False), (1, None), (2, True), (2, False), (3, None), (4, None), (5, True),
+                    (6, True)]
+            for kind, right in plan:
                 target = float(int(torch.randint(-50, 500, (1,), generator=g)))
-                right = bool(torch.randint(0, 2, (1,), generator=g))
+                if right is None:
+                    right = bool(torch.randint(0, 2, (1,), generator=g))
                 said = target if right else target + float(int(torch.randint(1, 9, (1,), generator=g)))
                 guess = int(torch.randint(0, 999, (1,), generator=g))
-                thinking = f"\\boxed{{{guess}}}? {guess} − {int(guess - target)} = {target:g}"
-                kind = int(torch.randint(0, 5, (1,), generator=g))
-                answer = f"Answer: {said:g}" if kind % 2 else f"정답: {said:,.0f}"
+                step = int(guess - target)
+                thinking = f"\\boxed{{{guess}}}? {guess} {'−' if step >= 0 else '+'} {abs(step)} = {target:g}"
+                answer = f"Answer: {said:g}" if bool(torch.randint(0, 2, (1,), generator=g)) else f"정답: {said:,.0f}"
                 text = {0: f"<think>{thinking}</think> {answer}",
                         1: f"\n<think>{thinking}</think>\n{answer}",
                         2: f"{answer}",
                         3: f"<think>{thinking}</think>",
-                        4: f"<think>{thinking} {answer}"}[kind]
+                        4: f"<think>{thinking} {answer}",
+                        5: f"Sure. <think>{thinking}</think> {answer}",
+                        6: f"<think>{thinking}</think><think>again</think> {answer}"}[kind]
                 out.append((text, target))
             return [Case(f"{_case_label(t)}, target={v:g}", (t, v)) for t, v in out]
         return [Case(f"{_case_label(t)}, target={v:g}", (t, v)) for t, v in REWARD_FIXED]
