@@ -318,8 +318,8 @@ plt.rcParams["font.family"] = ["NanumGothic", "DejaVu Sans"]
 N_QUESTIONS, MAX_CHAINS = 400, 25
 g = torch.Generator().manual_seed(8)
 targets = torch.randint(10, 2000, (N_QUESTIONS,), generator=g).tolist()
-fig, ax = plt.subplots(figsize=(7, 3.4))
-for p, color in ((0.25, "tab:red"), (0.4, "tab:orange"), (0.6, "tab:green")):
+fig, ax = plt.subplots(figsize=(8, 3.4))
+for p, color in ((0.2, "tab:red"), (0.4, "tab:orange"), (0.6, "tab:green")):
     answers = [[extract_answer(simulated_completion(t, p, g)) for _ in range(MAX_CHAINS)] for t in targets]
     accuracy = [sum(majority_vote(a[:m]) == t for a, t in zip(answers, targets)) / N_QUESTIONS
                 for m in range(1, MAX_CHAINS + 1)]
@@ -330,7 +330,7 @@ print(majority_vote([7.0, 5.0, 7.0, 12.0, 7.0]))                    # chapter 8,
 ax.set_xlabel(TEXT["samples"])
 ax.set_ylabel(TEXT["accuracy"])
 ax.set_title(TEXT["vote_title"])
-ax.legend()
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9)
 plt.tight_layout()
 plt.show()
 
@@ -406,7 +406,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 # %% [markdown] lang="en"
 # Why not simply $1 - (1 - c/n)^k$, the chance that $k$ independent tries
 # all fail when one succeeds with probability $c/n$? Plugging an estimate
-# into a curved function biases it. Below, 500 simulated questions of mixed
+# into a curved function biases it. Below, 2,000 simulated questions of mixed
 # difficulty get $n = 20$ samples each; the true pass@k is known because the
 # simulator knows each question's $p$. The unbiased estimator follows the
 # truth; the plug-in formula stays below it. Curves like these are the
@@ -416,7 +416,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 # %% [markdown] lang="ko"
 # 그냥 $1 - (1 - c/n)^k$, 곧 한 번에 $c/n$의 확률로 성공할 때 독립 시도 $k$번이 모두
 # 실패하지 않을 확률을 쓰면 안 될까요? 추정값을 휘어진 함수에 그대로 넣으면 편향이
-# 생깁니다. 아래에서는 난이도가 제각각인 모의 문제 500개에 샘플을 $n = 20$개씩
+# 생깁니다. 아래에서는 난이도가 제각각인 모의 문제 2,000개에 샘플을 $n = 20$개씩
 # 뽑습니다. 모의 풀이기는 문제마다 $p$를 알고 있으니 실제 pass@k도 압니다. 편향 없는
 # 추정량은 실제 값을 따라가고, 대입한 공식은 그보다 낮게 머뭅니다. 8장의 열린 질문,
 # 곧 강화학습이 무엇을 더하는가를 다룰 때 근거가 되는 것이 바로 이런 곡선입니다.
@@ -425,7 +425,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 # %%
 n = 20
 g = torch.Generator().manual_seed(20)
-p_true = (torch.rand(500, generator=g) ** 3).tolist()                  # many hard questions, a few easy
+p_true = (torch.rand(2000, generator=g) ** 3).tolist()                  # many hard questions, a few easy
 correct = [int((torch.rand(n, generator=g) < p).sum()) for p in p_true]
 ks = range(1, n + 1)
 truth = [sum(1 - (1 - p) ** k for p in p_true) / len(p_true) for k in ks]
@@ -619,7 +619,7 @@ def group_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 # 그룹입니다.
 
 # %%
-g = torch.Generator().manual_seed(5)
+g = torch.Generator().manual_seed(2)
 group = [simulated_completion(1234, 0.4, g) for _ in range(8)]
 rewards = torch.tensor([[reward(text, 1234.0) for text in group]])     # (1, 8)
 for r, a in zip(rewards[0].tolist(), group_advantages(rewards)[0].tolist()):
