@@ -644,9 +644,10 @@ print(TEXT["rounding"].format(v=FORMAT_REWARD, g=8, naive=float(naive.abs().max(
 # once with thinking switched off and the instruction to reply with the
 # number only, once with thinking on. Your `extract_answer` reads the answer
 # after `</think>` and the table shows whether it is right and how many
-# tokens the reply took. On a GPU this takes seconds; on a CPU, a few
-# minutes. With a model this small, expect thinking to fix some answers, not
-# all of them.
+# tokens the reply took. Replies are capped at 2,048 tokens on a GPU and 768
+# on a CPU (`budget`), so the cell can take several minutes. A model this
+# small can still be wrong after thinking; the two rows of each question show
+# where thinking made the difference.
 
 # %% [markdown] lang="ko"
 # ## 6. 선택: 실제 모델, 생각할 때와 하지 않을 때
@@ -660,9 +661,10 @@ print(TEXT["rounding"].format(v=FORMAT_REWARD, g=8, naive=float(naive.abs().max(
 #
 # 7장 같은 산수 문제 세 개를 두 번씩 묻습니다. 한 번은 생각을 끄고 숫자만 답하라고
 # 하고, 한 번은 생각을 켭니다. `</think>` 뒤의 답은 여러분의 `extract_answer`가
-# 읽고, 표는 답이 맞았는지와 답하는 데 토큰을 몇 개 썼는지 보여 줍니다. GPU에서는
-# 몇 초, CPU에서는 몇 분 걸립니다. 이만큼 작은 모델이라면 생각이 답 몇 개는 고쳐도
-# 전부를 고치지는 못할 것입니다.
+# 읽고, 표는 답이 맞았는지와 답하는 데 토큰을 몇 개 썼는지 보여 줍니다. 답의 길이는
+# GPU에서 2,048토큰, CPU에서 768토큰까지로 제한하므로(`budget`) 이 셀은 몇 분이
+# 걸릴 수 있습니다. 이만큼 작은 모델은 생각한 뒤에도 틀릴 수 있습니다. 문제마다 두
+# 줄을 견주어 보면 생각이 어디서 차이를 만들었는지 보입니다.
 
 # %%
 import os
