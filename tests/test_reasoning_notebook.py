@@ -569,3 +569,26 @@ def test_the_notebook_in_the_sandbox(tmp_path, kind, lang):
             assert test["status"] != "passed" and "Traceback" not in test["output"], test
             lines = test["output"].strip().splitlines()
             assert lines and all(line.startswith("❌") and "NotImplementedError" in line for line in lines), test
+
+
+def test_the_optional_cell_runs_a_local_checkpoint(tmp_path, monkeypatch, capsys):
+    """With a checkpoint directory (a tiny random Qwen3 with a chat template that knows enable_thinking),
+    the cell loads it with the course's loader and prints one row per question and mode."""
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("tokenizers")
+    from test_hf_models import COMMON, train_tokenizer
+
+    torch.manual_seed(0)
+    cfg = transformers.Qwen3Config(**COMMON, head_dim=32, rope_theta=1000000.0, tie_word_embeddings=False)
+    transformers.AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path)
+    train_tokenizer(tmp_path, bos=False)
+    monkeypatch.setenv("COURSE_REAL_MODEL", str(tmp_path))
+    monkeypatch.setenv("COURSE_REAL_MODEL_TOKENS", "12")
+    body = [b for h, b in cells_of("# %%") if "cached_checkpoint" in b][0]
+    text = {"header": "{mode}|{ok}|{tokens}", "row": "{mode}|{ok}|{tokens}|{q}", "tokens": "tokens",
+            "direct": "direct", "thinking": "thinking"}
+    exec(compile(body, str(SOURCE), "exec"), {**SOL, "device": torch.device("cpu"), "TEXT": text})
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[0] == "||tokens" and len(rows) == 7, rows
+    assert [r.split("|")[0] for r in rows[1:]] == ["direct", "thinking"] * 3
+    assert all(r.split("|")[1] in ("True", "False") and int(r.split("|")[2]) > 0 for r in rows[1:]), rows

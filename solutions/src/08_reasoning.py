@@ -636,8 +636,8 @@ print(TEXT["rounding"].format(v=FORMAT_REWARD, g=8, naive=float(naive.abs().max(
 # model is already in your local Hugging Face cache; it never downloads
 # anything. By default it looks for `Qwen/Qwen3-0.6B` (fetch it once, where
 # there is network, with `hf download Qwen/Qwen3-0.6B`); set the environment
-# variable `COURSE_REAL_MODEL` to another hub id to try that one, or to `off`
-# to skip the cell. The course's own code runs the model (chapter 6's KV
+# variable `COURSE_REAL_MODEL` to another hub id or to a checkpoint
+# directory to try that one, or to `off` to skip the cell. The course's own code runs the model (chapter 6's KV
 # cache included), greedily.
 #
 # Each of three arithmetic questions in the style of chapter 7 is asked twice:
@@ -645,7 +645,8 @@ print(TEXT["rounding"].format(v=FORMAT_REWARD, g=8, naive=float(naive.abs().max(
 # number only, once with thinking on. Your `extract_answer` reads the answer
 # after `</think>` and the table shows whether it is right and how many
 # tokens the reply took. Replies are capped at 2,048 tokens on a GPU and 768
-# on a CPU (`budget`), so the cell can take several minutes. A model this
+# on a CPU (`budget`, or `COURSE_REAL_MODEL_TOKENS`), so the cell can take
+# several minutes. A model this
 # small can still be wrong after thinking; the two rows of each question show
 # where thinking made the difference.
 
@@ -656,15 +657,16 @@ print(TEXT["rounding"].format(v=FORMAT_REWARD, g=8, naive=float(naive.abs().max(
 # 이미 로컬 Hugging Face 캐시에 있을 때만 돌고, 아무것도 내려받지 않습니다. 기본으로
 # `Qwen/Qwen3-0.6B`를 찾습니다(네트워크가 되는 곳에서 `hf download Qwen/Qwen3-0.6B`로
 # 한 번 받아 두세요). 다른 모델을 써 보려면 환경 변수 `COURSE_REAL_MODEL`에 그 허브
-# id를 넣고, 이 셀을 건너뛰려면 `off`를 넣으세요. 모델은 이 강좌의 코드가(6장의 KV
-# 캐시까지) 탐욕적 디코딩으로 돌립니다.
+# id나 체크포인트 디렉터리를 넣고, 이 셀을 건너뛰려면 `off`를 넣으세요. 모델은 이
+# 강좌의 코드가(6장의 KV 캐시까지) 탐욕적 디코딩으로 돌립니다.
 #
 # 7장 같은 산수 문제 세 개를 두 번씩 묻습니다. 한 번은 생각을 끄고 숫자만 답하라고
 # 하고, 한 번은 생각을 켭니다. `</think>` 뒤의 답은 여러분의 `extract_answer`가
 # 읽고, 표는 답이 맞았는지와 답하는 데 토큰을 몇 개 썼는지 보여 줍니다. 답의 길이는
-# GPU에서 2,048토큰, CPU에서 768토큰까지로 제한하므로(`budget`) 이 셀은 몇 분이
-# 걸릴 수 있습니다. 이만큼 작은 모델은 생각한 뒤에도 틀릴 수 있습니다. 문제마다 두
-# 줄을 견주어 보면 생각이 어디서 차이를 만들었는지 보입니다.
+# GPU에서 2,048토큰, CPU에서 768토큰까지로 제한하므로(`budget`, 또는
+# `COURSE_REAL_MODEL_TOKENS`) 이 셀은 몇 분이 걸릴 수 있습니다. 이만큼 작은 모델은
+# 생각한 뒤에도 틀릴 수 있습니다. 문제마다 두 줄을 견주어 보면 생각이 어디서 차이를
+# 만들었는지 보입니다.
 
 # %%
 import os
@@ -676,11 +678,14 @@ QUESTIONS = [("Emily buys 23 apples and 177 oranges. Each orange costs $4. The t
              ("A train leaves at 9:40 and arrives at 13:15. How many minutes is the trip?", 215.0)]
 
 
-def cached_checkpoint(repo_id: str):
-    """The local directory of repo_id in the Hugging Face cache, or None; never downloads."""
+def cached_checkpoint(name: str):
+    """A checkpoint directory on this machine: `name` itself, or the hub id's copy in the Hugging Face
+    cache; None when there is none. Never downloads."""
+    if os.path.isdir(name):
+        return name
     try:
         from huggingface_hub import snapshot_download
-        return snapshot_download(repo_id, local_files_only=True)
+        return snapshot_download(name, local_files_only=True)
     except Exception:                      # not installed, not cached, not a hub id: skip
         return None
 
@@ -694,7 +699,7 @@ else:
     from autograde.reference.hf_load import chat_reply, load_model
 
     loaded = load_model(path)
-    budget = 2048 if device.type == "cuda" else 768
+    budget = int(os.environ.get("COURSE_REAL_MODEL_TOKENS", 2048 if device.type == "cuda" else 768))
     print(TEXT["header"].format(mode="", ok="", tokens=TEXT["tokens"]))
     for question, target in QUESTIONS:
         for thinking in (False, True):
