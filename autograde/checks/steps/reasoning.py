@@ -1,0 +1,652 @@
+"""Checks for notebook 8: reading the answer out of a completion, majority voting, pass@k, a
+rule-based reward, and the group-relative advantages of GRPO.
+
+Fixed cases hold the extremes (a box after a marker, a typographic minus, a tie between answers,
+pass@k at c = 0, n - c < k and k = n, a group of equal rewards that float rounding would turn
+into noise); hidden cases draw completions, answer lists, counts and reward groups from a seed
+chosen at grading time.
+
+Case labels are written as values and code (“Answer: -3.5”, [7, None, 5], n=10 c=3 k=5), the
+same in both languages, because they appear inside the feedback sentence.
+
+Mistakes named (message key, each with a mutant or a judge rule, and a test in
+tests/test_reasoning_notebook.py that writes it the way a student would):
+  extract_answer: the last number anywhere (last_number), the first marker (first_marker), a
+    box ignored (ignores_box), a fallback number without marker or box (fallback), commas
+    (commas), signs (sign), the typographic minus (unicode_minus), decimals (decimals), the
+    Korean or lower-case marker (markers), a string returned (string).
+  majority_vote: None counted as an answer (counts_none), another tie rule (tie), the count
+    returned (count), an error when no answer is left (empty, raised).
+  pass_at_k: c / n whatever k (pass1), 1 - (1 - c/n)^k (with_replacement), all k correct
+    (all_correct), the product one factor off (off_by_one), a factorial that overflows
+    (overflow, raised or inf/nan), n - c < k not handled (edge, raised), k > n not refused
+    (k_above_n).
+  reward: the answer read from the thinking (reads_thinking), no format required (no_format),
+    no partial reward (no_partial), a partial reward without the format (partial_without_format),
+    tags checked loosely (loose_tags), a partial reward with no answer (no_answer).
+  group_advantages: the sample std (sample_std), one mean and std for the whole batch (global),
+    the wrong axis (wrong_axis), no division (no_std), eps inside the square root (eps_inside),
+    a group of equal rewards that is not exactly zero (equal_group).
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+
+import torch
+
+from autograde.checks.core import Case, Check, Verdict, compare_outputs, gen
+from autograde.checks.messages import register_messages
+from autograde.checks.registry import register
+
+FORMAT_REWARD = 0.1          # a completion in the format whose answer is wrong
+MATCH_TOL = 1e-6             # |answer - target| at most this counts as correct
+
+register_messages({
+    "mistake_extract_last_number": {
+        "en": "this is the last number of the whole text: the answer is the first number after the last "
+              "marker (or in the last \\boxed{...}); numbers written after it are explanation",
+        "ko": "글 전체의 마지막 숫자를 골랐습니다: 답은 마지막 표지 바로 뒤의(또는 마지막 \\boxed{...} 안의) "
+              "첫 숫자입니다. 그 뒤에 나오는 숫자는 설명일 뿐입니다"},
+    "mistake_extract_first_marker": {
+        "en": "the answer was read after the first marker: a completion may correct itself, so read after "
+              "the last 'Answer:' (or '답:')",
+        "ko": "첫 번째 표지 뒤에서 답을 읽었습니다: 풀이는 도중에 스스로 고칠 수 있으니 마지막 'Answer:'(또는 "
+              "'답:') 뒤에서 읽으세요"},
+    "mistake_extract_ignores_box": {
+        "en": "the \\boxed{...} was ignored: when the text has a box, the answer is the first number inside "
+              "the last one, whatever the markers say",
+        "ko": "\\boxed{...}를 무시했습니다: 상자가 있으면 표지와 상관없이 마지막 상자 안의 첫 숫자가 답입니다"},
+    "mistake_extract_fallback": {
+        "en": "there is no marker and no box here, so there is no answer: return None (a number elsewhere "
+              "in the text is not an answer)",
+        "ko": "표지도 상자도 없으니 답이 없습니다: None을 돌려주세요 (글 속 다른 숫자는 답이 아닙니다)"},
+    "mistake_extract_commas": {
+        "en": "a number with thousands separators was cut at its first comma: read 1,234 as 1234",
+        "ko": "천 단위 쉼표가 있는 숫자를 첫 쉼표에서 잘랐습니다: 1,234는 1234로 읽으세요"},
+    "mistake_extract_sign": {
+        "en": "the sign was lost: a number may start with - or +, and -3 is not 3",
+        "ko": "부호를 빠뜨렸습니다: 숫자는 -나 +로 시작할 수 있고, -3과 3은 다른 답입니다"},
+    "mistake_extract_unicode_minus": {
+        "en": "the typographic minus sign − (U+2212) was not read as a minus: models and people write "
+              "it, so treat it like -",
+        "ko": "인쇄용 빼기 기호 −(U+2212)를 마이너스로 읽지 않았습니다: 모델도 사람도 이 기호를 쓰니 -와 "
+              "똑같이 다루세요"},
+    "mistake_extract_decimals": {
+        "en": "the decimal part was dropped: read 3.75 as 3.75, not 3",
+        "ko": "소수 부분을 버렸습니다: 3.75는 3이 아니라 3.75로 읽으세요"},
+    "mistake_extract_markers": {
+        "en": "the marker was not recognised: accept 'Answer:' in any letter case, with spaces before "
+              "the colon, and the Korean '답:' (also inside '정답:')",
+        "ko": "답 표지를 알아보지 못했습니다: 'Answer:'는 대소문자와 상관없이, 쌍점 앞에 빈칸이 있어도 "
+              "받아들이고, 한국어 '답:'('정답:' 안의 것도)도 받아들이세요"},
+    "mistake_extract_string": {
+        "en": "the answer came back as text: return it as a float (float('1234')), or None",
+        "ko": "답을 문자열로 돌려주었습니다: float로 바꿔서(float('1234')) 돌려주거나 None을 돌려주세요"},
+    "mistake_vote_counts_none": {
+        "en": "None was counted as an answer: completions without an answer do not vote; leave them out",
+        "ko": "None을 답으로 셌습니다: 답이 없는 풀이는 투표하지 않으니 빼고 세세요"},
+    "mistake_vote_tie": {
+        "en": "a tie was broken another way: among the answers with the most votes, return the one that "
+              "appears first in the list",
+        "ko": "동점을 다른 방식으로 갈랐습니다: 표가 가장 많은 답들 가운데 목록에서 먼저 나온 답을 돌려주세요"},
+    "mistake_vote_count": {
+        "en": "this is how many votes the winner got: return the winning answer itself",
+        "ko": "이긴 답이 받은 표의 수입니다: 이긴 답 자체를 돌려주세요"},
+    "mistake_vote_empty": {
+        "en": "your function raised {error} when no answer was left ({text}): with no vote at all, "
+              "return None",
+        "ko": "남은 답이 하나도 없을 때 {error} 예외가 발생했습니다 ({text}): 표가 하나도 없으면 None을 "
+              "돌려주세요"},
+    "mistake_passk_pass1": {
+        "en": "this is c / n, the chance that one sample is correct: pass@k asks for at least one correct "
+              "answer among k samples",
+        "ko": "c / n, 곧 샘플 하나가 맞을 확률입니다: pass@k는 샘플 k개 가운데 맞는 답이 하나라도 있을 "
+              "확률입니다"},
+    "mistake_passk_with_replacement": {
+        "en": "1 - (1 - c/n)^k draws with replacement and is biased: the k samples are drawn from the n "
+              "without replacement, 1 - C(n-c, k) / C(n, k)",
+        "ko": "1 - (1 - c/n)^k는 복원 추출을 가정해 편향됩니다: k개는 n개 가운데 비복원으로 뽑으니 "
+              "1 - C(n-c, k) / C(n, k)입니다"},
+    "mistake_passk_all_correct": {
+        "en": "this is the chance that all k samples are correct, C(c, k) / C(n, k): pass@k needs only "
+              "one, 1 - C(n-c, k) / C(n, k)",
+        "ko": "k개가 모두 맞을 확률 C(c, k) / C(n, k)입니다: pass@k는 하나만 맞으면 되므로 "
+              "1 - C(n-c, k) / C(n, k)입니다"},
+    "mistake_passk_off_by_one": {
+        "en": "the product is one factor off: C(n-c, k) / C(n, k) is the product of (1 - k / i) for i "
+              "from n - c + 1 to n, both ends included",
+        "ko": "곱의 범위가 하나 어긋났습니다: C(n-c, k) / C(n, k)는 i가 n - c + 1부터 n까지(양 끝 포함)일 "
+              "때 (1 - k / i)를 모두 곱한 값입니다"},
+    "mistake_passk_overflow": {
+        "en": "the binomial coefficients overflowed a float (factorials of large n): use the product "
+              "1 - prod(1 - k / i for i in range(n - c + 1, n + 1)), or exact integers (math.comb)",
+        "ko": "이항 계수가 float 범위를 넘었습니다(큰 n의 계승): 곱 형태 "
+              "1 - prod(1 - k / i for i in range(n - c + 1, n + 1))나 정확한 정수(math.comb)를 쓰세요"},
+    "mistake_passk_edge": {
+        "en": "when n - c < k every choice of k samples holds a correct one, so pass@k is 1.0 (your "
+              "function raised {error}: {text})",
+        "ko": "n - c < k이면 어떻게 k개를 골라도 맞는 샘플이 들어 있으니 pass@k는 1.0입니다 (함수에서 "
+              "{error} 예외가 발생했습니다: {text})"},
+    "mistake_passk_k_above_n": {
+        "en": "k > n was not refused: k samples cannot be chosen from n; raise ValueError with a clear message",
+        "ko": "k > n을 거절하지 않았습니다: n개에서 k개를 고를 수는 없으니 알기 쉬운 메시지로 ValueError를 "
+              "일으키세요"},
+    "mistake_reward_reads_thinking": {
+        "en": "the answer was read from the thinking too: only the text after </think> is the answer",
+        "ko": "생각하는 부분에서도 답을 읽었습니다: 답은 </think> 뒤의 글에서만 읽습니다"},
+    "mistake_reward_no_format": {
+        "en": "a correct number outside the format earned a reward: without <think>...</think> the reward is 0.0",
+        "ko": "형식을 지키지 않은 정답에도 보상을 주었습니다: <think>...</think>가 없으면 보상은 0.0입니다"},
+    "mistake_reward_no_partial": {
+        "en": "a completion in the format with a wrong answer got 0.0: it earns the format reward, 0.1",
+        "ko": "형식은 지켰지만 답이 틀린 풀이에 0.0을 주었습니다: 형식 보상 0.1을 받습니다"},
+    "mistake_reward_partial_without_format": {
+        "en": "the format reward was given without the format: 0.1 only when the completion opens with "
+              "<think>, closes it once, and gives an answer after </think>",
+        "ko": "형식을 지키지 않았는데 형식 보상을 주었습니다: 0.1은 <think>로 시작해 한 번 닫고 </think> "
+              "뒤에 답을 쓴 풀이만 받습니다"},
+    "mistake_reward_loose_tags": {
+        "en": "the tags were checked too loosely: the completion must start with <think> (spaces aside) "
+              "and hold exactly one <think> and one </think>",
+        "ko": "태그를 너무 느슨하게 확인했습니다: 풀이는 (앞의 빈칸을 빼면) <think>로 시작하고, <think>와 "
+              "</think>를 정확히 하나씩 담아야 합니다"},
+    "mistake_reward_no_answer": {
+        "en": "there is no answer after </think>, so the format is not met: the reward is 0.0",
+        "ko": "</think> 뒤에 답이 없으니 형식을 지키지 못한 것입니다: 보상은 0.0입니다"},
+    "mistake_adv_sample_std": {
+        "en": "this divides by the sample std (G - 1 in the variance, torch.std's default): use the "
+              "population std of the group, unbiased=False (divide by G)",
+        "ko": "표본 표준편차로 나눴습니다(분산을 G - 1로 나누는 torch.std의 기본값): 그룹의 모표준편차, "
+              "unbiased=False(G로 나누기)를 쓰세요"},
+    "mistake_adv_global": {
+        "en": "one mean and std were taken over the whole batch: each row is one prompt's group, "
+              "normalize every row by its own mean and std",
+        "ko": "배치 전체에서 평균과 표준편차를 하나만 구했습니다: 행 하나가 프롬프트 하나의 그룹이니 행마다 "
+              "그 행의 평균과 표준편차로 정규화하세요"},
+    "mistake_adv_wrong_axis": {
+        "en": "the statistics were taken down the columns: a group is a row of rewards (dim=-1)",
+        "ko": "통계를 열 방향으로 구했습니다: 그룹은 보상의 한 행입니다 (dim=-1)"},
+    "mistake_adv_no_std": {
+        "en": "the rewards were centred but not scaled: divide by the group's std + eps",
+        "ko": "보상에서 평균만 빼고 크기는 맞추지 않았습니다: 그룹의 표준편차 + eps로 나누세요"},
+    "mistake_adv_eps_inside": {
+        "en": "eps went inside the square root: the denominator is std + eps",
+        "ko": "eps를 제곱근 안에 넣었습니다: 분모는 표준편차 + eps입니다"},
+    "mistake_adv_equal_group": {
+        "en": "a group whose rewards are all equal must give exactly 0: float rounding leaves r - mean a "
+              "hair off zero and dividing by std + eps blows it up (or 0 / 0 gives nan); return zeros "
+              "for such a row",
+        "ko": "보상이 모두 같은 그룹은 정확히 0이어야 합니다: 부동소수점 반올림 때문에 r - mean이 0에서 살짝 "
+              "어긋나고, 표준편차 + eps로 나누면 그 오차가 커집니다(0 / 0이면 nan). 그런 행은 0으로 채우세요"},
+})
+
+
+# ----------------------------------------------------------------------------
+# 1. reading the answer out of a completion
+
+NUMBER = re.compile(r"[-+\u2212]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+MARKER = re.compile(r"(?:answer|답)\s*:", re.IGNORECASE)
+BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+
+
+def _extract(completion, *, mistake=None):
+    number = NUMBER
+    if mistake == "commas":
+        number = re.compile(r"[-+\u2212]?\d+(?:\.\d+)?")
+    elif mistake == "sign":
+        number = re.compile(r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+    elif mistake == "unicode_minus":
+        number = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+    elif mistake == "decimals":
+        number = re.compile(r"[-+\u2212]?(?:\d{1,3}(?:,\d{3})+|\d+)")
+    marker = re.compile(r"Answer:") if mistake == "markers" else MARKER
+
+    def value(text):
+        found = number.findall(text)
+        if not found:
+            return None
+        pick = found[-1] if mistake == "last_number" else found[0]
+        return float(pick.replace(",", "").replace("\u2212", "-"))
+
+    if mistake == "last_number":
+        return value(completion)
+    boxes = BOXED.findall(completion)
+    if boxes and mistake != "ignores_box":
+        return value(boxes[-1])
+    marks = list(marker.finditer(completion))
+    if not marks:
+        if mistake in ("fallback", "fallback_last"):
+            found = number.findall(completion)
+            return float(found[0 if mistake == "fallback" else -1].replace(",", "").replace("\u2212", "-")) \
+                if found else None
+        return None
+    start = marks[0].end() if mistake == "first_marker" else marks[-1].end()
+    return value(completion[start:])
+
+
+# (text, label-free description) pieces the hidden completions are made of
+_EN_LEADS = ("Let me work it out. {work}", "First, {work} Then I check it again.", "We have {work}")
+_KO_LEADS = ("차근차근 풀어 봅시다. {work}", "먼저 {work} 다시 확인합니다.", "정리하면 {work}")
+
+
+def _number_text(g, value_kind: int) -> tuple[str, float]:
+    """A number as a model might write it, and its value."""
+    sign = ("", "-", "\u2212", "+")[int(torch.randint(0, 4, (1,), generator=g))]
+    whole = int(torch.randint(0, 10 ** int(torch.randint(1, 8, (1,), generator=g)), (1,), generator=g))
+    text = f"{whole:,}" if value_kind % 2 else str(whole)
+    if value_kind >= 2:
+        frac = str(int(torch.randint(1, 1000, (1,), generator=g))).rjust(3, "0").rstrip("0") or "5"
+        text += "." + frac
+    value = float(text.replace(",", ""))
+    return sign + text, (-value if sign in ("-", "\u2212") else value)
+
+
+def _random_completion(g, style: int) -> str:
+    a, b = (int(x) for x in torch.randint(0, 500, (2,), generator=g))
+    noise = [str(a), str(b), str(a + b)]
+    answer, _ = _number_text(g, int(torch.randint(0, 4, (1,), generator=g)))
+    korean = bool(torch.randint(0, 2, (1,), generator=g))
+    work = f"{noise[0]} + {noise[1]} = {noise[2]}."
+    lead = (_KO_LEADS if korean else _EN_LEADS)[int(torch.randint(0, 3, (1,), generator=g))].format(work=work)
+    tail = f" ({noise[1]} × 2)" if bool(torch.randint(0, 2, (1,), generator=g)) else ""
+    if style == 0:
+        end = f"정답: {answer}개입니다{tail}" if korean else f"Answer: {answer}{tail}"
+    elif style == 1:
+        end = f"답 : {answer}원{tail}" if korean else f"ANSWER : {answer} apples{tail}"
+    elif style == 2:
+        end = f"Answer: {noise[0]}. 잠깐, 다시 보니 답: {answer}" if korean else \
+            f"Answer: {noise[0]}. Wait, that is wrong. Final answer: {answer}{tail}"
+    elif style == 3:
+        end = f"답: {noise[2]}, 최종적으로 $\\boxed{{{answer}}}$" if korean else \
+            f"Answer: {noise[2]}, so the result is $\\boxed{{{answer}}}${tail}"
+    elif style == 4:
+        end = f"그래서 {answer}개가 남습니다." if korean else f"So {answer} are left."     # no marker: None
+    else:
+        end = f"\\boxed{{{noise[0]}}} ... \\boxed{{x = {answer}}}"
+    return f"{lead} {end}"
+
+
+EXTRACT_FIXED = (
+    "Answer: 42",
+    "The apples cost $9, so one costs $3.\nAnswer: 3",
+    "Answer: 12 (because 3 × 4 = 12, and 12 - 0 = 12 with 5 left over)",
+    "Answer: 7. Wait, that ignores the oranges. Answer: 5",
+    "We get 161 / 23 = 7, so the answer is \\boxed{7}. Answer: 8",
+    "Total: \\boxed{1,234,567} apples",
+    "Answer: -3.5",
+    "Answer: −12",
+    "정답: 총 1,250원입니다",
+    "풀이를 마쳤습니다. 답 : 3.75",
+    "answer: +8",
+    "The oranges cost 4 and the apples 9, so one apple costs 3.",
+    "2 + 2 = 4, and 4 × 3 = 12. Answer: not sure",
+    "Answer: unknown",
+)
+
+
+def _case_label(text: str) -> str:
+    short = text.replace("\n", " ")
+    return "“" + (short if len(short) <= 80 else short[:24] + " … " + short[-53:]) + "”"
+
+
+@register
+class ExtractAnswer(Check):
+    step = "reasoning.extract_answer"
+    mutants = {f"mistake_extract_{m}": (lambda m: lambda text: _extract(text, mistake=m))(m)
+               for m in ("ignores_box", "first_marker", "last_number", "commas", "unicode_minus", "sign",
+                         "decimals", "markers")}
+    mutants["mistake_extract_fallback"] = [lambda text: _extract(text, mistake="fallback"),
+                                           lambda text: _extract(text, mistake="fallback_last")]
+
+    def cases(self, seed, hidden):
+        if hidden:
+            g = gen(seed)
+            styles = torch.cat([torch.randperm(6, generator=g), torch.randperm(6, generator=g)]).tolist()
+            texts = [_random_completion(g, style) for style in styles]           # every style twice
+            return [Case(_case_label(t), (t,)) for t in texts]
+        return [Case(_case_label(t), (t,)) for t in EXTRACT_FIXED]
+
+    def reference(self, completion):
+        return _extract(completion)
+
+    def judge(self, case, output):
+        expected = self.reference(*case.args)
+        if isinstance(output, str) and expected is not None:
+            try:
+                same = float(output.replace(",", "").replace("\u2212", "-")) == expected
+            except ValueError:
+                same = False
+            if same:
+                return Verdict(False, "mistake_extract_string", {}, case.label)
+        if isinstance(output, int) and not isinstance(output, bool):
+            output = float(output)
+        return super().judge(case, output)
+
+
+# ----------------------------------------------------------------------------
+# 2. self-consistency: the majority vote
+
+
+def _vote(answers, *, mistake=None):
+    pool = list(answers) if mistake == "counts_none" else [a for a in answers if a is not None]
+    if not pool:
+        return None
+    counts = Counter(pool)                  # insertion order: the first seen wins a tie
+    top = max(counts.values())
+    tied = [a for a in counts if counts[a] == top]
+    if mistake == "count":
+        return top
+    if mistake == "tie_smallest":
+        return min(tied)
+    if mistake == "tie_largest":
+        return max(tied)
+    if mistake == "tie_last":
+        return tied[-1]
+    return tied[0]
+
+
+@register
+class MajorityVote(Check):
+    step = "reasoning.majority_vote"
+    mutants = {
+        "mistake_vote_counts_none": lambda answers: _vote(answers, mistake="counts_none"),
+        "mistake_vote_tie": [lambda answers: _vote(answers, mistake="tie_smallest"),
+                             lambda answers: _vote(answers, mistake="tie_largest"),
+                             lambda answers: _vote(answers, mistake="tie_last")],
+        "mistake_vote_count": lambda answers: _vote(answers, mistake="count"),
+    }
+
+    def cases(self, seed, hidden):
+        if hidden:
+            g = gen(seed)
+            out = []
+            for _ in range(4):
+                pool = [float(x) for x in torch.randint(-20, 60, (4,), generator=g).tolist()]
+                n = int(torch.randint(1, 16, (1,), generator=g))
+                answers = [None if float(torch.rand(1, generator=g)) < 0.25 else
+                           pool[int(torch.randint(0, 4, (1,), generator=g))] for _ in range(n)]
+                out.append(answers)
+            a, b = sorted(set(float(x) for x in torch.randperm(90, generator=g)[:2].tolist()))
+            out.append([b, None, a, a, None, b, None, None])                 # a tie, the larger seen first
+            out.append([a, b, None, b, a])                                     # a tie, the smaller seen first
+            out.append([None] * int(torch.randint(1, 5, (1,), generator=g)))
+            return [Case(str(x), (x,)) for x in out]
+        lists = [[7.0, 5.0, 7.0, 12.0, 7.0],
+                 [3.0],
+                 [None, None, None, 4.0],
+                 [None, 2.0, None, None, 2.0, None, 9.0],
+                 [9.0, 2.0, 2.0, 9.0],
+                 [5.0, 8.0, 1.0],
+                 [-1.5, 3.0, None, 3.0, -1.5],
+                 [None, None],
+                 []]
+        return [Case(str(x), (x,)) for x in lists]
+
+    def reference(self, answers):
+        return _vote(answers)
+
+    def judge(self, case, output):
+        if isinstance(output, int) and not isinstance(output, bool) and self.reference(*case.args) is not None \
+                and float(output) == self.reference(*case.args):
+            output = float(output)
+        return super().judge(case, output)
+
+    def explain_raised(self, case, error, text):
+        if all(a is None for a in case.args[0]):
+            return "mistake_vote_empty"
+        return None
+
+
+# ----------------------------------------------------------------------------
+# 3. pass@k, the unbiased estimator
+
+
+def _pass_at_k(n, c, k, *, mistake=None):
+    if k > n and mistake != "no_refusal":
+        raise ValueError(f"k = {k} is larger than n = {n}")
+    if mistake == "pass1":
+        return c / n
+    if mistake == "with_replacement":
+        return 1.0 - (1.0 - c / n) ** k
+    if mistake == "all_correct":
+        return math.comb(c, k) / math.comb(n, k)
+    if mistake == "off_by_one":
+        return 1.0 - math.prod(1.0 - k / i for i in range(n - c, n))
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+@register
+class PassAtK(Check):
+    step = "reasoning.pass_at_k"
+    mutants = {f"mistake_passk_{m}": (lambda m: lambda n, c, k: _pass_at_k(n, c, k, mistake=m))(m)
+               for m in ("pass1", "with_replacement", "all_correct", "off_by_one")}
+
+    def cases(self, seed, hidden):
+        if hidden:
+            g = gen(seed)
+            triples = []
+            for high in (12, 60, 400):
+                n = int(torch.randint(2, high, (1,), generator=g))
+                c = int(torch.randint(1, n, (1,), generator=g))
+                k = int(torch.randint(1, n - c + 1, (1,), generator=g))
+                triples.append((n, c, k))
+            n = int(torch.randint(600, 5000, (1,), generator=g))
+            triples.append((n, int(torch.randint(1, 40, (1,), generator=g)), n // 3))
+            n = int(torch.randint(5, 40, (1,), generator=g))
+            triples.append((n, n - 2, 3))                                        # n - c < k
+            cases = [Case(f"n={n} c={c} k={k}", (n, c, k)) for n, c, k in triples]
+            n = int(torch.randint(1, 30, (1,), generator=g))
+            return cases + [Case(f"n={n} c=0 k={n + 1}", (n, 0, n + 1), raises="ValueError")]
+        triples = [(10, 3, 1), (10, 3, 5), (10, 0, 4), (10, 10, 1), (10, 8, 3), (10, 1, 10),
+                   (200, 1, 100), (3000, 5, 1000), (2, 1, 2)]
+        return [Case(f"n={n} c={c} k={k}", (n, c, k)) for n, c, k in triples] + \
+            [Case("n=5 c=2 k=6", (5, 2, 6), raises="ValueError")]
+
+    def reference(self, n, c, k):
+        return _pass_at_k(n, c, k)
+
+    def judge(self, case, output):
+        if case.raises:
+            return Verdict(False, "mistake_passk_k_above_n", {}, case.label)
+        if isinstance(output, torch.Tensor) and output.numel() == 1:
+            output = float(output)
+        if isinstance(output, float) and not math.isfinite(output):
+            return Verdict(False, "mistake_passk_overflow", {}, case.label)
+        return super().judge(case, output)
+
+    def explain_raised(self, case, error, text):
+        n, c, k = case.args
+        if error == "OverflowError":
+            return "mistake_passk_overflow"
+        if n - c < k and error in ("ValueError", "ZeroDivisionError"):
+            return "mistake_passk_edge"
+        return None
+
+
+# ----------------------------------------------------------------------------
+# 4. a rule-based reward: format and correctness
+
+
+def _in_format(completion: str) -> bool:
+    text = completion.strip()
+    return text.startswith("<think>") and text.count("<think>") == 1 and text.count("</think>") == 1
+
+
+def _reward(completion, target, *, mistake=None):
+    if mistake == "loose_tags":
+        tags = "<think>" in completion and "</think>" in completion
+    else:
+        tags = _in_format(completion)
+    after = completion.split("</think>")[-1] if "</think>" in completion else completion
+    answer = _extract(completion if mistake == "reads_thinking" else after)
+    correct = answer is not None and abs(answer - target) <= MATCH_TOL
+    if mistake == "no_format":
+        return 1.0 if correct else (FORMAT_REWARD if tags and answer is not None else 0.0)
+    if mistake == "partial_without_format":
+        return 1.0 if tags and correct else (FORMAT_REWARD if answer is not None else 0.0)
+    if not tags:
+        return 0.0
+    if answer is None:
+        return FORMAT_REWARD if mistake == "no_answer" else 0.0
+    if correct:
+        return 1.0
+    return 0.0 if mistake == "no_partial" else FORMAT_REWARD
+
+
+REWARD_FIXED = (
+    ("<think>2 × $2 = $4, then $13 − $4 = $9, and 9 / 3 = 3.</think>\nAnswer: 3", 3.0),
+    ("<think>13 - 4 = 9 and 9 / 3 = 3</think> Answer: 4", 3.0),
+    ("<think>869 − 708 = 161</think> Answer: 7 (161 / 23)", 7.0),
+    ("Answer: 3", 3.0),
+    ("The answer is 3, I am sure. Answer: 7", 3.0),
+    ("  <think>maybe \\boxed{5}? no: 869 − 708 = 161, 161 / 23 = 7</think> Answer: 7", 7.0),
+    ("<think>161 / 23 = 7</think>", 7.0),
+    ("</think> 161 / 23 = 7 <think> Answer: 7", 7.0),
+    ("<think>a</think><think>b</think> Answer: 7", 7.0),
+    ("Sure! <think>161 / 23 = 7</think> Answer: 7", 7.0),
+    ("<think>1,000 + 250 = 1,250</think>정답: 1,250원", 1250.0),
+    ("<think>-2 - 1.5</think> \\boxed{−3.5}", -3.5),
+)
+
+
+@register
+class Reward(Check):
+    step = "reasoning.reward"
+    depends = ("reasoning.extract_answer",)
+    mutants = {f"mistake_reward_{m}": (lambda m: lambda text, target: _reward(text, target, mistake=m))(m)
+               for m in ("reads_thinking", "no_format", "no_partial", "partial_without_format", "loose_tags",
+                         "no_answer")}
+
+    def cases(self, seed, hidden):
+        if hidden:
+            g = gen(seed)
+            out = []
+            # (layout, right answer?): the format right and wrong, no tags, no answer, loose tags
+            plan = [(0, True), (0, False), (1, None), (2, True), (2, False), (3, None), (4, None), (5, True),
+                    (6, True)]
+            for kind, right in plan:
+                target = float(int(torch.randint(-50, 500, (1,), generator=g)))
+                if right is None:
+                    right = bool(torch.randint(0, 2, (1,), generator=g))
+                said = target if right else target + float(int(torch.randint(1, 9, (1,), generator=g)))
+                guess = int(torch.randint(0, 999, (1,), generator=g))
+                step = int(guess - target)
+                thinking = f"\\boxed{{{guess}}}? {guess} {'−' if step >= 0 else '+'} {abs(step)} = {target:g}"
+                answer = f"Answer: {said:g}" if bool(torch.randint(0, 2, (1,), generator=g)) else f"정답: {said:,.0f}"
+                text = {0: f"<think>{thinking}</think> {answer}",
+                        1: f"\n<think>{thinking}</think>\n{answer}",
+                        2: f"{answer}",
+                        3: f"<think>{thinking}</think>",
+                        4: f"<think>{thinking} {answer}",
+                        5: f"Sure. <think>{thinking}</think> {answer}",
+                        6: f"<think>{thinking}</think><think>again</think> {answer}"}[kind]
+                out.append((text, target))
+            return [Case(f"{_case_label(t)}, target={v:g}", (t, v)) for t, v in out]
+        return [Case(f"{_case_label(t)}, target={v:g}", (t, v)) for t, v in REWARD_FIXED]
+
+    def reference(self, completion, target):
+        return _reward(completion, target)
+
+    def judge(self, case, output):
+        if isinstance(output, int) and not isinstance(output, bool):
+            output = float(output)
+        return super().judge(case, output)
+
+
+# ----------------------------------------------------------------------------
+# 5. group-relative advantages (GRPO)
+
+
+def _advantages(rewards, eps=1e-6, *, mistake=None):
+    r = rewards.double()
+    if mistake == "wrong_axis":
+        r = r.T
+    if mistake == "global":
+        mean, std = r.mean(), r.std(unbiased=False)
+    else:
+        mean = r.mean(-1, keepdim=True)                                    # (P, 1)
+        std = r.std(-1, unbiased=(mistake == "sample_std"), keepdim=True)   # (P, 1)
+    if mistake == "no_std":
+        out = r - mean
+    elif mistake == "eps_inside":
+        out = (r - mean) / (std ** 2 + eps).sqrt()
+    else:
+        out = (r - mean) / (std + eps)
+    if mistake != "equal_group":
+        same = (r == r[..., :1]).all(-1, keepdim=True) if mistake != "global" else (r == r.flatten()[0]).all()
+        out = torch.where(same, torch.zeros_like(out), out)
+    if mistake == "wrong_axis":
+        out = out.T
+    return out.to(rewards.dtype)
+
+
+def _advantages_unguarded(rewards, eps=1e-6):
+    """(r - mean) / (std + eps) in the rewards' own dtype, without a rule for equal groups."""
+    mean = rewards.mean(-1, keepdim=True)
+    return (rewards - mean) / (rewards.std(-1, unbiased=False, keepdim=True) + eps)
+
+
+def _advantages_no_eps(rewards, eps=1e-6):
+    mean = rewards.mean(-1, keepdim=True)
+    return (rewards - mean) / rewards.std(-1, unbiased=False, keepdim=True)
+
+
+@register
+class GroupAdvantages(Check):
+    step = "reasoning.group_advantages"
+    mutants = {
+        "mistake_adv_sample_std": lambda r, eps=1e-6: _advantages(r, eps, mistake="sample_std"),
+        "mistake_adv_global": lambda r, eps=1e-6: _advantages(r, eps, mistake="global"),
+        "mistake_adv_wrong_axis": lambda r, eps=1e-6: _advantages(r, eps, mistake="wrong_axis"),
+        "mistake_adv_no_std": lambda r, eps=1e-6: _advantages(r, eps, mistake="no_std"),
+        "mistake_adv_eps_inside": lambda r, eps=1e-6: _advantages(r, eps, mistake="eps_inside"),
+        "mistake_adv_equal_group": [_advantages_unguarded, _advantages_no_eps],
+    }
+
+    def cases(self, seed, hidden):
+        if hidden:
+            g = gen(seed)
+            P, G = int(torch.randint(2, 6, (1,), generator=g)), int(torch.randint(7, 17, (1,), generator=g))
+            levels = torch.tensor([0.0, FORMAT_REWARD, 1.0])
+            r = levels[torch.randint(0, 3, (P, G), generator=g)]
+            r[0] = FORMAT_REWARD                                              # all equal: rounding
+            r[1, 0], r[1, 1] = 0.0, 1.0                                       # not all equal
+            smooth = torch.rand(P + 1, G - 3, generator=g) * float(torch.empty(1).uniform_(0.1, 5, generator=g))
+            single = torch.full((1, G), FORMAT_REWARD)
+            return [Case(f"rewards {tuple(r.shape)} of 0, {FORMAT_REWARD}, 1; first row all {FORMAT_REWARD}", (r,)),
+                    Case(f"rewards (1, {G}), all {FORMAT_REWARD}", (single,)),
+                    Case(f"rewards {tuple(smooth.shape)} uniform", (smooth,)),
+                    Case(f"rewards {tuple(smooth.shape)} uniform, eps=0.3", (smooth,), {"eps": 0.3})]
+        four = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+        tenth = torch.full((2, 8), FORMAT_REWARD)
+        tenth[1, :3] = 1.0
+        mixed = torch.tensor([[0.0, FORMAT_REWARD, 1.0, 1.0, FORMAT_REWARD, 0.0],
+                              [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+        tiny = torch.tensor([[0.0, 1e-6, 0.0, 1e-6]])
+        wide = torch.randn(3, 5, generator=gen(8)) * 3
+        return [Case("[[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]]", (four,)),
+                Case(f"(1, 8), all {FORMAT_REWARD}", (torch.full((1, 8), FORMAT_REWARD),)),
+                Case(f"(2, 8), first row all {FORMAT_REWARD}", (tenth,)),
+                Case(f"[[0, {FORMAT_REWARD}, 1, 1, {FORMAT_REWARD}, 0], [0, 0, 0, 0, 0, 0]]", (mixed,)),
+                Case("[[0, 1e-6, 0, 1e-6]]", (tiny,)),
+                Case("randn(3, 5) * 3", (wide,)),
+                Case("randn(3, 5) * 3, eps=0.5", (wide,), {"eps": 0.5}),
+                Case("[[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]], eps=0.5", (four,), {"eps": 0.5})]
+
+    def reference(self, rewards, eps=1e-6):
+        return _advantages(rewards, eps)
+
+    def judge(self, case, output):
+        verdict = super().judge(case, output)
+        if verdict.passed or verdict.key.startswith("mistake_") or not isinstance(output, torch.Tensor) \
+                or output.shape != case.args[0].shape:
+            return verdict
+        rewards = case.args[0]
+        equal = (rewards == rewards[..., :1]).all(-1)                         # (P,)
+        if bool(equal.any()) and not bool((output[equal] == 0).all()):
+            return Verdict(False, "mistake_adv_equal_group", {}, case.label)
+        return verdict
