@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from autograde.notebooks import ASSIGNMENTS
+
 from autograde.grader import grade as grade_mod
 from autograde.grader.grade import STATE_DIR, grade_assignment
 from autograde.grader.sandbox import Limits
@@ -313,17 +315,31 @@ def test_sampling_notebook_is_graded_with_the_reference_model_in_the_sandbox(tmp
 
 @needs_reference
 @pytest.mark.slow
-@pytest.mark.parametrize("assignment", ["01_tokenizer", "02_attention", "03_ffn_block", "04_sampling"])
-def test_every_solution_notebook_earns_full_marks_in_the_sandbox(tmp_path, assignment):
-    """What a notebook's solution cells need from its locked cells is there when the grader runs them."""
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+@pytest.mark.parametrize("kind, lang", [("full", "ko"), ("blank", "en")])
+def test_every_notebook_in_the_sandbox(tmp_path, assignment, kind, lang):
+    """The solution earns every point the manifest gives (what its solution cells need from the locked
+    cells is there when the grader runs them); the untouched exercise earns 0, each of its steps failing
+    with one clear line, never a traceback."""
+    from autograde import manifest
     from autograde.grader.pipeline import grade_notebook
 
     path = tmp_path / f"{assignment}.ipynb"
-    path.write_text(json.dumps(make_submission("full", "ko", assignment), ensure_ascii=False), encoding="utf-8")
+    path.write_text(json.dumps(make_submission(kind, lang, assignment), ensure_ascii=False), encoding="utf-8")
     result = grade_notebook(path, Limits(timeout=240, call_timeout=60))
-    failed = [(t["name"], t["output"]) for t in result["tests"] if t["status"] != "passed"]
-    assert result["score"] == result["max_score"] > 0 and not failed, failed
+    cells = manifest.test_cells(assignment)
     assert result["cell_errors"] == []
+    assert sorted(t["name"] for t in result["tests"]) == sorted(c.id for c in cells)
+    if kind == "full":
+        failed = [(t["name"], t["output"]) for t in result["tests"] if t["status"] != "passed"]
+        assert result["score"] == result["max_score"] == sum(s.points for c in cells for s in c.steps), failed
+        assert not failed, failed
+    else:
+        assert result["score"] == 0
+        for test in result["tests"]:
+            assert test["status"] != "passed" and "Traceback" not in test["output"], test
+            lines = test["output"].strip().splitlines()
+            assert lines and all(line.startswith("❌") and "NotImplementedError" in line for line in lines), test
 
 
 BLOCK_THROUGH_AN_ALIAS = """
