@@ -12,15 +12,21 @@ import torch
 
 from autograde.checks.core import case_seed
 from autograde.checks.runner import blame_dependency, describe, run_check
+from autograde import manifest
 from autograde.grader.pipeline import grade_notebook, plan
+from autograde.notebooks import ASSIGNMENTS
 from autograde.grader.rebuild import load_submission, rebuild
 from autograde.grader.sandbox import Limits
 from test_grader import _cells_by_id, make_submission, needs_reference
 
-ASSIGNMENTS = ("01_tokenizer", "02_attention", "03_ffn_block", "04_sampling")
-# the solution cell of each notebook that the attacks are written into
-TARGET_CELL = {"01_tokenizer": "count_pairs", "02_attention": "sdpa", "03_ffn_block": "rms_norm",
-               "04_sampling": "temperature"}
+
+
+def target_cell(nb: dict, assignment: str) -> dict:
+    """The solution cell the attacks are written into: the one defining the notebook's first graded function."""
+    function = manifest.test_cells(assignment)[0].steps[0].function
+    return next(cell for cell in _cells_by_id(nb).values()
+                if cell["metadata"]["nbgrader"].get("solution") and f"def {function}(" in "".join(cell["source"]))
+
 
 ATTACKS = {
     "rebind the worker through __main__": "import __main__\n__main__.call_case = lambda *a, **k: {'out': None}\n",
@@ -54,7 +60,7 @@ def test_attacks_on_the_worker_earn_nothing_in_every_notebook(tmp_path, assignme
     named in the feedback, without running the student's code at all."""
     for name, attack in ATTACKS.items():
         nb = make_submission("full", assignment=assignment)
-        cell = _cells_by_id(nb)[TARGET_CELL[assignment]]
+        cell = target_cell(nb, assignment)
         cell["source"] = attack + "".join(cell["source"])
         result = grade_notebook(_submission(tmp_path, assignment, name, nb), Limits(timeout=60, call_timeout=10))
         assert result["score"] == 0 and result["max_score"] > 0, (assignment, name)
