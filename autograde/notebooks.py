@@ -33,7 +33,7 @@ import nbformat
 from autograde.errors import CourseError
 
 LANGS = ("en", "ko")
-ASSIGNMENTS = ("01_tokenizer", "02_attention", "03_ffn_block", "04_sampling", "05_training")
+ASSIGNMENTS = ("01_tokenizer", "02_attention", "03_ffn_block", "04_sampling", "05_training", "07_real_model")
 LANG_LINE = re.compile(r'^COURSE_LANG = "(en|ko)"$', re.M)
 
 
