@@ -426,6 +426,12 @@ def _interleaved_rope(x, cos, sin):
     return x * c + rotated * s
 
 
+def _pairs_rope(x, cos, sin):
+    """Neighbouring pairs rotated, with the rotate-half angle tables left as they are."""
+    pairs = x.unflatten(-1, (x.shape[-1] // 2, 2))
+    return x * cos + torch.stack([-pairs[..., 1], pairs[..., 0]], -1).flatten(-2) * sin
+
+
 def _attention(x, w, cfg, cos, sin, past=None, *, variant="ok"):
     """One attention layer with a cache, written out so that each known mistake can be made."""
     H, G, D, eps = cfg["n_head"], cfg["n_kv_head"], cfg["head_dim"], cfg["norm_eps"]
@@ -436,6 +442,8 @@ def _attention(x, w, cfg, cos, sin, past=None, *, variant="ok"):
     def rotate(t):
         if variant == "interleaved":
             return _interleaved_rope(t, cos, sin)
+        if variant == "pairs":
+            return _pairs_rope(t, cos, sin)
         return fn.apply_rope(t, cos[None], sin[None])
 
     def norm(t, name):
@@ -445,7 +453,7 @@ def _attention(x, w, cfg, cos, sin, past=None, *, variant="ok"):
         q, k = norm(rotate(q), "q_norm.weight"), norm(rotate(k), "k_norm.weight")
         k_stored = k
     else:
-        q, k_unrotated = norm(q, "q_norm.weight"), norm(k, "k_norm.weight")
+        q, k_unrotated = rotate(norm(q, "q_norm.weight")), norm(k, "k_norm.weight")
         k_stored = k = rotate(k_unrotated)
     if variant == "cache_before_rope":
         k_stored = k_unrotated
@@ -495,6 +503,8 @@ class GQAAttention(Check):
     step = "real_model.gqa_attention"
     depends = ("real_model.qk_norm", "real_model.repeat_kv")
     mutants = {key: (lambda *a, v=variant: _attention(*a, variant=v)) for key, variant in ATTENTION_MUTANTS.items()}
+    mutants["mistake_rm_rope_interleaved"] = [mutants["mistake_rm_rope_interleaved"],
+                                              lambda *a: _attention(*a, variant="pairs")]
     forbidden = ("torch.nn.functional.scaled_dot_product_attention", "torch.nn.functional.multi_head_attention_forward")
 
     def cases(self, seed, hidden):
