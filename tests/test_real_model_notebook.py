@@ -341,3 +341,23 @@ def test_the_notebook_in_the_sandbox(tmp_path, kind, lang):
             assert test["status"] != "passed" and "Traceback" not in test["output"], test
             lines = test["output"].strip().splitlines()
             assert lines and all(line.startswith("❌") and "NotImplementedError" in line for line in lines), test
+
+
+# ----------------------------------------------------------------------------
+# export-hf refuses what it cannot write (a Qwen2 or Qwen3 config), before writing anything
+
+
+@pytest.mark.parametrize("extra", [dict(qkv_bias=True), dict(qk_norm=True),
+                                   dict(rope_scaling={"rope_type": "linear", "factor": 2.0})])
+def test_export_hf_refuses_a_config_it_cannot_write(tmp_path, extra):
+    from autograde.errors import CourseError
+    from autograde.reference.hf import export_hf
+    from autograde.reference.model import ModelConfig, Transformer
+    from autograde.reference.tokenizer import BPETokenizer
+
+    model = Transformer(ModelConfig.llama_style(vocab_size=300, d_model=32, n_layer=1, n_head=4, n_kv_head=2, d_ff=64,
+                                                **extra))
+    with pytest.raises(CourseError) as error:
+        export_hf(model, BPETokenizer(), tmp_path / "out")
+    assert list(extra)[0] in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "out").exists()
