@@ -361,3 +361,28 @@ def test_export_hf_refuses_a_config_it_cannot_write(tmp_path, extra):
         export_hf(model, BPETokenizer(), tmp_path / "out")
     assert list(extra)[0] in str(error.value) and "\n" not in str(error.value)
     assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------
+# notebook 4's assembly runs the students' pieces inside functional.forward (ops), not a copy of it
+
+
+def test_the_assembly_of_pieces_is_the_reference_forward():
+    from autograde.assemble import reference_pieces, stack_blocks
+    from autograde.reference.checkpoint import load_reference
+
+    reference = load_reference()
+    pieces = reference_pieces(reference.tokenizer)
+    weights = {name: t.detach() for name, t in reference.model.state_dict().items()}
+    seen = []
+
+    def spying_norm(x, weight, eps):
+        seen.append(tuple(x.shape))
+        return pieces["ffn.rms_norm"](x, weight, eps)
+
+    model_fn = stack_blocks(weights, reference.model.cfg, spying_norm, pieces["attention.multi_head"],
+                            pieces["ffn.swiglu"])
+    ids = torch.tensor([reference.tokenizer.encode("언어 모델은 다음 토큰을 예측합니다.")])
+    with torch.no_grad():
+        assert torch.allclose(model_fn(ids), reference.model(ids), rtol=1e-4, atol=1e-5)
+    assert len(seen) == 2 * reference.model.cfg.n_layer + 1          # every norm, the final one too, is the piece
