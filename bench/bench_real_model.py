@@ -62,13 +62,14 @@ def random_qwen3(dtype: torch.dtype, device: torch.device):
 
 
 def timed(call, device):
+    """(result, wall seconds, CPU seconds of this process): on a shared machine the CPU time is the steadier figure."""
     if device.type == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     out = call()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return out, time.perf_counter() - start
+    return out, time.perf_counter() - start, time.process_time() - cpu
 
 
 def main() -> int:
@@ -116,28 +117,38 @@ def main() -> int:
     with torch.no_grad():
         model(ids[:, :8])                                                     # warm-up
         cache = fn.KVCache(model.cfg.n_layer)
-        _, prefill_s = timed(lambda: model(ids, cache=cache), device)
-        ours, ours_s = timed(lambda: generate(model, prompt, args.new_tokens, greedy=True), device)
+        logits, prefill_s, prefill_cpu = timed(lambda: model(ids, cache=cache), device)
         kv_bytes = cache.nbytes()
+
+        def decode():
+            token = logits[:, -1:].argmax(-1)
+            for _ in range(args.new_tokens):
+                token = model(token, cache=cache)[:, -1:].argmax(-1)
+
+        _, decode_s, decode_cpu = timed(decode, device)
+        ours, ours_s, ours_cpu = timed(lambda: generate(model, prompt, args.new_tokens, greedy=True), device)
         hf.generation_config.pad_token_id = hf.generation_config.eos_token_id
-        out, hf_s = timed(lambda: hf.generate(ids, max_new_tokens=args.new_tokens, do_sample=False,
-                                              min_new_tokens=args.new_tokens, attention_mask=torch.ones_like(ids)),
-                          device)
+        out, hf_s, hf_cpu = timed(lambda: hf.generate(ids, max_new_tokens=args.new_tokens, do_sample=False,
+                                                      min_new_tokens=args.new_tokens,
+                                                      attention_mask=torch.ones_like(ids)), device)
     theirs = out[0, ids.shape[1]:].tolist()
-    # decode alone: the whole generate minus one prefill (generate's first step is the prefill)
-    decode_s = max(ours_s - prefill_s, 1e-9)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20        # KiB -> GiB on Linux
     n_params = sum(p.numel() for p in model.parameters())
+    n, p = args.new_tokens, len(prompt)
     print(f"model: {what} ({n_params:,} parameters), {str(dtype).removeprefix('torch.')} on {device.type}")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__} with {torch.get_num_threads()} threads, transformers {transformers.__version__}")
-    print(f"prefill, {len(prompt)} tokens: {prefill_s:.2f} s ({len(prompt) / prefill_s:,.1f} tokens/s)")
-    print(f"course generate with its KV cache, {args.new_tokens} tokens: {ours_s:.2f} s; decode after the "
-          f"prefill {(args.new_tokens - 1) / decode_s:,.2f} tokens/s")
-    print(f"transformers generate, {args.new_tokens} tokens: {hf_s:.2f} s ({args.new_tokens / hf_s:,.2f} tokens/s)")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f}, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+          f"transformers {transformers.__version__}")
+    print("(wall seconds; CPU seconds of this process in brackets)")
+    print(f"course prefill, {p} tokens: {prefill_s:.2f} s [{prefill_cpu:.2f}] -> {p / prefill_s:,.1f} tokens/s")
+    print(f"course decode with the KV cache, {n} tokens: {decode_s:.2f} s [{decode_cpu:.2f}] -> "
+          f"{n / decode_s:,.2f} tokens/s")
+    print(f"course generate (prefill + {n} tokens): {ours_s:.2f} s [{ours_cpu:.2f}] -> {n / ours_s:,.2f} new tokens/s")
+    print(f"transformers generate (prefill + {n} tokens): {hf_s:.2f} s [{hf_cpu:.2f}] -> {n / hf_s:,.2f} new tokens/s")
     print(f"KV cache after the prompt: {kv_bytes:,} bytes; peak resident memory {peak:.2f} GiB")
-    print(f"same greedy tokens as transformers: {ours == theirs}"
-          + ("" if ours == theirs else f" (first difference at token {next(i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b)})"))
+    same = ours == theirs
+    print(f"same greedy tokens as transformers: {same}"
+          + ("" if same else f" (first difference at token {next(i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b)})"))
     return 0
 
 

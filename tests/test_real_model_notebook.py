@@ -386,3 +386,12 @@ def test_the_assembly_of_pieces_is_the_reference_forward():
     with torch.no_grad():
         assert torch.allclose(model_fn(ids), reference.model(ids), rtol=1e-4, atol=1e-5)
     assert len(seen) == 2 * reference.model.cfg.n_layer + 1          # every norm, the final one too, is the piece
+
+
+def test_the_byte_map_is_the_tokenizers_librarys():
+    from tokenizers import pre_tokenizers
+
+    table = SOL["bytes_to_unicode"]()
+    assert sorted(table.values()) == sorted(pre_tokenizers.ByteLevel.alphabet()) and table[32] == "Ġ"
+    tok = rm._tokenizer()
+    assert tok.pre_tokenizer.pre_tokenize_str(" \n")[0][0] == "".join(table[b] for b in b" \n")
