@@ -395,3 +395,23 @@ def test_the_byte_map_is_the_tokenizers_librarys():
     assert sorted(table.values()) == sorted(pre_tokenizers.ByteLevel.alphabet()) and table[32] == "Ġ"
     tok = rm._tokenizer()
     assert tok.pre_tokenizer.pre_tokenize_str(" \n")[0][0] == "".join(table[b] for b in b" \n")
+
+
+@pytest.mark.slow
+def test_the_notebook_runs_its_real_model_branch_on_a_given_directory(tiny, tmp_path, monkeypatch):
+    """COURSE_REAL_MODEL=DIR takes the real-model path (here on the tiny checkpoint, the only one offline):
+    the notebook says it runs the given model, its ids match, its logits match transformers, its chat runs."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    directory, _ = tiny
+    monkeypatch.setenv("COURSE_REAL_MODEL", str(directory))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    nb = nbformat.read(REPO / "solutions" / "en" / "07_real_model" / "07_real_model.ipynb", as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert f"Running the real {directory}:" in text and "tiny random model" not in text
+    assert text.count("same ids as the model's tokenizer: True") == 4
+    assert re.search(r"largest logit difference \S+, relative (\S+)", text)
+    rel = float(re.search(r"largest logit difference \S+, relative (\S+)", text).group(1))
+    assert rel < 1e-4

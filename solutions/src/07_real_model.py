@@ -160,7 +160,8 @@ TEXT = {"en": {"real": "Running the real {name}: {n:,} parameters, {dtype} on {d
                "prefill": "프리필: 토큰 {n}개, {s:.3f}초 (초당 {tps:,.0f}토큰)",
                "decode": "디코드: 토큰 {n}개, {s:.3f}초 (초당 {tps:,.1f}토큰)",
                "tiny_chat": "(작은 무작위 모델이라 아래 답은 아무 뜻이 없고, 돌아가는 과정만 진짜입니다)"}}[COURSE_LANG]
-print(TEXT["real" if REAL else "tiny"].format(name=REAL_ID, n=n_params, dtype=str(DTYPE).removeprefix("torch."),
+model_name = os.environ.get("COURSE_REAL_MODEL") or REAL_ID
+print(TEXT["real" if REAL else "tiny"].format(name=model_name, n=n_params, dtype=str(DTYPE).removeprefix("torch."),
                                               device=device.type))
 print(CFG)
 
