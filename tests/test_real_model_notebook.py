@@ -415,3 +415,25 @@ def test_the_notebook_runs_its_real_model_branch_on_a_given_directory(tiny, tmp_
     assert re.search(r"largest logit difference \S+, relative (\S+)", text)
     rel = float(re.search(r"largest logit difference \S+, relative (\S+)", text).group(1))
     assert rel < 1e-4
+
+
+# ----------------------------------------------------------------------------
+# bench/bench_real_model.py: one clear line without weights; on a checkpoint directory, the same greedy tokens
+
+
+def test_the_real_model_bench_without_weights_and_on_a_checkpoint(tiny, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    directory, _ = tiny
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf-home"), "OMP_NUM_THREADS": "1"}
+    env.pop("COURSE_REAL_MODEL", None)
+    script = str(REPO / "bench" / "bench_real_model.py")
+    absent = subprocess.run([sys.executable, script], capture_output=True, text=True, env=env, timeout=120)
+    assert absent.returncode == 2 and absent.stdout == ""
+    assert len(absent.stderr.strip().splitlines()) == 1 and absent.stderr.startswith("error: no Qwen/Qwen3-0.6B")
+    done = subprocess.run([sys.executable, script, "--model", str(directory), "--prompt-tokens", "16", "--new-tokens", "4",
+                           "--device", "cpu"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "same greedy tokens as transformers: True" in done.stdout and "course prefill, 16 tokens" in done.stdout
