@@ -604,6 +604,31 @@ def forward(ids: torch.Tensor, weights: dict, cfg: dict, cache: list | None = No
 
 
 # %% [markdown] lang="en"
+# Chapter 6's table of shapes, measured on this model: one prompt of five
+# tokens through the first layer with your functions, then the logits.
+
+# %% [markdown] lang="ko"
+# 6장의 텐서 모양 표를 이 모델에서 직접 재 봅니다. 토큰 다섯 개짜리 프롬프트 하나를
+# 여러분의 함수로 첫 층에 통과시키고, 마지막에 로짓까지 구합니다.
+
+# %%
+with torch.no_grad():
+    five = torch.tensor([tokenizer.encode("언어 모델은 토큰을", add_special_tokens=False)[:5]], device=device)
+    layer0 = {name[len("blocks.0."):]: t for name, t in WEIGHTS.items() if name.startswith("blocks.0.")}
+    cos, sin = rope_tables(torch.arange(five.shape[1], device=device), CFG["head_dim"], CFG["rope_theta"])
+    x = WEIGHTS["tok_emb"][five]
+    h = rms_norm(x, layer0["norm1.weight"], CFG["norm_eps"])
+    q = qk_norm(h @ layer0["attn.W_q"], layer0["attn.q_norm.weight"], CFG["n_head"], CFG["norm_eps"])
+    k = qk_norm(h @ layer0["attn.W_k"], layer0["attn.k_norm.weight"], CFG["n_kv_head"], CFG["norm_eps"])
+    keys = repeat_kv(apply_rope(k, cos, sin), CFG["n_head"] // CFG["n_kv_head"])
+    scores = apply_rope(q, cos, sin) @ keys.transpose(-2, -1) / math.sqrt(CFG["head_dim"])
+    out, (k_cached, v_cached) = decoder_block(x, layer0, CFG, cos, sin)
+    logits, _ = forward(five, WEIGHTS, CFG)
+for name, t in [("ids", five), ("x = tok_emb[ids]", x), ("q", q), ("k", k), ("scores", scores),
+                ("cache k, v", k_cached), ("block output", out), ("logits", logits)]:
+    print(f"{name:18s} {tuple(t.shape)}")
+
+# %% [markdown] lang="en"
 # Your pieces, assembled, are now the real model's forward pass. Compare
 # your logits with those of `transformers`, which reads the same checkpoint
 # with its own code. In float32 on the CPU the largest difference must stay
