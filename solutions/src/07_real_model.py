@@ -635,7 +635,7 @@ for name, t in [("ids", five), ("x = tok_emb[ids]", x), ("q", q), ("k", k), ("sc
 # under $10^{-4}$ of the largest logit. In bfloat16 on a GPU each of the 28
 # layers rounds to 8 bits of mantissa, and the two programs round in
 # different places: there the tolerance is 5% of the largest logit
-# (`TOLERANCE` below), and the top token agrees at almost every position.
+# (`TOLERANCE` below; a stated bound, not yet measured on a GPU by the course).
 # Then check the cache: a prefill of part of the text followed by one token
 # at a time gives the logits of one full call.
 
@@ -644,8 +644,8 @@ for name, t in [("ids", five), ("x = tok_emb[ids]", x), ("q", q), ("k", k), ("sc
 # 코드로 읽는 `transformers`의 로짓과 비교해 봅시다. CPU의 float32에서는 가장 큰
 # 차이가 가장 큰 로짓의 $10^{-4}$배보다 작아야 합니다. GPU의 bfloat16에서는 28개 층이
 # 저마다 가수 8비트로 반올림하고, 두 프로그램이 반올림하는 자리도 다릅니다. 그래서
-# 허용 오차는 가장 큰 로짓의 5%이고(아래 `TOLERANCE`), 가장 높은 토큰은 거의 모든
-# 위치에서 같습니다. 이어서 캐시를 확인합니다. 글의 앞부분을 프리필하고 나머지를 한
+# 허용 오차는 가장 큰 로짓의 5%입니다(아래 `TOLERANCE`. 정해 둔 한계이며, 강좌가 아직
+# GPU에서 재 보지는 않았습니다). 이어서 캐시를 확인합니다. 글의 앞부분을 프리필하고 나머지를 한
 # 토큰씩 넣은 로짓이 전체를 한 번에 넣은 로짓과 같아야 합니다.
 
 # %%
