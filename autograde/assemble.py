@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from autograde.checks.steps.sampling import generate_loop
 from autograde.notebook import load_piece
+from autograde.reference import functional as fn
 from autograde.reference import model as ref
 from autograde.reference.checkpoint import load_reference
 from autograde.reference.tokenizer import ENDOFTEXT
@@ -47,21 +48,17 @@ def reference_pieces(tokenizer) -> dict:
 
 
 def stack_blocks(weights: dict, cfg: ref.ModelConfig, rms_norm, attention, swiglu):
-    """model_fn from the pieces: ids (1, T) -> logits (1, T, V), computed like the reference Transformer."""
+    """model_fn from the pieces: ids (1, T) -> logits (1, T, V). The stack itself is the reference's own
+    forward (autograde.reference.functional), with the pieces put in its place through `ops`."""
+    def attend(x, w, cfg, mask, rope, cache, layer):          # functional's attention signature
+        cos, sin = rope                                        # (1, T, D) each
+        return attention(x, w["W_q"], w["W_k"], w["W_v"], w["W_o"], cfg.n_head, cfg.n_kv_head,
+                         cos[:, None], sin[:, None])          # the notebook's (1, 1, T, D)
+
+    ops = {"rms_norm": rms_norm, "attention": attend, "swiglu": swiglu}
+
     def forward(ids):
-        T = ids.shape[1]
-        cos, sin = ref.rope_cos_sin(torch.arange(T)[None], cfg.head_dim, cfg.rope_theta)   # (1, T, D)
-        cos, sin = cos[:, None], sin[:, None]                                               # (1, 1, T, D)
-        x = weights["tok_emb"][ids]                                                         # (1, T, C)
-        for i in range(cfg.n_layer):
-            w = {name[len(f"blocks.{i}."):]: t for name, t in weights.items() if name.startswith(f"blocks.{i}.")}
-            h = rms_norm(x, w["norm1.weight"], cfg.norm_eps)
-            x = x + attention(h, w["attn.W_q"], w["attn.W_k"], w["attn.W_v"], w["attn.W_o"],
-                              cfg.n_head, cfg.n_kv_head, cos, sin)
-            h = rms_norm(x, w["norm2.weight"], cfg.norm_eps)
-            x = x + swiglu(h, w["ffn.W_gate"], w["ffn.W_up"], w["ffn.W_down"])
-        x = rms_norm(x, weights["norm_f.weight"], cfg.norm_eps)
-        return x @ weights["tok_emb"].T                                                     # (1, T, V)
+        return fn.forward(ids, weights, cfg, ops=ops)          # (1, T, V)
     return forward
 
 

@@ -34,7 +34,7 @@ from autograde.errors import CourseError
 
 LANGS = ("en", "ko")
 ASSIGNMENTS = ("01_tokenizer", "02_attention", "03_ffn_block", "04_sampling", "05_training", "06_embeddings",
-               "08_reasoning")
+               "07_real_model", "08_reasoning")
 LANG_LINE = re.compile(r'^COURSE_LANG = "(en|ko)"$', re.M)
 
 

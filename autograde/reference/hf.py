@@ -30,8 +30,19 @@ def is_llama_style(cfg: ModelConfig) -> bool:
     return (cfg.position, cfg.norm, cfg.ffn, cfg.bias) == ("rope", "rmsnorm", "swiglu", False)
 
 
+def refuse_unwritable(cfg: ModelConfig) -> None:
+    """One clear line for what the GPT-2 and Llama configs written here cannot express (Qwen2's biases on
+    W_q, W_k, W_v; Qwen3's QK-norm; RoPE scaling): exporting them anyway would write a different model."""
+    unwritable = [name for name, present in (("qkv_bias", cfg.qkv_bias), ("qk_norm", cfg.qk_norm),
+                                             ("rope_scaling", bool(cfg.rope_scaling))) if present]
+    if unwritable:
+        raise CourseError(f"export-hf writes GPT-2- and Llama-style models; this config has {', '.join(unwritable)}, "
+                          "which that export cannot write")
+
+
 def hf_config(cfg: ModelConfig):
     """The transformers config of the same architecture."""
+    refuse_unwritable(cfg)
     if is_gpt2_style(cfg):
         from transformers import GPT2Config
 
@@ -198,6 +209,7 @@ def export_hf(model: Transformer, tok: BPETokenizer, directory, force: bool = Fa
     a directory that cannot be written is a CourseError that names it."""
     if not str(directory).strip():
         raise CourseError("the output directory is empty: name a directory, e.g. `course export-hf out/`")
+    refuse_unwritable(model.cfg)                  # before anything is written
     directory = Path(directory)
     try:
         if directory.exists() and not directory.is_dir():
