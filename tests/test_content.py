@@ -473,3 +473,17 @@ def test_window_shift_example_matches_the_reference_generate(lang):
     for (step, before, start, lo, hi), read in zip(rows, seen):
         assert before == prompt_len + step - 1 and hi == before and lo == start, (lang, step)
         assert before - read == start, f"step {step}: the model read {read} ids, the example says ids[{lo}:{hi}]"
+
+
+# ---------------------------------------------------------------------------
+# The home page and the instructor guide list every notebook
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("page", ["index.md", "instructors.md"])
+def test_every_notebook_is_in_the_tables_of_the_home_page_and_the_instructor_guide(lang, page):
+    from autograde.notebooks import ASSIGNMENTS
+
+    text = (COURSE / lang / page).read_text(encoding="utf-8")
+    listed = re.findall(r"^\| `(\d\d_[a-z_]+)` \|", text, re.M)
+    assert listed == list(ASSIGNMENTS), listed
