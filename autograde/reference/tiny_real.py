@@ -39,11 +39,10 @@ TINY_SHAPE = {"hidden_size": 64, "intermediate_size": 192, "num_hidden_layers": 
 TINY_VOCAB = 1024
 
 
-def train_tokenizer(vocab_size: int = TINY_VOCAB):
-    """A byte-level BPE with Qwen's normalizer and split pattern, trained on the course corpus."""
+def byte_level_bpe(texts, vocab_size: int, specials=()):
+    """A byte-level BPE built the way Qwen's tokenizer.json is (NFC, Qwen's split pattern, byte level),
+    trained by the `tokenizers` library on `texts`."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-
-    from autograde.reference.corpus import load_corpus
 
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
@@ -51,11 +50,18 @@ def train_tokenizer(vocab_size: int = TINY_VOCAB):
         pre_tokenizers.Split(Regex(QWEN_SPLIT), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(specials), show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    corpus = load_corpus()
-    tok.train_from_iterator([doc for lang in sorted(corpus) for doc in corpus[lang]], trainer)
+    tok.train_from_iterator(texts, trainer)
     return tok
+
+
+def train_tokenizer(vocab_size: int = TINY_VOCAB):
+    """The tiny model's tokenizer: byte_level_bpe on the course corpus, with the chat's special tokens."""
+    from autograde.reference.corpus import load_corpus
+
+    corpus = load_corpus()
+    return byte_level_bpe([doc for lang in sorted(corpus) for doc in corpus[lang]], vocab_size, SPECIALS)
 
 
 def tiny_config(vocab_size: int) -> dict:

@@ -24,6 +24,7 @@ from autograde.checks.core import Case, Check, gen
 from autograde.checks.messages import register_messages
 from autograde.checks.registry import register
 from autograde.reference import functional as fn
+from autograde.reference.tiny_real import QWEN_SPLIT, byte_level_bpe
 
 register_messages({
     "mistake_rm_byte_identity": {
@@ -184,8 +185,7 @@ class BytesToUnicode(Check):
         return _byte_map()          # the same 256 characters as tokenizers' ByteLevel.alphabet() (a test says so)
 
 
-SPLIT_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+SPLIT_PATTERN = QWEN_SPLIT
 TRAIN_TEXT = [
     "언어 모델은 다음 토큰을 예측합니다. 토큰마다 벡터가 하나씩 있습니다.",
     "겨울에는 배가 맛있다고 합니다. 모델은 글자가 아니라 토큰을 읽습니다.",
@@ -198,18 +198,7 @@ TRAIN_TEXT = [
 @lru_cache(maxsize=1)
 def _tokenizer():
     """A small byte-level BPE built the way Qwen's tokenizer.json is: NFC, split pattern, byte level."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=420, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(TRAIN_TEXT, trainer)
-    return tok
+    return byte_level_bpe(TRAIN_TEXT, vocab_size=420)
 
 
 def vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
