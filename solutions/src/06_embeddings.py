@@ -101,7 +101,7 @@ device = setup(COURSE_LANG)
 # 엄연한 벡터(길이 $10^{-6}$은 $\varepsilon = 10^{-8}$보다 훨씬 큽니다)는 평소처럼
 # 정규화됩니다. 두 길이의 곱이 아니라 길이 하나하나를 자르세요. 입력의 dtype을
 # 그대로 유지하고, `torch.nn.functional.cosine_similarity`나 `normalize`는 쓰지
-# 마세요. 바로 그것을 직접 만드는 단계입니다.
+# 마세요. 이 단계에서 직접 만드는 것이 바로 그 함수들입니다.
 
 # %% kind="solution" id="cosine_similarity"
 def cosine_similarity(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -184,8 +184,8 @@ def nearest_neighbours(table: torch.Tensor, query_id: int, k: int) -> list[int]:
 # numbers next to them show how weak some of those links are.
 
 # %% [markdown] lang="ko"
-# 이제 강의 토크나이저의 토큰 몇 개가 어떤 이웃을 두었는지, 사람이 읽을 수 있게
-# 디코딩해서 봅시다. `' 모델'`과 `' 코드'`가 둘 다 이 강의에 나오는 명사라거나
+# 이제 이 강좌의 토크나이저에서 토큰 몇 개를 골라 어떤 이웃을 두었는지, 사람이 읽을
+# 수 있게 디코딩해서 봅시다. `' 모델'`과 `' 코드'`가 둘 다 이 강좌에 나오는 명사라거나
 # `'은'`과 `'을'`이 조사라는 것을 모델에게 알려 준 사람은 없습니다. 비슷한 문맥에서
 # 쓰이다 보니 행이 같은 쪽으로 움직였을 뿐입니다. 짧은 말뭉치 하나로 학습한 작은
 # 모델이라 엉뚱한 이웃도 있는데, 옆에 적힌 값을 보면 그런 연결이 얼마나 약한지
@@ -281,8 +281,8 @@ def sinusoidal_encoding(n_positions: int, dim: int) -> torch.Tensor:
 # the embeddings when a model is configured with `position="sinusoidal"`.
 
 # %% [markdown] lang="ko"
-# 2장에 실린 $d = 8$, 처음 네 위치의 표가 바로 이 함수에서 나옵니다. 모델 설정이
-# `position="sinusoidal"`일 때 참고 코드가 임베딩에 더하는 표도 바로 이것입니다.
+# 2장에 실린 $d = 8$, 처음 네 위치의 표는 이 함수로 만든 것입니다. 모델 설정이
+# `position="sinusoidal"`일 때 참고 코드가 임베딩에 더하는 표도 바로 이 표입니다.
 
 # %%
 from autograde.reference.functional import sinusoidal_table
@@ -307,7 +307,7 @@ print(torch.equal(sinusoidal_encoding(128, 128), sinusoidal_table(128, 128)))
 # the values stray from $\sum_i \cos \omega_i k$.
 
 # %% [markdown] lang="ko"
-# ## 4. 남는 것은 위치 차이뿐
+# ## 4. 중요한 것은 위치 차이뿐
 #
 # $k$칸 앞으로 옮기면 어디서 출발하든 쌍마다 같은 각도 $\omega_i k$만큼 돕니다.
 # 그래서 두 행의 내적은 두 위치가 얼마나 떨어져 있는지에만 달려 있습니다.
@@ -328,7 +328,7 @@ plt.rcParams["font.family"] = ["NanumGothic", "DejaVu Sans"]
 TEXT = {"en": {"pos": "position", "title": "PE(p) · PE(q), d = 64",
                "stray": "largest distance from the sum of cos(ω_i k), over offsets 0..{n}: {d:.1e}"},
         "ko": {"pos": "위치", "title": "PE(p) · PE(q), d = 64",
-               "stray": "위치 차이 0..{n}에서 cos(ω_i k)의 합과 가장 크게 벗어난 정도: {d:.1e}"}}[COURSE_LANG]
+               "stray": "위치 차이 0..{n}에서 cos(ω_i k)의 합과의 가장 큰 차이: {d:.1e}"}}[COURSE_LANG]
 
 P, d = 64, 64
 pe = sinusoidal_encoding(P, d)                                    # (P, C)
@@ -367,15 +367,15 @@ plt.show()
 # %% [markdown] lang="ko"
 # ## 5. 토큰 벡터와 위치 벡터의 합
 #
-# 위치 $pos$에 있는 토큰 $t_{pos}$에 대해 모델이 받는 입력은 다음과 같습니다.
+# 위치 $pos$의 토큰이 $t_{pos}$일 때 모델이 받는 입력은 다음과 같습니다.
 #
 # $$
 # \mathbf{x}_{pos} = W_E[t_{pos},:] + PE(pos,:)
 # $$
 #
 # `ids`의 모양은 `(B, T)`, `tok_emb`은 $W_E$로 모양이 `(V, C)`, `pos_table`의 모양은
-# `(P, C)`입니다. `ids`의 첫 토큰은 `start` 위치에 있습니다. 새 글이면 0이고, KV
-# 캐시로 생성하는 중이라면 캐시에 이미 들어 있는 토큰의 수입니다. `(B, T, C)`
+# `(P, C)`입니다. `ids`의 첫 토큰은 `start` 위치에 있습니다. 새로 시작하는 글이면
+# 0이고, KV 캐시로 생성하는 중이라면 캐시에 이미 들어 있는 토큰의 수입니다. `(B, T, C)`
 # 모양으로 돌려주세요. `[b, t]` 자리에는 `ids[b, t]` 토큰의 벡터에 `start + t`
 # 위치의 벡터를 더한 값이 들어갑니다. 배치 안의 모든 시퀀스가 같은 위치를 씁니다.
 # 위치가 표의 마지막 행을 넘어가면 `ValueError`를 일으키세요.
