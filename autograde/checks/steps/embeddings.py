@@ -24,7 +24,7 @@ PE_ULPS = 4 * 2.0 ** -24   # per position: float32 rounds an angle of size P by 
 register_messages({
     "mistake_cos_dot_only": {
         "en": "this is the plain dot product a @ b.T: divide it by the two vectors' lengths",
-        "ko": "그냥 내적 a @ b.T입니다: 두 벡터의 길이로 나누세요"},
+        "ko": "내적 a @ b.T만 구했습니다: 두 벡터의 길이로 나누세요"},
     "mistake_cos_one_norm": {
         "en": "only one side was divided by its length: normalize the rows of a and the rows of b",
         "ko": "한쪽만 길이로 나눴습니다: a의 행과 b의 행을 모두 정규화하세요"},
@@ -63,7 +63,7 @@ register_messages({
         "ko": "float64 입력인데 결과의 정밀도가 float32 수준입니다: 입력의 dtype 그대로 계산하세요"},
     "mistake_nn_includes_self": {
         "en": "the query token is among its own neighbours (its cosine with itself is 1): leave query_id out",
-        "ko": "질의 토큰이 자기 이웃 목록에 들어 있습니다(자기 자신과의 코사인은 1): query_id는 빼세요"},
+        "ko": "기준 토큰이 자기 이웃 목록에 들어 있습니다(자기 자신과의 코사인은 1): query_id는 빼세요"},
     "mistake_nn_least_similar": {
         "en": "these are the least similar tokens: sort by cosine from the highest down",
         "ko": "가장 덜 닮은 토큰들입니다: 코사인이 높은 것부터 내림차순으로 고르세요"},
@@ -78,7 +78,7 @@ register_messages({
     "mistake_nn_k_minus_one": {
         "en": "one neighbour is missing: the query was dropped after taking the top k, so take the top k "
               "among the other tokens",
-        "ko": "이웃이 하나 모자랍니다: 상위 k개를 고른 다음에 질의 토큰을 뺐기 때문입니다. 질의 토큰을 "
+        "ko": "이웃이 하나 모자랍니다: 상위 k개를 고른 다음에 기준 토큰을 뺐기 때문입니다. 기준 토큰을 "
               "뺀 나머지에서 상위 k개를 고르세요"},
     "mistake_pe_halves": {
         "en": "the sines and cosines were put in two halves ([sin | cos]): the table interleaves them, "

@@ -97,7 +97,7 @@ register_messages({
     "mistake_rm_mask_no_offset": {
         "en": "the causal mask ignores the cached tokens: with `past` keys in the cache, query i may see keys "
               "0 .. past + i",
-        "ko": "인과 마스크가 캐시에 든 토큰을 빠뜨렸습니다: 캐시에 키가 past개 있으면 쿼리 i는 0부터 past + i까지의 "
+        "ko": "인과 마스크가 캐시에 든 토큰을 셈에 넣지 않았습니다: 캐시에 키가 past개 있으면 쿼리 i는 0부터 past + i까지의 "
               "키를 볼 수 있습니다"},
     "mistake_rm_scale_d_model": {
         "en": "the scores were divided by sqrt(d_model): divide by sqrt(head_dim)",
@@ -114,11 +114,11 @@ register_messages({
     "mistake_rm_post_norm": {
         "en": "the norm came after the residual addition (post-norm): this model normalizes the sublayer's input, "
               "x + attention(rms_norm(x))",
-        "ko": "잔차를 더한 뒤에 정규화했습니다(post-norm): 이 모델은 하위 층의 입력을 정규화합니다, "
-              "x + attention(rms_norm(x))"},
+        "ko": "잔차를 더한 뒤에 정규화했습니다(post-norm): 이 모델은 하위 층의 입력을 정규화합니다. 곧 "
+              "x + attention(rms_norm(x))입니다"},
     "mistake_rm_no_residual": {
         "en": "a residual connection is missing: each sublayer's output is added to its input, x = x + f(norm(x))",
-        "ko": "잔차 연결이 빠졌습니다: 하위 층마다 출력을 입력에 더합니다, x = x + f(norm(x))"},
+        "ko": "잔차 연결이 빠졌습니다: 하위 층마다 출력을 입력에 더해야 합니다(x = x + f(norm(x)))"},
     "mistake_rm_swiglu_swapped": {
         "en": "gate and up were swapped: silu goes on x @ W_gate, then times x @ W_up",
         "ko": "gate와 up이 뒤바뀌었습니다: silu는 x @ W_gate에 적용하고, 그 결과에 x @ W_up을 곱합니다"},

@@ -47,7 +47,7 @@ register_messages({
     "mistake_extract_last_number": {
         "en": "this is the last number of the whole text: the answer is the first number after the last "
               "marker (or in the last \\boxed{...}); numbers written after it are explanation",
-        "ko": "글 전체의 마지막 숫자를 골랐습니다: 답은 마지막 표지 바로 뒤의(또는 마지막 \\boxed{...} 안의) "
+        "ko": "글 전체의 마지막 숫자를 골랐습니다: 답은 마지막 표지 뒤의(또는 마지막 \\boxed{...} 안의) "
               "첫 숫자입니다. 그 뒤에 나오는 숫자는 설명일 뿐입니다"},
     "mistake_extract_first_marker": {
         "en": "the answer was read after the first marker: a completion may correct itself, so read after "
@@ -80,7 +80,7 @@ register_messages({
         "en": "the marker was not recognised: accept 'Answer:' in any letter case, with spaces before "
               "the colon, and the Korean '답:' (also inside '정답:')",
         "ko": "답 표지를 알아보지 못했습니다: 'Answer:'는 대소문자와 상관없이, 쌍점 앞에 빈칸이 있어도 "
-              "받아들이고, 한국어 '답:'('정답:' 안의 것도)도 받아들이세요"},
+              "받아들이고, 한국어 '답:'도('정답:' 안의 것까지) 받아들이세요"},
     "mistake_extract_string": {
         "en": "the answer came back as text: return it as a float (float('1234')), or None",
         "ko": "답을 문자열로 돌려주었습니다: float로 바꿔서(float('1234')) 돌려주거나 None을 돌려주세요"},
@@ -122,8 +122,8 @@ register_messages({
     "mistake_passk_overflow": {
         "en": "the binomial coefficients overflowed a float (factorials of large n): use the product "
               "1 - prod(1 - k / i for i in range(n - c + 1, n + 1)), or exact integers (math.comb)",
-        "ko": "이항 계수가 float 범위를 넘었습니다(큰 n의 계승): 곱 형태 "
-              "1 - prod(1 - k / i for i in range(n - c + 1, n + 1))나 정확한 정수(math.comb)를 쓰세요"},
+        "ko": "이항 계수가 float 범위를 넘었습니다(큰 n의 계승): 곱 "
+              "1 - prod(1 - k / i for i in range(n - c + 1, n + 1))로 계산하거나 정확한 정수(math.comb)를 쓰세요"},
     "mistake_passk_edge": {
         "en": "when n - c < k every choice of k samples holds a correct one, so pass@k is 1.0 (your "
               "function raised {error}: {text})",
@@ -158,8 +158,8 @@ register_messages({
     "mistake_adv_sample_std": {
         "en": "this divides by the sample std (G - 1 in the variance, torch.std's default): use the "
               "population std of the group, unbiased=False (divide by G)",
-        "ko": "표본 표준편차로 나눴습니다(분산을 G - 1로 나누는 torch.std의 기본값): 그룹의 모표준편차, "
-              "unbiased=False(G로 나누기)를 쓰세요"},
+        "ko": "표본 표준편차로 나눴습니다(분산을 G - 1로 나누는 torch.std의 기본값): 그룹의 모표준편차"
+              "(unbiased=False, G로 나누기)를 쓰세요"},
     "mistake_adv_global": {
         "en": "one mean and std were taken over the whole batch: each row is one prompt's group, "
               "normalize every row by its own mean and std",
