@@ -425,12 +425,13 @@ def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
 #    $\operatorname{rotate\_half}(x_1, x_2) = (-x_2, x_1)$일 때
 #    $x \cos + \operatorname{rotate\_half}(x) \sin$입니다. `cos`와 `sin`(`(T, D)`)에는
 #    새 토큰들 위치의 각도가 이미 들어 있습니다.
-# 3. `past`가 주어지면 앞선 토큰들의 `(k, v)`가 들어 있고, 모양은 둘 다
+# 3. 주어진 `past`는 앞선 토큰들의 `(k, v)`이고, 모양은 둘 다
 #    `(B, n_kv_head, past_len, D)`입니다. 새 `k`, `v`를 그 뒤에 붙입니다.
 # 4. `repeat_kv`로 `n_head`개 헤드까지 늘린 모든 키와의 점수
 #    $q k^\top / \sqrt{D}$를 구합니다. `D`는 `head_dim`입니다. 인과 마스크를 씌웁니다.
 #    새 토큰 `i`의 위치는 `past_len + i`이고, `0`부터 `past_len + i`까지의 키를 봅니다.
-# 5. 소프트맥스, 값과의 곱, 헤드를 다시 합쳐 `(B, T, n_head * D)`, 그리고 `w["W_o"]`를 곱합니다.
+# 5. 소프트맥스를 거쳐 값과 곱하고, 헤드를 다시 합쳐 `(B, T, n_head * D)`로 만든 뒤
+#    `w["W_o"]`를 곱합니다.
 #
 # 출력 `(B, T, C)`와 이 층의 새 캐시 `(k, v)`를 돌려주세요. 캐시는 둘 다
 # `(B, n_kv_head, past_len + T, D)`이고, 키는 RoPE를 적용한 뒤의 값, 헤드는 반복하기
@@ -570,7 +571,7 @@ def decoder_block(x: torch.Tensor, w: dict, cfg: dict, cos: torch.Tensor, sin: t
 # 3. 마지막으로 `norm_f.weight`로 `rms_norm`을 하고 로짓 `x @ tok_emb.T`를 구합니다.
 #    Qwen3-0.6B는 언임베딩을 임베딩 표와 묶어(tied) 씁니다.
 #
-# 로짓 `(B, T, V)`와 새 캐시를 돌려주세요. 프롬프트에서 한 번 부르고, 그 뒤 새 토큰마다
+# 로짓 `(B, T, V)`와 새 캐시를 돌려주세요. 프롬프트로 한 번 부르고, 그 뒤 새 토큰마다
 # 캐시와 함께 한 번씩 부른 결과가 전체를 한 번에 넣은 결과와 같아야 합니다. 디코드
 # 단계가 싼 까닭이 바로 이것입니다.
 
@@ -727,9 +728,9 @@ def kv_cache_bytes(config: dict, n_tokens: int, bytes_per_value: int = 2) -> int
 # per query head. Then the cache your `forward` built, measured, against the formula.
 
 # %% [markdown] lang="ko"
-# 실제 모델 세 개의 `config.json` 필드로 bfloat16, 32,768토큰 문맥의 캐시를 구하고,
-# 같은 모델이 쿼리 헤드마다 키/값 헤드를 하나씩 둔다면 얼마가 드는지 나란히
-# 놓습니다. 그다음 여러분의 `forward`가 만든 캐시를 직접 재어 식과 비교합니다.
+# 실제 모델 세 개의 `config.json` 필드로 bfloat16, 컨텍스트 32,768토큰일 때의
+# 캐시를 구하고, 같은 모델이 쿼리 헤드마다 키/값 헤드를 하나씩 둔다면 얼마가 드는지
+# 나란히 놓습니다. 그다음 여러분의 `forward`가 만든 캐시를 직접 재어 식과 비교합니다.
 
 # %%
 REAL_CONFIGS = {
@@ -813,7 +814,7 @@ print(TEXT["kv_measured"].format(t=PROMPT_LEN + NEW_TOKENS, measured=sum(t.numel
 # %% [markdown] lang="ko"
 # ## 9. 한국어로 대화하기
 #
-# 대화 모델은 대화 템플릿으로 적힌 대화를 읽습니다. 차례마다 `<|im_start|>`와
+# 대화 모델은 대화 템플릿으로 적힌 대화를 읽습니다. 각 차례는 `<|im_start|>`와
 # `<|im_end|>` 사이에 적고, 마지막에 `<|im_start|>assistant`를 붙여 모델이 이어 쓸
 # 답의 자리를 만듭니다. 템플릿은 모델의 토크나이저가 특수 토큰까지 넣어 만들어 주고,
 # 답은 여러분의 `forward`가 캐시와 함께 한 토큰씩 탐욕적으로 씁니다. 모델이
