@@ -301,12 +301,19 @@ def violations(text: str) -> list[str]:
     for row in term_table():
         cleaned = text
         for ok in sorted(row["also"], key=len, reverse=True):
-            cleaned = cleaned.replace(fold(ok), " ")
+            # an allowed spelling hides only the banned variants it contains (a longer phrase that
+            # means something else), never a banned phrase that contains it (이 강의 around 강의)
+            if any(fold(bad) in fold(ok) for bad in row["banned"]):
+                cleaned = cleaned.replace(fold(ok), " ")
         for bad in row["banned"]:
             for m in re.finditer(re.escape(fold(bad)), cleaned):
                 context = cleaned[max(0, m.start() - 25):m.end() + 15]
                 found.append(f"{bad!r} (use {row['ko']!r}) in '…{context}…'")
     return found
+
+
+def test_an_allowed_word_does_not_hide_a_banned_phrase_around_it():
+    assert violations("이 강의에서 배운 토큰") and not violations("강의 시간에 배운 토큰")
 
 
 def test_term_table_is_well_formed():

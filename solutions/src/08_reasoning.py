@@ -405,8 +405,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 # %% [markdown] lang="en"
-# Why not simply $1 - (1 - c/n)^k$, the chance that $k$ independent tries
-# all fail when one succeeds with probability $c/n$? Plugging an estimate
+# Why not simply $1 - (1 - c/n)^k$, the chance that at least one of $k$
+# independent tries succeeds when each succeeds with probability $c/n$? Plugging an estimate
 # into a curved function biases it. Below, 2,000 simulated questions of mixed
 # difficulty get $n = 20$ samples each; the true pass@k is known because the
 # simulator knows each question's $p$. The unbiased estimator follows the

@@ -153,7 +153,7 @@ register_messages({
     "mistake_mask_convention": {
         "en": "this mask is True where attention is blocked; in this course True means 'may attend': "
               "return the lower triangle, torch.ones(T, T, dtype=torch.bool).tril()",
-        "ko": "가려야 할 곳이 True인 마스크입니다. 이 강의에서 True는 '볼 수 있음'을 뜻하므로 아래 삼각형 "
+        "ko": "가려야 할 곳이 True인 마스크입니다. 이 강좌에서 True는 '볼 수 있음'을 뜻하므로 아래 삼각형 "
               "torch.ones(T, T, dtype=torch.bool).tril()을 돌려주세요"},
     "mistake_mask_not_bool": {
         "en": "the mask must be a boolean tensor (True = may attend), not numbers such as 1/0 or 0/-inf",
@@ -193,7 +193,7 @@ register_messages({
     "mistake_rope_interleaved": {
         "en": "you rotated neighbouring pairs (x[2i], x[2i+1]); this course (like Llama in Hugging Face) pairs "
               "x[i] with x[i + D/2]: split the last axis into two halves (rotate_half)",
-        "ko": "이웃한 쌍 (x[2i], x[2i+1])을 회전했습니다. 이 강의는 Hugging Face의 Llama처럼 x[i]와 x[i + D/2]를 "
+        "ko": "이웃한 쌍 (x[2i], x[2i+1])을 회전했습니다. 이 강좌는 Hugging Face의 Llama처럼 x[i]와 x[i + D/2]를 "
               "한 쌍으로 묶습니다: 마지막 축을 앞뒤 절반으로 나누세요 (rotate_half)"},
     "mistake_rope_cos_sin_swapped": {
         "en": "cos and sin were swapped: the result is x*cos + rotate_half(x)*sin",

@@ -113,7 +113,7 @@ register_messages({
     "mistake_gelu_erf": {
         "en": "this is the exact GELU with erf; the course (like GPT-2) uses the tanh approximation "
               "0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))",
-        "ko": "erf로 계산한 정확한 GELU입니다. 이 강의는 GPT-2처럼 tanh 근사식을 씁니다: "
+        "ko": "erf로 계산한 정확한 GELU입니다. 이 강좌는 GPT-2처럼 tanh 근사식을 씁니다: "
               "0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))"},
     "mistake_gelu_half": {
         "en": "the factor 0.5 in front is missing: GELU(x) = 0.5 x (1 + tanh(...))",
@@ -179,7 +179,7 @@ register_messages({
     "mistake_gelu_sigmoid": {
         "en": "this is the sigmoid approximation x * sigmoid(1.702 x); the course uses the tanh form "
               "0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))",
-        "ko": "시그모이드 근사 x * sigmoid(1.702 x)입니다. 이 강의는 tanh 근사식을 씁니다: "
+        "ko": "시그모이드 근사 x * sigmoid(1.702 x)입니다. 이 강좌는 tanh 근사식을 씁니다: "
               "0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))"},
     "mistake_gelu_tanh_overflow": {
         "en": "tanh written with exp() overflows for large inputs (inf / inf = NaN): use torch.tanh",

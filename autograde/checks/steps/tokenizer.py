@@ -103,14 +103,14 @@ register_messages({
         "en": "a tie was broken by the first pair met: among pairs with the same count the course picks the "
               "smallest (id_a, id_b), while max() and most_common() keep the first pair they meet; "
               "use min(counts, key=lambda p: (-counts[p], p))",
-        "ko": "동점일 때 먼저 만난 쌍을 골랐습니다: 개수가 같은 쌍 가운데 이 강의는 (id_a, id_b)가 가장 작은 쌍을 "
+        "ko": "동점일 때 먼저 만난 쌍을 골랐습니다: 개수가 같은 쌍 가운데 이 강좌는 (id_a, id_b)가 가장 작은 쌍을 "
               "고르는데, max()와 most_common()은 먼저 만난 쌍을 고릅니다. "
               "min(counts, key=lambda p: (-counts[p], p))를 쓰세요"},
     "mistake_bpe_tiebreak_reversed": {
         "en": "ties were broken the reverse way: among pairs with the same count you took the largest "
               "(id_a, id_b), the course takes the smallest; max over (count, pair) does that, "
               "use min(counts, key=lambda p: (-counts[p], p))",
-        "ko": "동점을 반대로 처리했습니다: 개수가 같은 쌍 가운데 (id_a, id_b)가 가장 큰 쌍을 골랐는데, 이 강의는 "
+        "ko": "동점을 반대로 처리했습니다: 개수가 같은 쌍 가운데 (id_a, id_b)가 가장 큰 쌍을 골랐는데, 이 강좌는 "
               "가장 작은 쌍을 고릅니다. (개수, 쌍)의 max가 이렇게 동작하니 "
               "min(counts, key=lambda p: (-counts[p], p))를 쓰세요"},
     "mistake_bpe_no_replace": {
