@@ -1,6 +1,6 @@
 """Run time of every solution notebook, top to bottom, as a student's kernel runs it.
 
-    python bench/bench_notebooks.py [--threads 2]
+    python bench/bench_notebooks.py [--threads 2] [--only 06_embeddings 07_real_model ...]
 
 Each notebook runs in a fresh kernel in its own temporary folder (so my_llm/
 starts empty), with OMP_NUM_THREADS set. Prints a Markdown table for
@@ -24,10 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="these notebooks only (default: all)")
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     rows = []
     for path in sorted((ROOT / "solutions").glob("[a-z][a-z]/*/*.ipynb")):
+        if args.only and path.parent.name not in args.only:
+            continue
         nb = nbformat.read(path, as_version=4)
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
