@@ -433,3 +433,36 @@ def test_the_neighbours_the_notebook_names_are_the_models():
     for word, neighbour in ((" 모델", " 코드"), ("은", "을")):
         found = SOL["nearest_neighbours"](table, tok.encode(word)[0], 5)
         assert tok.encode(neighbour)[0] in found, (word, [tok.decode([i]) for i in found])
+
+
+# ----------------------------------------------------------------------------
+# holes a student could slip through, closed (each wrong version passed every case before)
+
+
+def nn_only_upper_bound(table, query_id, k):
+    """Refuses k >= V but returns [] for k = 0 and V - 1 + k ids for a negative k."""
+    if k >= len(table):
+        raise ValueError("k too large")
+    sims = SOL["cosine_similarity"](table[query_id][None], table)[0]
+    order = torch.sort(sims, descending=True, stable=True).indices.tolist()
+    return [i for i in order if i != query_id][:k]
+
+
+def pe_float64_table(n_positions, dim):
+    """Right values, but a float64 table where the step asks for float32."""
+    if dim % 2:
+        raise ValueError("dim must be even")
+    pos = torch.arange(n_positions, dtype=torch.float64)[:, None]
+    angle = pos / 10000 ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+    return torch.stack([angle.sin(), angle.cos()], dim=-1).reshape(n_positions, dim)
+
+
+@needs_reference
+@pytest.mark.parametrize("step, fn, expected", [
+    ("nearest_neighbours", nn_only_upper_bound, "did_not_raise"),
+    ("sinusoidal_encoding", pe_float64_table, "wrong_dtype"),
+])
+def test_closed_holes_fail_visible_and_hidden(step, fn, expected):
+    assert key(step, fn) == expected
+    for seed in (1, 2, 3):
+        assert key(step, fn, hidden=True, seed=seed) == expected

@@ -297,7 +297,8 @@ class NearestNeighbours(Check):
                     Case(f"random (9, 6) table with a doubled row and a zero row, token {q3}, k=8",
                          (small, q3, 8)),
                     Case("random (9, 6) table, k=9: there are only 8 other tokens", (small, q3, 9),
-                         raises="ValueError")]
+                         raises="ValueError"),
+                    Case("random (9, 6) table, k=0: no neighbour asked for", (small, q3, 0), raises="ValueError")]
         ids = reference_ids()
         negative = torch.tensor([[1.0, 0.0], [-1.0, 0.1], [-1.0, -0.3], [0.0, 0.0], [-0.5, -0.5]])
         return [Case(f"reference table, token {ids[' model']} (' model'), k=5", (table, ids[" model"], 5)),
@@ -307,7 +308,9 @@ class NearestNeighbours(Check):
                      (_tie_table(), 0, 4)),
                 Case("(7, 4) table, query 3, k=6 (every other token)", (_tie_table(), 3, 6)),
                 Case("(5, 2) table whose only non-negative cosine is a zero row's 0; k=2", (negative, 0, 2)),
-                Case("(7, 4) table, k=7: there are only 6 other tokens", (_tie_table(), 1, 7), raises="ValueError")]
+                Case("(7, 4) table, k=7: there are only 6 other tokens", (_tie_table(), 1, 7), raises="ValueError"),
+                Case("(7, 4) table, k=0: k must be at least 1", (_tie_table(), 1, 0), raises="ValueError"),
+                Case("(7, 4) table, k=-2: k must be at least 1", (_tie_table(), 1, -2), raises="ValueError")]
 
     def reference(self, table, query_id, k):
         return _neighbours(table, query_id, k)
@@ -398,6 +401,13 @@ class SinusoidalEncoding(Check):
         return sinusoidal_table(n_positions, dim)
 
     def judge(self, case, output):
+        verdict = self._judge_values(case, output)
+        if verdict.passed and not case.raises and output.dtype != torch.float32:
+            # the values compare equal across float dtypes: the table itself must be float32
+            return Verdict(False, "wrong_dtype", {"expected": "torch.float32", "got": str(output.dtype)}, case.label)
+        return verdict
+
+    def _judge_values(self, case, output):
         verdict = super().judge(case, output)
         if verdict.passed or case.raises or verdict.key.startswith("mistake_") or verdict.key != "wrong_values":
             return verdict
