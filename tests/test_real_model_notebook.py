@@ -397,3 +397,70 @@ def test_the_real_model_bench_without_weights_and_on_a_checkpoint(tiny, tmp_path
                            "--device", "cpu"], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "same greedy tokens as transformers: True" in done.stdout and "course prefill, 16 tokens" in done.stdout
+
+
+# ----------------------------------------------------------------------------
+# holes a student could slip through, closed (each wrong version passed every case before)
+
+
+FIXED_EPS = [('rms_norm(x, w["norm1.weight"], eps)', 'rms_norm(x, w["norm1.weight"], 1e-6)'),
+             ('rms_norm(h, w["norm2.weight"], eps)', 'rms_norm(h, w["norm2.weight"], 1e-6)'),
+             ('H, G, eps = cfg["n_head"], cfg["n_kv_head"], cfg["norm_eps"]',
+              'H, G, eps = cfg["n_head"], cfg["n_kv_head"], 1e-6'),
+             ('rms_norm(x, weights["norm_f.weight"], cfg["norm_eps"])', 'rms_norm(x, weights["norm_f.weight"], 1e-6)')]
+HOLES = [
+    # cfg["norm_eps"] ignored (every case used 1e-6)
+    ("gqa_attention", FIXED_EPS, "wrong_values"),
+    ("decoder_block", FIXED_EPS, "wrong_values"),
+    ("forward", FIXED_EPS, "wrong_values"),
+    # cfg["rope_theta"] ignored (every case used Qwen3's 1e6)
+    ("forward", [('rope_tables(positions, cfg["head_dim"], cfg["rope_theta"])',
+                  'rope_tables(positions, cfg["head_dim"], 1000000.0)')], "wrong_values"),
+    # cfg["n_layer"] ignored (every case had 2 layers), or taken from the cache (None in a prefill)
+    ("forward", [('for i in range(cfg["n_layer"]):', "for i in range(2):")], None),
+    ("forward", [('for i in range(cfg["n_layer"]):', "for i in range(len(cache) if cache else 2):")], None),
+    # n_rep hard-coded to 2 (every visible case had 4 query heads on 2 key/value heads)
+    ("gqa_attention", [("repeat_kv(k, H // G)", "repeat_kv(k, 2)"), ("repeat_kv(v, H // G)", "repeat_kv(v, 2)")], None),
+]
+
+
+@pytest.mark.parametrize("step, changes, expected", HOLES, ids=[f"{h[0]}-{i}" for i, h in enumerate(HOLES)])
+def test_a_field_of_cfg_that_is_ignored_fails(step, changes, expected):
+    result = key(step, namespace(changes)[step])
+    assert result != "ok" if expected is None else result == expected
+
+
+def ready_made_byte_map():
+    from transformers.convert_slow_tokenizer import bytes_to_unicode as library_table
+
+    return library_table()
+
+
+def byte_map_from_the_alphabet():
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    shifted = iter(sorted(ch for ch in ByteLevel.alphabet() if ord(ch) >= 256))
+    keep = {*range(33, 127), *range(161, 173), *range(174, 256)}
+    return {b: chr(b) if b in keep else next(shifted) for b in range(256)}
+
+
+def bpe_with_the_librarys_model(text, vocab, merges, pattern):
+    from tokenizers.models import BPE
+
+    model, byte_char = BPE(vocab, merges), SOL["bytes_to_unicode"]()
+    ids = []
+    for piece in regex.findall(pattern, unicodedata.normalize("NFC", text)):
+        ids += [token.id for token in model.tokenize("".join(byte_char[b] for b in piece.encode("utf-8")))]
+    return ids
+
+
+@pytest.mark.parametrize("step, fn", [("bytes_to_unicode", byte_map_from_the_alphabet),
+                                      ("bpe_encode", bpe_with_the_librarys_model)])
+def test_the_librarys_own_pieces_are_refused(step, fn):
+    assert key(step, fn) == "forbidden_call"
+    assert key(step, fn, hidden=True, seed=2) == "forbidden_call"
+
+
+def test_a_ready_made_byte_table_from_transformers_is_refused():
+    pytest.importorskip("transformers")
+    assert key("bytes_to_unicode", ready_made_byte_map) == "forbidden_call"

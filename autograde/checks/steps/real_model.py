@@ -175,6 +175,13 @@ def _byte_map(variant: str = "ok") -> dict[int, str]:
 @register
 class BytesToUnicode(Check):
     step = "real_model.bytes_to_unicode"
+    # the same table, ready-made (in transformers 4.x under models.gpt2 / qwen2, in 5.x under
+    # convert_slow_tokenizer; an alphabet() sorted back into order is most of it too)
+    forbidden = ("autograde.reference.hf.bytes_to_unicode",
+                 "transformers.convert_slow_tokenizer.bytes_to_unicode",
+                 "transformers.models.gpt2.tokenization_gpt2.bytes_to_unicode",
+                 "transformers.models.qwen2.tokenization_qwen2.bytes_to_unicode",
+                 "tokenizers.pre_tokenizers.ByteLevel.alphabet")
     mutants = {"mistake_rm_byte_identity": lambda: _byte_map("identity"),
                "mistake_rm_byte_offset": lambda: _byte_map("offset")}
 
@@ -249,7 +256,14 @@ class BpeEncode(Check):
     mutants = {"mistake_rm_no_nfc": lambda *a: _bpe(*a, nfc=False),
                "mistake_rm_no_split": lambda *a: _bpe(*a, split=False),
                "mistake_rm_leftmost_merge": lambda *a: _bpe(*a, leftmost=True)}
-    forbidden = ("tokenizers.Tokenizer.encode", "tokenizers.Tokenizer.encode_batch")
+    # the library's encoders, and its BPE model's own merge loop (tokenizers.models.BPE(vocab, merges)
+    # .tokenize(piece)), which is the step's work once the text is split and mapped
+    forbidden = ("tokenizers.Tokenizer.encode", "tokenizers.Tokenizer.encode_batch",
+                 "tokenizers.Tokenizer.encode_batch_fast", "tokenizers.Tokenizer.async_encode",
+                 "tokenizers.Tokenizer.async_encode_batch", "tokenizers.Tokenizer.async_encode_batch_fast",
+                 "tokenizers.models.Model.tokenize", "tokenizers.models.BPE.tokenize",
+                 "transformers.models.gpt2.tokenization_gpt2.GPT2Tokenizer.bpe",
+                 "transformers.models.qwen2.tokenization_qwen2.Qwen2Tokenizer.bpe")
 
     def cases(self, seed, hidden):
         vocab, merges = vocab_and_merges()
@@ -357,10 +371,20 @@ class RepeatKV(Check):
 # 4. attention with a cache, 5. the block, 6. the forward
 
 
-def model_config(C=32, H=4, G=2, D=12, F_=48, V=64, L=2) -> dict:
-    """A Qwen3-shaped config in the names the notebook uses (head_dim * n_head != d_model, as in Qwen3)."""
+def model_config(C=32, H=4, G=2, D=12, F_=48, V=64, L=2, eps=1e-6, theta=1000000.0) -> dict:
+    """A Qwen3-shaped config in the names the notebook uses (head_dim * n_head != d_model, as in Qwen3).
+    Some cases change eps (0.1, far above any real model's, so that a hard-coded 1e-6 shows), theta,
+    the layer count and the grouping: code that ignores a field of cfg fails one of them."""
     return {"vocab_size": V, "d_model": C, "n_layer": L, "n_head": H, "n_kv_head": G, "head_dim": D, "d_ff": F_,
-            "norm_eps": 1e-6, "rope_theta": 1000000.0}
+            "norm_eps": eps, "rope_theta": theta}
+
+
+EPS_CHOICES = (1e-6, 1e-5, 0.1)
+THETA_CHOICES = (10000.0, 500000.0, 1000000.0)
+
+
+def _pick(g, options):
+    return options[int(torch.randint(len(options), (1,), generator=g))]
 
 
 def course_config(cfg: dict) -> fn.ModelConfig:
@@ -496,16 +520,20 @@ class GQAAttention(Check):
         if hidden:
             out = []
             for i in range(3):
-                H, G = [(4, 2), (6, 3), (8, 2)][int(torch.randint(3, (1,), generator=g))]
+                H, G = _pick(g, [(4, 2), (6, 3), (8, 2), (4, 1), (4, 4)])
                 D = 2 * int(torch.randint(2, 9, (1,), generator=g))
-                cfg = model_config(C=int(torch.randint(8, 33, (1,), generator=g)), H=H, G=G, D=D, L=1)
+                eps = _pick(g, EPS_CHOICES)
+                cfg = model_config(C=int(torch.randint(8, 33, (1,), generator=g)), H=H, G=G, D=D, L=1, eps=eps)
                 T, past = int(torch.randint(1, 6, (1,), generator=g)), int(torch.randint(0, 6, (1,), generator=g))
-                out.append(_attention_case(f"H={H}, G={G}, D={D}, {T} new tokens after {past} cached", g, cfg, 2, T, past))
+                out.append(_attention_case(f"H={H}, G={G}, D={D}, norm_eps={eps:g}, {T} new tokens after {past} cached",
+                                           g, cfg, 2, T, past))
             return out
         cfg = model_config(L=1)
         return [_attention_case("x (2, 6, 32), no cache", g, cfg, 2, 6, 0),
                 _attention_case("one new token after 5 cached (a decode step)", g, cfg, 1, 1, 5),
-                _attention_case("3 new tokens after 4 cached", g, cfg, 1, 3, 4)]
+                _attention_case("3 new tokens after 4 cached", g, cfg, 1, 3, 4),
+                _attention_case("8 query heads share 1 key/value head, norm_eps=0.1, 2 new tokens after 3 cached",
+                                g, model_config(H=8, G=1, D=8, L=1, eps=0.1), 1, 2, 3)]
 
     def reference(self, x, w, cfg, cos, sin, past=None):
         cache = fn.KVCache(1)
@@ -554,12 +582,18 @@ class DecoderBlock(Check):
     def cases(self, seed, hidden):
         g = gen(seed + 14)
         if hidden:
-            return [_block_case(f"x (1, {T}, 24), {p} cached", g, model_config(C=24, D=8, F_=40, L=1), 1, T, p)
-                    for T, p in ((int(torch.randint(1, 6, (1,), generator=g)), int(torch.randint(0, 5, (1,), generator=g)))
-                                 for _ in range(3))]
+            out = []
+            for _ in range(3):
+                T, p = int(torch.randint(1, 6, (1,), generator=g)), int(torch.randint(0, 5, (1,), generator=g))
+                eps = _pick(g, EPS_CHOICES)
+                out.append(_block_case(f"x (1, {T}, 24), {p} cached, norm_eps={eps:g}", g,
+                                       model_config(C=24, D=8, F_=40, L=1, eps=eps), 1, T, p))
+            return out
         cfg = model_config(L=1)
         return [_block_case("x (2, 5, 32), no cache", g, cfg, 2, 5, 0),
-                _block_case("one new token after 4 cached", g, cfg, 1, 1, 4)]
+                _block_case("one new token after 4 cached", g, cfg, 1, 1, 4),
+                _block_case("norm_eps=0.1, 4 query heads on 1 key/value head, 3 new tokens after 2 cached", g,
+                            model_config(G=1, L=1, eps=0.1), 1, 3, 2)]
 
     def reference(self, x, w, cfg, cos, sin, past=None):
         cache = fn.KVCache(1)
@@ -613,13 +647,20 @@ class Forward(Check):
         if hidden:
             out = []
             for _ in range(2):
-                T, p = int(torch.randint(1, 6, (1,), generator=g)), int(torch.randint(1, 8, (1,), generator=g))
-                out.append(_forward_case(f"{T} new tokens after {p} cached", g, model_config(C=24, D=8, F_=40), 1, T, p))
+                T, p = int(torch.randint(1, 6, (1,), generator=g)), int(torch.randint(0, 8, (1,), generator=g))
+                L, G = int(torch.randint(1, 4, (1,), generator=g)), _pick(g, (1, 2, 4))
+                eps, theta = _pick(g, EPS_CHOICES), _pick(g, THETA_CHOICES)
+                cfg = model_config(C=24, D=8, F_=40, L=L, G=G, eps=eps, theta=theta)
+                out.append(_forward_case(f"{L} layers, G={G}, norm_eps={eps:g}, rope_theta={theta:g}: {T} new tokens "
+                                         f"after {p} cached", g, cfg, 1, T, p))
             return out
         cfg = model_config()
         return [_forward_case("prefill: 2 x 7 tokens, no cache", g, cfg, 2, 7, 0),
                 _forward_case("decode: one token after 6 cached", g, cfg, 1, 1, 6),
-                _forward_case("3 tokens after 5 cached", g, cfg, 1, 3, 5)]
+                _forward_case("3 tokens after 5 cached", g, cfg, 1, 3, 5),
+                _forward_case("3 layers, 1 key/value head, norm_eps=0.1, rope_theta=10000: 4 tokens after 2 cached",
+                              g, model_config(G=1, L=3, eps=0.1, theta=10000.0), 1, 4, 2),
+                _forward_case("prefill with 1 layer: 1 x 5 tokens, no cache", g, model_config(L=1), 1, 5, 0)]
 
     def reference(self, ids, weights, cfg, cache=None):
         logits, new_cache = reference_forward(ids, weights, cfg, cache)
