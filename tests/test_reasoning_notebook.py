@@ -549,3 +549,57 @@ def test_the_optional_cell_runs_a_local_checkpoint(tmp_path, monkeypatch, capsys
     assert rows[0] == "||tokens" and len(rows) == 7, rows
     assert [r.split("|")[0] for r in rows[1:]] == ["direct", "thinking"] * 3
     assert all(r.split("|")[1] in ("True", "False") and int(r.split("|")[2]) > 0 for r in rows[1:]), rows
+
+
+# ----------------------------------------------------------------------------
+# holes a student could slip through, closed (each wrong version passed every case before)
+
+
+def _reward_with(same):
+    """The solution's reward, with its own test of whether the answer matches the target."""
+    def reward(completion, target):
+        text = completion.strip()
+        if not text.startswith("<think>") or text.count("<think>") != 1 or text.count("</think>") != 1:
+            return 0.0
+        answer = SOL["extract_answer"](text.split("</think>")[1])
+        if answer is None:
+            return 0.0
+        return 1.0 if same(answer, target) else 0.1
+    return reward
+
+
+def extract_last_box_with_a_number(completion):
+    number = re.compile(r"[-+\u2212]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+    for box in reversed(re.findall(r"\\boxed\{([^{}]*)\}", completion)):
+        if number.search(box):
+            return float(number.search(box).group().replace(",", "").replace("\u2212", "-"))
+    return SOL["extract_answer"](re.sub(r"\\boxed\{[^{}]*\}", "", completion))
+
+
+def adv_in_float32(rewards, eps=1e-6):
+    return SOL["group_advantages"](rewards.float(), eps)
+
+
+@pytest.mark.parametrize("step, fn, expected", [
+    ("reward", _reward_with(lambda a, t: a == t), "wrong_value"),                 # 0.1 + 0.2 is not 0.3
+    ("reward", _reward_with(lambda a, t: int(a) == int(t)), "wrong_value"),       # 3.4 is not 3
+    ("reward", _reward_with(lambda a, t: round(a) == round(t)), "wrong_value"),
+    ("reward", _reward_with(lambda a, t: abs(a - t) < 1e-4), "wrong_value"),       # 6.99999 is not 7
+    ("extract_answer", extract_last_box_with_a_number, "mistake_extract_box_with_number"),
+    ("group_advantages", adv_in_float32, "wrong_values"),                          # float64 rewards
+])
+def test_closed_holes_fail(step, fn, expected):
+    assert key(step, fn) == expected
+
+
+@pytest.mark.parametrize("fn", [_reward_with(lambda a, t: int(a) == int(t)), adv_in_float32])
+def test_closed_holes_fail_on_hidden_cases_too(fn):
+    step = "reward" if fn is not adv_in_float32 else "group_advantages"
+    for seed in (1, 2, 3):
+        assert key(step, fn, hidden=True, seed=seed) != "ok"
+
+
+def test_the_tolerance_of_the_reward_is_the_notebooks():
+    """1e-6 either way: 6.9999999 counts as 7, 6.99999 does not."""
+    assert SOL["reward"]("<think>x</think> Answer: 6.9999999", 7.0) == 1.0
+    assert SOL["reward"]("<think>x</think> Answer: 6.99999", 7.0) == 0.1

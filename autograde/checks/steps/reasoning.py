@@ -12,7 +12,7 @@ same in both languages, because they appear inside the feedback sentence.
 Mistakes named (message key, each with a mutant or a judge rule, and a test in
 tests/test_reasoning_notebook.py that writes it the way a student would):
   extract_answer: the last number anywhere (last_number), the first marker (first_marker), a
-    box ignored (ignores_box), a fallback number without marker or box (fallback), commas
+    box ignored (ignores_box), an earlier box read when the last one holds no number (box_with_number), a fallback number without marker or box (fallback), commas
     (commas), signs (sign), the typographic minus (unicode_minus), decimals (decimals), the
     Korean or lower-case marker (markers), a string returned (string).
   majority_vote: None counted as an answer (counts_none), another tie rule (tie), the count
@@ -62,6 +62,11 @@ register_messages({
         "en": "there is no marker and no box here, so there is no answer: return None (a number elsewhere "
               "in the text is not an answer)",
         "ko": "표지도 상자도 없으니 답이 없습니다: None을 돌려주세요 (글 속 다른 숫자는 답이 아닙니다)"},
+    "mistake_extract_box_with_number": {
+        "en": "the last \\boxed{...} holds no number, so there is no answer: return None (an earlier box was a "
+              "draft, and the marker does not count when there is a box)",
+        "ko": "마지막 \\boxed{...}에 숫자가 없으니 답이 없습니다: None을 돌려주세요 (앞의 상자는 초안일 뿐이고, "
+              "상자가 있으면 표지는 따지지 않습니다)"},
     "mistake_extract_commas": {
         "en": "a number with thousands separators was cut at its first comma: read 1,234 as 1234",
         "ko": "천 단위 쉼표가 있는 숫자를 첫 쉼표에서 잘랐습니다: 1,234는 1234로 읽으세요"},
@@ -213,6 +218,8 @@ def _extract(completion, *, mistake=None):
     if mistake == "last_number":
         return value(completion)
     boxes = BOXED.findall(completion)
+    if mistake == "box_with_number":
+        boxes = [box for box in boxes if number.search(box)]
     if boxes and mistake != "ignores_box":
         return value(boxes[-1])
     marks = list(marker.finditer(completion))
@@ -283,7 +290,18 @@ EXTRACT_FIXED = (
     "The oranges cost 4 and the apples 9, so one apple costs 3.",
     "2 + 2 = 4, and 4 × 3 = 12. Answer: not sure",
     "Answer: unknown",
+    "First \\boxed{12}, then 3 more checks: \\boxed{?}",
 )
+
+
+def _pick(g, options):
+    return options[int(torch.randint(len(options), (1,), generator=g))]
+
+
+def _number_label(value: float) -> str:
+    """3 for 3.0, and every digit where the short form would hide them (0.30000000000000004)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 def _case_label(text: str) -> str:
@@ -296,7 +314,7 @@ class ExtractAnswer(Check):
     step = "reasoning.extract_answer"
     mutants = {f"mistake_extract_{m}": (lambda m: lambda text: _extract(text, mistake=m))(m)
                for m in ("ignores_box", "first_marker", "last_number", "commas", "unicode_minus", "sign",
-                         "decimals", "markers")}
+                         "decimals", "markers", "box_with_number")}
     mutants["mistake_extract_fallback"] = [lambda text: _extract(text, mistake="fallback"),
                                            lambda text: _extract(text, mistake="fallback_last")]
 
@@ -510,6 +528,10 @@ REWARD_FIXED = (
     ("Sure! <think>161 / 23 = 7</think> Answer: 7", 7.0),
     ("<think>1,000 + 250 = 1,250</think>정답: 1,250원", 1250.0),
     ("<think>-2 - 1.5</think> \\boxed{−3.5}", -3.5),
+    ("<think>17 / 5 = 3.4</think> Answer: 3.4", 3.0),
+    ("<think>0.1 + 0.2</think> Answer: 0.3", 0.1 + 0.2),
+    ("<think>7 - 0.0000001</think> Answer: 6.9999999", 7.0),
+    ("<think>7 - 0.00001</think> Answer: 6.99999", 7.0),
 )
 
 
@@ -545,8 +567,12 @@ class Reward(Check):
                         5: f"Sure. <think>{thinking}</think> {answer}",
                         6: f"<think>{thinking}</think><think>again</think> {answer}"}[kind]
                 out.append((text, target))
-            return [Case(f"{_case_label(t)}, target={v:g}", (t, v)) for t, v in out]
-        return [Case(f"{_case_label(t)}, target={v:g}", (t, v)) for t, v in REWARD_FIXED]
+            # an answer a fraction off an integer target: close, but not within 1e-6
+            target = float(int(torch.randint(1, 500, (1,), generator=g)))
+            said = target + _pick(g, (0.25, 0.4, 1e-4, 1e-5))
+            out.append((f"<think>{target:g} or so</think> Answer: {said}", target))
+            return [Case(f"{_case_label(t)}, target={_number_label(v)}", (t, v)) for t, v in out]
+        return [Case(f"{_case_label(t)}, target={_number_label(v)}", (t, v)) for t, v in REWARD_FIXED]
 
     def reference(self, completion, target):
         return _reward(completion, target)
@@ -620,7 +646,8 @@ class GroupAdvantages(Check):
             return [Case(f"rewards {tuple(r.shape)} of 0, {FORMAT_REWARD}, 1; first row all {FORMAT_REWARD}", (r,)),
                     Case(f"rewards (1, {G}), all {FORMAT_REWARD}", (single,)),
                     Case(f"rewards {tuple(smooth.shape)} uniform", (smooth,)),
-                    Case(f"rewards {tuple(smooth.shape)} uniform, eps=0.3", (smooth,), {"eps": 0.3})]
+                    Case(f"rewards {tuple(smooth.shape)} uniform, eps=0.3", (smooth,), {"eps": 0.3}),
+                    Case(f"rewards {tuple(smooth.shape)} uniform, float64", (smooth.double(),))]
         four = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
         tenth = torch.full((2, 8), FORMAT_REWARD)
         tenth[1, :3] = 1.0
@@ -635,7 +662,8 @@ class GroupAdvantages(Check):
                 Case("[[0, 1e-6, 0, 1e-6]]", (tiny,)),
                 Case("randn(3, 5) * 3", (wide,)),
                 Case("randn(3, 5) * 3, eps=0.5", (wide,), {"eps": 0.5}),
-                Case("[[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]], eps=0.5", (four,), {"eps": 0.5})]
+                Case("[[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]], eps=0.5", (four,), {"eps": 0.5}),
+                Case("randn(3, 5) * 3, float64 (keep the dtype)", (wide.double(),))]
 
     def reference(self, rewards, eps=1e-6):
         return _advantages(rewards, eps)
