@@ -466,3 +466,19 @@ def test_closed_holes_fail_visible_and_hidden(step, fn, expected):
     assert key(step, fn) == expected
     for seed in (1, 2, 3):
         assert key(step, fn, hidden=True, seed=seed) == expected
+
+
+def cos_in_float64(a, b, eps=1e-8):
+    return SOL["cosine_similarity"](a.double(), b.double(), eps)
+
+
+def embed_in_float64(ids, tok_emb, pos_table, start=0):
+    return SOL["embed_with_positions"](ids, tok_emb.double(), pos_table.double(), start)
+
+
+@needs_reference
+@pytest.mark.parametrize("step, fn", [("cosine_similarity", cos_in_float64), ("embed_with_positions", embed_in_float64)])
+def test_a_result_in_another_dtype_fails(step, fn):
+    """More precise values pass the comparison; the dtype rule fails them (float32 in, float32 out)."""
+    assert key(step, fn) == "wrong_dtype"
+    assert key(step, fn, hidden=True, seed=4) == "wrong_dtype"

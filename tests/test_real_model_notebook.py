@@ -464,3 +464,23 @@ def test_the_librarys_own_pieces_are_refused(step, fn):
 def test_a_ready_made_byte_table_from_transformers_is_refused():
     pytest.importorskip("transformers")
     assert key("bytes_to_unicode", ready_made_byte_map) == "forbidden_call"
+
+
+@pytest.mark.parametrize("step, changes", [
+    ("qk_norm", [("return weight * h.to(x.dtype)", "return weight.double() * h.double()")]),
+    ("repeat_kv", [("reshape(B, G * n_rep, T, D)\n", "reshape(B, G * n_rep, T, D).double()\n")]),
+    ("gqa_attention", [('return out @ w["W_o"], (k, v)', 'return out @ w["W_o"], (k.double(), v)')]),
+    ("decoder_block", [("return h + f, kv", "return (h + f).double(), kv")]),
+    ("forward", [('return x @ weights["tok_emb"].T, new_cache', 'return (x @ weights["tok_emb"].T).double(), new_cache')]),
+])
+def test_a_result_in_another_dtype_fails(step, changes):
+    """Values within tolerance, in float64 where the reference keeps float32 (the cache too)."""
+    assert key(step, namespace(changes)[step]) == "wrong_dtype"
+
+
+def test_a_config_changed_in_place_is_reported_and_the_real_configs_stay():
+    before = json.dumps(rm.REAL_CONFIGS, sort_keys=True)
+    changes = [('    heads = config["num_attention_heads"]\n',
+                '    heads = config["num_attention_heads"]\n    config.setdefault("num_key_value_heads", heads)\n')]
+    assert key("kv_cache_bytes", namespace(changes)["kv_cache_bytes"]) == "mutated_input"
+    assert json.dumps(rm.REAL_CONFIGS, sort_keys=True) == before

@@ -603,3 +603,31 @@ def test_the_tolerance_of_the_reward_is_the_notebooks():
     """1e-6 either way: 6.9999999 counts as 7, 6.99999 does not."""
     assert SOL["reward"]("<think>x</think> Answer: 6.9999999", 7.0) == 1.0
     assert SOL["reward"]("<think>x</think> Answer: 6.99999", 7.0) == 0.1
+
+
+def _reward_counting(tag):
+    """The format test counts only one of the two tags."""
+    def reward(completion, target):
+        text = completion.strip()
+        if not text.startswith("<think>") or text.count(tag) != 1 or "</think>" not in text:
+            return 0.0
+        answer = SOL["extract_answer"](text.split("</think>")[1])
+        if answer is None:
+            return 0.0
+        return 1.0 if abs(answer - target) <= 1e-6 else 0.1
+    return reward
+
+
+def adv_returns_float64(rewards, eps=1e-6):
+    return SOL["group_advantages"](rewards.double(), eps)
+
+
+@pytest.mark.parametrize("step, fn, expected", [
+    ("reward", _reward_counting("<think>"), "mistake_reward_loose_tags"),
+    ("reward", _reward_counting("</think>"), "mistake_reward_loose_tags"),
+    ("group_advantages", adv_returns_float64, "wrong_dtype"),
+])
+def test_closed_holes_fail_visible_and_hidden(step, fn, expected):
+    assert key(step, fn) == expected
+    for seed in (1, 2, 3):
+        assert key(step, fn, hidden=True, seed=seed) == expected

@@ -237,6 +237,20 @@ def compare_outputs(output, expected, label: str = "") -> Verdict:
     return Verdict(True, case=label)
 
 
+def dtype_kept(verdict: Verdict, output, expected) -> Verdict:
+    """A passing verdict fails with wrong_dtype where a tensor of the output (in lists and tuples too) has
+    another dtype than the reference's: compare_outputs accepts any float dtype, and a float64 result
+    within float32's tolerance is still a bug (twice the memory; it promotes whatever it meets)."""
+    pairs = [(output, expected)] if verdict.passed else []
+    while pairs:
+        out, exp = pairs.pop()
+        if isinstance(out, torch.Tensor) and isinstance(exp, torch.Tensor) and out.dtype != exp.dtype:
+            return Verdict(False, "wrong_dtype", {"expected": str(exp.dtype), "got": str(out.dtype)}, verdict.case)
+        if isinstance(out, (list, tuple)) and isinstance(exp, (list, tuple)):
+            pairs.extend(zip(out, exp))
+    return verdict
+
+
 def _first_index(mask: torch.Tensor):
     idx = mask.nonzero()
     return tuple(int(i) for i in idx[0]) if len(idx) else ()

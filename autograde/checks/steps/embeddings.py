@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import torch
 
-from autograde.checks.core import Case, Check, Verdict, compare_outputs, gen
+from autograde.checks.core import Case, Check, Verdict, compare_outputs, dtype_kept, gen
 from autograde.checks.messages import register_messages
 from autograde.checks.registry import register
 from autograde.reference.functional import sinusoidal_table
@@ -213,6 +213,10 @@ class CosineSimilarity(Check):
 
     def reference(self, a, b, eps=EPS):
         return _cosine(a, b, eps)
+
+    def judge(self, case, output):
+        verdict = super().judge(case, output)
+        return dtype_kept(verdict, output, self.reference(*case.args, **case.kwargs)) if verdict.passed else verdict
 
     def explain_raised(self, case, error, text):
         a, b = case.args
@@ -498,6 +502,10 @@ class EmbedWithPositions(Check):
 
     def reference(self, ids, tok_emb, pos_table, start=0):
         return _embed(ids, tok_emb, pos_table, start)
+
+    def judge(self, case, output):
+        verdict = super().judge(case, output)
+        return dtype_kept(verdict, output, self.reference(*case.args, **case.kwargs)) if verdict.passed else verdict
 
     def explain_raised(self, case, error, text):
         ids, pos_table = case.args[0], case.args[2]

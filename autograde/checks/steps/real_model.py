@@ -20,7 +20,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from autograde.checks.core import Case, Check, gen
+from autograde.checks.core import Case, Check, dtype_kept, gen
 from autograde.checks.messages import register_messages
 from autograde.checks.registry import register
 from autograde.reference import functional as fn
@@ -340,6 +340,10 @@ class QKNorm(Check):
     def reference(self, x, weight, n_heads, eps):
         return fn.rms_norm(fn.split_heads(x, n_heads), weight, eps)            # (B, H, T, D)
 
+    def judge(self, case, output):
+        verdict = super().judge(case, output)
+        return dtype_kept(verdict, output, self.reference(*case.args, **case.kwargs)) if verdict.passed else verdict
+
 
 @register
 class RepeatKV(Check):
@@ -365,6 +369,10 @@ class RepeatKV(Check):
 
     def reference(self, x, n_rep):
         return x.repeat_interleave(n_rep, dim=1)                                # (B, G * n_rep, T, D)
+
+    def judge(self, case, output):
+        verdict = super().judge(case, output)
+        return dtype_kept(verdict, output, self.reference(*case.args, **case.kwargs)) if verdict.passed else verdict
 
 
 # ----------------------------------------------------------------------------
@@ -543,6 +551,10 @@ class GQAAttention(Check):
         out = fn.attention(x, w, course_config(cfg), fn.causal_mask(T, S)[None, None], (cos[None], sin[None]), cache, 0)
         return out, cache.layers[0]
 
+    def judge(self, case, output):
+        verdict = super().judge(case, output)
+        return dtype_kept(verdict, output, self.reference(*case.args, **case.kwargs)) if verdict.passed else verdict
+
 
 def _block(x, w, cfg, cos, sin, past=None, *, variant="ok"):
     eps = cfg["norm_eps"]
@@ -602,6 +614,10 @@ class DecoderBlock(Check):
         S = T + (0 if past is None else past[0].shape[2])
         out = fn.block(x, w, course_config(cfg), fn.causal_mask(T, S)[None, None], (cos[None], sin[None]), cache, 0)
         return out, cache.layers[0]
+
+    def judge(self, case, output):
+        verdict = super().judge(case, output)
+        return dtype_kept(verdict, output, self.reference(*case.args, **case.kwargs)) if verdict.passed else verdict
 
 
 def _forward(ids, weights, cfg, cache=None, *, variant="ok"):
@@ -666,6 +682,10 @@ class Forward(Check):
         logits, new_cache = reference_forward(ids, weights, cfg, cache)
         return logits, new_cache
 
+    def judge(self, case, output):
+        verdict = super().judge(case, output)
+        return dtype_kept(verdict, output, self.reference(*case.args, **case.kwargs)) if verdict.passed else verdict
+
 
 # ----------------------------------------------------------------------------
 # 7. KV-cache memory
@@ -719,8 +739,9 @@ class KVCacheBytes(Check):
                 width = [1, 2, 4][int(torch.randint(3, (1,), generator=g))]
                 out.append(Case(f"random config {i + 1}, {tokens} tokens, {width} bytes", (config, tokens, width)))
             return out
-        return [Case(f"{name}, 4096 tokens in bfloat16", (config, 4096, 2)) for name, config in REAL_CONFIGS.items()] + \
-            [Case("Qwen/Qwen3-0.6B, one token in float32", (REAL_CONFIGS["Qwen/Qwen3-0.6B"], 1, 4))]
+        # copies: a function that changes its config in place is told so, and cannot change the next check's
+        return [Case(f"{name}, 4096 tokens in bfloat16", (dict(config), 4096, 2)) for name, config in REAL_CONFIGS.items()] + \
+            [Case("Qwen/Qwen3-0.6B, one token in float32", (dict(REAL_CONFIGS["Qwen/Qwen3-0.6B"]), 1, 4))]
 
     def reference(self, config, n_tokens, bytes_per_value=2):
         return _kv_bytes(config, n_tokens, bytes_per_value)

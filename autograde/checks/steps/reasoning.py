@@ -36,7 +36,7 @@ from collections import Counter
 
 import torch
 
-from autograde.checks.core import Case, Check, Verdict, compare_outputs, gen
+from autograde.checks.core import Case, Check, Verdict, compare_outputs, dtype_kept, gen
 from autograde.checks.messages import register_messages
 from autograde.checks.registry import register
 
@@ -532,6 +532,8 @@ REWARD_FIXED = (
     ("<think>0.1 + 0.2</think> Answer: 0.3", 0.1 + 0.2),
     ("<think>7 - 0.0000001</think> Answer: 6.9999999", 7.0),
     ("<think>7 - 0.00001</think> Answer: 6.99999", 7.0),
+    ("<think>161 / 23 <think> = 7</think> Answer: 7", 7.0),
+    ("<think>161 / 23 = 7</think> Answer: 7 </think> Answer: 7", 7.0),
 )
 
 
@@ -549,7 +551,7 @@ class Reward(Check):
             out = []
             # (layout, right answer?): the format right and wrong, no tags, no answer, loose tags
             plan = [(0, True), (0, False), (1, None), (2, True), (2, False), (3, None), (4, None), (5, True),
-                    (6, True)]
+                    (6, True), (7, True), (8, True)]
             for kind, right in plan:
                 target = float(int(torch.randint(-50, 500, (1,), generator=g)))
                 if right is None:
@@ -565,7 +567,9 @@ class Reward(Check):
                         3: f"<think>{thinking}</think>",
                         4: f"<think>{thinking} {answer}",
                         5: f"Sure. <think>{thinking}</think> {answer}",
-                        6: f"<think>{thinking}</think><think>again</think> {answer}"}[kind]
+                        6: f"<think>{thinking}</think><think>again</think> {answer}",
+                        7: f"<think>{thinking} <think>again</think> {answer}",
+                        8: f"<think>{thinking}</think> {answer} </think> {answer}"}[kind]
                 out.append((text, target))
             # an answer a fraction off an integer target: close, but not within 1e-6
             target = float(int(torch.randint(1, 500, (1,), generator=g)))
@@ -669,6 +673,10 @@ class GroupAdvantages(Check):
         return _advantages(rewards, eps)
 
     def judge(self, case, output):
+        verdict = self._judge_values(case, output)
+        return dtype_kept(verdict, output, self.reference(*case.args, **case.kwargs)) if verdict.passed else verdict
+
+    def _judge_values(self, case, output):
         verdict = super().judge(case, output)
         if verdict.passed or verdict.key.startswith("mistake_") or not isinstance(output, torch.Tensor) \
                 or output.shape != case.args[0].shape:
