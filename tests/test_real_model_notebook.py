@@ -484,3 +484,11 @@ def test_a_config_changed_in_place_is_reported_and_the_real_configs_stay():
                 '    heads = config["num_attention_heads"]\n    config.setdefault("num_key_value_heads", heads)\n')]
     assert key("kv_cache_bytes", namespace(changes)["kv_cache_bytes"]) == "mutated_input"
     assert json.dumps(rm.REAL_CONFIGS, sort_keys=True) == before
+
+
+def test_a_split_pattern_written_in_instead_of_the_argument_fails():
+    """Every case passed Qwen's pattern; one now passes GPT-2's, and the reference is the library's encoder."""
+    fixed = namespace([("regex.findall(pattern, ", f"regex.findall({rm.QWEN_SPLIT!r}, ")])["bpe_encode"]
+    assert key("bpe_encode", fixed) == "mistake_rm_pattern_ignored"
+    for seed in (1, 2, 3):
+        assert key("bpe_encode", fixed, hidden=True, seed=seed) == "mistake_rm_pattern_ignored"

@@ -42,6 +42,11 @@ register_messages({
               "(regex.findall(pattern, text)) and run BPE inside each piece",
         "ko": "병합이 단어 경계를 넘었습니다: 먼저 사전 분할 패턴으로 글을 나누고(regex.findall(pattern, text)) "
               "조각마다 따로 BPE를 돌리세요"},
+    "mistake_rm_pattern_ignored": {
+        "en": "the text was split with Qwen's pattern written into the code, not with the `pattern` argument: "
+              "split with regex.findall(pattern, text), whatever pattern the caller passes",
+        "ko": "인자로 받은 `pattern`이 아니라 코드에 적어 둔 Qwen 패턴으로 글을 나눴습니다: 호출한 쪽이 어떤 "
+              "패턴을 넘기든 regex.findall(pattern, text)로 나누세요"},
     "mistake_rm_no_nfc": {
         "en": "the text was not NFC-normalized: decomposed Hangul (jamo typed one by one) must first become "
               "syllables, unicodedata.normalize('NFC', text), as the real tokenizer's normalizer does",
@@ -193,6 +198,9 @@ class BytesToUnicode(Check):
 
 
 SPLIT_PATTERN = QWEN_SPLIT
+# GPT-2's pre-tokenizer pattern: digits stay together, contractions only in lower case. A case with it
+# fails code that ignores its `pattern` argument and splits with Qwen's pattern written in.
+GPT2_SPLIT = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 TRAIN_TEXT = [
     "언어 모델은 다음 토큰을 예측합니다. 토큰마다 벡터가 하나씩 있습니다.",
     "겨울에는 배가 맛있다고 합니다. 모델은 글자가 아니라 토큰을 읽습니다.",
@@ -206,6 +214,20 @@ TRAIN_TEXT = [
 def _tokenizer():
     """A small byte-level BPE built the way Qwen's tokenizer.json is: NFC, split pattern, byte level."""
     return byte_level_bpe(TRAIN_TEXT, vocab_size=420)
+
+
+@lru_cache(maxsize=4)
+def _tokenizer_for(pattern: str):
+    """The same vocabulary and merges, behind another split pattern (the library's own encoder)."""
+    if pattern == SPLIT_PATTERN:
+        return _tokenizer()
+    from tokenizers import Regex, Tokenizer, pre_tokenizers
+
+    tok = Tokenizer.from_str(_tokenizer().to_str())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    return tok
 
 
 def vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
@@ -253,7 +275,8 @@ WORDS = ["언어", "모델은", "토큰을", "겨울", "배가", "맛있다", "T
 class BpeEncode(Check):
     step = "real_model.bpe_encode"
     depends = ("real_model.bytes_to_unicode",)
-    mutants = {"mistake_rm_no_nfc": lambda *a: _bpe(*a, nfc=False),
+    mutants = {"mistake_rm_pattern_ignored": lambda text, vocab, merges, pattern: _bpe(text, vocab, merges, SPLIT_PATTERN),
+               "mistake_rm_no_nfc": lambda *a: _bpe(*a, nfc=False),
                "mistake_rm_no_split": lambda *a: _bpe(*a, split=False),
                "mistake_rm_leftmost_merge": lambda *a: _bpe(*a, leftmost=True)}
     # the library's encoders, and its BPE model's own merge loop (tokenizers.models.BPE(vocab, merges)
@@ -268,7 +291,8 @@ class BpeEncode(Check):
     def cases(self, seed, hidden):
         vocab, merges = vocab_and_merges()
         if not hidden:
-            return [Case(label, (text, vocab, merges, SPLIT_PATTERN)) for label, text in FIXED_TEXTS]
+            return [Case(label, (text, vocab, merges, SPLIT_PATTERN)) for label, text in FIXED_TEXTS] + \
+                [Case("GPT-2's split pattern (digits stay together)", (FIXED_TEXTS[4][1], vocab, merges, GPT2_SPLIT))]
         g = gen(seed)
         cases = []
         for i in range(4):
@@ -278,10 +302,14 @@ class BpeEncode(Check):
             if i == 1:
                 text = unicodedata.normalize("NFD", text)
             cases.append(Case(f"random text {i + 1} ({len(text)} characters)", (text, vocab, merges, SPLIT_PATTERN)))
+        words = [WORDS[int(j)] for j in torch.randint(len(WORDS), (8,), generator=g)]
+        text = " ".join(words[:4]) + "!\n\n" + " ".join(words[4:])               # Qwen keeps "!\n\n" in one piece
+        cases.append(Case(f"random text 5 ({len(text)} characters), GPT-2's split pattern",
+                          (text, vocab, merges, GPT2_SPLIT)))
         return cases
 
     def reference(self, text, vocab, merges, pattern):
-        return _tokenizer().encode(text, add_special_tokens=False).ids
+        return _tokenizer_for(pattern).encode(text, add_special_tokens=False).ids
 
     def explain_raised(self, case, error, text):
         return "mistake_rm_raw_bytes" if error == "KeyError" else None
