@@ -631,3 +631,30 @@ def test_closed_holes_fail_visible_and_hidden(step, fn, expected):
     assert key(step, fn) == expected
     for seed in (1, 2, 3):
         assert key(step, fn, hidden=True, seed=seed) == expected
+
+
+def extract_colon_optional(completion):
+    """'answer' without its colon taken as a marker: "The answer is probably 12" gives 12."""
+    boxes = re.findall(r"\\boxed\{([^{}]*)\}", completion)
+    markers = list(re.finditer(r"(?:answer|답)\s*:?", completion, re.IGNORECASE))
+    if not boxes and not markers:
+        return None
+    region = boxes[-1] if boxes else completion[markers[-1].end():]
+    found = re.search(r"[-+\u2212]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?", region)
+    return float(found.group().replace(",", "").replace("\u2212", "-")) if found else None
+
+
+def pass_one_already_at_the_edge(n, c, k):
+    if k > n:
+        raise ValueError("k > n")
+    if n - c <= k:                                       # should be <: at n - c = k one choice has no correct one
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+@pytest.mark.parametrize("step, fn, expected", [
+    ("extract_answer", extract_colon_optional, "mistake_extract_fallback"),
+    ("pass_at_k", pass_one_already_at_the_edge, "mistake_passk_edge_equal"),
+])
+def test_edges_the_cases_missed_are_named(step, fn, expected):
+    assert key(step, fn) == expected

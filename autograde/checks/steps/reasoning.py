@@ -18,7 +18,7 @@ tests/test_reasoning_notebook.py that writes it the way a student would):
   majority_vote: None counted as an answer (counts_none), another tie rule (tie), the count
     returned (count), an error when no answer is left (empty, raised).
   pass_at_k: c / n whatever k (pass1), 1 - (1 - c/n)^k (with_replacement), all k correct
-    (all_correct), the product one factor off (off_by_one), a factorial that overflows
+    (all_correct), 1.0 already at n - c = k (edge_equal), the product one factor off (off_by_one), a factorial that overflows
     (overflow, raised or inf/nan), n - c < k not handled (edge, raised), k > n not refused
     (k_above_n).
   reward: the answer read from the thinking (reads_thinking), no format required (no_format),
@@ -119,6 +119,11 @@ register_messages({
               "one, 1 - C(n-c, k) / C(n, k)",
         "ko": "k개가 모두 맞을 확률 C(c, k) / C(n, k)입니다: pass@k는 하나만 맞으면 되므로 "
               "1 - C(n-c, k) / C(n, k)입니다"},
+    "mistake_passk_edge_equal": {
+        "en": "1.0 came back for n - c = k: then exactly one choice of k samples holds no correct one, so pass@k "
+              "is 1 - 1 / C(n, k); return 1.0 only when n - c < k",
+        "ko": "n - c = k인데 1.0을 돌려주었습니다: 이때는 k개를 고르는 방법 가운데 꼭 하나에 맞는 샘플이 없으니 "
+              "pass@k는 1 - 1 / C(n, k)입니다. 1.0은 n - c < k일 때만 돌려주세요"},
     "mistake_passk_off_by_one": {
         "en": "the product is one factor off: C(n-c, k) / C(n, k) is the product of (1 - k / i) for i "
               "from n - c + 1 to n, both ends included",
@@ -291,6 +296,7 @@ EXTRACT_FIXED = (
     "2 + 2 = 4, and 4 × 3 = 12. Answer: not sure",
     "Answer: unknown",
     "First \\boxed{12}, then 3 more checks: \\boxed{?}",
+    "The answer is probably 12, but I have not checked it.",
 )
 
 
@@ -430,6 +436,8 @@ def _pass_at_k(n, c, k, *, mistake=None):
         return 1.0 - (1.0 - c / n) ** k
     if mistake == "all_correct":
         return math.comb(c, k) / math.comb(n, k)
+    if mistake == "edge_equal" and n - c == k:
+        return 1.0
     if mistake == "off_by_one":
         return 1.0 - math.prod(1.0 - k / i for i in range(n - c, n))
     if n - c < k:
@@ -441,7 +449,7 @@ def _pass_at_k(n, c, k, *, mistake=None):
 class PassAtK(Check):
     step = "reasoning.pass_at_k"
     mutants = {f"mistake_passk_{m}": (lambda m: lambda n, c, k: _pass_at_k(n, c, k, mistake=m))(m)
-               for m in ("pass1", "with_replacement", "all_correct", "off_by_one")}
+               for m in ("pass1", "with_replacement", "all_correct", "edge_equal", "off_by_one")}
 
     def cases(self, seed, hidden):
         if hidden:
@@ -460,7 +468,7 @@ class PassAtK(Check):
             n = int(torch.randint(1, 30, (1,), generator=g))
             return cases + [Case(f"n={n} c=0 k={n + 1}", (n, 0, n + 1), raises="ValueError")]
         triples = [(10, 3, 1), (10, 3, 5), (10, 0, 4), (10, 10, 1), (10, 8, 3), (10, 1, 10),
-                   (200, 1, 100), (3000, 5, 1000), (2, 1, 2)]
+                   (200, 1, 100), (3000, 5, 1000), (2, 1, 2), (10, 7, 3)]
         return [Case(f"n={n} c={c} k={k}", (n, c, k)) for n, c, k in triples] + \
             [Case("n=5 c=2 k=6", (5, 2, 6), raises="ValueError")]
 
