@@ -492,3 +492,43 @@ def test_a_split_pattern_written_in_instead_of_the_argument_fails():
     assert key("bpe_encode", fixed) == "mistake_rm_pattern_ignored"
     for seed in (1, 2, 3):
         assert key("bpe_encode", fixed, hidden=True, seed=seed) == "mistake_rm_pattern_ignored"
+
+
+LIBRARY_CELLS = {
+    "bytes_to_unicode": "from transformers.convert_slow_tokenizer import bytes_to_unicode as library_table\n\n\n"
+                        "def bytes_to_unicode():\n    return library_table()\n",
+    # BPE(...).tokenize names nothing the static pass can resolve: the sandbox's tripwire must catch it
+    "bpe_encode": "from tokenizers.models import BPE\n\n\n"
+                  "def bpe_encode(text, vocab, merges, pattern):\n"
+                  "    model, byte_char = BPE(vocab, merges), bytes_to_unicode()\n"
+                  "    pieces = regex.findall(pattern, unicodedata.normalize('NFC', text))\n"
+                  "    return [t.id for p in pieces for t in model.tokenize(''.join(byte_char[b] for b in p.encode()))]\n",
+}
+
+
+@pytest.mark.slow
+def test_the_librarys_tokenizer_pieces_are_refused_in_the_sandbox(tmp_path):
+    """Graded for real: the transformers table is refused by the static pass, the tokenizers BPE model's
+    tokenize by the worker's tripwire; the other steps keep their points."""
+    pytest.importorskip("transformers")
+    from autograde.grader.pipeline import grade_notebook
+    from autograde.grader.sandbox import Limits
+
+    def by_id(nb):
+        return {c["metadata"]["nbgrader"]["grade_id"]: c for c in nb["cells"] if "nbgrader" in c.get("metadata", {})}
+
+    name = "07_real_model"
+    nb = json.loads((REPO / "exercises" / "en" / name / f"{name}.ipynb").read_text(encoding="utf-8"))
+    solution = by_id(json.loads((REPO / "solutions" / "en" / name / f"{name}.ipynb").read_text(encoding="utf-8")))
+    for gid, cell in by_id(nb).items():
+        if cell["metadata"]["nbgrader"].get("solution"):
+            cell["source"] = LIBRARY_CELLS.get(gid, solution[gid]["source"])
+    path = tmp_path / f"{name}.ipynb"
+    path.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
+    tests = {t["name"]: t for t in grade_notebook(path, Limits(timeout=240, call_timeout=60))["tests"]}
+    for cell, library in (("check_bytes_to_unicode", r"transformers\.convert_slow_tokenizer\.bytes_to_unicode"),
+                          ("check_bpe_encode", r"tokenizers\.models\.(BPE|Model)\.tokenize")):
+        assert tests[cell]["status"] == "failed", tests[cell]
+        assert tests[cell]["steps"][0]["key"] in ("forbidden_reference", "forbidden_call"), tests[cell]
+        assert re.search(library, tests[cell]["output"]), tests[cell]["output"]
+    assert tests["check_qk_norm"]["status"] == "passed"
