@@ -10,6 +10,9 @@ The KV-cache sizes are checked against the config.json fields of real models, wr
 
 Fixed cases hold the extremes (one token, a cache already holding tokens, text with decomposed
 Hangul and digits, a config without head_dim); hidden cases draw shapes, texts and sizes from the seed.
+No argument is the same in every case: the split pattern, norm_eps, rope_theta, the layer count and the
+grouping of heads each change somewhere, so code that writes one in instead of reading it fails; a
+result in another dtype than the reference's fails too (core.dtype_kept).
 """
 from __future__ import annotations
 
