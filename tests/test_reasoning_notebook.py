@@ -658,3 +658,33 @@ def pass_one_already_at_the_edge(n, c, k):
 ])
 def test_edges_the_cases_missed_are_named(step, fn, expected):
     assert key(step, fn) == expected
+
+
+def adv_isclose_guard(rewards, eps=1e-6):
+    mean = rewards.mean(-1, keepdim=True)
+    advantages = (rewards - mean) / (rewards.std(-1, unbiased=False, keepdim=True) + eps)
+    equal = torch.isclose(rewards, rewards[:, :1]).all(-1, keepdim=True)     # not ==: a hair apart counts as equal
+    return torch.where(equal, torch.zeros_like(advantages), advantages)
+
+
+def adv_small_std_guard(rewards, eps=1e-6):
+    std = rewards.std(-1, unbiased=False, keepdim=True)
+    advantages = (rewards - rewards.mean(-1, keepdim=True)) / (std + eps)
+    return torch.where(std < 1e-7, torch.zeros_like(advantages), advantages)
+
+
+@pytest.mark.parametrize("fn", [adv_isclose_guard, adv_small_std_guard])
+def test_a_threshold_instead_of_equality_is_named(fn):
+    assert key("group_advantages", fn) == "mistake_adv_threshold"
+    for seed in (1, 2, 3):
+        assert key("group_advantages", fn, hidden=True, seed=seed) == "mistake_adv_threshold"
+
+
+def test_the_hair_group_is_exact_in_float32():
+    """The case's first group is a hair apart; float32 computes its mean and std exactly, so the solution
+    (float32 throughout) gives the reference's advantages, not zeros."""
+    from autograde.checks.steps.reasoning import _advantages, _hair_apart
+
+    rewards = _hair_apart(31)
+    assert torch.equal(rewards.std(-1, unbiased=False), torch.tensor([2.0 ** -32, 0.5]))
+    assert torch.allclose(SOL["group_advantages"](rewards), _advantages(rewards), rtol=1e-6, atol=0)

@@ -26,7 +26,8 @@ tests/test_reasoning_notebook.py that writes it the way a student would):
     tags checked loosely (loose_tags), a partial reward with no answer (no_answer).
   group_advantages: the sample std (sample_std), one mean and std for the whole batch (global),
     the wrong axis (wrong_axis), no division (no_std), eps inside the square root (eps_inside),
-    a group of equal rewards that is not exactly zero (equal_group).
+    a group of equal rewards that is not exactly zero (equal_group), a group a hair apart zeroed as if
+    equal (threshold: a judge rule).
 """
 from __future__ import annotations
 
@@ -184,6 +185,11 @@ register_messages({
     "mistake_adv_eps_inside": {
         "en": "eps went inside the square root: the denominator is std + eps",
         "ko": "eps를 제곱근 안에 넣었습니다: 분모는 표준편차 + eps입니다"},
+    "mistake_adv_threshold": {
+        "en": "a group whose rewards differ, if only by a hair, got all zeros, as if they were equal (a threshold "
+              "on the std, or isclose): only rewards that are exactly equal (==) make a zero group",
+        "ko": "보상이 아주 조금이라도 다른 그룹을 같은 그룹처럼 모두 0으로 만들었습니다(표준편차에 문턱값을 두거나 "
+              "isclose를 썼습니다): 보상이 정확히 같을(==) 때만 그룹이 0이 됩니다"},
     "mistake_adv_equal_group": {
         "en": "a group whose rewards are all equal must give exactly 0: float rounding leaves r - mean a "
               "hair off zero and dividing by std + eps blows it up (or 0 / 0 gives nan); return zeros "
@@ -622,6 +628,17 @@ def _advantages(rewards, eps=1e-6, *, mistake=None):
     return out.to(rewards.dtype)
 
 
+def _hair_apart(power: int) -> torch.Tensor:
+    """[[0, 2**-power, 0, 2**-power], [0, 1, 1, 0]]: the first group is not equal; its std, 2**-(power + 1),
+    is far below any threshold, and float32 computes it exactly (powers of two)."""
+    hair = 2.0 ** -power
+    return torch.tensor([[0.0, hair, 0.0, hair], [0.0, 1.0, 1.0, 0.0]])
+
+
+def _hair_label(power: int) -> str:
+    return f"[[0, 2**-{power}, 0, 2**-{power}], [0, 1, 1, 0]]"
+
+
 def _advantages_unguarded(rewards, eps=1e-6):
     """(r - mean) / (std + eps) in the rewards' own dtype, without a rule for equal groups."""
     mean = rewards.mean(-1, keepdim=True)
@@ -655,11 +672,13 @@ class GroupAdvantages(Check):
             r[1, 0], r[1, 1] = 0.0, 1.0                                       # not all equal
             smooth = torch.rand(P + 1, G - 3, generator=g) * float(torch.empty(1).uniform_(0.1, 5, generator=g))
             single = torch.full((1, G), FORMAT_REWARD)
+            hair = int(torch.randint(27, 32, (1,), generator=g))
             return [Case(f"rewards {tuple(r.shape)} of 0, {FORMAT_REWARD}, 1; first row all {FORMAT_REWARD}", (r,)),
                     Case(f"rewards (1, {G}), all {FORMAT_REWARD}", (single,)),
                     Case(f"rewards {tuple(smooth.shape)} uniform", (smooth,)),
                     Case(f"rewards {tuple(smooth.shape)} uniform, eps=0.3", (smooth,), {"eps": 0.3}),
-                    Case(f"rewards {tuple(smooth.shape)} uniform, float64", (smooth.double(),))]
+                    Case(f"rewards {tuple(smooth.shape)} uniform, float64", (smooth.double(),)),
+                    Case("a group one hair apart: " + _hair_label(hair), (_hair_apart(hair),))]
         four = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
         tenth = torch.full((2, 8), FORMAT_REWARD)
         tenth[1, :3] = 1.0
@@ -675,14 +694,28 @@ class GroupAdvantages(Check):
                 Case("randn(3, 5) * 3", (wide,)),
                 Case("randn(3, 5) * 3, eps=0.5", (wide,), {"eps": 0.5}),
                 Case("[[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]], eps=0.5", (four,), {"eps": 0.5}),
-                Case("randn(3, 5) * 3, float64 (keep the dtype)", (wide.double(),))]
+                Case("randn(3, 5) * 3, float64 (keep the dtype)", (wide.double(),)),
+                Case("a group one hair apart: " + _hair_label(30), (_hair_apart(30),))]
 
     def reference(self, rewards, eps=1e-6):
         return _advantages(rewards, eps)
 
     def judge(self, case, output):
+        if self._zeroed_unequal_group(case, output):
+            return Verdict(False, "mistake_adv_threshold", {}, case.label)
         verdict = self._judge_values(case, output)
         return dtype_kept(verdict, output, self.reference(*case.args, **case.kwargs)) if verdict.passed else verdict
+
+    def _zeroed_unequal_group(self, case, output) -> bool:
+        """A row of rewards that are not all equal, whose advantages should not be 0, came back all 0, while
+        another such row did not (so the function does compute advantages, and took this group for equal)."""
+        rewards = case.args[0]
+        if not isinstance(output, torch.Tensor) or output.shape != rewards.shape or not output.is_floating_point():
+            return False
+        expected = self.reference(*case.args, **case.kwargs)
+        unequal = ~(rewards == rewards[..., :1]).all(-1)                        # (P,)
+        zeroed = (output.detach().cpu() == 0).all(-1) & (expected.abs() > 1e-4).any(-1)
+        return bool((unequal & zeroed).any() and (unequal & ~zeroed).any())
 
     def _judge_values(self, case, output):
         verdict = super().judge(case, output)
