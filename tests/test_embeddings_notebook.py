@@ -482,3 +482,44 @@ def test_a_result_in_another_dtype_fails(step, fn):
     """More precise values pass the comparison; the dtype rule fails them (float32 in, float32 out)."""
     assert key(step, fn) == "wrong_dtype"
     assert key(step, fn, hidden=True, seed=4) == "wrong_dtype"
+
+
+LIBRARY_TABLE_CELL = '''def sinusoidal_encoding(n_positions, dim):
+    from transformers.models.distilbert.modeling_distilbert import create_sinusoidal_embeddings
+
+    if dim % 2:
+        raise ValueError("dim must be even")
+    table = torch.zeros(n_positions, dim)
+    create_sinusoidal_embeddings(n_positions, dim, table)          # the very table, ready-made
+    return table
+'''
+
+
+@needs_reference
+@pytest.mark.slow
+def test_a_ready_made_table_from_transformers_fails_in_the_grader(tmp_path):
+    """DistilBERT's helper fills exactly this table, so every case passes in the notebook; the grader's
+    static pass refuses it by name (the check's forbidden_names: no tripwire, whose import would cost
+    seconds at every check), and the other steps keep their points."""
+    pytest.importorskip("transformers")
+    import json
+
+    from autograde.grader.pipeline import grade_notebook
+    from autograde.grader.sandbox import Limits
+
+    def by_id(nb):
+        return {c["metadata"]["nbgrader"]["grade_id"]: c for c in nb["cells"] if "nbgrader" in c.get("metadata", {})}
+
+    name = "06_embeddings"
+    nb = json.loads((REPO / "exercises" / "en" / name / f"{name}.ipynb").read_text(encoding="utf-8"))
+    solution = by_id(json.loads((REPO / "solutions" / "en" / name / f"{name}.ipynb").read_text(encoding="utf-8")))
+    for gid, cell in by_id(nb).items():
+        if cell["metadata"]["nbgrader"].get("solution"):
+            cell["source"] = LIBRARY_TABLE_CELL if gid == "sinusoidal_encoding" else solution[gid]["source"]
+    path = tmp_path / f"{name}.ipynb"
+    path.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
+    tests = {t["name"]: t for t in grade_notebook(path, Limits(timeout=240, call_timeout=60))["tests"]}
+    table = tests["check_sinusoidal_encoding"]
+    assert table["status"] == "failed" and table["steps"][0]["key"] == "forbidden_reference", table
+    assert "create_sinusoidal_embeddings" in table["output"]
+    assert tests["check_embed_with_positions"]["status"] == "passed"

@@ -83,6 +83,8 @@ class Check:
     mutants:  {mistake message key: callable with the reference's signature}.
     forbidden: dotted names the student's function may not call in this step,
               e.g. ("torch.nn.functional.scaled_dot_product_attention",).
+    forbidden_names: like forbidden, but refused only by the grader's static pass, by name (for functions
+              whose module costs seconds to import, so that no tripwire is set on them at each call).
     needs_reference: the cases pass the reference model (a $model on the wire), so the
               grader's sandbox must load it (and the notebook's setup may import it).
     depends:  step ids whose functions this step's function normally calls (sample_next calls
@@ -94,6 +96,7 @@ class Check:
     points: int = 1
     mutants: dict[str, Callable] = {}
     forbidden: tuple[str, ...] = ()
+    forbidden_names: tuple[str, ...] = ()
     needs_reference: bool = False
     depends: tuple[str, ...] = ()
 

@@ -381,6 +381,9 @@ def _pe(n_positions, dim, *, mistake=None):
 class SinusoidalEncoding(Check):
     step = "embeddings.sinusoidal_encoding"
     forbidden = ("autograde.reference.functional.sinusoidal_table", "autograde.reference.model.sinusoidal_table")
+    # the same interleaved table, ready-made in transformers (by name only: importing those modules takes seconds)
+    forbidden_names = tuple(f"transformers.models.{m}.modeling_{m}.{f}" for m in ("distilbert", "xlm", "flaubert")
+                            for f in ("create_sinusoidal_embeddings", "_create_sinusoidal_embeddings"))
     mutants = {f"mistake_pe_{m}": (lambda m: lambda p, d: _pe(p, d, mistake=m))(m)
                for m in ("halves", "swapped", "exponent", "multiplied", "from_one")}
 
