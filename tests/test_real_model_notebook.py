@@ -532,3 +532,33 @@ def test_the_librarys_tokenizer_pieces_are_refused_in_the_sandbox(tmp_path):
         assert tests[cell]["steps"][0]["key"] in ("forbidden_reference", "forbidden_call"), tests[cell]
         assert re.search(library, tests[cell]["output"]), tests[cell]["output"]
     assert tests["check_qk_norm"]["status"] == "passed"
+
+
+TRANSFORMERS_ROUTES = [
+    ("qk_norm", "from transformers.models.qwen3.modeling_qwen3 import Qwen3RMSNorm\n\n\n"
+                "def qk_norm(x, weight, n_heads, eps):\n"
+                "    norm = Qwen3RMSNorm(weight.shape[0], eps)\n    norm.weight.data = weight\n"
+                "    return norm(x.unflatten(-1, (n_heads, -1)).transpose(1, 2))\n"),
+    ("repeat_kv", "from transformers.models.llama import modeling_llama\n\n\n"
+                  "def repeat_kv(x, n_rep):\n    return modeling_llama.repeat_kv(x, n_rep)\n"),
+    ("gqa_attention", "import transformers.models.qwen3.modeling_qwen3 as q3\n\n\n"
+                      "def gqa_attention(x, w, cfg, cos, sin, past=None):\n"
+                      "    return q3.eager_attention_forward(None, x, x, x, None, 1.0)\n"),
+    ("forward", "import transformers\n\n\n"
+                "def forward(ids, weights, cfg, cache=None):\n"
+                "    return transformers.AutoModelForCausalLM.from_config(transformers.Qwen3Config())(ids)\n"),
+]
+
+
+@pytest.mark.parametrize("step, source", TRANSFORMERS_ROUTES, ids=[r[0] for r in TRANSFORMERS_ROUTES])
+def test_transformers_own_pieces_are_refused_by_the_static_pass(step, source):
+    """The grader's static pass reads forbidden and forbidden_names (autograde.grader.pipeline.static_report):
+    transformers' Qwen3 / Llama pieces, by name, without importing them."""
+    from autograde.grader.static import analyse
+
+    check = get_check(f"real_model.{step}")
+    report = analyse([(step, source)], [], [(check.step, check.function, (*check.forbidden, *check.forbidden_names))])
+    assert report.forbidden[check.step].what.startswith("transformers."), report.to_json()
+    solution = analyse([(step, SOLUTION_TEXT)], [], [(check.step, check.function,
+                                                       (*check.forbidden, *check.forbidden_names))])
+    assert solution.forbidden == {}

@@ -334,6 +334,22 @@ def _qk_norm(x, weight, n_heads, eps, *, variant="ok"):
     return normed if variant == "no_weight" else normed * weight
 
 
+HF_FAMILIES = {"qwen3": "Qwen3", "qwen2": "Qwen2", "llama": "Llama", "mistral": "Mistral"}
+
+
+def _hf(*names: str) -> tuple[str, ...]:
+    """transformers' own pieces of these models ({P} the class prefix), as their modeling modules hold them
+    and, for classes, as the package exports them. For Check.forbidden_names: refused by the grader's
+    static pass by name, since importing a modeling module to set a tripwire takes seconds."""
+    out = []
+    for module, prefix in HF_FAMILIES.items():
+        for name in (n.format(P=prefix) for n in names):
+            out.append(f"transformers.models.{module}.modeling_{module}.{name}")
+            if name[0].isupper():
+                out += [f"transformers.{name}", f"transformers.models.{module}.{name}"]
+    return tuple(out)
+
+
 def _attention_inputs(g, B, T, H, D, dtype=torch.float32):
     x = torch.randn(B, T, H * D, generator=g, dtype=dtype) * 3
     weight = (1 + 0.3 * torch.randn(D, generator=g)).to(dtype)
@@ -348,6 +364,7 @@ class QKNorm(Check):
                "mistake_rm_qk_eps_outside": lambda *a: _qk_norm(*a, variant="eps_outside"),
                "mistake_rm_qk_no_weight": lambda *a: _qk_norm(*a, variant="no_weight")}
     forbidden = ("torch.nn.functional.rms_norm", "torch.nn.RMSNorm")
+    forbidden_names = _hf("{P}RMSNorm")
 
     def cases(self, seed, hidden):
         g = gen(seed + 11)
@@ -379,6 +396,7 @@ class QKNorm(Check):
 @register
 class RepeatKV(Check):
     step = "real_model.repeat_kv"
+    forbidden_names = _hf("repeat_kv")
     mutants = {"mistake_rm_repeat_tiled": lambda x, n: x.repeat(1, n, 1, 1),
                "mistake_rm_repeat_axis": [lambda x, n: x.repeat_interleave(n, dim=2),
                                           lambda x, n: x.repeat_interleave(n, dim=0)]}
@@ -553,6 +571,8 @@ class GQAAttention(Check):
     mutants["mistake_rm_rope_interleaved"] = [mutants["mistake_rm_rope_interleaved"],
                                               lambda *a: _attention(*a, variant="pairs")]
     forbidden = ("torch.nn.functional.scaled_dot_product_attention", "torch.nn.functional.multi_head_attention_forward")
+    forbidden_names = _hf("repeat_kv", "rotate_half", "apply_rotary_pos_emb", "eager_attention_forward", "{P}Attention",
+                          "{P}RMSNorm")
 
     def cases(self, seed, hidden):
         g = gen(seed + 13)
@@ -616,6 +636,7 @@ def _block_case(label, g, cfg, B, T, past_len):
 @register
 class DecoderBlock(Check):
     step = "real_model.decoder_block"
+    forbidden_names = _hf("{P}DecoderLayer", "{P}MLP", "{P}Attention", "eager_attention_forward")
     depends = ("real_model.gqa_attention",)
     mutants = {"mistake_rm_post_norm": lambda *a: _block(*a, variant="post_norm"),
                "mistake_rm_no_residual": [lambda *a: _block(*a, variant="no_residual_attn"),
@@ -685,6 +706,9 @@ def reference_forward(ids, weights, cfg, cache=None):
 @register
 class Forward(Check):
     step = "real_model.forward"
+    forbidden_names = _hf("{P}Model", "{P}ForCausalLM", "{P}DecoderLayer") + (
+        "transformers.AutoModelForCausalLM", "transformers.AutoModel",
+        "transformers.models.auto.modeling_auto.AutoModelForCausalLM", "transformers.models.auto.modeling_auto.AutoModel")
     depends = ("real_model.decoder_block",)
     mutants = {"mistake_rm_positions_restart": lambda *a: _forward(*a, variant="restart"),
                "mistake_rm_no_final_norm": lambda *a: _forward(*a, variant="no_final_norm")}
