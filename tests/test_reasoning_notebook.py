@@ -688,3 +688,20 @@ def test_the_hair_group_is_exact_in_float32():
     rewards = _hair_apart(31)
     assert torch.equal(rewards.std(-1, unbiased=False), torch.tensor([2.0 ** -32, 0.5]))
     assert torch.allclose(SOL["group_advantages"](rewards), _advantages(rewards), rtol=1e-6, atol=0)
+
+
+def test_library_binomials_are_refused_by_the_static_pass_but_math_comb_is_not():
+    from autograde.grader.static import analyse
+
+    check = get_check("reasoning.pass_at_k")
+
+    def finding(source):
+        names = (*check.forbidden, *check.forbidden_names)
+        return analyse([("pass_at_k", source)], [], [(check.step, check.function, names)]).forbidden.get(check.step)
+
+    body = "    if k > n:\n        raise ValueError('k > n')\n    return 1.0 - {comb}(n - c, k) / {comb}(n, k)\n"
+    for imports, comb in (("from scipy.special import comb", "comb"), ("import sympy", "sympy.binomial"),
+                          ("from scipy import special", "special.binom")):
+        found = finding(f"{imports}\n\n\ndef pass_at_k(n, c, k):\n" + body.format(comb=comb))
+        assert found is not None and found.what.split(".")[0] in ("scipy", "sympy"), (imports, found)
+    assert finding("import math\n\n\ndef pass_at_k(n, c, k):\n" + body.format(comb="math.comb")) is None

@@ -454,6 +454,10 @@ def _pass_at_k(n, c, k, *, mistake=None):
 @register
 class PassAtK(Check):
     step = "reasoning.pass_at_k"
+    # math.comb is allowed (an exact binomial, as the notebook says); these libraries' binomials are not,
+    # refused by the grader's static pass by name (scipy and sympy cost seconds to import)
+    forbidden_names = ("scipy.special.comb", "scipy.special.binom", "scipy.special._basic.comb",
+                       "sympy.binomial", "sympy.functions.combinatorial.factorials.binomial")
     mutants = {f"mistake_passk_{m}": (lambda m: lambda n, c, k: _pass_at_k(n, c, k, mistake=m))(m)
                for m in ("pass1", "with_replacement", "all_correct", "edge_equal", "off_by_one")}
 
