@@ -523,3 +523,19 @@ def test_a_ready_made_table_from_transformers_fails_in_the_grader(tmp_path):
     assert table["status"] == "failed" and table["steps"][0]["key"] == "forbidden_reference", table
     assert "create_sinusoidal_embeddings" in table["output"]
     assert tests["check_embed_with_positions"]["status"] == "passed"
+
+
+@pytest.mark.parametrize("step, source", [
+    ("cosine_similarity", "from sklearn.metrics.pairwise import cosine_similarity as sk\n\n\n"
+                          "def cosine_similarity(a, b, eps=1e-8):\n    return torch.from_numpy(sk(a.numpy(), b.numpy()))\n"),
+    ("nearest_neighbours", "from sklearn import neighbors\n\n\n"
+                           "def nearest_neighbours(table, query_id, k):\n"
+                           "    found = neighbors.NearestNeighbors(n_neighbors=k + 1, metric='cosine').fit(table.numpy())\n"
+                           "    return found.kneighbors(table[query_id:query_id + 1].numpy())[1][0, 1:].tolist()\n"),
+])
+def test_library_versions_are_refused_by_the_static_pass(step, source):
+    from autograde.grader.static import analyse
+
+    check = get_check(f"embeddings.{step}")
+    report = analyse([(step, source)], [], [(check.step, check.function, (*check.forbidden, *check.forbidden_names))])
+    assert report.forbidden[check.step].what.startswith("sklearn."), report.to_json()
