@@ -562,3 +562,13 @@ def test_transformers_own_pieces_are_refused_by_the_static_pass(step, source):
     solution = analyse([(step, SOLUTION_TEXT)], [], [(check.step, check.function,
                                                        (*check.forbidden, *check.forbidden_names))])
     assert solution.forbidden == {}
+
+
+def test_merges_remembered_from_an_earlier_call_fail():
+    """Every case passed the same merges; one now passes only the first few (the library's encoder with those)."""
+    remembered = namespace([("    rank = {pair: i for i, pair in enumerate(merges)}\n",
+                             "    rank = RANKS.setdefault('rank', {pair: i for i, pair in enumerate(merges)})\n")])
+    remembered["RANKS"] = {}
+    assert key("bpe_encode", remembered["bpe_encode"]) == "mistake_rm_merges_ignored"
+    remembered["RANKS"].clear()
+    assert key("bpe_encode", remembered["bpe_encode"], hidden=True, seed=2) == "mistake_rm_merges_ignored"

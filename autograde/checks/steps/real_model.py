@@ -50,6 +50,11 @@ register_messages({
               "split with regex.findall(pattern, text), whatever pattern the caller passes",
         "ko": "인자로 받은 `pattern`이 아니라 코드에 적어 둔 Qwen 패턴으로 글을 나눴습니다: 호출한 쪽이 어떤 "
               "패턴을 넘기든 regex.findall(pattern, text)로 나누세요"},
+    "mistake_rm_merges_ignored": {
+        "en": "the merges passed in were not the ones used (a list kept from an earlier call, or read from "
+              "elsewhere): rank the pairs by this call's `merges` argument",
+        "ko": "인자로 받은 merges가 아닌 다른 목록을 썼습니다(앞선 호출에서 남겨 둔 목록이나 다른 곳에서 읽은 목록): "
+              "이번 호출의 `merges` 인자로 쌍의 순위를 매기세요"},
     "mistake_rm_no_nfc": {
         "en": "the text was not NFC-normalized: decomposed Hangul (jamo typed one by one) must first become "
               "syllables, unicodedata.normalize('NFC', text), as the real tokenizer's normalizer does",
@@ -219,18 +224,27 @@ def _tokenizer():
     return byte_level_bpe(TRAIN_TEXT, vocab_size=420)
 
 
-@lru_cache(maxsize=4)
-def _tokenizer_for(pattern: str):
-    """The same vocabulary and merges, behind another split pattern (the library's own encoder)."""
-    if pattern == SPLIT_PATTERN:
+@lru_cache(maxsize=8)
+def _tokenizer_for(pattern: str, n_merges: int | None = None):
+    """The same vocabulary behind another split pattern, or with only the first n_merges merges (the
+    library's own encoder, built the way byte_level_bpe builds it)."""
+    if pattern == SPLIT_PATTERN and n_merges is None:
         return _tokenizer()
-    from tokenizers import Regex, Tokenizer, pre_tokenizers
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 
     tok = Tokenizer.from_str(_tokenizer().to_str())
+    if n_merges is not None:
+        tok.model = models.BPE(vocab=vocab_and_merges()[0], merges=list(_all_merges()[:n_merges]))           # normalizer and decoder stay
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     return tok
+
+
+@lru_cache(maxsize=1)
+def _all_merges() -> tuple[tuple[str, str], ...]:
+    """The trained merges, once (the cases get fresh copies from vocab_and_merges)."""
+    return tuple(vocab_and_merges()[1])
 
 
 def vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
@@ -279,6 +293,7 @@ class BpeEncode(Check):
     step = "real_model.bpe_encode"
     depends = ("real_model.bytes_to_unicode",)
     mutants = {"mistake_rm_pattern_ignored": lambda text, vocab, merges, pattern: _bpe(text, vocab, merges, SPLIT_PATTERN),
+               "mistake_rm_merges_ignored": lambda text, vocab, merges, pattern: _bpe(text, vocab, _all_merges(), pattern),
                "mistake_rm_no_nfc": lambda *a: _bpe(*a, nfc=False),
                "mistake_rm_no_split": lambda *a: _bpe(*a, split=False),
                "mistake_rm_leftmost_merge": lambda *a: _bpe(*a, leftmost=True)}
@@ -295,7 +310,8 @@ class BpeEncode(Check):
         vocab, merges = vocab_and_merges()
         if not hidden:
             return [Case(label, (text, vocab, merges, SPLIT_PATTERN)) for label, text in FIXED_TEXTS] + \
-                [Case("GPT-2's split pattern (digits stay together)", (FIXED_TEXTS[4][1], vocab, merges, GPT2_SPLIT))]
+                [Case("GPT-2's split pattern (digits stay together)", (FIXED_TEXTS[4][1], vocab, merges, GPT2_SPLIT)),
+                 Case("Korean, with only the first 40 merges", (FIXED_TEXTS[0][1], vocab, merges[:40], SPLIT_PATTERN))]
         g = gen(seed)
         cases = []
         for i in range(4):
@@ -309,10 +325,16 @@ class BpeEncode(Check):
         text = " ".join(words[:4]) + "!\n\n" + " ".join(words[4:])               # Qwen keeps "!\n\n" in one piece
         cases.append(Case(f"random text 5 ({len(text)} characters), GPT-2's split pattern",
                           (text, vocab, merges, GPT2_SPLIT)))
+        n = int(torch.randint(20, len(merges) // 2, (1,), generator=g))
+        cases.append(Case(f"random text 1 again, with only the first {n} merges", (cases[0].args[0], vocab, merges[:n],
+                                                                                  SPLIT_PATTERN)))
         return cases
 
     def reference(self, text, vocab, merges, pattern):
-        return _tokenizer_for(pattern).encode(text, add_special_tokens=False).ids
+        full = len(merges) == len(_all_merges())
+        if not full and tuple(tuple(m) for m in merges) != _all_merges()[:len(merges)]:
+            raise ValueError("the cases only ever cut the merges list short")
+        return _tokenizer_for(pattern, None if full else len(merges)).encode(text, add_special_tokens=False).ids
 
     def explain_raised(self, case, error, text):
         return "mistake_rm_raw_bytes" if error == "KeyError" else None
