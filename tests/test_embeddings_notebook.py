@@ -433,3 +433,109 @@ def test_the_neighbours_the_notebook_names_are_the_models():
     for word, neighbour in ((" 모델", " 코드"), ("은", "을")):
         found = SOL["nearest_neighbours"](table, tok.encode(word)[0], 5)
         assert tok.encode(neighbour)[0] in found, (word, [tok.decode([i]) for i in found])
+
+
+# ----------------------------------------------------------------------------
+# holes a student could slip through, closed (each wrong version passed every case before)
+
+
+def nn_only_upper_bound(table, query_id, k):
+    """Refuses k >= V but returns [] for k = 0 and V - 1 + k ids for a negative k."""
+    if k >= len(table):
+        raise ValueError("k too large")
+    sims = SOL["cosine_similarity"](table[query_id][None], table)[0]
+    order = torch.sort(sims, descending=True, stable=True).indices.tolist()
+    return [i for i in order if i != query_id][:k]
+
+
+def pe_float64_table(n_positions, dim):
+    """Right values, but a float64 table where the step asks for float32."""
+    if dim % 2:
+        raise ValueError("dim must be even")
+    pos = torch.arange(n_positions, dtype=torch.float64)[:, None]
+    angle = pos / 10000 ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+    return torch.stack([angle.sin(), angle.cos()], dim=-1).reshape(n_positions, dim)
+
+
+@needs_reference
+@pytest.mark.parametrize("step, fn, expected", [
+    ("nearest_neighbours", nn_only_upper_bound, "did_not_raise"),
+    ("sinusoidal_encoding", pe_float64_table, "wrong_dtype"),
+])
+def test_closed_holes_fail_visible_and_hidden(step, fn, expected):
+    assert key(step, fn) == expected
+    for seed in (1, 2, 3):
+        assert key(step, fn, hidden=True, seed=seed) == expected
+
+
+def cos_in_float64(a, b, eps=1e-8):
+    return SOL["cosine_similarity"](a.double(), b.double(), eps)
+
+
+def embed_in_float64(ids, tok_emb, pos_table, start=0):
+    return SOL["embed_with_positions"](ids, tok_emb.double(), pos_table.double(), start)
+
+
+@needs_reference
+@pytest.mark.parametrize("step, fn", [("cosine_similarity", cos_in_float64), ("embed_with_positions", embed_in_float64)])
+def test_a_result_in_another_dtype_fails(step, fn):
+    """More precise values pass the comparison; the dtype rule fails them (float32 in, float32 out)."""
+    assert key(step, fn) == "wrong_dtype"
+    assert key(step, fn, hidden=True, seed=4) == "wrong_dtype"
+
+
+LIBRARY_TABLE_CELL = '''def sinusoidal_encoding(n_positions, dim):
+    from transformers.models.distilbert.modeling_distilbert import create_sinusoidal_embeddings
+
+    if dim % 2:
+        raise ValueError("dim must be even")
+    table = torch.zeros(n_positions, dim)
+    create_sinusoidal_embeddings(n_positions, dim, table)          # the very table, ready-made
+    return table
+'''
+
+
+@needs_reference
+@pytest.mark.slow
+def test_a_ready_made_table_from_transformers_fails_in_the_grader(tmp_path):
+    """DistilBERT's helper fills exactly this table, so every case passes in the notebook; the grader's
+    static pass refuses it by name (the check's forbidden_names: no tripwire, whose import would cost
+    seconds at every check), and the other steps keep their points."""
+    pytest.importorskip("transformers")
+    import json
+
+    from autograde.grader.pipeline import grade_notebook
+    from autograde.grader.sandbox import Limits
+
+    def by_id(nb):
+        return {c["metadata"]["nbgrader"]["grade_id"]: c for c in nb["cells"] if "nbgrader" in c.get("metadata", {})}
+
+    name = "06_embeddings"
+    nb = json.loads((REPO / "exercises" / "en" / name / f"{name}.ipynb").read_text(encoding="utf-8"))
+    solution = by_id(json.loads((REPO / "solutions" / "en" / name / f"{name}.ipynb").read_text(encoding="utf-8")))
+    for gid, cell in by_id(nb).items():
+        if cell["metadata"]["nbgrader"].get("solution"):
+            cell["source"] = LIBRARY_TABLE_CELL if gid == "sinusoidal_encoding" else solution[gid]["source"]
+    path = tmp_path / f"{name}.ipynb"
+    path.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
+    tests = {t["name"]: t for t in grade_notebook(path, Limits(timeout=240, call_timeout=60))["tests"]}
+    table = tests["check_sinusoidal_encoding"]
+    assert table["status"] == "failed" and table["steps"][0]["key"] == "forbidden_reference", table
+    assert "create_sinusoidal_embeddings" in table["output"]
+    assert tests["check_embed_with_positions"]["status"] == "passed"
+
+
+@pytest.mark.parametrize("step, source", [
+    ("cosine_similarity", "from sklearn.metrics.pairwise import cosine_similarity as sk\n\n\n"
+                          "def cosine_similarity(a, b, eps=1e-8):\n    return torch.from_numpy(sk(a.numpy(), b.numpy()))\n"),
+    ("nearest_neighbours", "from sklearn import neighbors\n\n\n"
+                           "def nearest_neighbours(table, query_id, k):\n"
+                           "    found = neighbors.NearestNeighbors(n_neighbors=k + 1, metric='cosine').fit(table.numpy())\n"
+                           "    return found.kneighbors(table[query_id:query_id + 1].numpy())[1][0, 1:].tolist()\n"),
+])
+def test_library_versions_are_refused_by_the_static_pass(step, source):
+    from autograde.grader.static import analyse
+
+    check = get_check(f"embeddings.{step}")
+    report = analyse([(step, source)], [], [(check.step, check.function, (*check.forbidden, *check.forbidden_names))])
+    assert report.forbidden[check.step].what.startswith("sklearn."), report.to_json()

@@ -397,3 +397,178 @@ def test_the_real_model_bench_without_weights_and_on_a_checkpoint(tiny, tmp_path
                            "--device", "cpu"], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "same greedy tokens as transformers: True" in done.stdout and "course prefill, 16 tokens" in done.stdout
+
+
+# ----------------------------------------------------------------------------
+# holes a student could slip through, closed (each wrong version passed every case before)
+
+
+FIXED_EPS = [('rms_norm(x, w["norm1.weight"], eps)', 'rms_norm(x, w["norm1.weight"], 1e-6)'),
+             ('rms_norm(h, w["norm2.weight"], eps)', 'rms_norm(h, w["norm2.weight"], 1e-6)'),
+             ('H, G, eps = cfg["n_head"], cfg["n_kv_head"], cfg["norm_eps"]',
+              'H, G, eps = cfg["n_head"], cfg["n_kv_head"], 1e-6'),
+             ('rms_norm(x, weights["norm_f.weight"], cfg["norm_eps"])', 'rms_norm(x, weights["norm_f.weight"], 1e-6)')]
+HOLES = [
+    # cfg["norm_eps"] ignored (every case used 1e-6)
+    ("gqa_attention", FIXED_EPS, "wrong_values"),
+    ("decoder_block", FIXED_EPS, "wrong_values"),
+    ("forward", FIXED_EPS, "wrong_values"),
+    # cfg["rope_theta"] ignored (every case used Qwen3's 1e6)
+    ("forward", [('rope_tables(positions, cfg["head_dim"], cfg["rope_theta"])',
+                  'rope_tables(positions, cfg["head_dim"], 1000000.0)')], "wrong_values"),
+    # cfg["n_layer"] ignored (every case had 2 layers), or taken from the cache (None in a prefill)
+    ("forward", [('for i in range(cfg["n_layer"]):', "for i in range(2):")], None),
+    ("forward", [('for i in range(cfg["n_layer"]):', "for i in range(len(cache) if cache else 2):")], None),
+    # n_rep hard-coded to 2 (every visible case had 4 query heads on 2 key/value heads)
+    ("gqa_attention", [("repeat_kv(k, H // G)", "repeat_kv(k, 2)"), ("repeat_kv(v, H // G)", "repeat_kv(v, 2)")], None),
+]
+
+
+@pytest.mark.parametrize("step, changes, expected", HOLES, ids=[f"{h[0]}-{i}" for i, h in enumerate(HOLES)])
+def test_a_field_of_cfg_that_is_ignored_fails(step, changes, expected):
+    result = key(step, namespace(changes)[step])
+    assert result != "ok" if expected is None else result == expected
+
+
+def ready_made_byte_map():
+    from transformers.convert_slow_tokenizer import bytes_to_unicode as library_table
+
+    return library_table()
+
+
+def byte_map_from_the_alphabet():
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    shifted = iter(sorted(ch for ch in ByteLevel.alphabet() if ord(ch) >= 256))
+    keep = {*range(33, 127), *range(161, 173), *range(174, 256)}
+    return {b: chr(b) if b in keep else next(shifted) for b in range(256)}
+
+
+def bpe_with_the_librarys_model(text, vocab, merges, pattern):
+    from tokenizers.models import BPE
+
+    model, byte_char = BPE(vocab, merges), SOL["bytes_to_unicode"]()
+    ids = []
+    for piece in regex.findall(pattern, unicodedata.normalize("NFC", text)):
+        ids += [token.id for token in model.tokenize("".join(byte_char[b] for b in piece.encode("utf-8")))]
+    return ids
+
+
+@pytest.mark.parametrize("step, fn", [("bytes_to_unicode", byte_map_from_the_alphabet),
+                                      ("bpe_encode", bpe_with_the_librarys_model)])
+def test_the_librarys_own_pieces_are_refused(step, fn):
+    assert key(step, fn) == "forbidden_call"
+    assert key(step, fn, hidden=True, seed=2) == "forbidden_call"
+
+
+def test_a_ready_made_byte_table_from_transformers_is_refused():
+    pytest.importorskip("transformers")
+    assert key("bytes_to_unicode", ready_made_byte_map) == "forbidden_call"
+
+
+@pytest.mark.parametrize("step, changes", [
+    ("qk_norm", [("return weight * h.to(x.dtype)", "return weight.double() * h.double()")]),
+    ("repeat_kv", [("reshape(B, G * n_rep, T, D)\n", "reshape(B, G * n_rep, T, D).double()\n")]),
+    ("gqa_attention", [('return out @ w["W_o"], (k, v)', 'return out @ w["W_o"], (k.double(), v)')]),
+    ("decoder_block", [("return h + f, kv", "return (h + f).double(), kv")]),
+    ("forward", [('return x @ weights["tok_emb"].T, new_cache', 'return (x @ weights["tok_emb"].T).double(), new_cache')]),
+])
+def test_a_result_in_another_dtype_fails(step, changes):
+    """Values within tolerance, in float64 where the reference keeps float32 (the cache too)."""
+    assert key(step, namespace(changes)[step]) == "wrong_dtype"
+
+
+def test_a_config_changed_in_place_is_reported_and_the_real_configs_stay():
+    before = json.dumps(rm.REAL_CONFIGS, sort_keys=True)
+    changes = [('    heads = config["num_attention_heads"]\n',
+                '    heads = config["num_attention_heads"]\n    config.setdefault("num_key_value_heads", heads)\n')]
+    assert key("kv_cache_bytes", namespace(changes)["kv_cache_bytes"]) == "mutated_input"
+    assert json.dumps(rm.REAL_CONFIGS, sort_keys=True) == before
+
+
+def test_a_split_pattern_written_in_instead_of_the_argument_fails():
+    """Every case passed Qwen's pattern; one now passes GPT-2's, and the reference is the library's encoder."""
+    fixed = namespace([("regex.findall(pattern, ", f"regex.findall({rm.QWEN_SPLIT!r}, ")])["bpe_encode"]
+    assert key("bpe_encode", fixed) == "mistake_rm_pattern_ignored"
+    for seed in (1, 2, 3):
+        assert key("bpe_encode", fixed, hidden=True, seed=seed) == "mistake_rm_pattern_ignored"
+
+
+LIBRARY_CELLS = {
+    "bytes_to_unicode": "from transformers.convert_slow_tokenizer import bytes_to_unicode as library_table\n\n\n"
+                        "def bytes_to_unicode():\n    return library_table()\n",
+    # BPE(...).tokenize names nothing the static pass can resolve: the sandbox's tripwire must catch it
+    "bpe_encode": "from tokenizers.models import BPE\n\n\n"
+                  "def bpe_encode(text, vocab, merges, pattern):\n"
+                  "    model, byte_char = BPE(vocab, merges), bytes_to_unicode()\n"
+                  "    pieces = regex.findall(pattern, unicodedata.normalize('NFC', text))\n"
+                  "    return [t.id for p in pieces for t in model.tokenize(''.join(byte_char[b] for b in p.encode()))]\n",
+}
+
+
+@pytest.mark.slow
+def test_the_librarys_tokenizer_pieces_are_refused_in_the_sandbox(tmp_path):
+    """Graded for real: the transformers table is refused by the static pass, the tokenizers BPE model's
+    tokenize by the worker's tripwire; the other steps keep their points."""
+    pytest.importorskip("transformers")
+    from autograde.grader.pipeline import grade_notebook
+    from autograde.grader.sandbox import Limits
+
+    def by_id(nb):
+        return {c["metadata"]["nbgrader"]["grade_id"]: c for c in nb["cells"] if "nbgrader" in c.get("metadata", {})}
+
+    name = "07_real_model"
+    nb = json.loads((REPO / "exercises" / "en" / name / f"{name}.ipynb").read_text(encoding="utf-8"))
+    solution = by_id(json.loads((REPO / "solutions" / "en" / name / f"{name}.ipynb").read_text(encoding="utf-8")))
+    for gid, cell in by_id(nb).items():
+        if cell["metadata"]["nbgrader"].get("solution"):
+            cell["source"] = LIBRARY_CELLS.get(gid, solution[gid]["source"])
+    path = tmp_path / f"{name}.ipynb"
+    path.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
+    tests = {t["name"]: t for t in grade_notebook(path, Limits(timeout=240, call_timeout=60))["tests"]}
+    for cell, library in (("check_bytes_to_unicode", r"transformers\.convert_slow_tokenizer\.bytes_to_unicode"),
+                          ("check_bpe_encode", r"tokenizers\.models\.(BPE|Model)\.tokenize")):
+        assert tests[cell]["status"] == "failed", tests[cell]
+        assert tests[cell]["steps"][0]["key"] in ("forbidden_reference", "forbidden_call"), tests[cell]
+        assert re.search(library, tests[cell]["output"]), tests[cell]["output"]
+    assert tests["check_qk_norm"]["status"] == "passed"
+
+
+TRANSFORMERS_ROUTES = [
+    ("qk_norm", "from transformers.models.qwen3.modeling_qwen3 import Qwen3RMSNorm\n\n\n"
+                "def qk_norm(x, weight, n_heads, eps):\n"
+                "    norm = Qwen3RMSNorm(weight.shape[0], eps)\n    norm.weight.data = weight\n"
+                "    return norm(x.unflatten(-1, (n_heads, -1)).transpose(1, 2))\n"),
+    ("repeat_kv", "from transformers.models.llama import modeling_llama\n\n\n"
+                  "def repeat_kv(x, n_rep):\n    return modeling_llama.repeat_kv(x, n_rep)\n"),
+    ("gqa_attention", "import transformers.models.qwen3.modeling_qwen3 as q3\n\n\n"
+                      "def gqa_attention(x, w, cfg, cos, sin, past=None):\n"
+                      "    return q3.eager_attention_forward(None, x, x, x, None, 1.0)\n"),
+    ("forward", "import transformers\n\n\n"
+                "def forward(ids, weights, cfg, cache=None):\n"
+                "    return transformers.AutoModelForCausalLM.from_config(transformers.Qwen3Config())(ids)\n"),
+]
+
+
+@pytest.mark.parametrize("step, source", TRANSFORMERS_ROUTES, ids=[r[0] for r in TRANSFORMERS_ROUTES])
+def test_transformers_own_pieces_are_refused_by_the_static_pass(step, source):
+    """The grader's static pass reads forbidden and forbidden_names (autograde.grader.pipeline.static_report):
+    transformers' Qwen3 / Llama pieces, by name, without importing them."""
+    from autograde.grader.static import analyse
+
+    check = get_check(f"real_model.{step}")
+    report = analyse([(step, source)], [], [(check.step, check.function, (*check.forbidden, *check.forbidden_names))])
+    assert report.forbidden[check.step].what.startswith("transformers."), report.to_json()
+    solution = analyse([(step, SOLUTION_TEXT)], [], [(check.step, check.function,
+                                                       (*check.forbidden, *check.forbidden_names))])
+    assert solution.forbidden == {}
+
+
+def test_merges_remembered_from_an_earlier_call_fail():
+    """Every case passed the same merges; one now passes only the first few (the library's encoder with those)."""
+    remembered = namespace([("    rank = {pair: i for i, pair in enumerate(merges)}\n",
+                             "    rank = RANKS.setdefault('rank', {pair: i for i, pair in enumerate(merges)})\n")])
+    remembered["RANKS"] = {}
+    assert key("bpe_encode", remembered["bpe_encode"]) == "mistake_rm_merges_ignored"
+    remembered["RANKS"].clear()
+    assert key("bpe_encode", remembered["bpe_encode"], hidden=True, seed=2) == "mistake_rm_merges_ignored"

@@ -549,3 +549,159 @@ def test_the_optional_cell_runs_a_local_checkpoint(tmp_path, monkeypatch, capsys
     assert rows[0] == "||tokens" and len(rows) == 7, rows
     assert [r.split("|")[0] for r in rows[1:]] == ["direct", "thinking"] * 3
     assert all(r.split("|")[1] in ("True", "False") and int(r.split("|")[2]) > 0 for r in rows[1:]), rows
+
+
+# ----------------------------------------------------------------------------
+# holes a student could slip through, closed (each wrong version passed every case before)
+
+
+def _reward_with(same):
+    """The solution's reward, with its own test of whether the answer matches the target."""
+    def reward(completion, target):
+        text = completion.strip()
+        if not text.startswith("<think>") or text.count("<think>") != 1 or text.count("</think>") != 1:
+            return 0.0
+        answer = SOL["extract_answer"](text.split("</think>")[1])
+        if answer is None:
+            return 0.0
+        return 1.0 if same(answer, target) else 0.1
+    return reward
+
+
+def extract_last_box_with_a_number(completion):
+    number = re.compile(r"[-+\u2212]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+    for box in reversed(re.findall(r"\\boxed\{([^{}]*)\}", completion)):
+        if number.search(box):
+            return float(number.search(box).group().replace(",", "").replace("\u2212", "-"))
+    return SOL["extract_answer"](re.sub(r"\\boxed\{[^{}]*\}", "", completion))
+
+
+def adv_in_float32(rewards, eps=1e-6):
+    return SOL["group_advantages"](rewards.float(), eps)
+
+
+@pytest.mark.parametrize("step, fn, expected", [
+    ("reward", _reward_with(lambda a, t: a == t), "wrong_value"),                 # 0.1 + 0.2 is not 0.3
+    ("reward", _reward_with(lambda a, t: int(a) == int(t)), "wrong_value"),       # 3.4 is not 3
+    ("reward", _reward_with(lambda a, t: round(a) == round(t)), "wrong_value"),
+    ("reward", _reward_with(lambda a, t: abs(a - t) < 1e-4), "wrong_value"),       # 6.99999 is not 7
+    ("extract_answer", extract_last_box_with_a_number, "mistake_extract_box_with_number"),
+    ("group_advantages", adv_in_float32, "wrong_values"),                          # float64 rewards
+])
+def test_closed_holes_fail(step, fn, expected):
+    assert key(step, fn) == expected
+
+
+@pytest.mark.parametrize("fn", [_reward_with(lambda a, t: int(a) == int(t)), adv_in_float32])
+def test_closed_holes_fail_on_hidden_cases_too(fn):
+    step = "reward" if fn is not adv_in_float32 else "group_advantages"
+    for seed in (1, 2, 3):
+        assert key(step, fn, hidden=True, seed=seed) != "ok"
+
+
+def test_the_tolerance_of_the_reward_is_the_notebooks():
+    """1e-6 either way: 6.9999999 counts as 7, 6.99999 does not."""
+    assert SOL["reward"]("<think>x</think> Answer: 6.9999999", 7.0) == 1.0
+    assert SOL["reward"]("<think>x</think> Answer: 6.99999", 7.0) == 0.1
+
+
+def _reward_counting(tag):
+    """The format test counts only one of the two tags."""
+    def reward(completion, target):
+        text = completion.strip()
+        if not text.startswith("<think>") or text.count(tag) != 1 or "</think>" not in text:
+            return 0.0
+        answer = SOL["extract_answer"](text.split("</think>")[1])
+        if answer is None:
+            return 0.0
+        return 1.0 if abs(answer - target) <= 1e-6 else 0.1
+    return reward
+
+
+def adv_returns_float64(rewards, eps=1e-6):
+    return SOL["group_advantages"](rewards.double(), eps)
+
+
+@pytest.mark.parametrize("step, fn, expected", [
+    ("reward", _reward_counting("<think>"), "mistake_reward_loose_tags"),
+    ("reward", _reward_counting("</think>"), "mistake_reward_loose_tags"),
+    ("group_advantages", adv_returns_float64, "wrong_dtype"),
+])
+def test_closed_holes_fail_visible_and_hidden(step, fn, expected):
+    assert key(step, fn) == expected
+    for seed in (1, 2, 3):
+        assert key(step, fn, hidden=True, seed=seed) == expected
+
+
+def extract_colon_optional(completion):
+    """'answer' without its colon taken as a marker: "The answer is probably 12" gives 12."""
+    boxes = re.findall(r"\\boxed\{([^{}]*)\}", completion)
+    markers = list(re.finditer(r"(?:answer|답)\s*:?", completion, re.IGNORECASE))
+    if not boxes and not markers:
+        return None
+    region = boxes[-1] if boxes else completion[markers[-1].end():]
+    found = re.search(r"[-+\u2212]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?", region)
+    return float(found.group().replace(",", "").replace("\u2212", "-")) if found else None
+
+
+def pass_one_already_at_the_edge(n, c, k):
+    if k > n:
+        raise ValueError("k > n")
+    if n - c <= k:                                       # should be <: at n - c = k one choice has no correct one
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+@pytest.mark.parametrize("step, fn, expected", [
+    ("extract_answer", extract_colon_optional, "mistake_extract_fallback"),
+    ("pass_at_k", pass_one_already_at_the_edge, "mistake_passk_edge_equal"),
+])
+def test_edges_the_cases_missed_are_named(step, fn, expected):
+    assert key(step, fn) == expected
+
+
+def adv_isclose_guard(rewards, eps=1e-6):
+    mean = rewards.mean(-1, keepdim=True)
+    advantages = (rewards - mean) / (rewards.std(-1, unbiased=False, keepdim=True) + eps)
+    equal = torch.isclose(rewards, rewards[:, :1]).all(-1, keepdim=True)     # not ==: a hair apart counts as equal
+    return torch.where(equal, torch.zeros_like(advantages), advantages)
+
+
+def adv_small_std_guard(rewards, eps=1e-6):
+    std = rewards.std(-1, unbiased=False, keepdim=True)
+    advantages = (rewards - rewards.mean(-1, keepdim=True)) / (std + eps)
+    return torch.where(std < 1e-7, torch.zeros_like(advantages), advantages)
+
+
+@pytest.mark.parametrize("fn", [adv_isclose_guard, adv_small_std_guard])
+def test_a_threshold_instead_of_equality_is_named(fn):
+    assert key("group_advantages", fn) == "mistake_adv_threshold"
+    for seed in (1, 2, 3):
+        assert key("group_advantages", fn, hidden=True, seed=seed) == "mistake_adv_threshold"
+
+
+def test_the_hair_group_is_exact_in_float32():
+    """The case's first group is a hair apart; float32 computes its mean and std exactly, so the solution
+    (float32 throughout) gives the reference's advantages, not zeros."""
+    from autograde.checks.steps.reasoning import _advantages, _hair_apart
+
+    rewards = _hair_apart(31)
+    assert torch.equal(rewards.std(-1, unbiased=False), torch.tensor([2.0 ** -32, 0.5]))
+    assert torch.allclose(SOL["group_advantages"](rewards), _advantages(rewards), rtol=1e-6, atol=0)
+
+
+def test_library_binomials_are_refused_by_the_static_pass_but_math_comb_is_not():
+    from autograde.grader.static import analyse
+
+    check = get_check("reasoning.pass_at_k")
+
+    def finding(source):
+        names = (*check.forbidden, *check.forbidden_names)
+        return analyse([("pass_at_k", source)], [], [(check.step, check.function, names)]).forbidden.get(check.step)
+
+    body = "    if k > n:\n        raise ValueError('k > n')\n    return 1.0 - {comb}(n - c, k) / {comb}(n, k)\n"
+    for imports, comb in (("from scipy.special import comb", "comb"), ("import sympy", "sympy.binomial"),
+                          ("from scipy import special", "special.binom")):
+        found = finding(f"{imports}\n\n\ndef pass_at_k(n, c, k):\n" + body.format(comb=comb))
+        assert found is not None and found.what.split(".")[0] in ("scipy", "sympy"), (imports, found)
+    assert finding("import math\n\n\ndef pass_at_k(n, c, k):\n" + body.format(comb="math.comb")) is None

@@ -83,6 +83,8 @@ class Check:
     mutants:  {mistake message key: callable with the reference's signature}.
     forbidden: dotted names the student's function may not call in this step,
               e.g. ("torch.nn.functional.scaled_dot_product_attention",).
+    forbidden_names: like forbidden, but refused only by the grader's static pass, by name (for functions
+              whose module costs seconds to import, so that no tripwire is set on them at each call).
     needs_reference: the cases pass the reference model (a $model on the wire), so the
               grader's sandbox must load it (and the notebook's setup may import it).
     depends:  step ids whose functions this step's function normally calls (sample_next calls
@@ -94,6 +96,7 @@ class Check:
     points: int = 1
     mutants: dict[str, Callable] = {}
     forbidden: tuple[str, ...] = ()
+    forbidden_names: tuple[str, ...] = ()
     needs_reference: bool = False
     depends: tuple[str, ...] = ()
 
@@ -235,6 +238,20 @@ def compare_outputs(output, expected, label: str = "") -> Verdict:
     if type(output) is not type(expected) or output != expected:
         return Verdict(False, "wrong_value", {"expected": _fmt(expected), "got": _fmt(output)}, label)
     return Verdict(True, case=label)
+
+
+def dtype_kept(verdict: Verdict, output, expected) -> Verdict:
+    """A passing verdict fails with wrong_dtype where a tensor of the output (in lists and tuples too) has
+    another dtype than the reference's: compare_outputs accepts any float dtype, and a float64 result
+    within float32's tolerance is still a bug (twice the memory; it promotes whatever it meets)."""
+    pairs = [(output, expected)] if verdict.passed else []
+    while pairs:
+        out, exp = pairs.pop()
+        if isinstance(out, torch.Tensor) and isinstance(exp, torch.Tensor) and out.dtype != exp.dtype:
+            return Verdict(False, "wrong_dtype", {"expected": str(exp.dtype), "got": str(out.dtype)}, verdict.case)
+        if isinstance(out, (list, tuple)) and isinstance(exp, (list, tuple)):
+            pairs.extend(zip(out, exp))
+    return verdict
 
 
 def _first_index(mask: torch.Tensor):

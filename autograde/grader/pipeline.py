@@ -103,7 +103,8 @@ def static_report(rebuilt: Rebuilt, planned: list[Planned]) -> static.Report:
     cells = rebuilt.code_cells()
     return static.analyse([(c.grade_id, c.source) for c in cells if c.kind == "solution"],
                           [(c.grade_id, c.source) for c in cells if c.kind == "setup"],
-                          [(p.step, p.function, tuple(get_check(p.step).forbidden)) for p in planned])
+                          [(p.step, p.function, (*get_check(p.step).forbidden, *get_check(p.step).forbidden_names))
+                           for p in planned])
 
 
 def write_job(directory: Path, rebuilt: Rebuilt, planned: list[Planned], call_timeout: float = 0) -> list[str]:

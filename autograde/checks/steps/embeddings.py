@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import torch
 
-from autograde.checks.core import Case, Check, Verdict, compare_outputs, gen
+from autograde.checks.core import Case, Check, Verdict, compare_outputs, dtype_kept, gen
 from autograde.checks.messages import register_messages
 from autograde.checks.registry import register
 from autograde.reference.functional import sinusoidal_table
@@ -165,6 +165,10 @@ class CosineSimilarity(Check):
     step = "embeddings.cosine_similarity"
     forbidden = ("torch.nn.functional.cosine_similarity", "torch.cosine_similarity",
                  "torch.nn.functional.normalize", "torch.nn.functional.pairwise_distance")
+    # scikit-learn's and scipy's versions, refused by the grader's static pass by name (no import at each check)
+    forbidden_names = ("sklearn.metrics.pairwise.cosine_similarity", "sklearn.metrics.pairwise.cosine_distances",
+                       "sklearn.preprocessing.normalize", "scipy.spatial.distance.cdist", "scipy.spatial.distance.cosine",
+                       "scipy.spatial.distance.pdist")
     mutants = {
         "mistake_cos_zero_nan": _variant("zero_nan"),
         "mistake_cos_dot_only": _variant("dot_only"),
@@ -213,6 +217,10 @@ class CosineSimilarity(Check):
 
     def reference(self, a, b, eps=EPS):
         return _cosine(a, b, eps)
+
+    def judge(self, case, output):
+        verdict = super().judge(case, output)
+        return dtype_kept(verdict, output, self.reference(*case.args, **case.kwargs)) if verdict.passed else verdict
 
     def explain_raised(self, case, error, text):
         a, b = case.args
@@ -279,6 +287,7 @@ class NearestNeighbours(Check):
     step = "embeddings.nearest_neighbours"
     depends = ("embeddings.cosine_similarity",)
     forbidden = CosineSimilarity.forbidden
+    forbidden_names = CosineSimilarity.forbidden_names + ("sklearn.neighbors.NearestNeighbors",)
     mutants = {f"mistake_nn_{m}": (lambda m: lambda t, q, k: _neighbours(t, q, k, mistake=m))(m)
                for m in ("includes_self", "least_similar", "ties", "dot_product", "k_minus_one")}
 
@@ -297,7 +306,8 @@ class NearestNeighbours(Check):
                     Case(f"random (9, 6) table with a doubled row and a zero row, token {q3}, k=8",
                          (small, q3, 8)),
                     Case("random (9, 6) table, k=9: there are only 8 other tokens", (small, q3, 9),
-                         raises="ValueError")]
+                         raises="ValueError"),
+                    Case("random (9, 6) table, k=0: no neighbour asked for", (small, q3, 0), raises="ValueError")]
         ids = reference_ids()
         negative = torch.tensor([[1.0, 0.0], [-1.0, 0.1], [-1.0, -0.3], [0.0, 0.0], [-0.5, -0.5]])
         return [Case(f"reference table, token {ids[' model']} (' model'), k=5", (table, ids[" model"], 5)),
@@ -307,7 +317,9 @@ class NearestNeighbours(Check):
                      (_tie_table(), 0, 4)),
                 Case("(7, 4) table, query 3, k=6 (every other token)", (_tie_table(), 3, 6)),
                 Case("(5, 2) table whose only non-negative cosine is a zero row's 0; k=2", (negative, 0, 2)),
-                Case("(7, 4) table, k=7: there are only 6 other tokens", (_tie_table(), 1, 7), raises="ValueError")]
+                Case("(7, 4) table, k=7: there are only 6 other tokens", (_tie_table(), 1, 7), raises="ValueError"),
+                Case("(7, 4) table, k=0: k must be at least 1", (_tie_table(), 1, 0), raises="ValueError"),
+                Case("(7, 4) table, k=-2: k must be at least 1", (_tie_table(), 1, -2), raises="ValueError")]
 
     def reference(self, table, query_id, k):
         return _neighbours(table, query_id, k)
@@ -374,6 +386,9 @@ def _pe(n_positions, dim, *, mistake=None):
 class SinusoidalEncoding(Check):
     step = "embeddings.sinusoidal_encoding"
     forbidden = ("autograde.reference.functional.sinusoidal_table", "autograde.reference.model.sinusoidal_table")
+    # the same interleaved table, ready-made in transformers (by name only: importing those modules takes seconds)
+    forbidden_names = tuple(f"transformers.models.{m}.modeling_{m}.{f}" for m in ("distilbert", "xlm", "flaubert")
+                            for f in ("create_sinusoidal_embeddings", "_create_sinusoidal_embeddings"))
     mutants = {f"mistake_pe_{m}": (lambda m: lambda p, d: _pe(p, d, mistake=m))(m)
                for m in ("halves", "swapped", "exponent", "multiplied", "from_one")}
 
@@ -398,6 +413,13 @@ class SinusoidalEncoding(Check):
         return sinusoidal_table(n_positions, dim)
 
     def judge(self, case, output):
+        verdict = self._judge_values(case, output)
+        if verdict.passed and not case.raises and output.dtype != torch.float32:
+            # the values compare equal across float dtypes: the table itself must be float32
+            return Verdict(False, "wrong_dtype", {"expected": "torch.float32", "got": str(output.dtype)}, case.label)
+        return verdict
+
+    def _judge_values(self, case, output):
         verdict = super().judge(case, output)
         if verdict.passed or case.raises or verdict.key.startswith("mistake_") or verdict.key != "wrong_values":
             return verdict
@@ -488,6 +510,10 @@ class EmbedWithPositions(Check):
 
     def reference(self, ids, tok_emb, pos_table, start=0):
         return _embed(ids, tok_emb, pos_table, start)
+
+    def judge(self, case, output):
+        verdict = super().judge(case, output)
+        return dtype_kept(verdict, output, self.reference(*case.args, **case.kwargs)) if verdict.passed else verdict
 
     def explain_raised(self, case, error, text):
         ids, pos_table = case.args[0], case.args[2]

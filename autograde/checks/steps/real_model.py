@@ -10,6 +10,9 @@ The KV-cache sizes are checked against the config.json fields of real models, wr
 
 Fixed cases hold the extremes (one token, a cache already holding tokens, text with decomposed
 Hangul and digits, a config without head_dim); hidden cases draw shapes, texts and sizes from the seed.
+No argument is the same in every case: the split pattern, norm_eps, rope_theta, the layer count and the
+grouping of heads each change somewhere, so code that writes one in instead of reading it fails; a
+result in another dtype than the reference's fails too (core.dtype_kept).
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from autograde.checks.core import Case, Check, gen
+from autograde.checks.core import Case, Check, dtype_kept, gen
 from autograde.checks.messages import register_messages
 from autograde.checks.registry import register
 from autograde.reference import functional as fn
@@ -42,6 +45,16 @@ register_messages({
               "(regex.findall(pattern, text)) and run BPE inside each piece",
         "ko": "병합이 단어 경계를 넘었습니다: 먼저 사전 분할 패턴으로 글을 나누고(regex.findall(pattern, text)) "
               "조각마다 따로 BPE를 돌리세요"},
+    "mistake_rm_pattern_ignored": {
+        "en": "the text was split with Qwen's pattern written into the code, not with the `pattern` argument: "
+              "split with regex.findall(pattern, text), whatever pattern the caller passes",
+        "ko": "인자로 받은 `pattern`이 아니라 코드에 적어 둔 Qwen 패턴으로 글을 나눴습니다: 호출한 쪽이 어떤 "
+              "패턴을 넘기든 regex.findall(pattern, text)로 나누세요"},
+    "mistake_rm_merges_ignored": {
+        "en": "the merges passed in were not the ones used (a list kept from an earlier call, or read from "
+              "elsewhere): rank the pairs by this call's `merges` argument",
+        "ko": "인자로 받은 merges가 아닌 다른 목록을 썼습니다(앞선 호출에서 남겨 둔 목록이나 다른 곳에서 읽은 목록): "
+              "이번 호출의 `merges` 인자로 쌍의 순위를 매기세요"},
     "mistake_rm_no_nfc": {
         "en": "the text was not NFC-normalized: decomposed Hangul (jamo typed one by one) must first become "
               "syllables, unicodedata.normalize('NFC', text), as the real tokenizer's normalizer does",
@@ -175,6 +188,13 @@ def _byte_map(variant: str = "ok") -> dict[int, str]:
 @register
 class BytesToUnicode(Check):
     step = "real_model.bytes_to_unicode"
+    # the same table, ready-made (in transformers 4.x under models.gpt2 / qwen2, in 5.x under
+    # convert_slow_tokenizer; an alphabet() sorted back into order is most of it too)
+    forbidden = ("autograde.reference.hf.bytes_to_unicode",
+                 "transformers.convert_slow_tokenizer.bytes_to_unicode",
+                 "transformers.models.gpt2.tokenization_gpt2.bytes_to_unicode",
+                 "transformers.models.qwen2.tokenization_qwen2.bytes_to_unicode",
+                 "tokenizers.pre_tokenizers.ByteLevel.alphabet")
     mutants = {"mistake_rm_byte_identity": lambda: _byte_map("identity"),
                "mistake_rm_byte_offset": lambda: _byte_map("offset")}
 
@@ -186,6 +206,9 @@ class BytesToUnicode(Check):
 
 
 SPLIT_PATTERN = QWEN_SPLIT
+# GPT-2's pre-tokenizer pattern: digits stay together, contractions only in lower case. A case with it
+# fails code that ignores its `pattern` argument and splits with Qwen's pattern written in.
+GPT2_SPLIT = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 TRAIN_TEXT = [
     "언어 모델은 다음 토큰을 예측합니다. 토큰마다 벡터가 하나씩 있습니다.",
     "겨울에는 배가 맛있다고 합니다. 모델은 글자가 아니라 토큰을 읽습니다.",
@@ -199,6 +222,29 @@ TRAIN_TEXT = [
 def _tokenizer():
     """A small byte-level BPE built the way Qwen's tokenizer.json is: NFC, split pattern, byte level."""
     return byte_level_bpe(TRAIN_TEXT, vocab_size=420)
+
+
+@lru_cache(maxsize=8)
+def _tokenizer_for(pattern: str, n_merges: int | None = None):
+    """The same vocabulary behind another split pattern, or with only the first n_merges merges (the
+    library's own encoder, built the way byte_level_bpe builds it)."""
+    if pattern == SPLIT_PATTERN and n_merges is None:
+        return _tokenizer()
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer.from_str(_tokenizer().to_str())
+    if n_merges is not None:
+        tok.model = models.BPE(vocab=vocab_and_merges()[0], merges=list(_all_merges()[:n_merges]))           # normalizer and decoder stay
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    return tok
+
+
+@lru_cache(maxsize=1)
+def _all_merges() -> tuple[tuple[str, str], ...]:
+    """The trained merges, once (the cases get fresh copies from vocab_and_merges)."""
+    return tuple(vocab_and_merges()[1])
 
 
 def vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
@@ -246,15 +292,26 @@ WORDS = ["언어", "모델은", "토큰을", "겨울", "배가", "맛있다", "T
 class BpeEncode(Check):
     step = "real_model.bpe_encode"
     depends = ("real_model.bytes_to_unicode",)
-    mutants = {"mistake_rm_no_nfc": lambda *a: _bpe(*a, nfc=False),
+    mutants = {"mistake_rm_pattern_ignored": lambda text, vocab, merges, pattern: _bpe(text, vocab, merges, SPLIT_PATTERN),
+               "mistake_rm_merges_ignored": lambda text, vocab, merges, pattern: _bpe(text, vocab, _all_merges(), pattern),
+               "mistake_rm_no_nfc": lambda *a: _bpe(*a, nfc=False),
                "mistake_rm_no_split": lambda *a: _bpe(*a, split=False),
                "mistake_rm_leftmost_merge": lambda *a: _bpe(*a, leftmost=True)}
-    forbidden = ("tokenizers.Tokenizer.encode", "tokenizers.Tokenizer.encode_batch")
+    # the library's encoders, and its BPE model's own merge loop (tokenizers.models.BPE(vocab, merges)
+    # .tokenize(piece)), which is the step's work once the text is split and mapped
+    forbidden = ("tokenizers.Tokenizer.encode", "tokenizers.Tokenizer.encode_batch",
+                 "tokenizers.Tokenizer.encode_batch_fast", "tokenizers.Tokenizer.async_encode",
+                 "tokenizers.Tokenizer.async_encode_batch", "tokenizers.Tokenizer.async_encode_batch_fast",
+                 "tokenizers.models.Model.tokenize", "tokenizers.models.BPE.tokenize",
+                 "transformers.models.gpt2.tokenization_gpt2.GPT2Tokenizer.bpe",
+                 "transformers.models.qwen2.tokenization_qwen2.Qwen2Tokenizer.bpe")
 
     def cases(self, seed, hidden):
         vocab, merges = vocab_and_merges()
         if not hidden:
-            return [Case(label, (text, vocab, merges, SPLIT_PATTERN)) for label, text in FIXED_TEXTS]
+            return [Case(label, (text, vocab, merges, SPLIT_PATTERN)) for label, text in FIXED_TEXTS] + \
+                [Case("GPT-2's split pattern (digits stay together)", (FIXED_TEXTS[4][1], vocab, merges, GPT2_SPLIT)),
+                 Case("Korean, with only the first 40 merges", (FIXED_TEXTS[0][1], vocab, merges[:40], SPLIT_PATTERN))]
         g = gen(seed)
         cases = []
         for i in range(4):
@@ -264,10 +321,20 @@ class BpeEncode(Check):
             if i == 1:
                 text = unicodedata.normalize("NFD", text)
             cases.append(Case(f"random text {i + 1} ({len(text)} characters)", (text, vocab, merges, SPLIT_PATTERN)))
+        words = [WORDS[int(j)] for j in torch.randint(len(WORDS), (8,), generator=g)]
+        text = " ".join(words[:4]) + "!\n\n" + " ".join(words[4:])               # Qwen keeps "!\n\n" in one piece
+        cases.append(Case(f"random text 5 ({len(text)} characters), GPT-2's split pattern",
+                          (text, vocab, merges, GPT2_SPLIT)))
+        n = int(torch.randint(20, len(merges) // 2, (1,), generator=g))
+        cases.append(Case(f"random text 1 again, with only the first {n} merges", (cases[0].args[0], vocab, merges[:n],
+                                                                                  SPLIT_PATTERN)))
         return cases
 
     def reference(self, text, vocab, merges, pattern):
-        return _tokenizer().encode(text, add_special_tokens=False).ids
+        full = len(merges) == len(_all_merges())
+        if not full and tuple(tuple(m) for m in merges) != _all_merges()[:len(merges)]:
+            raise ValueError("the cases only ever cut the merges list short")
+        return _tokenizer_for(pattern, None if full else len(merges)).encode(text, add_special_tokens=False).ids
 
     def explain_raised(self, case, error, text):
         return "mistake_rm_raw_bytes" if error == "KeyError" else None
@@ -289,6 +356,22 @@ def _qk_norm(x, weight, n_heads, eps, *, variant="ok"):
     return normed if variant == "no_weight" else normed * weight
 
 
+HF_FAMILIES = {"qwen3": "Qwen3", "qwen2": "Qwen2", "llama": "Llama", "mistral": "Mistral"}
+
+
+def _hf(*names: str) -> tuple[str, ...]:
+    """transformers' own pieces of these models ({P} the class prefix), as their modeling modules hold them
+    and, for classes, as the package exports them. For Check.forbidden_names: refused by the grader's
+    static pass by name, since importing a modeling module to set a tripwire takes seconds."""
+    out = []
+    for module, prefix in HF_FAMILIES.items():
+        for name in (n.format(P=prefix) for n in names):
+            out.append(f"transformers.models.{module}.modeling_{module}.{name}")
+            if name[0].isupper():
+                out += [f"transformers.{name}", f"transformers.models.{module}.{name}"]
+    return tuple(out)
+
+
 def _attention_inputs(g, B, T, H, D, dtype=torch.float32):
     x = torch.randn(B, T, H * D, generator=g, dtype=dtype) * 3
     weight = (1 + 0.3 * torch.randn(D, generator=g)).to(dtype)
@@ -303,6 +386,7 @@ class QKNorm(Check):
                "mistake_rm_qk_eps_outside": lambda *a: _qk_norm(*a, variant="eps_outside"),
                "mistake_rm_qk_no_weight": lambda *a: _qk_norm(*a, variant="no_weight")}
     forbidden = ("torch.nn.functional.rms_norm", "torch.nn.RMSNorm")
+    forbidden_names = _hf("{P}RMSNorm")
 
     def cases(self, seed, hidden):
         g = gen(seed + 11)
@@ -326,10 +410,15 @@ class QKNorm(Check):
     def reference(self, x, weight, n_heads, eps):
         return fn.rms_norm(fn.split_heads(x, n_heads), weight, eps)            # (B, H, T, D)
 
+    def judge(self, case, output):
+        verdict = super().judge(case, output)
+        return dtype_kept(verdict, output, self.reference(*case.args, **case.kwargs)) if verdict.passed else verdict
+
 
 @register
 class RepeatKV(Check):
     step = "real_model.repeat_kv"
+    forbidden_names = _hf("repeat_kv")
     mutants = {"mistake_rm_repeat_tiled": lambda x, n: x.repeat(1, n, 1, 1),
                "mistake_rm_repeat_axis": [lambda x, n: x.repeat_interleave(n, dim=2),
                                           lambda x, n: x.repeat_interleave(n, dim=0)]}
@@ -352,15 +441,29 @@ class RepeatKV(Check):
     def reference(self, x, n_rep):
         return x.repeat_interleave(n_rep, dim=1)                                # (B, G * n_rep, T, D)
 
+    def judge(self, case, output):
+        verdict = super().judge(case, output)
+        return dtype_kept(verdict, output, self.reference(*case.args, **case.kwargs)) if verdict.passed else verdict
+
 
 # ----------------------------------------------------------------------------
 # 4. attention with a cache, 5. the block, 6. the forward
 
 
-def model_config(C=32, H=4, G=2, D=12, F_=48, V=64, L=2) -> dict:
-    """A Qwen3-shaped config in the names the notebook uses (head_dim * n_head != d_model, as in Qwen3)."""
+def model_config(C=32, H=4, G=2, D=12, F_=48, V=64, L=2, eps=1e-6, theta=1000000.0) -> dict:
+    """A Qwen3-shaped config in the names the notebook uses (head_dim * n_head != d_model, as in Qwen3).
+    Some cases change eps (0.1, far above any real model's, so that a hard-coded 1e-6 shows), theta,
+    the layer count and the grouping: code that ignores a field of cfg fails one of them."""
     return {"vocab_size": V, "d_model": C, "n_layer": L, "n_head": H, "n_kv_head": G, "head_dim": D, "d_ff": F_,
-            "norm_eps": 1e-6, "rope_theta": 1000000.0}
+            "norm_eps": eps, "rope_theta": theta}
+
+
+EPS_CHOICES = (1e-6, 1e-5, 0.1)
+THETA_CHOICES = (10000.0, 500000.0, 1000000.0)
+
+
+def _pick(g, options):
+    return options[int(torch.randint(len(options), (1,), generator=g))]
 
 
 def course_config(cfg: dict) -> fn.ModelConfig:
@@ -490,22 +593,28 @@ class GQAAttention(Check):
     mutants["mistake_rm_rope_interleaved"] = [mutants["mistake_rm_rope_interleaved"],
                                               lambda *a: _attention(*a, variant="pairs")]
     forbidden = ("torch.nn.functional.scaled_dot_product_attention", "torch.nn.functional.multi_head_attention_forward")
+    forbidden_names = _hf("repeat_kv", "rotate_half", "apply_rotary_pos_emb", "eager_attention_forward", "{P}Attention",
+                          "{P}RMSNorm")
 
     def cases(self, seed, hidden):
         g = gen(seed + 13)
         if hidden:
             out = []
             for i in range(3):
-                H, G = [(4, 2), (6, 3), (8, 2)][int(torch.randint(3, (1,), generator=g))]
+                H, G = _pick(g, [(4, 2), (6, 3), (8, 2), (4, 1), (4, 4)])
                 D = 2 * int(torch.randint(2, 9, (1,), generator=g))
-                cfg = model_config(C=int(torch.randint(8, 33, (1,), generator=g)), H=H, G=G, D=D, L=1)
+                eps = _pick(g, EPS_CHOICES)
+                cfg = model_config(C=int(torch.randint(8, 33, (1,), generator=g)), H=H, G=G, D=D, L=1, eps=eps)
                 T, past = int(torch.randint(1, 6, (1,), generator=g)), int(torch.randint(0, 6, (1,), generator=g))
-                out.append(_attention_case(f"H={H}, G={G}, D={D}, {T} new tokens after {past} cached", g, cfg, 2, T, past))
+                out.append(_attention_case(f"H={H}, G={G}, D={D}, norm_eps={eps:g}, {T} new tokens after {past} cached",
+                                           g, cfg, 2, T, past))
             return out
         cfg = model_config(L=1)
         return [_attention_case("x (2, 6, 32), no cache", g, cfg, 2, 6, 0),
                 _attention_case("one new token after 5 cached (a decode step)", g, cfg, 1, 1, 5),
-                _attention_case("3 new tokens after 4 cached", g, cfg, 1, 3, 4)]
+                _attention_case("3 new tokens after 4 cached", g, cfg, 1, 3, 4),
+                _attention_case("8 query heads share 1 key/value head, norm_eps=0.1, 2 new tokens after 3 cached",
+                                g, model_config(H=8, G=1, D=8, L=1, eps=0.1), 1, 2, 3)]
 
     def reference(self, x, w, cfg, cos, sin, past=None):
         cache = fn.KVCache(1)
@@ -514,6 +623,10 @@ class GQAAttention(Check):
         S = T + (0 if past is None else past[0].shape[2])
         out = fn.attention(x, w, course_config(cfg), fn.causal_mask(T, S)[None, None], (cos[None], sin[None]), cache, 0)
         return out, cache.layers[0]
+
+    def judge(self, case, output):
+        verdict = super().judge(case, output)
+        return dtype_kept(verdict, output, self.reference(*case.args, **case.kwargs)) if verdict.passed else verdict
 
 
 def _block(x, w, cfg, cos, sin, past=None, *, variant="ok"):
@@ -545,6 +658,7 @@ def _block_case(label, g, cfg, B, T, past_len):
 @register
 class DecoderBlock(Check):
     step = "real_model.decoder_block"
+    forbidden_names = _hf("{P}DecoderLayer", "{P}MLP", "{P}Attention", "eager_attention_forward")
     depends = ("real_model.gqa_attention",)
     mutants = {"mistake_rm_post_norm": lambda *a: _block(*a, variant="post_norm"),
                "mistake_rm_no_residual": [lambda *a: _block(*a, variant="no_residual_attn"),
@@ -554,12 +668,18 @@ class DecoderBlock(Check):
     def cases(self, seed, hidden):
         g = gen(seed + 14)
         if hidden:
-            return [_block_case(f"x (1, {T}, 24), {p} cached", g, model_config(C=24, D=8, F_=40, L=1), 1, T, p)
-                    for T, p in ((int(torch.randint(1, 6, (1,), generator=g)), int(torch.randint(0, 5, (1,), generator=g)))
-                                 for _ in range(3))]
+            out = []
+            for _ in range(3):
+                T, p = int(torch.randint(1, 6, (1,), generator=g)), int(torch.randint(0, 5, (1,), generator=g))
+                eps = _pick(g, EPS_CHOICES)
+                out.append(_block_case(f"x (1, {T}, 24), {p} cached, norm_eps={eps:g}", g,
+                                       model_config(C=24, D=8, F_=40, L=1, eps=eps), 1, T, p))
+            return out
         cfg = model_config(L=1)
         return [_block_case("x (2, 5, 32), no cache", g, cfg, 2, 5, 0),
-                _block_case("one new token after 4 cached", g, cfg, 1, 1, 4)]
+                _block_case("one new token after 4 cached", g, cfg, 1, 1, 4),
+                _block_case("norm_eps=0.1, 4 query heads on 1 key/value head, 3 new tokens after 2 cached", g,
+                            model_config(G=1, L=1, eps=0.1), 1, 3, 2)]
 
     def reference(self, x, w, cfg, cos, sin, past=None):
         cache = fn.KVCache(1)
@@ -568,6 +688,10 @@ class DecoderBlock(Check):
         S = T + (0 if past is None else past[0].shape[2])
         out = fn.block(x, w, course_config(cfg), fn.causal_mask(T, S)[None, None], (cos[None], sin[None]), cache, 0)
         return out, cache.layers[0]
+
+    def judge(self, case, output):
+        verdict = super().judge(case, output)
+        return dtype_kept(verdict, output, self.reference(*case.args, **case.kwargs)) if verdict.passed else verdict
 
 
 def _forward(ids, weights, cfg, cache=None, *, variant="ok"):
@@ -604,6 +728,9 @@ def reference_forward(ids, weights, cfg, cache=None):
 @register
 class Forward(Check):
     step = "real_model.forward"
+    forbidden_names = _hf("{P}Model", "{P}ForCausalLM", "{P}DecoderLayer") + (
+        "transformers.AutoModelForCausalLM", "transformers.AutoModel",
+        "transformers.models.auto.modeling_auto.AutoModelForCausalLM", "transformers.models.auto.modeling_auto.AutoModel")
     depends = ("real_model.decoder_block",)
     mutants = {"mistake_rm_positions_restart": lambda *a: _forward(*a, variant="restart"),
                "mistake_rm_no_final_norm": lambda *a: _forward(*a, variant="no_final_norm")}
@@ -613,17 +740,28 @@ class Forward(Check):
         if hidden:
             out = []
             for _ in range(2):
-                T, p = int(torch.randint(1, 6, (1,), generator=g)), int(torch.randint(1, 8, (1,), generator=g))
-                out.append(_forward_case(f"{T} new tokens after {p} cached", g, model_config(C=24, D=8, F_=40), 1, T, p))
+                T, p = int(torch.randint(1, 6, (1,), generator=g)), int(torch.randint(0, 8, (1,), generator=g))
+                L, G = int(torch.randint(1, 4, (1,), generator=g)), _pick(g, (1, 2, 4))
+                eps, theta = _pick(g, EPS_CHOICES), _pick(g, THETA_CHOICES)
+                cfg = model_config(C=24, D=8, F_=40, L=L, G=G, eps=eps, theta=theta)
+                out.append(_forward_case(f"{L} layers, G={G}, norm_eps={eps:g}, rope_theta={theta:g}: {T} new tokens "
+                                         f"after {p} cached", g, cfg, 1, T, p))
             return out
         cfg = model_config()
         return [_forward_case("prefill: 2 x 7 tokens, no cache", g, cfg, 2, 7, 0),
                 _forward_case("decode: one token after 6 cached", g, cfg, 1, 1, 6),
-                _forward_case("3 tokens after 5 cached", g, cfg, 1, 3, 5)]
+                _forward_case("3 tokens after 5 cached", g, cfg, 1, 3, 5),
+                _forward_case("3 layers, 1 key/value head, norm_eps=0.1, rope_theta=10000: 4 tokens after 2 cached",
+                              g, model_config(G=1, L=3, eps=0.1, theta=10000.0), 1, 4, 2),
+                _forward_case("prefill with 1 layer: 1 x 5 tokens, no cache", g, model_config(L=1), 1, 5, 0)]
 
     def reference(self, ids, weights, cfg, cache=None):
         logits, new_cache = reference_forward(ids, weights, cfg, cache)
         return logits, new_cache
+
+    def judge(self, case, output):
+        verdict = super().judge(case, output)
+        return dtype_kept(verdict, output, self.reference(*case.args, **case.kwargs)) if verdict.passed else verdict
 
 
 # ----------------------------------------------------------------------------
@@ -678,8 +816,9 @@ class KVCacheBytes(Check):
                 width = [1, 2, 4][int(torch.randint(3, (1,), generator=g))]
                 out.append(Case(f"random config {i + 1}, {tokens} tokens, {width} bytes", (config, tokens, width)))
             return out
-        return [Case(f"{name}, 4096 tokens in bfloat16", (config, 4096, 2)) for name, config in REAL_CONFIGS.items()] + \
-            [Case("Qwen/Qwen3-0.6B, one token in float32", (REAL_CONFIGS["Qwen/Qwen3-0.6B"], 1, 4))]
+        # copies: a function that changes its config in place is told so, and cannot change the next check's
+        return [Case(f"{name}, 4096 tokens in bfloat16", (dict(config), 4096, 2)) for name, config in REAL_CONFIGS.items()] + \
+            [Case("Qwen/Qwen3-0.6B, one token in float32", (dict(REAL_CONFIGS["Qwen/Qwen3-0.6B"]), 1, 4))]
 
     def reference(self, config, n_tokens, bytes_per_value=2):
         return _kv_bytes(config, n_tokens, bytes_per_value)

@@ -12,13 +12,13 @@ same in both languages, because they appear inside the feedback sentence.
 Mistakes named (message key, each with a mutant or a judge rule, and a test in
 tests/test_reasoning_notebook.py that writes it the way a student would):
   extract_answer: the last number anywhere (last_number), the first marker (first_marker), a
-    box ignored (ignores_box), a fallback number without marker or box (fallback), commas
+    box ignored (ignores_box), an earlier box read when the last one holds no number (box_with_number), a fallback number without marker or box (fallback), commas
     (commas), signs (sign), the typographic minus (unicode_minus), decimals (decimals), the
     Korean or lower-case marker (markers), a string returned (string).
   majority_vote: None counted as an answer (counts_none), another tie rule (tie), the count
     returned (count), an error when no answer is left (empty, raised).
   pass_at_k: c / n whatever k (pass1), 1 - (1 - c/n)^k (with_replacement), all k correct
-    (all_correct), the product one factor off (off_by_one), a factorial that overflows
+    (all_correct), 1.0 already at n - c = k (edge_equal), the product one factor off (off_by_one), a factorial that overflows
     (overflow, raised or inf/nan), n - c < k not handled (edge, raised), k > n not refused
     (k_above_n).
   reward: the answer read from the thinking (reads_thinking), no format required (no_format),
@@ -26,7 +26,8 @@ tests/test_reasoning_notebook.py that writes it the way a student would):
     tags checked loosely (loose_tags), a partial reward with no answer (no_answer).
   group_advantages: the sample std (sample_std), one mean and std for the whole batch (global),
     the wrong axis (wrong_axis), no division (no_std), eps inside the square root (eps_inside),
-    a group of equal rewards that is not exactly zero (equal_group).
+    a group of equal rewards that is not exactly zero (equal_group), a group a hair apart zeroed as if
+    equal (threshold: a judge rule).
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from collections import Counter
 
 import torch
 
-from autograde.checks.core import Case, Check, Verdict, compare_outputs, gen
+from autograde.checks.core import Case, Check, Verdict, compare_outputs, dtype_kept, gen
 from autograde.checks.messages import register_messages
 from autograde.checks.registry import register
 
@@ -62,6 +63,11 @@ register_messages({
         "en": "there is no marker and no box here, so there is no answer: return None (a number elsewhere "
               "in the text is not an answer)",
         "ko": "표지도 상자도 없으니 답이 없습니다: None을 돌려주세요 (글 속 다른 숫자는 답이 아닙니다)"},
+    "mistake_extract_box_with_number": {
+        "en": "the last \\boxed{...} holds no number, so there is no answer: return None (an earlier box was a "
+              "draft, and the marker does not count when there is a box)",
+        "ko": "마지막 \\boxed{...}에 숫자가 없으니 답이 없습니다: None을 돌려주세요 (앞의 상자는 초안일 뿐이고, "
+              "상자가 있으면 표지는 따지지 않습니다)"},
     "mistake_extract_commas": {
         "en": "a number with thousands separators was cut at its first comma: read 1,234 as 1234",
         "ko": "천 단위 쉼표가 있는 숫자를 첫 쉼표에서 잘랐습니다: 1,234는 1234로 읽으세요"},
@@ -114,6 +120,11 @@ register_messages({
               "one, 1 - C(n-c, k) / C(n, k)",
         "ko": "k개가 모두 맞을 확률 C(c, k) / C(n, k)입니다: pass@k는 하나만 맞으면 되므로 "
               "1 - C(n-c, k) / C(n, k)입니다"},
+    "mistake_passk_edge_equal": {
+        "en": "1.0 came back for n - c = k: then exactly one choice of k samples holds no correct one, so pass@k "
+              "is 1 - 1 / C(n, k); return 1.0 only when n - c < k",
+        "ko": "n - c = k인데 1.0을 돌려주었습니다: 이때는 k개를 고르는 방법 가운데 꼭 하나에 맞는 샘플이 없으니 "
+              "pass@k는 1 - 1 / C(n, k)입니다. 1.0은 n - c < k일 때만 돌려주세요"},
     "mistake_passk_off_by_one": {
         "en": "the product is one factor off: C(n-c, k) / C(n, k) is the product of (1 - k / i) for i "
               "from n - c + 1 to n, both ends included",
@@ -174,6 +185,11 @@ register_messages({
     "mistake_adv_eps_inside": {
         "en": "eps went inside the square root: the denominator is std + eps",
         "ko": "eps를 제곱근 안에 넣었습니다: 분모는 표준편차 + eps입니다"},
+    "mistake_adv_threshold": {
+        "en": "a group whose rewards differ, if only by a hair, got all zeros, as if they were equal (a threshold "
+              "on the std, or isclose): only rewards that are exactly equal (==) make a zero group",
+        "ko": "보상이 아주 조금이라도 다른 그룹을 같은 그룹처럼 모두 0으로 만들었습니다(표준편차에 문턱값을 두거나 "
+              "isclose를 썼습니다): 보상이 정확히 같을(==) 때만 그룹이 0이 됩니다"},
     "mistake_adv_equal_group": {
         "en": "a group whose rewards are all equal must give exactly 0: float rounding leaves r - mean a "
               "hair off zero and dividing by std + eps blows it up (or 0 / 0 gives nan); return zeros "
@@ -213,6 +229,8 @@ def _extract(completion, *, mistake=None):
     if mistake == "last_number":
         return value(completion)
     boxes = BOXED.findall(completion)
+    if mistake == "box_with_number":
+        boxes = [box for box in boxes if number.search(box)]
     if boxes and mistake != "ignores_box":
         return value(boxes[-1])
     marks = list(marker.finditer(completion))
@@ -283,7 +301,19 @@ EXTRACT_FIXED = (
     "The oranges cost 4 and the apples 9, so one apple costs 3.",
     "2 + 2 = 4, and 4 × 3 = 12. Answer: not sure",
     "Answer: unknown",
+    "First \\boxed{12}, then 3 more checks: \\boxed{?}",
+    "The answer is probably 12, but I have not checked it.",
 )
+
+
+def _pick(g, options):
+    return options[int(torch.randint(len(options), (1,), generator=g))]
+
+
+def _number_label(value: float) -> str:
+    """3 for 3.0, and every digit where the short form would hide them (0.30000000000000004)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 def _case_label(text: str) -> str:
@@ -296,7 +326,7 @@ class ExtractAnswer(Check):
     step = "reasoning.extract_answer"
     mutants = {f"mistake_extract_{m}": (lambda m: lambda text: _extract(text, mistake=m))(m)
                for m in ("ignores_box", "first_marker", "last_number", "commas", "unicode_minus", "sign",
-                         "decimals", "markers")}
+                         "decimals", "markers", "box_with_number")}
     mutants["mistake_extract_fallback"] = [lambda text: _extract(text, mistake="fallback"),
                                            lambda text: _extract(text, mistake="fallback_last")]
 
@@ -412,6 +442,8 @@ def _pass_at_k(n, c, k, *, mistake=None):
         return 1.0 - (1.0 - c / n) ** k
     if mistake == "all_correct":
         return math.comb(c, k) / math.comb(n, k)
+    if mistake == "edge_equal" and n - c == k:
+        return 1.0
     if mistake == "off_by_one":
         return 1.0 - math.prod(1.0 - k / i for i in range(n - c, n))
     if n - c < k:
@@ -422,8 +454,12 @@ def _pass_at_k(n, c, k, *, mistake=None):
 @register
 class PassAtK(Check):
     step = "reasoning.pass_at_k"
+    # math.comb is allowed (an exact binomial, as the notebook says); these libraries' binomials are not,
+    # refused by the grader's static pass by name (scipy and sympy cost seconds to import)
+    forbidden_names = ("scipy.special.comb", "scipy.special.binom", "scipy.special._basic.comb",
+                       "sympy.binomial", "sympy.functions.combinatorial.factorials.binomial")
     mutants = {f"mistake_passk_{m}": (lambda m: lambda n, c, k: _pass_at_k(n, c, k, mistake=m))(m)
-               for m in ("pass1", "with_replacement", "all_correct", "off_by_one")}
+               for m in ("pass1", "with_replacement", "all_correct", "edge_equal", "off_by_one")}
 
     def cases(self, seed, hidden):
         if hidden:
@@ -442,7 +478,7 @@ class PassAtK(Check):
             n = int(torch.randint(1, 30, (1,), generator=g))
             return cases + [Case(f"n={n} c=0 k={n + 1}", (n, 0, n + 1), raises="ValueError")]
         triples = [(10, 3, 1), (10, 3, 5), (10, 0, 4), (10, 10, 1), (10, 8, 3), (10, 1, 10),
-                   (200, 1, 100), (3000, 5, 1000), (2, 1, 2)]
+                   (200, 1, 100), (3000, 5, 1000), (2, 1, 2), (10, 7, 3)]
         return [Case(f"n={n} c={c} k={k}", (n, c, k)) for n, c, k in triples] + \
             [Case("n=5 c=2 k=6", (5, 2, 6), raises="ValueError")]
 
@@ -510,6 +546,12 @@ REWARD_FIXED = (
     ("Sure! <think>161 / 23 = 7</think> Answer: 7", 7.0),
     ("<think>1,000 + 250 = 1,250</think>정답: 1,250원", 1250.0),
     ("<think>-2 - 1.5</think> \\boxed{−3.5}", -3.5),
+    ("<think>17 / 5 = 3.4</think> Answer: 3.4", 3.0),
+    ("<think>0.1 + 0.2</think> Answer: 0.3", 0.1 + 0.2),
+    ("<think>7 - 0.0000001</think> Answer: 6.9999999", 7.0),
+    ("<think>7 - 0.00001</think> Answer: 6.99999", 7.0),
+    ("<think>161 / 23 <think> = 7</think> Answer: 7", 7.0),
+    ("<think>161 / 23 = 7</think> Answer: 7 </think> Answer: 7", 7.0),
 )
 
 
@@ -527,7 +569,7 @@ class Reward(Check):
             out = []
             # (layout, right answer?): the format right and wrong, no tags, no answer, loose tags
             plan = [(0, True), (0, False), (1, None), (2, True), (2, False), (3, None), (4, None), (5, True),
-                    (6, True)]
+                    (6, True), (7, True), (8, True)]
             for kind, right in plan:
                 target = float(int(torch.randint(-50, 500, (1,), generator=g)))
                 if right is None:
@@ -543,10 +585,16 @@ class Reward(Check):
                         3: f"<think>{thinking}</think>",
                         4: f"<think>{thinking} {answer}",
                         5: f"Sure. <think>{thinking}</think> {answer}",
-                        6: f"<think>{thinking}</think><think>again</think> {answer}"}[kind]
+                        6: f"<think>{thinking}</think><think>again</think> {answer}",
+                        7: f"<think>{thinking} <think>again</think> {answer}",
+                        8: f"<think>{thinking}</think> {answer} </think> {answer}"}[kind]
                 out.append((text, target))
-            return [Case(f"{_case_label(t)}, target={v:g}", (t, v)) for t, v in out]
-        return [Case(f"{_case_label(t)}, target={v:g}", (t, v)) for t, v in REWARD_FIXED]
+            # an answer a fraction off an integer target: close, but not within 1e-6
+            target = float(int(torch.randint(1, 500, (1,), generator=g)))
+            said = target + _pick(g, (0.25, 0.4, 1e-4, 1e-5))
+            out.append((f"<think>{target:g} or so</think> Answer: {said}", target))
+            return [Case(f"{_case_label(t)}, target={_number_label(v)}", (t, v)) for t, v in out]
+        return [Case(f"{_case_label(t)}, target={_number_label(v)}", (t, v)) for t, v in REWARD_FIXED]
 
     def reference(self, completion, target):
         return _reward(completion, target)
@@ -584,6 +632,17 @@ def _advantages(rewards, eps=1e-6, *, mistake=None):
     return out.to(rewards.dtype)
 
 
+def _hair_apart(power: int) -> torch.Tensor:
+    """[[0, 2**-power, 0, 2**-power], [0, 1, 1, 0]]: the first group is not equal; its std, 2**-(power + 1),
+    is far below any threshold, and float32 computes it exactly (powers of two)."""
+    hair = 2.0 ** -power
+    return torch.tensor([[0.0, hair, 0.0, hair], [0.0, 1.0, 1.0, 0.0]])
+
+
+def _hair_label(power: int) -> str:
+    return f"[[0, 2**-{power}, 0, 2**-{power}], [0, 1, 1, 0]]"
+
+
 def _advantages_unguarded(rewards, eps=1e-6):
     """(r - mean) / (std + eps) in the rewards' own dtype, without a rule for equal groups."""
     mean = rewards.mean(-1, keepdim=True)
@@ -617,10 +676,13 @@ class GroupAdvantages(Check):
             r[1, 0], r[1, 1] = 0.0, 1.0                                       # not all equal
             smooth = torch.rand(P + 1, G - 3, generator=g) * float(torch.empty(1).uniform_(0.1, 5, generator=g))
             single = torch.full((1, G), FORMAT_REWARD)
+            hair = int(torch.randint(27, 32, (1,), generator=g))
             return [Case(f"rewards {tuple(r.shape)} of 0, {FORMAT_REWARD}, 1; first row all {FORMAT_REWARD}", (r,)),
                     Case(f"rewards (1, {G}), all {FORMAT_REWARD}", (single,)),
                     Case(f"rewards {tuple(smooth.shape)} uniform", (smooth,)),
-                    Case(f"rewards {tuple(smooth.shape)} uniform, eps=0.3", (smooth,), {"eps": 0.3})]
+                    Case(f"rewards {tuple(smooth.shape)} uniform, eps=0.3", (smooth,), {"eps": 0.3}),
+                    Case(f"rewards {tuple(smooth.shape)} uniform, float64", (smooth.double(),)),
+                    Case("a group one hair apart: " + _hair_label(hair), (_hair_apart(hair),))]
         four = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
         tenth = torch.full((2, 8), FORMAT_REWARD)
         tenth[1, :3] = 1.0
@@ -635,12 +697,31 @@ class GroupAdvantages(Check):
                 Case("[[0, 1e-6, 0, 1e-6]]", (tiny,)),
                 Case("randn(3, 5) * 3", (wide,)),
                 Case("randn(3, 5) * 3, eps=0.5", (wide,), {"eps": 0.5}),
-                Case("[[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]], eps=0.5", (four,), {"eps": 0.5})]
+                Case("[[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]], eps=0.5", (four,), {"eps": 0.5}),
+                Case("randn(3, 5) * 3, float64 (keep the dtype)", (wide.double(),)),
+                Case("a group one hair apart: " + _hair_label(30), (_hair_apart(30),))]
 
     def reference(self, rewards, eps=1e-6):
         return _advantages(rewards, eps)
 
     def judge(self, case, output):
+        if self._zeroed_unequal_group(case, output):
+            return Verdict(False, "mistake_adv_threshold", {}, case.label)
+        verdict = self._judge_values(case, output)
+        return dtype_kept(verdict, output, self.reference(*case.args, **case.kwargs)) if verdict.passed else verdict
+
+    def _zeroed_unequal_group(self, case, output) -> bool:
+        """A row of rewards that are not all equal, whose advantages should not be 0, came back all 0, while
+        another such row did not (so the function does compute advantages, and took this group for equal)."""
+        rewards = case.args[0]
+        if not isinstance(output, torch.Tensor) or output.shape != rewards.shape or not output.is_floating_point():
+            return False
+        expected = self.reference(*case.args, **case.kwargs)
+        unequal = ~(rewards == rewards[..., :1]).all(-1)                        # (P,)
+        zeroed = (output.detach().cpu() == 0).all(-1) & (expected.abs() > 1e-4).any(-1)
+        return bool((unequal & zeroed).any() and (unequal & ~zeroed).any())
+
+    def _judge_values(self, case, output):
         verdict = super().judge(case, output)
         if verdict.passed or verdict.key.startswith("mistake_") or not isinstance(output, torch.Tensor) \
                 or output.shape != case.args[0].shape:
