@@ -138,6 +138,7 @@ def grade_assignment(assignment: str, workers: int = 2, root: Path = Path("."), 
     limits = limits or Limits.from_env()
     key = course_secret(root)           # hidden cases: the same for a submission at every regrade
     sandbox_mode()                      # probe once, before the threads start
+    sandbox_module.prestart()           # the warm start's zygote, from the main thread
     _warm_checks(pristine)
     url = db_url(root)
     _alembic_on_path()

@@ -305,7 +305,8 @@ def _run_worker(directory: str) -> int:
 
     tempfile.tempdir = None                                   # TMPDIR is the job's now
     sys.argv = [worker.__file__, directory]
-    sys.modules["__main__"] = worker                          # as in the cold start
+    sys.modules["__main__"] = worker                          # as `-m` makes it in the cold start
+    worker.__name__ = "__main__"
     return worker.run(directory, boot=time.time())
 
 
@@ -413,11 +414,9 @@ class Client:
     def __init__(self, hidden: list[str]):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-m", "autograde.grader.warm", str(theirs.fileno()), json.dumps(hidden),
-                 str(os.getpid())],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/",
-                env=zygote_env(), pass_fds=(theirs.fileno(),), preexec_fn=set_pdeathsig)
+            self.proc = _start_from_keeper([sys.executable, "-I", "-m", "autograde.grader.warm",
+                                            str(theirs.fileno()), json.dumps(hidden), str(os.getpid())],
+                                           theirs.fileno())
         finally:
             theirs.close()
         self.control, self.lock, self.ready, self.error = ours, threading.Lock(), False, ""
@@ -477,6 +476,30 @@ class Client:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def _start_from_keeper(cmd: list[str], fd: int) -> subprocess.Popen:
+    """Popen from a thread that lives as long as the grader: the parent-death signal fires when the
+    *thread* that forked ends, and the first job may be started by a pool thread that ends early."""
+    box: dict = {}
+    started = threading.Event()
+
+    def keeper():
+        try:
+            box["proc"] = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL, cwd="/", env=zygote_env(), pass_fds=(fd,),
+                                           preexec_fn=set_pdeathsig)
+        except BaseException as exc:
+            box["error"] = exc
+        started.set()
+        if "proc" in box:
+            threading.Event().wait()                          # never ends (a daemon thread)
+
+    threading.Thread(target=keeper, name="course-zygote-parent", daemon=True).start()
+    started.wait()
+    if "error" in box:
+        raise box["error"]
+    return box["proc"]
 
 
 def zygote_env() -> dict:
