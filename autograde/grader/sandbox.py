@@ -20,6 +20,13 @@ Trusted side. Two modes, chosen once per process by a probe:
     setpriv                                          an unprivileged uid and gid of
         its own (one per concurrent sandbox, machine-wide), no capabilities,
         no_new_privs, parent-death signal SIGKILL
+Warm start (namespaces mode, the default; warm.py): the same sandbox, but instead of a fresh
+    interpreter paying ~1-2 s for `import torch`, a zygote (started once per grader, as root, holding
+    nothing of any job) forks; the fork unshares the same namespaces, becomes pid 1 of its pid
+    namespace, remounts /proc, runs this prelude minus its final exec, joins the cgroup, sets the
+    rlimits, drops to the pool uid exactly as setpriv does, and runs the worker's main. If the zygote
+    cannot start or dies, sandboxes start cold (one note on stderr). Plain mode always starts cold:
+    its root case needs setpriv's ambient capability where the interpreter sits behind /root.
 "plain" (COURSE_SANDBOX=plain, or no root, or no util-linux tools): the same worker
     with the same limits and timeouts, network blocked inside the worker only, the
     file system as it is. As root it still runs as a sandbox uid of its own, never
@@ -53,7 +60,8 @@ Sandbox uids come from one machine-wide pool (FIRST_UID ...), held by flock on a
 state_dir() (/run/course-sandbox, root only, 0700), so runs with different TMPDIRs never share one.
 
 Knobs (environment): COURSE_SANDBOX=plain (no namespaces), COURSE_SANDBOX_CGROUPS=off (per-process
-limits only), COURSE_SANDBOX_STATE=DIR (where the uid locks and the owner records live).
+limits only), COURSE_SANDBOX_STATE=DIR (where the uid locks and the owner records live),
+COURSE_SANDBOX_WARM=off (every sandbox starts cold: a fresh `python -I -m autograde.grader.worker`).
 """
 from __future__ import annotations
 
