@@ -58,6 +58,7 @@ facts = {
     'umask': os.umask(0o22), 'fds': sorted(int(f) for f in os.listdir('/proc/self/fd')),
     'sid_is_outside': os.getsid(0) == 0, 'parent': os.getppid(),
     'main': __import__('__main__').__name__,
+    'proc_owner': os.stat('/proc/self/fd').st_uid == os.getuid(),
 }
 print('FACTS', json.dumps(facts, sort_keys=True), flush=True)
 """
@@ -118,7 +119,7 @@ def test_a_warm_sandbox_is_isolated_exactly_like_a_cold_one(cold):
     assert hot["rlimits"]["RLIMIT_AS"] == [limits.memory] * 2
     assert hot["rlimits"]["RLIMIT_NPROC"] == [limits.processes] * 2
     assert hot["env"] == sorted(sandbox.child_env(Path("/w"))) and hot["fds"][:3] == [0, 1, 2]
-    assert hot["main"] == "__main__"
+    assert hot["main"] == "__main__" and hot["proc_owner"]
 
 
 def test_the_zygote_has_one_thread_and_nothing_from_a_hidden_path():

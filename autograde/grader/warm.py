@@ -44,7 +44,7 @@ import traceback
 
 CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 1 << 14, 1 << 18
-PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 4, 24, 38
 CAP_VERSION_3 = 0x20080522
 ENV_SWITCH = "COURSE_SANDBOX_WARM"          # "off": every sandbox starts cold
 READY_SECONDS = 120.0                       # the zygote's imports, on a loaded machine
@@ -182,6 +182,7 @@ class Zygote:
                 raise RuntimeError("the zygote has started threads; a fork would not be safe")
             pid = os.fork()
             if pid == 0:
+                status_sock.detach()                          # closed in the fork with the rest
                 self._child(request, fds[1])                  # never returns
             os.close(fds[1])
             self.jobs[pid] = status_sock
@@ -295,6 +296,9 @@ class Zygote:
         data = (ctypes.c_uint32 * 6)()                        # effective, permitted, inheritable: none
         _check(LIBC.capset(header, data), "capset")
         _check(LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+        # the uid change made the process non-dumpable; the cold start's exec of python makes it
+        # dumpable again (its /proc/self/* then belongs to the sandbox uid): the same here
+        _check(LIBC.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
 
 
 def _run_worker(directory: str) -> int:
