@@ -81,7 +81,6 @@ from pathlib import Path
 
 from autograde.errors import CourseError
 from autograde.grader import warm
-from autograde.protocol import progress_events
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = REPO_ROOT / "autograde"
@@ -509,9 +508,18 @@ PROBE = ("import importlib.util as u, safetensors; "
          "assert u.find_spec('torch') and u.find_spec('autograde.grader.worker')")
 
 
-@functools.lru_cache(maxsize=1)
+_MODE_LOCK = threading.Lock()
+
+
 def sandbox_mode() -> str:
-    """'namespaces' when the full sandbox works here (probed once), else 'plain'."""
+    """'namespaces' when the full sandbox works here (probed once, by whichever thread asks first:
+    prestart() probes in the background), else 'plain'."""
+    with _MODE_LOCK:
+        return _probe_mode()
+
+
+@functools.lru_cache(maxsize=1)
+def _probe_mode() -> str:
     if os.environ.get("COURSE_SANDBOX") == "plain" or not _is_root():
         return "plain"
     if not (shutil.which("unshare") and shutil.which("setpriv") and shutil.which("mount")):
@@ -831,6 +839,7 @@ def prestart() -> None:
     calls it first). Does nothing where the warm start does not apply or was switched off."""
     if os.environ.get("COURSE_SANDBOX") != "plain" and shutil.which("unshare"):
         _warm_client(wait=False)
+    threading.Thread(target=sandbox_mode, name="course-sandbox-probe", daemon=True).start()
 
 
 def _warm_client(wait: bool = True) -> "warm.Client | None":
@@ -1006,6 +1015,8 @@ class _ProgressWatch:
         lines = (self.partial + data).split(b"\n")
         self.partial = lines.pop()[-4096:]
         now = time.monotonic()
+        from autograde.protocol import progress_events   # (imports torch: not before a sandbox runs)
+
         for event in progress_events(lines):
             for kind in ("cell", "case", "step"):
                 if isinstance(event.get(kind), int):
