@@ -137,8 +137,8 @@ def grade_assignment(assignment: str, workers: int = 2, root: Path = Path("."), 
     todo = {s: p for s, p in submissions.items() if state["done"].get(s, {}).get("sha256") != sha256(p)}
     limits = limits or Limits.from_env()
     key = course_secret(root)           # hidden cases: the same for a submission at every regrade
+    sandbox_module.prestart()           # the warm start's zygote, from the main thread, and the probe
     sandbox_mode()                      # probe once, before the threads start
-    sandbox_module.prestart()           # the warm start's zygote, from the main thread
     _warm_checks(pristine)
     url = db_url(root)
     _alembic_on_path()
