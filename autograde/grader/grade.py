@@ -115,6 +115,8 @@ def grade_assignment(assignment: str, workers: int = 2, root: Path = Path("."), 
     """Grade the class; returns the exit status (0, EXIT_NOT_GRADED or EXIT_INTERRUPTED)."""
     import warnings
 
+    if workers >= 1 and Path(root).is_dir():
+        sandbox_module.prestart()       # the zygote imports torch while nbgrader is imported (~3 s)
     from nbgrader.api import Gradebook
     from sqlalchemy.exc import SAWarning
 
@@ -137,7 +139,6 @@ def grade_assignment(assignment: str, workers: int = 2, root: Path = Path("."), 
     todo = {s: p for s, p in submissions.items() if state["done"].get(s, {}).get("sha256") != sha256(p)}
     limits = limits or Limits.from_env()
     key = course_secret(root)           # hidden cases: the same for a submission at every regrade
-    sandbox_module.prestart()           # the warm start's zygote, from the main thread, and the probe
     sandbox_mode()                      # probe once, before the threads start
     _warm_checks(pristine)
     url = db_url(root)
