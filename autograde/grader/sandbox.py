@@ -902,7 +902,7 @@ def _run_warm(directory: Path, uid: int, extra_hidden, limits: Limits, reference
         if not client.alive():
             _warm_failed(str(exc))
         return None
-    if result.extra.get("lost"):
+    if result.extra.get("lost") and not _REFUSING.is_set():
         _warm_failed("the zygote ended during a job")
         return None
     return result

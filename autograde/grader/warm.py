@@ -354,6 +354,7 @@ def _recv(sock: socket.socket) -> dict | None:
 
 def serve_main(argv: list[str]) -> int:
     control = socket.socket(fileno=int(argv[0]))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)              # Ctrl-C is the grader's to handle (stop_all)
     set_pdeathsig()
     if os.getppid() != int(argv[2]):                          # the grader died before the line above
         return 1
