@@ -679,7 +679,8 @@ mount --bind "$dir/work/home" "$dir/work"
 cd "$dir/work"
 """
 # The cold start's last line; the warm start (warm.py) does the same in the forked interpreter.
-PRELUDE_EXEC = r"""exec setpriv --reuid="$uid" --regid="$gid" --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs \
+PRELUDE_EXEC = r"""
+exec setpriv --reuid="$uid" --regid="$gid" --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs \
   --pdeathsig=KILL env -i ENVIRONMENT
 """
 

@@ -1,4 +1,5 @@
-"""UNTRUSTED SIDE. Runs inside the sandbox: `python -I -m autograde.grader.worker DIR`.
+"""UNTRUSTED SIDE. Runs inside the sandbox: `python -I -m autograde.grader.worker DIR`, or, with the
+warm start (autograde/grader/warm.py), run(DIR) in a fork of a zygote that imported this module.
 
 Reads DIR/job.json (the cells to run, the steps to call) and DIR/cases_N.json
 (+ .safetensors: the inputs, in the wire format), then
