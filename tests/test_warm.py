@@ -280,3 +280,21 @@ def test_warm_and_cold_give_identical_grades(assignment, cold, tmp_path):
     assert scores["full", "warm"] == scores["full", "cold"]
     assert scores["blank", "warm"] == scores["blank", "cold"]
     assert sum(s for _, s, _, _ in scores["full", "warm"]) > sum(s for _, s, _, _ in scores["blank", "warm"])
+
+
+def test_a_job_whose_zygote_dies_midway_is_run_again_cold(monkeypatch, capsys):
+    import threading
+
+    monkeypatch.setattr(sandbox, "_ZYGOTE", [])
+    monkeypatch.setattr(sandbox, "_WARM_NOTED", [])
+    pid = zygote().proc.pid
+    done = {}
+    job = threading.Thread(target=lambda: done.update(
+        run=run_job(["import time\ntime.sleep(3)\nprint('finished', flush=True)"], Limits(call_timeout=0))[0]))
+    job.start()
+    assert wait_until(lambda: Path(f"/proc/{pid}/task/{pid}/children").read_text().strip() != "")
+    os.kill(pid, signal.SIGKILL)
+    job.join(120)
+    run = done["run"]
+    assert run.returncode == 0 and "finished" in run.output and run.extra.get("start") != "warm"
+    assert "the zygote ended during a job" in capsys.readouterr().err
