@@ -838,9 +838,13 @@ _ZYGOTE_LOCK = threading.Lock()
 def prestart() -> None:
     """Start the zygote now, so that its `import torch` overlaps the grader's own work (course check
     calls it first). Does nothing where the warm start does not apply or was switched off."""
+    import logging  # noqa: F401  (its fork hooks must exist before the probe thread forks while this
+    #                              thread goes on importing: else a fork meets them half-registered)
     if os.environ.get("COURSE_SANDBOX") != "plain" and shutil.which("unshare"):
         _warm_client(wait=False)
-    threading.Thread(target=sandbox_mode, name="course-sandbox-probe", daemon=True).start()
+    # not a daemon: an early exit (a bad notebook) waits for the probe instead of finalizing the
+    # interpreter while that thread forks
+    threading.Thread(target=sandbox_mode, name="course-sandbox-probe").start()
 
 
 def _warm_client(wait: bool = True) -> "warm.Client | None":

@@ -33,6 +33,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import resource
 import select
 import signal
 import socket
@@ -40,7 +41,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 
 CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 1 << 14, 1 << 18
@@ -69,8 +69,6 @@ def set_pdeathsig() -> None:
 
 def apply_rlimits(rlimits) -> None:
     """[(resource number, value)]: soft = hard = value. The cold path's preexec applies the same list."""
-    import resource
-
     for number, value in rlimits:
         resource.setrlimit(number, (value, value))
 
