@@ -1,6 +1,6 @@
 """Benchmark class grading: `course grade --workers N` against serial `nbgrader autograde`, one run.
 
-    .venv/bin/python bench/bench_grade.py [--submissions 50] [--workers 2] [--skip-nbgrader]
+    .venv/bin/python bench/bench_grade.py [--submissions 50] [--workers 2] [--skip-nbgrader] [--cold]
 
 Builds one class of generated submissions to 02_attention, correct, buggy and
 hostile mixed (the hostile ones from tests/hostile/corpus.py), and grades it
@@ -9,7 +9,8 @@ same nbgrader course root:
 
 1. `nbgrader autograde 02_attention` (serial, as nbgrader runs; its per-cell
    timeout set to course grade's per-call limit, 10 s);
-2. `course grade 02_attention --workers N`.
+2. `course grade 02_attention --workers N` (sandboxes forked from the warm start's zygote);
+3. with --cold, the same with COURSE_SANDBOX_WARM=off (every sandbox a fresh interpreter).
 
 Five hostile cases that nbgrader cannot run without endangering the machine
 (a memory bomb, a fork bomb, a 1 GB print, ...) are graded by course grade
@@ -105,16 +106,16 @@ def course_root(notebooks: dict[str, dict | bytes]) -> Path:
     return root
 
 
-def env() -> dict:
+def env(**extra) -> dict:
     """nbgrader calls `alembic` by name: the interpreter's bin directory goes first on PATH."""
-    out = dict(os.environ, COURSE_GRADE_CALL_TIMEOUT=str(CALL_TIMEOUT))
+    out = dict(os.environ, COURSE_GRADE_CALL_TIMEOUT=str(CALL_TIMEOUT), **extra)
     out["PATH"] = str(Path(sys.executable).parent) + os.pathsep + out.get("PATH", "")
     return out
 
 
-def run(root: Path, cmd: list[str]) -> tuple[float, int]:
+def run(root: Path, cmd: list[str], **extra) -> tuple[float, int]:
     start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=root, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(cmd, cwd=root, env=env(**extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - start
     if done.returncode not in (0, 1):
         print(f"warning: {' '.join(cmd[:4])} exited {done.returncode}: {done.stderr[-400:]}", file=sys.stderr)
@@ -151,8 +152,16 @@ def contained(state: dict, cases: dict[str, tuple], prefix: str) -> list[str]:
 
 
 def timing_table(state: dict) -> list[str]:
-    keys = ("start_up", "import_torch", "cells", "calls", "read", "plan", "sandbox", "judge")
+    """Per submission: read (notebook, rebuild), static (the static pass), plan (cases, job files),
+    start_up (sandbox start until the first cell may run), import_torch (its part spent importing
+    torch: 0 for a sandbox forked from the zygote), cells, calls (the checks' calls in the child),
+    rest (the sandboxed run's remainder: outputs written, teardown, restarts), judge (the checks in
+    the parent); warm (sandboxes forked from the zygote per submission)."""
+    keys = ("read", "static", "plan", "start_up", "import_torch", "cells", "calls", "rest", "judge", "warm")
     rows = [e["timing"] for e in state.values() if e.get("timing")]
+    for t in rows:
+        t["rest"] = max(0.0, t.get("sandbox", 0) - t.get("start_up", 0) - t.get("cells", 0) - t.get("calls", 0))
+        t["warm"] = t.get("warm_starts", 0)
     lines = ["| per submission (mean / median, s) | " + " | ".join(keys) + " |",
              "| --- |" + " --- |" * len(keys)]
     for kind in ("correct", "buggy", "hostile", "all"):
@@ -161,8 +170,8 @@ def timing_table(state: dict) -> list[str]:
             cells = [f"{statistics.mean(t.get(k, 0) for t in pick):.2f} / {statistics.median(t.get(k, 0) for t in pick):.2f}"
                      for k in keys]
             lines.append(f"| {kind} ({len(pick)}) | " + " | ".join(cells) + " |")
-    overhead = [t["read"] + t["plan"] + t["judge"] + t["sandbox"] - t["import_torch"] - t["cells"] - t["calls"]
-                for t in rows]
+    overhead = [t["read"] + t.get("static", 0) + t.get("plan", 0) + t.get("judge", 0) + t.get("sandbox", 0)
+                - t.get("import_torch", 0) - t.get("cells", 0) - t.get("calls", 0) for t in rows]
     lines += ["", f"Overhead beyond the student's code (everything but `import torch`, cells and calls), "
                   f"per submission: mean {statistics.mean(overhead):.2f} s, median {statistics.median(overhead):.2f} s."]
     return lines
@@ -174,6 +183,7 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--skip-nbgrader", action="store_true", help="time course grade only")
     p.add_argument("--keep", action="store_true", help="keep the course roots (printed)")
+    p.add_argument("--cold", action="store_true", help="also time course grade with COURSE_SANDBOX_WARM=off")
     args = p.parse_args()
     notebooks, kinds, corpus = build_class(args.submissions)
     unsafe = {k: v for k, v in corpus.items() if k in UNSAFE_FOR_NBGRADER}
@@ -196,6 +206,15 @@ def main() -> int:
                                    "--workers", str(args.workers)])
     course_scores = exported(root)
     state = json.loads((root / STATE_DIR / f"{ASSIGNMENT}.json").read_text(encoding="utf-8"))["done"]
+    cold_seconds = cold_state = None
+    if args.cold:
+        cold_root = course_root(notebooks)
+        roots.append(cold_root)
+        cold_seconds, _ = run(cold_root, [sys.executable, "-m", "autograde.cli", "grade", ASSIGNMENT, "--root",
+                                          str(cold_root), "--workers", str(args.workers)], COURSE_SANDBOX_WARM="off")
+        cold_state = json.loads((cold_root / STATE_DIR / f"{ASSIGNMENT}.json").read_text(encoding="utf-8"))["done"]
+        if exported(cold_root) != course_scores:
+            print("warning: the cold and the warm start gave different scores", file=sys.stderr)
     hostile_cases = {s.removeprefix("hostile_"): corpus[s.removeprefix("hostile_")]
                      for s, kind in kinds.items() if kind == "hostile"}
     broken = contained(state, hostile_cases, "hostile_")
@@ -214,12 +233,20 @@ def main() -> int:
         print(f"| `nbgrader autograde` (serial) | {nb_seconds:.1f} | {n / nb_seconds:.2f} | 1.00x |")
     ratio = f"{nb_seconds / course_seconds:.2f}x" if nb_seconds else "-"
     print(f"| `course grade --workers {args.workers}` | {course_seconds:.1f} | {n / course_seconds:.2f} | {ratio} |")
+    if cold_seconds:
+        cold_ratio = f"{nb_seconds / cold_seconds:.2f}x" if nb_seconds else "-"
+        print(f"| `course grade --workers {args.workers}`, COURSE_SANDBOX_WARM=off | {cold_seconds:.1f} | "
+              f"{n / cold_seconds:.2f} | {cold_ratio} |")
     print(f"\nThe {len(unsafe)} cases nbgrader cannot run safely, plus one correct submission, by course grade "
           f"alone: {unsafe_seconds:.1f} s.")
     print(f"\nHostile submissions not contained by course grade: {len(broken) + len(unsafe_broken)} of "
           f"{len(hostile_cases) + len(unsafe)} ({', '.join(broken + unsafe_broken) or 'none'}).")
     print()
     print("\n".join(timing_table(state)))
+    if cold_state:
+        print("\nThe same, COURSE_SANDBOX_WARM=off:\n")
+        print("\n".join(timing_table(cold_state)))
+    print(f"\nload average at the end: {' / '.join(f'{x:.1f}' for x in os.getloadavg())} (1 / 5 / 15 min)")
     if nb_scores:
         differ = sorted(s for s in notebooks if nb_scores.get(s) != course_scores.get(s))
         print(f"\nScores that differ between nbgrader and course grade: {len(differ)} of {n}")

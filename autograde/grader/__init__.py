@@ -9,6 +9,7 @@
     (autograde/protocol.py, both sides: the only format that crosses the boundary, JSON + safetensors,
      never pickle; the child's step reports; the model spy)
     sandbox.py   trusted   starts the child: namespaces, unprivileged user, rlimits, timeout, capped output
+    warm.py      trusted   the warm start: a zygote that imported torch forks each sandbox into the same isolation
     worker.py    UNTRUSTED runs inside the sandbox: the student's cells, then their functions on the cases
     check.py     trusted   `course check NOTEBOOK`: one notebook, a table or Gradescope JSON
     grade.py     trusted   `course grade ASSIGNMENT`: a class, in parallel, resumable

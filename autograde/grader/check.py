@@ -16,8 +16,7 @@ from pathlib import Path
 
 from autograde.checks.messages import register_messages, message
 from autograde.errors import CourseError, GraderFault
-from autograde.grader.pipeline import grade_notebook
-from autograde.grader.sandbox import Limits
+from autograde.grader.sandbox import Limits, prestart
 
 register_messages({
     "table_item": {"en": "item", "ko": "항목"},
@@ -42,6 +41,8 @@ def check_notebook(path: Path, as_json: bool = False, limits: Limits | None = No
     path = Path(path)
     if not os.path.lexists(path):
         raise CourseError(f"{path} does not exist")
+    prestart()                          # the warm start's zygote imports torch while the grader does
+    from autograde.grader.pipeline import grade_notebook
     key = optional_secret(Path(secret) if secret else None)
     hide = [Path(secret)] if secret else [Path(os.environ[ENV])] if os.environ.get(ENV) else []
     try:

@@ -115,6 +115,8 @@ def grade_assignment(assignment: str, workers: int = 2, root: Path = Path("."), 
     """Grade the class; returns the exit status (0, EXIT_NOT_GRADED or EXIT_INTERRUPTED)."""
     import warnings
 
+    if workers >= 1 and Path(root).is_dir():
+        sandbox_module.prestart()       # the zygote imports torch while nbgrader is imported (~3 s)
     from nbgrader.api import Gradebook
     from sqlalchemy.exc import SAWarning
 

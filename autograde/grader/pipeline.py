@@ -189,6 +189,7 @@ def run_sandbox(directory: Path, n_steps: int, writable: list[str], limits: Limi
         runs.append(run)
         state = read_progress(directory / "out" / "progress.jsonl")
         cell_failures.update(state["cell_errors"])
+        timing["warm_starts"] = timing.get("warm_starts", 0) + (run.extra.get("start") == "warm")
         if state["ready"] is not None:
             timing["start_up"] += max(0.0, state["ready"] - run.started)
             timing["import_torch"] += max(0.0, state["torch"] - state["boot"])
@@ -381,11 +382,13 @@ class SandboxNotStarted(GraderFault):
 def _grade_rebuilt(path, rebuilt, limits, extra_hidden, keep_dir, start, clock, key=None, identity="",
                    refuse_escapes=True) -> dict:
     planned = plan(rebuilt, key, identity)
+    begun = time.monotonic()
     report = static_report(rebuilt, planned)
+    clock["static"] = time.monotonic() - begun              # the static pass, apart from the plan
     if not refuse_escapes:
         report.escapes = []
     if report.escapes:                 # nothing measured in that process could be believed: do not run it
-        clock["plan"] = time.monotonic() - start - clock["read"]
+        clock["plan"] = time.monotonic() - start - clock["read"] - clock["static"]
         steps = blame_dependencies(planned, [judge_step(p, Path("/nonexistent"), None, report) for p in planned])
         sandbox = {"failures": {}, "cell_failures": {}, "runs": [],
                    "timing": {k: round(v, 3) for k, v in clock.items()}}
@@ -393,10 +396,10 @@ def _grade_rebuilt(path, rebuilt, limits, extra_hidden, keep_dir, start, clock, 
     directory = Path(tempfile.mkdtemp(prefix="course-sandbox-"))
     try:
         writable = write_job(directory, rebuilt, planned, limits.call_timeout)
-        clock["plan"] = time.monotonic() - start - clock["read"]
+        clock["plan"] = time.monotonic() - start - clock["read"] - clock["static"]
         sandbox = run_sandbox(directory, len(planned), writable, limits, [path.parent, *extra_hidden],
                               needs_reference(rebuilt, planned))
-        clock["sandbox"] = time.monotonic() - start - clock["read"] - clock["plan"]
+        clock["sandbox"] = time.monotonic() - start - clock["read"] - clock["static"] - clock["plan"]
         last = read_progress(directory / "out" / "progress.jsonl")
         if not last["done"] and last["ready"] is None:       # the last run ended before any student code
             run = sandbox["runs"][-1]

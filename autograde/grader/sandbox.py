@@ -20,6 +20,13 @@ Trusted side. Two modes, chosen once per process by a probe:
     setpriv                                          an unprivileged uid and gid of
         its own (one per concurrent sandbox, machine-wide), no capabilities,
         no_new_privs, parent-death signal SIGKILL
+Warm start (namespaces mode, the default; warm.py): the same sandbox, but instead of a fresh
+    interpreter paying ~1-2 s for `import torch`, a zygote (started once per grader, as root, holding
+    nothing of any job) forks; the fork unshares the same namespaces, becomes pid 1 of its pid
+    namespace, remounts /proc, runs this prelude minus its final exec, joins the cgroup, sets the
+    rlimits, drops to the pool uid exactly as setpriv does, and runs the worker's main. If the zygote
+    cannot start or dies, sandboxes start cold (one note on stderr). Plain mode always starts cold:
+    its root case needs setpriv's ambient capability where the interpreter sits behind /root.
 "plain" (COURSE_SANDBOX=plain, or no root, or no util-linux tools): the same worker
     with the same limits and timeouts, network blocked inside the worker only, the
     file system as it is. As root it still runs as a sandbox uid of its own, never
@@ -53,7 +60,8 @@ Sandbox uids come from one machine-wide pool (FIRST_UID ...), held by flock on a
 state_dir() (/run/course-sandbox, root only, 0700), so runs with different TMPDIRs never share one.
 
 Knobs (environment): COURSE_SANDBOX=plain (no namespaces), COURSE_SANDBOX_CGROUPS=off (per-process
-limits only), COURSE_SANDBOX_STATE=DIR (where the uid locks and the owner records live).
+limits only), COURSE_SANDBOX_STATE=DIR (where the uid locks and the owner records live),
+COURSE_SANDBOX_WARM=off (every sandbox starts cold: a fresh `python -I -m autograde.grader.worker`).
 """
 from __future__ import annotations
 
@@ -72,7 +80,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograde.errors import CourseError
-from autograde.protocol import progress_events
+from autograde.grader import warm
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = REPO_ROOT / "autograde"
@@ -500,9 +508,18 @@ PROBE = ("import importlib.util as u, safetensors; "
          "assert u.find_spec('torch') and u.find_spec('autograde.grader.worker')")
 
 
-@functools.lru_cache(maxsize=1)
+_MODE_LOCK = threading.Lock()
+
+
 def sandbox_mode() -> str:
-    """'namespaces' when the full sandbox works here (probed once), else 'plain'."""
+    """'namespaces' when the full sandbox works here (probed once, by whichever thread asks first:
+    prestart() probes in the background), else 'plain'."""
+    with _MODE_LOCK:
+        return _probe_mode()
+
+
+@functools.lru_cache(maxsize=1)
+def _probe_mode() -> str:
     if os.environ.get("COURSE_SANDBOX") == "plain" or not _is_root():
         return "plain"
     if not (shutil.which("unshare") and shutil.which("setpriv") and shutil.which("mount")):
@@ -548,20 +565,11 @@ def _preexec(limits: Limits, nproc: int | None, cgroup: "_Cgroup | None", parent
     """preexec_fn of the sandbox's first process: rlimits (inherited by the whole chain), the
     sandbox's cgroup, in plain mode as root the sandbox uid, then SIGKILL when the grader dies."""
     join = cgroup.join_paths() if cgroup else []
+    rlimits = _rlimits(limits, nproc)
 
     def apply():
-        for path in join:                          # before anything else: every later fork is counted
-            fd = os.open(path, os.O_WRONLY)
-            os.write(fd, str(os.getpid()).encode())
-            os.close(fd)
-        cpu = int(limits.timeout) + 5
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory, limits.memory))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size, limits.file_size))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if nproc is not None:
-            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        warm.join_cgroup(join)                     # before anything else: every later fork is counted
+        warm.apply_rlimits(rlimits)
         if drop_to is not None:                    # plain mode as root: never run the student as root
             os.setgroups([])
             os.setresgid(drop_to, drop_to, drop_to)
@@ -571,6 +579,15 @@ def _preexec(limits: Limits, nproc: int | None, cgroup: "_Cgroup | None", parent
         if os.getppid() != parent:                 # the grader died before the line above
             os.kill(os.getpid(), signal.SIGKILL)
     return apply
+
+
+def _rlimits(limits: Limits, nproc: int | None) -> list[tuple[int, int]]:
+    """The sandbox's rlimits, as (resource, value): the same list for the cold and the warm start."""
+    cpu = int(limits.timeout) + 5
+    pairs = [(resource.RLIMIT_CPU, cpu), (resource.RLIMIT_AS, limits.memory),
+             (resource.RLIMIT_FSIZE, limits.file_size), (resource.RLIMIT_NOFILE, limits.open_files),
+             (resource.RLIMIT_CORE, 0)]
+    return pairs + ([(resource.RLIMIT_NPROC, nproc)] if nproc is not None else [])
 
 
 def _user_process_count() -> int:
@@ -660,12 +677,15 @@ for part in tmp var-tmp shm lock; do mkdir -m 1777 "$dir/work/$part"; done
 PRELUDE_TAIL = r"""
 mount --bind "$dir/work/home" "$dir/work"
 cd "$dir/work"
+"""
+# The cold start's last line; the warm start (warm.py) does the same in the forked interpreter.
+PRELUDE_EXEC = r"""
 exec setpriv --reuid="$uid" --regid="$gid" --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs \
   --pdeathsig=KILL env -i ENVIRONMENT
 """
 
 
-def _prelude(directory: Path, extra_hidden, reference: bool) -> str:
+def _prelude(directory: Path, extra_hidden, reference: bool, final_exec: bool = True) -> str:
     q = _sh_quote
     lines = [PRELUDE_HEAD]
     for kind, path, keep in mount_plan(directory, extra_hidden, reference):
@@ -687,7 +707,7 @@ def _prelude(directory: Path, extra_hidden, reference: bool) -> str:
         if kind != "scratch" and keep:
             lines.append(f"  mount -o remount,ro {p}")
         lines.append("  cd /; fi")
-    lines.append(PRELUDE_TAIL)
+    lines.append(PRELUDE_TAIL + (PRELUDE_EXEC if final_exec else ""))
     return "\n".join(lines)
 
 
@@ -713,7 +733,7 @@ def _plain_setpriv(uid: int, directory: Path) -> list[str]:
             "--no-new-privs", "--pdeathsig=KILL"]
 
 
-def _prepare_dir(directory: Path, uid: int | None, writable: list[str]) -> None:
+def _prepare_dir(directory: Path, uid: int | None, writable: list[str], fresh: bool = False) -> None:
     """Private to the sandbox: the folder root:<its gid> 0750 (root-only 0700 without a uid), the
     inputs readable by the child, only the listed output files writable by it."""
     gid = uid
@@ -730,6 +750,8 @@ def _prepare_dir(directory: Path, uid: int | None, writable: list[str]) -> None:
     os.chmod(work, 0o700)
     for name in writable:
         path = directory / name
+        if fresh:
+            path.unlink(missing_ok=True)       # what a failed warm start wrote
         path.touch()
         if uid is not None:
             os.chown(path, uid, gid)
@@ -751,7 +773,10 @@ def _drain(stream, limit: int, keep: bytearray, counter: list) -> None:
             keep.extend(chunk[: limit - len(keep)])
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc) -> None:
+    if isinstance(proc, warm.WarmProcess):
+        proc.kill_group()
+        return
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -802,6 +827,92 @@ def allow_new() -> None:
     _REFUSING.clear()
 
 
+# ----------------------------------------------------------------------------
+# the warm start (warm.py): one zygote per grader process, in namespaces mode
+
+
+_ZYGOTE: list = []                     # [warm.Client] once started; [None] once it failed
+_ZYGOTE_LOCK = threading.Lock()
+
+
+def prestart() -> None:
+    """Start the zygote now, so that its `import torch` overlaps the grader's own work (course check
+    calls it first). Does nothing where the warm start does not apply or was switched off."""
+    import logging  # noqa: F401  (its fork hooks must exist before the probe thread forks while this
+    #                              thread goes on importing: else a fork meets them half-registered)
+    if os.environ.get("COURSE_SANDBOX") != "plain" and shutil.which("unshare"):
+        _warm_client(wait=False)
+    # not a daemon: an early exit (a bad notebook) waits for the probe instead of finalizing the
+    # interpreter while that thread forks
+    threading.Thread(target=sandbox_mode, name="course-sandbox-probe").start()
+
+
+def _warm_client(wait: bool = True) -> "warm.Client | None":
+    if not (warm.enabled() and _is_root()):
+        return None
+    with _ZYGOTE_LOCK:
+        if not _ZYGOTE:
+            try:
+                hidden = [str(p.resolve()) for p in hidden_paths(_secret_paths())]
+                _ZYGOTE.append(warm.Client(hidden))
+            except (OSError, subprocess.SubprocessError) as exc:
+                _warm_failed(f"{type(exc).__name__}: {exc}")
+        client = _ZYGOTE[0]
+    if client is None or not wait or sandbox_mode() != "namespaces":
+        return client if not wait else None
+    try:
+        client.wait_ready()
+    except warm.WarmUnavailable as exc:
+        _warm_failed(str(exc))
+        return None
+    return client
+
+
+def _secret_paths() -> list[str]:
+    """The course secret's file, when the environment names it (hidden from the zygote too)."""
+    return [os.environ[name] for name in ("COURSE_SECRET_FILE",) if os.environ.get(name)]
+
+
+def _warm_failed(why: str) -> None:
+    """Cold from now on, said once on stderr."""
+    with _WARM_NOTE:
+        if _ZYGOTE and _ZYGOTE[0] is not None:
+            _ZYGOTE[0].close()
+        _ZYGOTE[:] = [None]
+        if not _WARM_NOTED:
+            _WARM_NOTED.append(why)
+            print(f"note: the warm sandbox start is not available ({why}); sandboxes start cold",
+                  file=sys.stderr, flush=True)
+
+
+_WARM_NOTE = threading.RLock()
+_WARM_NOTED: list[str] = []
+
+
+def _run_warm(directory: Path, uid: int, extra_hidden, limits: Limits, reference: bool,
+              cgroup: "_Cgroup | None", progress: Path | None) -> RunResult | None:
+    """The namespaces sandbox forked from the zygote; None when it could not be (start it cold)."""
+    client = _warm_client()
+    if client is None:
+        return None
+    request = {"directory": str(directory), "uid": uid, "gid": uid, "disk": limits.disk,
+               "prelude": _prelude(directory, extra_hidden, reference, final_exec=False),
+               "cwd": str(directory / "work"), "env": child_env(directory / "work"),
+               "cgroups": [os.fsdecode(p) for p in (cgroup.join_paths() if cgroup else [])],
+               "rlimits": _rlimits(limits, limits.processes)}
+    try:
+        result = _run(None, None, None, None, limits, "namespaces", uid, cgroup, progress,
+                      spawn=lambda: client.spawn(request))
+    except warm.WarmUnavailable as exc:
+        if not client.alive():
+            _warm_failed(str(exc))
+        return None
+    if result.extra.get("lost") and not _REFUSING.is_set():
+        _warm_failed("the zygote ended during a job")
+        return None
+    return result
+
+
 def run_worker(directory: Path, writable: list[str], limits: Limits, extra_hidden=(),
                reference: bool = False) -> RunResult:
     """Run `python -I -m autograde.grader.worker DIRECTORY` sandboxed; never raises for the child's sake.
@@ -819,6 +930,15 @@ def run_worker(directory: Path, writable: list[str], limits: Limits, extra_hidde
         _register_dir(directory)
         _prepare_dir(directory, uid, writable)
         cgroup = _Cgroup.create(uid, limits)
+        progress = directory / "out" / "progress.jsonl" if "out/progress.jsonl" in writable else None
+        if mode == "namespaces" and uid is not None and _warm_client() is not None:
+            result = _run_warm(directory, uid, extra_hidden, limits, reference, cgroup, progress)
+            if result is not None:
+                return result
+            _prepare_dir(directory, uid, writable, fresh=True)     # the zygote failed it: start cold
+            if cgroup:
+                cgroup.remove()
+            cgroup = _Cgroup.create(uid, limits)
         if mode == "namespaces":
             cmd = _namespace_command(directory, uid, extra_hidden, limits, reference=reference)
             preexec = _preexec(limits, limits.processes, cgroup, os.getpid())
@@ -834,7 +954,6 @@ def run_worker(directory: Path, writable: list[str], limits: Limits, extra_hidde
                     drop_to = uid
             preexec = _preexec(limits, nproc, cgroup, os.getpid(), drop_to=drop_to)
             cwd = directory / "work"
-        progress = directory / "out" / "progress.jsonl" if "out/progress.jsonl" in writable else None
         return _run(cmd, preexec, child_env(directory / "work"), cwd, limits, mode, uid, cgroup, progress)
     finally:
         if cgroup:
@@ -845,11 +964,14 @@ def run_worker(directory: Path, writable: list[str], limits: Limits, extra_hidde
 
 
 def _run(cmd, preexec, env, cwd, limits: Limits, mode: str, uid: int | None = None,
-         cgroup: _Cgroup | None = None, progress: Path | None = None) -> RunResult:
+         cgroup: _Cgroup | None = None, progress: Path | None = None, spawn=None) -> RunResult:
+    """spawn: start the sandbox some other way than Popen(cmd) (the warm start: it returns a
+    warm.WarmProcess, or raises warm.WarmUnavailable, which reaches the caller)."""
     start, started = time.monotonic(), time.time()
     try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                cwd=cwd, env=env, preexec_fn=preexec, start_new_session=True)
+        proc = spawn() if spawn else subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            cwd=cwd, env=env, preexec_fn=preexec, start_new_session=True)
     except (OSError, subprocess.SubprocessError) as exc:
         text = f"the sandbox could not start: {exc}"
         return RunResult(126, False, text, len(text), round(time.monotonic() - start, 3), mode, started)
@@ -870,7 +992,9 @@ def _run(cmd, preexec, env, cwd, limits: Limits, mode: str, uid: int | None = No
             limit = "memory"
         return RunResult(None if limit in ("wall", "call") else proc.returncode, limit in ("wall", "call"),
                          bytes(keep).decode("utf-8", errors="replace"), counter[0],
-                         round(time.monotonic() - start, 3), mode, started, limit=limit, limit_seconds=seconds)
+                         round(time.monotonic() - start, 3), mode, started, limit=limit, limit_seconds=seconds,
+                         extra={"start": "warm", "lost": True} if getattr(proc, "lost", False) and not limit
+                         else {"start": "warm"} if spawn else {})
     finally:
         _ACTIVE.pop(proc.pid, None)
 
@@ -896,6 +1020,8 @@ class _ProgressWatch:
         lines = (self.partial + data).split(b"\n")
         self.partial = lines.pop()[-4096:]
         now = time.monotonic()
+        from autograde.protocol import progress_events   # (imports torch: not before a sandbox runs)
+
         for event in progress_events(lines):
             for kind in ("cell", "case", "step"):
                 if isinstance(event.get(kind), int):

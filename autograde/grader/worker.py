@@ -1,4 +1,5 @@
-"""UNTRUSTED SIDE. Runs inside the sandbox: `python -I -m autograde.grader.worker DIR`.
+"""UNTRUSTED SIDE. Runs inside the sandbox: `python -I -m autograde.grader.worker DIR`, or, with the
+warm start (autograde/grader/warm.py), run(DIR) in a fork of a zygote that imported this module.
 
 Reads DIR/job.json (the cells to run, the steps to call) and DIR/cases_N.json
 (+ .safetensors: the inputs, in the wire format), then
@@ -384,11 +385,21 @@ def main(directory: str) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        print("usage: python -I -m autograde.grader.worker DIR", file=sys.stderr)
-        sys.exit(2)
-    status = main(sys.argv[1])
+def run(directory: str, boot: float | None = None) -> int:
+    """The entry point, in a fresh interpreter (`python -I -m autograde.grader.worker DIR`) or in a
+    fork of the warm start's zygote (autograde.grader.warm), which imported this module before any
+    job existed: boot is then the moment of the fork (torch was already there). main() makes the
+    grader's modules unreachable by import either way, whatever sys.modules already held."""
+    global BOOT, TORCH_LOADED
+    if boot is not None:
+        BOOT = TORCH_LOADED = boot
+    try:
+        status = main(directory)
+    except BaseException:              # the worker's own failure: reported as the interpreter would
+        import traceback
+
+        traceback.print_exc()
+        status = 1
     # Skip the interpreter's teardown (torch's takes up to a second): every output file is
     # written and closed; flush what the notebook printed and leave.
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
@@ -396,4 +407,11 @@ if __name__ == "__main__":
             stream.flush()
         except BaseException:      # the notebook may have replaced or closed them
             pass
-    os._exit(status)
+    return status
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print("usage: python -I -m autograde.grader.worker DIR", file=sys.stderr)
+        sys.exit(2)
+    os._exit(run(sys.argv[1]))
