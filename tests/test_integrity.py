@@ -97,6 +97,35 @@ def test_indirect_library_changes_are_caught_in_the_sandbox(tmp_path):
     assert "torch.equal" in result["tests"][0]["output"]
 
 
+@needs_reference
+@pytest.mark.slow
+def test_torch_rewrapping_its_own_function_is_not_the_students_tampering(tmp_path):
+    """An op on a meta tensor imports torch._dynamo, which rebinds torch.manual_seed to a wrapper of
+    itself. That is torch's doing: the steps after it were failed as "your code changed
+    torch.manual_seed" (a false 3/9 in the grading benchmark). Only the mask's own step may fail."""
+    nb = make_submission("full", assignment="02_attention")
+    _cells_by_id(nb)["causal_mask"]["source"] = (
+        "import torch\ndef causal_mask(T):\n    return torch.ones(T, T, dtype=torch.bool, device='meta').tril()\n")
+    result = grade_notebook(_submission(tmp_path, "02_attention", "meta", nb), Limits(timeout=120, call_timeout=30))
+    keys = {s["key"] for t in result["tests"] for s in t["steps"]}
+    assert "grader_tampered" not in keys, result["output"]
+    failed = {t["name"] for t in result["tests"] if t["status"] != "passed"}
+    assert "check_causal_mask" in failed and {"check_softmax", "check_sdpa", "check_heads", "check_rope"}.isdisjoint(failed)
+
+
+def test_a_wrapper_of_torchs_own_code_on_another_name_is_still_a_change():
+    """The exemption is for torch's known rewrap of torch.manual_seed only."""
+    import functools
+
+    import torch
+
+    from autograde.grader.worker import _library_rewrap
+
+    fake = functools.wraps(torch.allclose)(torch.is_tensor)        # torch's own code, allclose's name
+    assert not _library_rewrap("torch.allclose", fake, torch.allclose)
+    assert not _library_rewrap("torch.manual_seed", lambda s: None, torch.manual_seed)
+
+
 NO_CACHE_BUT_A_FORGED_RECORD = '''
 def generate_with_cache(model, prompt_ids, max_new_tokens, generator=None, temperature=1.0,
                         top_k=None, top_p=None, progress=False):
