@@ -151,3 +151,42 @@ def test_the_solutions_pass_the_static_pass(assignment, lang):
     found = analyse([(c.grade_id, c.source) for c in cells if c.kind == "solution"],
                     [(c.grade_id, c.source) for c in cells if c.kind == "setup"], steps)
     assert steps and found.escapes == [] and found.forbidden == {}, json.dumps(found.to_json())
+
+
+def test_parallel_graders_parse_one_at_a_time():
+    """CPython 3.11/3.12 keep ast.parse's recursion bookkeeping per interpreter: when a thread switch
+    lands inside a parse (here forced by a gc callback that sleeps), a second `course grade` worker's
+    parse fails with "AST constructor recursion depth mismatch", and a submission went ungraded in CI.
+    The static pass's parses are serialised: none fails."""
+    import gc
+    import threading
+    import time
+
+    from autograde.grader.static import _parse
+
+    source = "\n".join(f"def f{i}(x):\n    return [[(x + {i}) * 2 for _ in range(3)] for _ in range(2)]"
+                       for i in range(200))
+    errors, threshold = [], gc.get_threshold()
+
+    def switch(phase, info):
+        time.sleep(0.0005)                       # give the GIL away in the middle of a parse
+
+    def parse_many():
+        for _ in range(6):
+            try:
+                assert _parse("cell", source).tree is not None
+            except SystemError as exc:
+                errors.append(exc)
+
+    gc.callbacks.append(switch)
+    gc.set_threshold(50)
+    try:
+        threads = [threading.Thread(target=parse_many) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        gc.callbacks.remove(switch)
+        gc.set_threshold(*threshold)
+    assert errors == []

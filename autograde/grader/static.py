@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 from dataclasses import dataclass, field
 
 DUNDER = re.compile(r"__[A-Za-z0-9_]+__")
@@ -128,9 +129,16 @@ class _Cell:
     tree: ast.Module | None
 
 
+# CPython 3.11 and 3.12 keep ast.parse's recursion bookkeeping per interpreter, not per thread: two
+# `course grade` workers parsing at once can fail with "SystemError: AST constructor recursion depth
+# mismatch" (a grader fault, never a grade, but a submission left ungraded). One parse at a time.
+_PARSING = threading.Lock()
+
+
 def _parse(grade_id: str, source: str) -> _Cell:
     try:
-        return _Cell(grade_id, ast.parse(source))
+        with _PARSING:
+            return _Cell(grade_id, ast.parse(source))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return _Cell(grade_id, None)      # the cell cannot run either: its error shows in the sandbox
 
