@@ -539,3 +539,10 @@ def test_library_versions_are_refused_by_the_static_pass(step, source):
     check = get_check(f"embeddings.{step}")
     report = analyse([(step, source)], [], [(check.step, check.function, (*check.forbidden, *check.forbidden_names))])
     assert report.forbidden[check.step].what.startswith("sklearn."), report.to_json()
+
+
+def test_the_reference_table_refuses_an_odd_width_as_the_students_must():
+    from autograde.reference.functional import sinusoidal_table
+
+    with pytest.raises(ValueError, match="even"):
+        sinusoidal_table(4, 7)

@@ -389,6 +389,8 @@ def block(x: torch.Tensor, w: Mapping, cfg: ModelConfig, mask=None, rope=None, c
 
 def sinusoidal_table(n_positions: int, dim: int) -> torch.Tensor:
     """PE[pos, 2i] = sin(pos / 10000^(2i/dim)), PE[pos, 2i+1] = cos(same). (P, C)"""
+    if dim % 2:
+        raise ValueError(f"the sinusoidal table pairs a sine with a cosine: dim must be even, not {dim}")
     pos = torch.arange(n_positions).float()[:, None]             # (P, 1)
     freq = 10000.0 ** (-torch.arange(0, dim, 2).float() / dim)   # (C/2,)
     table = torch.zeros(n_positions, dim)
