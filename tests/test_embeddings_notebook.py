@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from notebook_source import solution_namespace
 from autograde.checks.core import Case
 from autograde.checks.registry import get_check
 from autograde.checks.runner import LAST_RESULTS, run_check
@@ -21,19 +22,7 @@ needs_reference = pytest.mark.skipif(not REFERENCE.exists(), reason="the referen
 STEPS = ("cosine_similarity", "nearest_neighbours", "sinusoidal_encoding", "embed_with_positions")
 
 
-def solution_namespace() -> dict:
-    """The solution cells of the bilingual source, run with the setup cell's imports."""
-    text = SOURCE.read_text(encoding="utf-8")
-    cells = re.split(r"^# %%.*$", text, flags=re.M)
-    headers = re.findall(r"^# %%.*$", text, flags=re.M)
-    ns = {"math": math, "torch": torch}
-    for header, body in zip(headers, cells[1:]):
-        if 'kind="solution"' in header:
-            exec(compile(body, str(SOURCE), "exec"), ns)
-    return ns
-
-
-SOL = solution_namespace()
+SOL = solution_namespace(SOURCE, {"math": math, "torch": torch})
 
 
 def key(step, fn, hidden=False, seed=None):

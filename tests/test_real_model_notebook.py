@@ -13,6 +13,7 @@ import regex
 import torch
 import torch.nn.functional as F
 
+from notebook_source import solution_namespace, solution_text
 from autograde.checks.registry import get_check
 from autograde.checks.runner import LAST_RESULTS, run_check
 from autograde.checks.steps import real_model as rm
@@ -23,10 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 SOURCE = REPO / "solutions" / "src" / "07_real_model.py"
 STEPS = ("bytes_to_unicode", "bpe_encode", "qk_norm", "repeat_kv", "gqa_attention", "decoder_block", "forward",
          "kv_cache_bytes")
-SOLUTION_TEXT = "\n".join(body for header, body in zip(re.findall(r"^# %%.*$", SOURCE.read_text(encoding="utf-8"), re.M),
-                                                      re.split(r"^# %%.*$", SOURCE.read_text(encoding="utf-8"),
-                                                               flags=re.M)[1:])
-                          if 'kind="solution"' in header)
+SOLUTION_TEXT = solution_text(SOURCE)
 
 
 def namespace(changes=()) -> dict:
@@ -35,9 +33,8 @@ def namespace(changes=()) -> dict:
     for old, new in changes:
         assert old in text, old
         text = text.replace(old, new)
-    ns = {"math": math, "torch": torch, "F": F, "regex": regex, "unicodedata": unicodedata}
-    exec(compile(text, str(SOURCE), "exec"), ns)
-    return ns
+    return solution_namespace(SOURCE, {"math": math, "torch": torch, "F": F, "regex": regex,
+                                       "unicodedata": unicodedata}, text)
 
 
 SOL = namespace()

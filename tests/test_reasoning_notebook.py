@@ -15,6 +15,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import notebook_source
 from autograde.checks.registry import get_check
 from autograde.checks.runner import LAST_RESULTS, run_check
 
@@ -24,22 +25,11 @@ STEPS = ("extract_answer", "majority_vote", "pass_at_k", "reward", "group_advant
 
 
 def cells_of(kind: str) -> list[tuple[str, str]]:
-    """(header, body) of the source's cells whose header holds `kind`."""
-    text = SOURCE.read_text(encoding="utf-8")
-    headers = re.findall(r"^# %%.*$", text, flags=re.M)
-    bodies = re.split(r"^# %%.*$", text, flags=re.M)[1:]
-    return [(h, b) for h, b in zip(headers, bodies) if kind in h]
+    return notebook_source.cells_of(SOURCE, kind)
 
 
-def solution_namespace() -> dict:
-    """The solution cells of the bilingual source, run with the setup cell's imports and constant."""
-    ns = {"math": math, "re": re, "torch": torch, "Counter": Counter, "FORMAT_REWARD": 0.1}
-    for _, body in cells_of('kind="solution"'):
-        exec(compile(body, str(SOURCE), "exec"), ns)
-    return ns
-
-
-SOL = solution_namespace()
+SOL = notebook_source.solution_namespace(SOURCE, {"math": math, "re": re, "torch": torch, "Counter": Counter,
+                                                  "FORMAT_REWARD": 0.1})
 
 
 def key(step, fn, hidden=False, seed=None):

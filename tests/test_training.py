@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from notebook_source import solution_namespace
 from autograde.checks.registry import get_check
 from autograde.checks.runner import LAST_RESULTS, run_check
 from autograde.reference.model import ModelConfig, Transformer
@@ -21,20 +22,9 @@ needs_reference = pytest.mark.skipif(not REFERENCE.exists(), reason="the referen
 STEPS = ("cross_entropy", "perplexity", "get_batch", "lr_schedule", "clip_grad_norm", "adamw_step", "train_model")
 
 
-def solution_namespace() -> dict:
-    """The solution cells of the bilingual source, run with the setup cell's imports."""
-    text = SOURCE.read_text(encoding="utf-8")
-    cells = re.split(r"^# %%.*$", text, flags=re.M)
-    headers = re.findall(r"^# %%.*$", text, flags=re.M)
-    ns = {"math": math, "torch": torch, "ModelConfig": ModelConfig, "Transformer": Transformer,
-          "tqdm": __import__("tqdm.auto", fromlist=["tqdm"]).tqdm}
-    for header, body in zip(headers, cells[1:]):
-        if 'kind="solution"' in header:
-            exec(compile(body, str(SOURCE), "exec"), ns)
-    return ns
-
-
-SOL = solution_namespace()
+SOL = solution_namespace(SOURCE, {"math": math, "torch": torch, "ModelConfig": ModelConfig,
+                                  "Transformer": Transformer,
+                                  "tqdm": __import__("tqdm.auto", fromlist=["tqdm"]).tqdm})
 
 
 def key(step, fn, hidden=False, seed=None):
