@@ -33,9 +33,9 @@ def reference_pieces(tokenizer) -> dict:
         q = rope(ref.split_heads(x @ W_q, n_head))                                   # (B, H, T, D)
         k = rope(ref.split_heads(x @ W_k, n_kv_head))                                # (B, G, T, D)
         v = ref.split_heads(x @ W_v, n_kv_head)                                      # (B, G, T, D)
-        k, v = (t.repeat_interleave(n_head // n_kv_head, dim=1) for t in (k, v))     # (B, H, T, D)
         T = x.shape[1]
-        return ref.merge_heads(ref.scaled_dot_product_attention(q, k, v, ref.causal_mask(T, T))) @ W_o
+        out = fn.grouped_query_attention(q, k, v, fn.causal_mask(T, T))              # (B, H, T, D)
+        return ref.merge_heads(out) @ W_o                                            # (B, T, C)
 
     return {
         "tokenizer.encode": lambda text, merges: tokenizer.encode_ordinary(text),

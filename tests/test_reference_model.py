@@ -3,6 +3,8 @@
 Tiny random configs, float32, offline: transformers builds the models from a
 config, no hub access. The bound 1e-5 is the issue's acceptance bound.
 """
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,6 +15,7 @@ from autograde.reference.model import (KVCache, ModelConfig, Transformer, causal
                                        scaled_dot_product_attention)
 
 TOL = 1e-5
+REPO = Path(__file__).resolve().parents[1]
 
 CONFIGS = {
     "gpt2": ModelConfig.gpt2_style(vocab_size=97, d_model=32, n_layer=2, n_head=4, d_ff=64, max_seq_len=32),
@@ -139,3 +142,68 @@ def test_relu_ffn_is_the_paper_formula():
     x = torch.randn(2, 3, 8)
     expected = torch.relu(x @ ffn.W_1 + ffn.b_1) @ ffn.W_2 + ffn.b_2
     assert torch.allclose(ffn(x), expected, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------
+# one functional core: attention's arithmetic is written once
+
+
+# The functions outside reference/functional.py that may write attention out by hand: each builds
+# a known mistake into it (a variant the checks compare a student's output against).
+MISTAKE_VARIANTS = {("checks/steps/attention.py", "_attn"), ("checks/steps/attention.py", "_mha"),
+                    ("checks/steps/real_model.py", "_mistaken_attention")}
+
+
+def _attention_arithmetic(tree):
+    """(function, line) of each score matrix (x @ y.transpose(-2, -1)) and each
+    repeat of key/value heads along the head axis (repeat_interleave(n, dim=1) / repeat(1, n, ...))."""
+    import ast
+
+    found = []
+
+    def visit(node, func):
+        children = list(ast.iter_child_nodes(node))
+        if isinstance(node, ast.Dict):          # {"mistake_...": variant}: a mutant, allowed to differ
+            children = [c for k, v in zip(node.keys, node.values) for c in (k, v)
+                        if not (isinstance(k, ast.Constant) and str(k.value).startswith("mistake_") and c is v)]
+        for child in children:
+            if child is None:
+                continue
+            name = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else func
+            if isinstance(child, ast.BinOp) and isinstance(child.op, ast.MatMult):
+                right = child.right
+                if (isinstance(right, ast.Call) and isinstance(right.func, ast.Attribute)
+                        and right.func.attr == "transpose") or \
+                        (isinstance(right, ast.Attribute) and right.attr == "mT"):
+                    found.append((name, child.lineno, "score matrix"))
+            if isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute):
+                attr, args = child.func.attr, child.args
+                dims = [k.value for k in child.keywords if k.arg == "dim"] + args[1:2]
+                if attr == "repeat_interleave" and any(isinstance(d, ast.Constant) and d.value == 1 for d in dims):
+                    found.append((name, child.lineno, "repeat of key/value heads"))
+                if attr == "repeat" and len(args) == 4 and isinstance(args[0], ast.Constant) and args[0].value == 1:
+                    found.append((name, child.lineno, "tiled key/value heads"))
+            visit(child, name)
+
+    visit(tree, None)
+    return found
+
+
+def test_attention_arithmetic_lives_only_in_the_functional_core():
+    """The score matrix and the key/value heads' repeat are written once, in
+    reference/functional.py; the reference model, the assembled student model and every check call
+    it. Only the mistake variants (which must change that arithmetic) write it out."""
+    import ast
+
+    package = REPO / "autograde"
+    stray = []
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package).as_posix()
+        if rel == "reference/functional.py":
+            continue
+        for func, line, what in _attention_arithmetic(ast.parse(path.read_text(encoding="utf-8"))):
+            if (rel, func) not in MISTAKE_VARIANTS:
+                stray.append(f"{rel}:{line} in {func}: {what}")
+    assert not stray, "attention written out outside reference/functional.py:\n" + "\n".join(stray)
+    core = _attention_arithmetic(ast.parse((package / "reference/functional.py").read_text(encoding="utf-8")))
+    assert {what for _, _, what in core} >= {"score matrix", "repeat of key/value heads"}

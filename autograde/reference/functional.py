@@ -137,14 +137,23 @@ def causal_mask(t_query: int, t_key: int, device=None) -> torch.Tensor:
     return k_pos <= q_pos                                            # (T, S)
 
 
+def attention_scores(q, k):
+    """Q K^T / sqrt(d_k): how well each query matches each key, before the softmax.
+
+    q: (..., T, D), k: (..., S, D). Returns (..., T, S). Dividing by sqrt(d_k) keeps
+    the scores' spread near 1 whatever the head size, so the softmax does not saturate.
+    """
+    d_k = q.shape[-1]
+    return q @ k.transpose(-2, -1) / math.sqrt(d_k)      # (..., T, S)
+
+
 def attention_weights(q, k, mask=None):
     """softmax(Q K^T / sqrt(d_k)): how much each query looks at each key.
 
     q: (..., T, D), k: (..., S, D), mask: broadcastable to (..., T, S),
     True = may attend. Returns (..., T, S) in q's dtype; each row sums to 1.
     """
-    d_k = q.shape[-1]
-    scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)  # (..., T, S)
+    scores = attention_scores(q, k)                      # (..., T, S)
     if mask is not None:
         # -inf before the softmax, so masked keys get exactly zero weight
         scores = scores.masked_fill(~mask, float("-inf"))
@@ -159,6 +168,28 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     q: (..., T, D), k and v: (..., S, D). Returns (..., T, D).
     """
     return attention_weights(q, k, mask) @ v             # (..., T, D)
+
+
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """Grouped-query attention's sharing: (B, G, S, D) -> (B, G * n_rep, S, D).
+
+    Each key/value head serves n_rep consecutive query heads, so head g is
+    repeated in place (k0, k0, k1, k1), not tiled (k0, k1, k0, k1)."""
+    return x.repeat_interleave(n_rep, dim=1)                  # (B, G * n_rep, S, D)
+
+
+def grouped_query_attention(q, k, v, mask=None, record: dict | None = None, layer: int = 0):
+    """Attention over heads where the keys and values may have fewer heads than the queries.
+
+    q: (B, H, T, D), k and v: (B, G, S, D) with H a multiple of G, mask broadcastable
+    to (B, H, T, S). Returns (B, H, T, D); record[layer] receives the weights (B, H, T, S).
+    """
+    group = q.shape[1] // k.shape[1]
+    k, v = repeat_kv(k, group), repeat_kv(v, group)           # (B, H, S, D)
+    weights = attention_weights(q, k, mask)                   # (B, H, T, S)
+    if record is not None:
+        record[layer] = weights.detach()
+    return weights @ v                                        # (B, H, T, D)
 
 
 def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -352,14 +383,8 @@ def attention(x: torch.Tensor, w: Mapping, cfg: ModelConfig, mask=None, rope=Non
         q, k = apply_rope(q, *rope), apply_rope(k, *rope)
     if cache is not None:
         k, v = cache.update(layer, k, v)                               # (B, G, S, D)
-    # grouped-query attention: each key/value head serves n_head/n_kv_head consecutive query heads
-    group = cfg.n_head // cfg.n_kv_head
-    k = k.repeat_interleave(group, dim=1)                              # (B, H, S, D)
-    v = v.repeat_interleave(group, dim=1)                              # (B, H, S, D)
-    weights = attention_weights(q, k, mask)                            # (B, H, T, S)
-    if record is not None:
-        record[layer] = weights.detach()
-    return linear(merge_heads(weights @ v), w["W_o"], w.get("b_o"))   # (B, T, C)
+    out = grouped_query_attention(q, k, v, mask, record, layer)       # (B, H, T, D)
+    return linear(merge_heads(out), w["W_o"], w.get("b_o"))           # (B, T, C)
 
 
 def feed_forward(x: torch.Tensor, w: Mapping, cfg: ModelConfig, ops: Mapping | None = None) -> torch.Tensor:

@@ -74,6 +74,7 @@ import torch
 from autograde.checks.core import Case, Check, Verdict, compare_outputs, gen
 from autograde.checks.messages import register_messages
 from autograde.checks.registry import register
+from autograde.reference import functional as fn
 from autograde.reference import model as ref
 
 SENTENCES = ("애, 겨울 배가 맛있단다!", "The model reads tokens, not letters.")
@@ -259,8 +260,8 @@ def real_qkv(index: int | None = None):
     x = stacked_inputs() if index is None else xs[index]
     with torch.no_grad():
         q = ref.split_heads(x @ attn.W_q, cfg.n_head)
-        k = ref.split_heads(x @ attn.W_k, cfg.n_kv_head).repeat_interleave(cfg.n_head // cfg.n_kv_head, dim=1)
-        v = ref.split_heads(x @ attn.W_v, cfg.n_kv_head).repeat_interleave(cfg.n_head // cfg.n_kv_head, dim=1)
+        k = fn.repeat_kv(ref.split_heads(x @ attn.W_k, cfg.n_kv_head), cfg.n_head // cfg.n_kv_head)
+        v = fn.repeat_kv(ref.split_heads(x @ attn.W_v, cfg.n_kv_head), cfg.n_head // cfg.n_kv_head)
     return q, k, v
 
 
@@ -375,7 +376,7 @@ class Softmax(AttentionCheck):
             return [Case("[[2, 1, 0.1]]", (torch.tensor([[2.0, 1.0, 0.1]]),)),
                     Case("[[1000, 999], [3, -3]]", (torch.tensor([[1000.0, 999.0], [3.0, -3.0]]),)),
                     Case(f"q @ k.mT / √d {tuple(q.shape[:3]) + (k.shape[2],)}",
-                         (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]),)),
+                         (fn.attention_scores(q, k),)),
                     Case("x (4, 3), dim=0", (torch.randn(4, 3, generator=g),), {"dim": 0})]
         shape = tuple(int(s) for s in torch.randint(2, 7, (3,), generator=g))
         n = int(torch.randint(3, 7, (1,), generator=g))
@@ -740,17 +741,21 @@ def _mha(x, W_q, W_k, W_v, W_o, n_head, n_kv_head, cos, sin, *, interleave=True,
     k = _split(x @ W_k, n_kv_head, split)
     v = _split(x @ W_v, n_kv_head, split)
     q, k, v = (_rope(t, cos, sin) if name in rope else t for name, t in (("q", q), ("k", k), ("v", v)))
-    group = n_head // n_kv_head
-    if interleave:
-        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-    else:
-        k, v = k.repeat(1, group, 1, 1), v.repeat(1, group, 1, 1)
-    d = {"head": q.shape[-1], "model": x.shape[-1], "none": 1}[scale]
-    scores = q @ k.transpose(-2, -1) / math.sqrt(d)
-    if mask:
-        t = x.shape[1]
-        scores = scores.masked_fill(~ref.causal_mask(t, t, x.device), float("-inf"))
-    out = _merge(torch.softmax(scores, dim=-1) @ v, merge)
+    t = x.shape[1]
+    if interleave and scale == "head" and mask:       # the attention itself is right: the reference's own
+        heads = fn.grouped_query_attention(q, k, v, fn.causal_mask(t, t, x.device))   # (B, H, T, D)
+    else:                                             # a mistake in the attention itself, written out
+        group = n_head // n_kv_head
+        if interleave:
+            k, v = fn.repeat_kv(k, group), fn.repeat_kv(v, group)
+        else:
+            k, v = k.repeat(1, group, 1, 1), v.repeat(1, group, 1, 1)
+        d = {"head": q.shape[-1], "model": x.shape[-1], "none": 1}[scale]
+        scores = q @ k.transpose(-2, -1) / math.sqrt(d)
+        if mask:
+            scores = scores.masked_fill(~fn.causal_mask(t, t, x.device), float("-inf"))
+        heads = torch.softmax(scores, dim=-1) @ v
+    out = _merge(heads, merge)
     return out @ W_o if project else out
 
 

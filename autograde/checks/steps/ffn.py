@@ -83,6 +83,7 @@ from autograde.checks.messages import register_messages
 from autograde.checks.registry import register
 from autograde.checks.steps.attention import first_row_only, raised_mistake, strided
 from autograde.checks.tolerance import Tolerance, close, tolerance_for
+from autograde.reference import functional as fn
 from autograde.reference import model as ref
 
 SENTENCES = ("애, 겨울 배가 맛있단다!", "The model reads tokens, not letters.")
@@ -580,9 +581,8 @@ def _attention(x, w, cfg, cos, sin):
     v = ref.split_heads(x @ w["attn.W_v"], n_kv)
     q = q * cos + ref.rotate_half(q) * sin
     k = k * cos + ref.rotate_half(k) * sin
-    k, v = k.repeat_interleave(n_head // n_kv, dim=1), v.repeat_interleave(n_head // n_kv, dim=1)
     T = x.shape[1]
-    out = ref.scaled_dot_product_attention(q, k, v, ref.causal_mask(T, T, x.device))
+    out = fn.grouped_query_attention(q, k, v, fn.causal_mask(T, T, x.device))   # (B, H, T, D)
     return ref.merge_heads(out) @ w["attn.W_o"]                     # (B, T, C)
 
 

@@ -439,7 +439,7 @@ class RepeatKV(Check):
                 Case("n_rep=1 (multi-head attention): unchanged", (torch.randn(2, 3, 2, 2, generator=g), 1))]
 
     def reference(self, x, n_rep):
-        return x.repeat_interleave(n_rep, dim=1)                                # (B, G * n_rep, T, D)
+        return fn.repeat_kv(x, n_rep)                                           # (B, G * n_rep, T, D)
 
     def judge(self, case, output):
         verdict = super().judge(case, output)
@@ -549,21 +549,32 @@ def _attention(x, w, cfg, cos, sin, past=None, *, variant="ok"):
         k_stored, v_stored = torch.cat([past[0], k_stored], 2), v
     else:
         v_stored = v
-    k_all, v_all = k.repeat_interleave(H // G, 1), v.repeat_interleave(H // G, 1)    # (B, H, S, D)
-    if variant == "tiled":
+    T, S = q.shape[2], k.shape[2]
+    if variant in ("tiled", "scale_d_model", "no_mask", "mask_no_offset"):
+        heads = _mistaken_attention(q, k, v, x.shape[-1], variant)       # (B, H, T, D)
+    else:                                # query i sits at past + i: the reference's own attention
+        heads = fn.grouped_query_attention(q, k, v, fn.causal_mask(T, S))  # (B, H, T, D)
+    out = fn.merge_heads(heads) @ w["W_o"]                                # (B, T, C)
+    if variant == "cache_repeated":
+        return out, (fn.repeat_kv(k, H // G), fn.repeat_kv(v, H // G))   # (B, H, S, D) each
+    return out, (k_stored, v_stored)
+
+
+def _mistaken_attention(q, k, v, d_model: int, variant: str):
+    """Grouped-query attention with one known mistake in it. q: (B, H, T, D), k, v: (B, G, S, D)."""
+    H, G, T, S, D = q.shape[1], k.shape[1], q.shape[2], k.shape[2], q.shape[3]
+    if variant == "tiled":                                                # (k0, k1, k0, k1)
         k_all, v_all = k.repeat(1, H // G, 1, 1), v.repeat(1, H // G, 1, 1)
-    T, S = q.shape[2], k_all.shape[2]
-    scale = math.sqrt(x.shape[-1] if variant == "scale_d_model" else D)
+    else:
+        k_all, v_all = fn.repeat_kv(k, H // G), fn.repeat_kv(v, H // G)     # (B, H, S, D)
+    scale = math.sqrt(d_model if variant == "scale_d_model" else D)
     scores = q @ k_all.transpose(-2, -1) / scale                          # (B, H, T, S)
     if variant != "no_mask":
-        mask = fn.causal_mask(T, S)                                       # (T, S): query i at past + i
+        mask = fn.causal_mask(T, S)
         if variant == "mask_no_offset":
             mask = torch.ones(T, S, dtype=torch.bool).tril()                # as if the cache were not there
         scores = scores.masked_fill(~mask, float("-inf"))
-    out = fn.merge_heads(torch.softmax(scores, -1) @ v_all) @ w["W_o"]     # (B, T, C)
-    if variant == "cache_repeated":
-        return out, (k_all, v_all)
-    return out, (k_stored, v_stored)
+    return torch.softmax(scores, -1) @ v_all                             # (B, H, T, D)
 
 
 def _attention_case(label, g, cfg, B, T, past_len):
