@@ -11,7 +11,10 @@ FIGURE_DPI / 96 image pixels per CSS pixel). `_save` refuses a figure that
 breaks these rules and records, in figures/figures.json, each figure's smallest
 text size in image pixels; the browser tests scale that by the width the image
 is shown at (a text of s image pixels shown at width w of natural width n is
-s * w / n CSS pixels tall) and require at least 10 px at a 390 px wide screen.
+s * w / n CSS pixels tall) and require at least 12 px at a 390 px wide screen.
+
+Every figure also gets a dark twin, NAME-dark.png (`dark_variant`), which the
+site shows in the dark colour scheme instead of a bright white rectangle.
 """
 from __future__ import annotations
 
@@ -25,7 +28,12 @@ from autograde.errors import CourseError
 LANGS = ("en", "ko")
 FIGURE_DPI = 192          # 2 image pixels per CSS pixel
 FIGURE_WIDTH_IN = 5.2     # shown at most 5.2 * 96 = 499 CSS px wide
-MIN_FONT_PT = 12          # 12 pt at 96 px/in = 16 CSS px at full size
+MIN_FONT_PT = 13          # 13 pt at 96 px/in = 17.3 CSS px at full size, >= 12 px at 390 px
+DARK_SUFFIX = "-dark"     # NAME-dark.png: the same figure for the dark colour scheme
+# Material's slate background (hsl(232, 15%, 14%)) and the light grey of its text:
+# a dark figure's white turns into the page's background, its black into the text.
+DARK_BACKGROUND = (30, 32, 41)
+DARK_FOREGROUND = (226, 228, 233)
 SIDECAR = "figures.json"
 SENTENCE_BAE = "애, 겨울 배가 맛있단다!"
 LOGITS_EXAMPLE = [2.0, 1.0, 0.5, 0.2, -1.0]
@@ -170,8 +178,35 @@ def _save(fig, path: Path) -> Path:
     record = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar.is_file() else {}
     record[path.name] = {"dpi": FIGURE_DPI, "min_font_pt": min(t.get_fontsize() for t in texts),
                          "min_text_px": round(min(t.get_fontsize() for t in texts) * FIGURE_DPI / 72, 2)}
+    record[dark_path(path).name] = record[path.name]   # same layout, same text sizes
+    dark_variant(path)
     sidecar.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return path
+
+
+def dark_path(path: Path) -> Path:
+    return path.with_name(path.stem + DARK_SUFFIX + path.suffix)
+
+
+def dark_variant(path: Path) -> Path:
+    """Write NAME-dark.png: the figure with its lightness turned over and its hues kept.
+
+    In HLS, c + 1 - (max + min) per pixel maps lightness L to 1 - L and keeps hue
+    and saturation: white becomes black, black text white, a dark blue a light
+    blue, a pale grey bar a dim one; a heat map's strong cells become the bright
+    ones. The result is then spread between the dark page's background and text
+    colours. Computed from the light PNG, so both always show the same data."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        rgb = np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0
+    turned = rgb + (1.0 - rgb.max(axis=2, keepdims=True) - rgb.min(axis=2, keepdims=True))
+    low, high = np.array(DARK_BACKGROUND) / 255.0, np.array(DARK_FOREGROUND) / 255.0
+    out = low + np.clip(turned, 0.0, 1.0) * (high - low)
+    target = dark_path(path)
+    Image.fromarray(np.rint(out * 255.0).astype(np.uint8), "RGB").save(target, format="PNG")
+    return target
 
 
 def token_label(tok, idx: int) -> str:
@@ -420,6 +455,7 @@ def make_all(course_dir) -> list[Path]:
             fig_top_k_top_p(plt, ref, lang, out / "top-k-top-p.png"),
             fig_loss_curve(plt, log, lang, out / LOSS_FIGURE),
         ]
+        written += [dark_path(p) for p in written if p.parent == out and p.suffix == ".png"]
         for name, text in (("token-stats.md", token_stats_md(rows, lang)),
                            ("model-stats.md", model_stats_md(log, lang)),
                            ("samples.md", samples_md(log, lang))):

@@ -70,8 +70,10 @@ def loss_curve(log: dict, lang: str = "en"):
         lr_ax.plot([x + 1 for x in xs], [schedule(x, settings) for x in xs], color="#9467bd", lw=0.8, alpha=0.6)
         lr_ax.set_ylabel(L["lr"], color="#9467bd")
         lr_ax.tick_params(axis="y", colors="#9467bd")
-    # below the axes, at the site's smallest text size (12 pt), one entry a line
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=12, frameon=False)
+    # below the axes, at the site's smallest text size, one entry a line
+    from autograde.figures import MIN_FONT_PT
+
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=MIN_FONT_PT, frameon=False)
     fig.tight_layout()
     return fig
 

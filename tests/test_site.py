@@ -236,6 +236,57 @@ def test_notebook_links_follow_config_changes():
         "../notebooks/02_attention.ipynb"
 
 
+def test_language_menu_marks_the_current_language(site):
+    for lang in LANGS:
+        for page in ("chapters/01-tokens.html", "index.html", "404.html"):
+            html = (site / lang / page).read_text(encoding="utf-8")
+            links = re.findall(r'<a href="[^"]*" hreflang="(\w+)" class="md-select__link"([^>]*)>', html)
+            assert sorted(code for code, _ in links) == sorted(LANGS), (lang, page)
+            assert [code for code, attrs in links if 'aria-current="page"' in attrs] == [lang], (lang, page)
+
+
+def test_colab_is_offered_once_per_page(site):
+    """The button under the title; the notebook's own Colab link is not repeated."""
+    for lang in LANGS:
+        for page in pages(lang):
+            html = (site / lang / page.replace(".md", ".html")).read_text(encoding="utf-8")
+            count = len(re.findall(r'href="https://colab\.research\.google\.com/', html))
+            assert count == (1 if "nb-buttons" in html else 0), f"{lang}/{page}: {count} Colab links"
+
+
+def test_notebook_page_drops_only_the_colab_link():
+    from autograde.site.notebook_pages import without_colab_link
+
+    assert without_colab_link("[Open in Colab](https://colab.research.google.com/github/a/b) · companion of "
+                              "chapter 3\nMore [text](https://colab.research.google.com/x)") == \
+        "Companion of chapter 3\nMore "
+    assert without_colab_link("[Colab에서 열기](https://colab.research.google.com/x) · 3장과 함께") == "3장과 함께"
+    assert without_colab_link("[a link](https://example.org) stays") == "[a link](https://example.org) stays"
+
+
+def test_nav_does_not_repeat_the_site_name(site):
+    for lang in LANGS:
+        name = mkdocs_config(lang)["site_name"]
+        html = (site / lang / "chapters" / "01-tokens.html").read_text(encoding="utf-8")
+        nav = html[html.index('md-nav--primary'):html.index('md-sidebar--secondary')]
+        labels = [re.sub(r"\s+", " ", t).strip()
+                  for t in re.findall(r'<a href="[^"]*" class="md-nav__link[^"]*">\s*<span class="md-ellipsis">(.*?)</span>',
+                                      nav, re.S)]
+        assert len(labels) >= 20 and name not in labels, (lang, labels[:3])
+
+
+def test_404_pages_link_relative_to_their_language_root(site):
+    """MkDocs gives error pages root-absolute links ("/assets/..."), which load
+    nothing from file:// or from site/<lang>/ on a server."""
+    for lang in LANGS:
+        html = (site / lang / "404.html").read_text(encoding="utf-8")
+        absolute = re.findall(r'(?:href|src)="(/[^"]*)"', html)
+        assert absolute == [], (lang, absolute[:5])
+        for ref in re.findall(r'<(?:link|script)\b[^>]*(?:href|src)="([^"#]+)"', html):
+            if not EXTERNAL.match(ref):
+                assert (site / lang / ref).is_file(), (lang, ref)
+
+
 def test_language_switcher_links_to_the_same_page(site):
     for lang, other in (("en", "ko"), ("ko", "en")):
         html = (site / lang / "chapters" / "01-tokens.html").read_text(encoding="utf-8")
@@ -285,8 +336,11 @@ def test_korean_index_has_extra_terms(site):
 
 
 @functools.cache
-def chromium_session():
-    """One headless Chromium per process, with the console log kept, quit at exit."""
+def chromium_session(file_access: bool = True):
+    """One headless Chromium per process, with the console log kept, quit at exit.
+
+    file_access=False: a second one without --allow-file-access-from-files, as
+    a reader's browser opens the site from disk (each file:// URL its own origin)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_path = shutil.which("chromedriver")
     if not (chromium and driver_path):
@@ -299,7 +353,7 @@ def chromium_session():
     opts.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                "--allow-file-access-from-files", f"--user-data-dir={profile}"):
+                *(["--allow-file-access-from-files"] if file_access else []), f"--user-data-dir={profile}"):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})   # console messages for get_log
     drv = webdriver.Chrome(service=Service(driver_path), options=opts)
@@ -312,6 +366,15 @@ def chromium_session():
 @pytest.fixture(scope="session")
 def browser():
     drv = chromium_session()
+    if drv is None:
+        pytest.skip("chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
+    return drv
+
+
+@pytest.fixture(scope="session")
+def reader_browser():
+    """Chromium as a reader runs it: no --allow-file-access-from-files."""
+    drv = chromium_session(file_access=False)
     if drv is None:
         pytest.skip("chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
     return drv

@@ -5,9 +5,11 @@ the browser's language, and no page logs a console error over http or file://.
 The readability criterion for figures: figures.py records, per figure, the size
 of its smallest text in image pixels (smallest font in points x dpi / 72). An
 image shown `w` CSS px wide whose file is `n` px wide shows that text at
-`size * w / n` CSS px; at a 390 px wide viewport this must be at least 10 px.
+`size * w / n` CSS px; at a 390 px wide viewport this must be at least 12 px.
 For mermaid diagrams the same holds with the SVG's computed font sizes and its
-viewBox width. The site, browser and server fixtures come from tests/test_site.py.
+viewBox width (diagrams wider than the screen scroll in their box at natural size).
+Also here (issue 21): the 404 pages, the download button from file:// in a
+reader's Chromium, Korean line breaks and the dark figures. The site, browser and server fixtures come from tests/test_site.py.
 """
 from __future__ import annotations
 
@@ -18,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from test_site import COURSE, LANGS, ROOT, browser, mkdocs_config, pages, server, site  # noqa: F401  (fixtures)
+from test_site import (COURSE, LANGS, ROOT, browser, mkdocs_config, pages, reader_browser,  # noqa: F401  (fixtures)
+                       server, site)
 
 PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
-MIN_TEXT_PX = 10
+MIN_TEXT_PX = 12
 MAX_DIAGRAM_HEIGHT_PX = 1000   # at 390 px: about one phone screen (844 px) and a bit
 
 
@@ -55,6 +58,12 @@ def test_every_download_button_resolves_inside_the_site(site):
                 target = ((site / lang / page).parent / href).resolve()
                 assert target.is_relative_to((site / lang).resolve()) and target.is_file(), (page, href)
                 found += 1
+            # the same notebook as a script for the button from file://: the exact text
+            for name, script in re.findall(r'data-notebook="([^"]+)" data-notebook-script="([^"]+)"', html):
+                js = ((site / lang / page).parent / script).read_text(encoding="utf-8")
+                call = re.fullmatch(r'courseNotebook\(("[^"]+"), (".*")\);\n', js, re.S)
+                assert call and json.loads(call.group(1)) == name, (page, script)
+                assert json.loads(call.group(2)) == (site / lang / "notebooks" / f"{name}.ipynb").read_text(encoding="utf-8")
     assert found >= 2 * 8   # 4 chapters + 4 notebook pages, both languages
 
 
@@ -174,6 +183,24 @@ def test_save_refuses_small_text_and_wide_figures(tmp_path):
     assert not (tmp_path / "small.png").exists()
 
 
+def test_dark_twin_turns_lightness_over_and_keeps_hues(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from autograde import figures
+
+    pixels = [(255, 255, 255), (0, 0, 0), (8, 48, 107), (204, 204, 204), (214, 39, 40)]
+    Image.fromarray(np.array([pixels], dtype=np.uint8), "RGB").save(tmp_path / "x.png")
+    out = figures.dark_variant(tmp_path / "x.png")
+    assert out == tmp_path / f"x{figures.DARK_SUFFIX}.png"
+    white, black, dark_blue, pale_grey, red = (tuple(int(v) for v in p)
+                                               for p in np.asarray(Image.open(out).convert("RGB"))[0])
+    assert white == figures.DARK_BACKGROUND and black == figures.DARK_FOREGROUND
+    assert dark_blue[2] > max(dark_blue[:2]) and sum(dark_blue) > sum(pixels[2])   # a lighter blue
+    assert max(abs(a - b) for a, b in zip(pale_grey, figures.DARK_BACKGROUND)) < 50   # a dim grey
+    assert red[0] > max(red[1:]) + 100                                               # still red
+
+
 def drawn_texts(draw, *args) -> list[tuple[str, float]]:
     """(text, rotation) of every text a figures.py function draws, caught just before saving."""
     from autograde import figures
@@ -221,8 +248,12 @@ def test_figure_images_carry_their_css_size(site):
     for lang in LANGS:
         for page in site_pages(lang):
             html = (site / lang / page).read_text(encoding="utf-8")
-            for tag in re.findall(r'<img\b[^>]*src="[^"]*figures/[^"]+"[^>]*>', html):
-                src = re.search(r'src="([^"]+)"', tag).group(1)
+            tags = re.findall(r'<img\b[^>]*src="[^"]*figures/[^"]+"[^>]*>', html)
+            # every figure twice: the light image and its dark twin, one per colour scheme
+            light = [t for t in tags if '.png#only-light"' in t]
+            assert len(light) * 2 == len(tags) == 2 * sum('-dark.png#only-dark"' in t for t in tags), page
+            for tag in tags:
+                src = re.search(r'src="([^"#]+)', tag).group(1)
                 w, _ = png_size((site / lang / page).parent / src)
                 assert f'width="{round(w * 96 / FIGURE_DPI)}"' in tag, (page, tag)
                 seen += 1
@@ -286,13 +317,24 @@ def download_dir(browser) -> Path:
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["http", "file"])
-def test_download_button_saves_the_notebook_offline(browser, server, site, scheme):
+def test_download_button_saves_the_notebook_offline(reader_browser, server, site, scheme):
+    """In Chromium as a reader runs it (no --allow-file-access-from-files), the
+    button saves the notebook, also from file://, where a plain download link
+    would open the JSON instead (checked first, so the test can tell)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    browser = reader_browser
     base = server if scheme == "http" else site.as_uri()
     folder = download_dir(browser)
     try:
+        if scheme == "file":   # the bug the button works around: a plain link opens the file
+            browser.get(f"{base}/en/chapters/03-attention.html")
+            settle(browser)
+            browser.execute_script(
+                "const a = document.createElement('a'); a.href = '../notebooks/02_attention.ipynb';"
+                "a.download = '02_attention.ipynb'; document.body.append(a); a.click();")
+            WebDriverWait(browser, 30).until(lambda d: d.current_url.endswith("02_attention.ipynb"))
         for lang in LANGS:
             browser.get(f"{base}/{lang}/chapters/03-attention.html")
             settle(browser)
@@ -303,6 +345,7 @@ def test_download_button_saves_the_notebook_offline(browser, server, site, schem
             assert saved.read_bytes() == (ROOT / "exercises" / lang / "02_attention" / "02_attention.ipynb").read_bytes()
             assert browser.current_url == start   # the page stays; no error page
             saved.unlink()
+        assert console_errors(browser) == []
     finally:
         browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "default"})
         import shutil
@@ -323,7 +366,7 @@ def phone(browser):
 
 
 FIGURE_MEASURE = """
-return [...document.querySelectorAll('img[src*="figures/"]')].map(img => ({
+return [...document.querySelectorAll('img[src*="figures/"]')].filter(img => img.checkVisibility()).map(img => ({
   src: img.getAttribute('src'), natural: img.naturalWidth, shown: img.getBoundingClientRect().width,
   right: img.getBoundingClientRect().right, viewport: document.documentElement.clientWidth}));
 """
@@ -357,7 +400,7 @@ def test_figure_text_is_readable_on_a_phone(phone, server, site):
             settle(phone)
             for img in phone.execute_script(FIGURE_MEASURE):
                 assert img["natural"] > 0, f"{lang}/{page}: {img['src']} did not load"
-                text_px = record[lang][Path(img["src"]).name]["min_text_px"] * img["shown"] / img["natural"]
+                text_px = record[lang][Path(img["src"].split("#")[0]).name]["min_text_px"] * img["shown"] / img["natural"]
                 assert text_px >= MIN_TEXT_PX, f"{lang}/{page}: {img['src']} text {text_px:.1f} px"
                 assert img["right"] <= img["viewport"] + 0.5, f"{lang}/{page}: {img['src']} overflows"
                 seen += 1
@@ -380,6 +423,8 @@ def test_diagrams_fit_a_phone(phone, server, site):
                 assert d["minFont"] >= MIN_TEXT_PX, f"{where}: text {d['minFont']:.1f} px"
                 assert d["height"] <= MAX_DIAGRAM_HEIGHT_PX, f"{where}: {d['height']:.0f} px tall"
                 seen += 1
+            # a diagram wider than the screen scrolls in its own box, not the page
+            assert phone.execute_script("return document.documentElement.scrollWidth") <= PHONE["width"], page
     assert seen >= 2 * 10
 
 
@@ -426,3 +471,108 @@ def test_root_page_names_both_languages_and_works_without_script(site):
     assert 'href="en/index.html"' in html and 'href="ko/index.html"' in html
     assert "navigator.languages" in html
     assert re.search(r'<noscript><meta http-equiv="refresh" content="\d+; url=en/index.html"></noscript>', html)
+
+
+# ----------------------------------------------------------------------------
+# issue 21: 404 pages, Korean line breaks, dark figures, the wide sidebar
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme", ["http", "file"])
+def test_404_pages_are_styled_without_console_errors(browser, server, site, scheme):
+    base = server if scheme == "http" else site.as_uri()
+    console_errors(browser)
+    for lang, other in (("en", "ko"), ("ko", "en")):
+        browser.get(f"{base}/{lang}/404.html")
+        settle(browser)
+        assert console_errors(browser) == [], lang
+        # Material's stylesheet applies (an unstyled page has a static header) and its script ran
+        assert browser.execute_script(
+            "return getComputedStyle(document.querySelector('.md-header')).position") == "sticky", lang
+        assert browser.execute_script("return typeof document$") != "undefined", lang
+        link = browser.execute_script(
+            f"return document.querySelector('a.md-select__link[hreflang=\"{other}\"]').href")
+        assert link == f"{base}/{other}/index.html", lang
+
+
+# Every Hangul word in the headings and the sidebar's links: the distinct line
+# boxes (tops of its client rects) it spans. A word on two lines is split.
+SPLIT_WORDS = """
+const split = [];
+for (const el of document.querySelectorAll(arguments[0])) {
+  const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  for (let node; (node = walker.nextNode());) {
+    for (const m of node.data.matchAll(/[\\uac00-\\ud7a3]+/g)) {
+      const range = document.createRange();
+      range.setStart(node, m.index);
+      range.setEnd(node, m.index + m[0].length);
+      const tops = new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
+      if (tops.size > 1) split.push(m[0] + ' in ' + el.textContent.trim().slice(0, 40));
+    }
+  }
+}
+return split;
+"""
+KOREAN_TEXT = "h1, h2, h3, .md-nav--primary .md-nav__link, .md-typeset p, .md-typeset p a"
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_korean_words_are_not_split_across_lines_on_a_phone(phone, server, site):
+    pages_ko = ["index.html", "chapters/03-attention.html", "notebooks/02_attention.html"]
+    for page in pages_ko:
+        phone.get(f"{server}/ko/{page}")
+        settle(phone)
+        phone.execute_script("document.getElementById('__drawer').checked = true")   # the sidebar, laid out
+        styles = phone.execute_script(
+            "return [...document.querySelectorAll(arguments[0])].map(e => getComputedStyle(e).wordBreak)",
+            KOREAN_TEXT)
+        assert styles and set(styles) == {"keep-all"}, (page, set(styles))
+        assert phone.execute_script(SPLIT_WORDS, KOREAN_TEXT) == [], page
+        assert phone.execute_script("return document.documentElement.scrollWidth") <= 390, page
+    # the check sees a split: the same text in a narrow box with the browser's default rule
+    phone.execute_script(
+        "const h = document.createElement('h2'); h.id = 'probe'; h.style.cssText = 'width: 5em; word-break: normal';"
+        "h.textContent = '트랜스포머 어텐션을 단계별로 살펴보기'; document.querySelector('.md-content').prepend(h)")
+    assert phone.execute_script(SPLIT_WORDS, "#probe") != []
+    phone.get(f"{server}/en/chapters/03-attention.html")
+    settle(phone)
+    assert phone.execute_script("return getComputedStyle(document.querySelector('h1')).wordBreak") == "normal"
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.parametrize("lang,scheme,suffix", [("en", "light", ".png#only-light"), ("ko", "dark", "-dark.png#only-dark")])
+def test_wide_page_shows_the_figure_of_the_colour_scheme(browser, server, lang, scheme, suffix):
+    """At 1280 px, in the reader's colour scheme: only that scheme's figure is
+    shown (no white figure in dark mode), and the sidebar does not repeat the
+    site name that the header shows."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                            {"features": [{"name": "prefers-color-scheme", "value": scheme}]})
+    try:
+        browser.get(f"{server}/{lang}/chapters/05-sampling.html")
+        browser.execute_script("localStorage.clear()")   # Material keeps the last palette there
+        browser.refresh()
+        settle(browser)
+        shown = browser.execute_script(
+            "return [...document.querySelectorAll('img[src*=\"figures/\"]')]"
+            ".filter(i => i.checkVisibility()).map(i => [i.getAttribute('src'), i.naturalWidth])")
+        assert len(shown) == 2 and all(src.endswith(suffix) and width > 0 for src, width in shown), shown
+        # the light figure's white corner, the dark one's page background
+        corner = browser.execute_script("""
+            const img = [...document.querySelectorAll('img[src*="figures/"]')].find(i => i.checkVisibility());
+            const c = document.createElement('canvas'); c.width = c.height = 1;
+            c.getContext('2d').drawImage(img, 0, 0, 1, 1, 0, 0, 1, 1);
+            return [...c.getContext('2d').getImageData(0, 0, 1, 1).data].slice(0, 3);""")
+        assert (min(corner) > 240) == (scheme == "light"), corner
+        name = mkdocs_config(lang)["site_name"]
+        sidebar = browser.execute_script(
+            "return document.querySelector('.md-sidebar--primary .md-sidebar__scrollwrap').innerText")
+        assert name not in sidebar and name in browser.execute_script(
+            "return document.querySelector('.md-header').innerText"), lang
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

@@ -4,17 +4,23 @@
   iframe-worker, course.css, katex-init.js) and, for Korean, the generated
   query script assets/ko-search.js;
 - on_files also adds the student notebooks exercises/<lang>/<name>/<name>.ipynb
-  as notebooks/<name>.ipynb, so that they can be downloaded offline;
+  as notebooks/<name>.ipynb, so that they can be downloaded offline, and as
+  notebooks/<name>.ipynb.js, which the button uses from file://
+  (course/assets/notebook-download.js);
 - on_page_markdown: the "Open in Colab" button (extra.repository and
   extra.default_branch) and the "Download notebook" button (a relative link to
   notebooks/<name>.ipynb inside the site) of pages with `notebook:` front matter;
 - on_page_content: figures from figures/*.png get their intended CSS width
-  (figures.py draws them at 2x) so that the text keeps its designed size;
+  (figures.py draws them at 2x) so that the text keeps its designed size, and
+  their dark twin (NAME-dark.png) for the dark colour scheme;
+- on_template_context / on_post_template: the 404 page links relative to its
+  language's root (MkDocs makes error pages' links root-absolute);
 - on_post_page: no <link rel="alternate" hreflang> in the head (Material fetches
   sitemap.xml next to each such link, which fails from file://; the switcher
   links are set per page instead);
 - on_page_context: the language switcher links to the same page in the other
-  language (relative, so it works from file:// too);
+  language (relative, so it works from file:// too); on_post_page marks the
+  current language in that menu (aria-current);
 - on_post_build: Korean search terms in the search index (field `ko`), and
   Material's lazy mermaid load pointed at the vendored copy instead of unpkg,
   with tighter layout options so that diagrams fit a phone.
@@ -62,6 +68,7 @@ def on_files(files, config):
     for path in sorted((ROOT / "exercises" / _lang(config)).glob("*/*.ipynb")):
         if path.parent.name == path.stem:
             files.append(File.generated(config, notebook_file(path.stem), abs_src_path=str(path)))
+            files.append(File.generated(config, notebook_script(path.stem), content=notebook_js(path)))
     return files
 
 
@@ -70,14 +77,29 @@ def notebook_file(name: str) -> str:
     return f"notebooks/{name}.ipynb"
 
 
+def notebook_script(name: str) -> str:
+    """The same notebook as a script, for the download button from file://
+    (course/assets/notebook-download.js)."""
+    return f"notebooks/{name}.ipynb.js"
+
+
+def notebook_js(path: Path) -> str:
+    """A script that hands the notebook's exact text to courseNotebook(); the
+    page turns it into a Blob, which saves the same bytes as the .ipynb."""
+    text = path.read_text(encoding="utf-8")
+    return f"courseNotebook({json.dumps(path.stem)}, {json.dumps(text)});\n"
+
+
 def notebook_links(config, lang: str, name: str, page_uri: str = "index.html") -> dict[str, str]:
     """The Colab URL of exercises/<lang>/<name>/<name>.ipynb and the download
     link, relative to the page `page_uri` (site path such as chapters/01-tokens.html)."""
     repo, branch = config.extra["repository"], config.extra["default_branch"]
     path = f"exercises/{lang}/{name}/{name}.ipynb"
+    here = posixpath.dirname(page_uri) or "."
     return {
         "colab": f"https://colab.research.google.com/github/{repo}/blob/{branch}/{path}",
-        "download": posixpath.relpath(notebook_file(name), posixpath.dirname(page_uri) or "."),
+        "download": posixpath.relpath(notebook_file(name), here),
+        "script": posixpath.relpath(notebook_script(name), here),
     }
 
 
@@ -95,7 +117,8 @@ def on_page_markdown(markdown, page, config, files):
         f'<p class="nb-buttons" data-search-exclude>'
         f'<a class="md-button md-button--primary nb-colab" href="{html.escape(links["colab"])}">{labels["colab"]}</a> '
         f'<a class="md-button nb-download" href="{html.escape(links["download"])}" download="{name}.ipynb" '
-        f'type="application/x-ipynb+json">{labels["download"]}</a>'
+        f'type="application/x-ipynb+json" data-notebook="{name}" '
+        f'data-notebook-script="{html.escape(links["script"])}">{labels["download"]}</a>'
         f"</p>"
     )
     # right after the page title (the first "# " line), else at the top
@@ -117,19 +140,30 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", head[16:24])
 
 
+@event_priority(50)  # before the glightbox plugin wraps each image in a link
 def on_page_content(html_text, page, config, files):
-    from autograde.figures import FIGURE_DPI
+    from autograde.figures import DARK_SUFFIX, FIGURE_DPI
+
+    def site_file(src: str):
+        return files.get_file_from_path(posixpath.normpath(posixpath.join(posixpath.dirname(page.file.src_uri), src)))
 
     def sized(match: re.Match) -> str:
         tag, src = match.group(0), match.group(1)
         if " width=" in tag:
             return tag
-        target = files.get_file_from_path(posixpath.normpath(posixpath.join(posixpath.dirname(page.file.src_uri), src)))
+        target = site_file(src)
         if target is None:
             return tag  # MkDocs reports the broken link itself
         w, h = png_size(Path(target.abs_src_path))
         scale = 96 / FIGURE_DPI
-        return tag[:-1].rstrip("/").rstrip() + f' width="{round(w * scale)}" height="{round(h * scale)}">'
+        tag = tag[:-1].rstrip("/").rstrip() + f' width="{round(w * scale)}" height="{round(h * scale)}">'
+        # the dark twin (figures.py writes NAME-dark.png): Material shows only the
+        # image of the current colour scheme (#only-light / #only-dark)
+        dark_src = src[: -len(".png")] + DARK_SUFFIX + ".png"
+        if site_file(dark_src) is None:
+            return tag
+        light = tag.replace(f'src="{src}"', f'src="{src}#only-light"', 1)
+        return light + light.replace(f'src="{src}#only-light"', f'src="{dark_src}#only-dark"', 1)
 
     return FIGURE_IMG.sub(sized, html_text)
 
@@ -144,7 +178,41 @@ HEAD_ALTERNATE = re.compile(r'\s*<link rel="alternate" href="[^"]*" hreflang="[^
 
 def on_post_page(output, page, config):
     head_end = output.find("</head>")
-    return HEAD_ALTERNATE.sub("", output[:head_end]) + output[head_end:]
+    return _mark_current_language(HEAD_ALTERNATE.sub("", output[:head_end]) + output[head_end:], _lang(config))
+
+
+def _mark_current_language(output: str, lang: str) -> str:
+    """The switcher's entry for the language being read gets aria-current (and,
+    through course.css, a check mark), so the menu says where the reader is."""
+    return re.sub(rf'(<a href="[^"]*" hreflang="{lang}" class="md-select__link")>',
+                  r'\1 aria-current="page">', output, count=1)
+
+
+# The 404 page: MkDocs renders error pages with root-absolute links ("/assets/...",
+# from site_url, "/" when unset), which from file:// or from site/<lang>/ on a
+# server load nothing: an unstyled page and a console error per asset. Each
+# language's 404.html lies at that language's root, so links relative to that
+# root work wherever the file is opened directly (file://, http .../en/404.html).
+ERROR_PAGE = "404.html"
+
+
+def on_template_context(context, template_name, config):
+    if template_name != ERROR_PAGE:
+        return context
+    from mkdocs.utils import normalize_url
+
+    context["base_url"] = "."
+    context["extra_css"] = [normalize_url(str(p), None, ".") for p in config.extra_css]
+    context["extra_javascript"] = [normalize_url(str(p), None, ".") for p in config.extra_javascript]
+    for alt in config.extra["alternate"]:   # the other language's home page
+        alt["link"] = f"../{alt['lang']}/index.html"
+    return context
+
+
+def on_post_template(output, template_name, config):
+    if template_name != ERROR_PAGE:
+        return output
+    return on_post_page(output, None, config)
 
 
 def on_page_context(context, page, config, nav):
@@ -181,8 +249,12 @@ MERMAID_LOCAL = ('new URL("../vendor/mermaid/mermaid.min.js",'
 # at the front, sequence into Material's own sequence object of font sizes).
 MERMAID_INIT = "mermaid.initialize({startOnLoad:!1,"
 MERMAID_SEQUENCE = 'sequence:{actorFontSize:"16px"'
-MERMAID_FLOWCHART = {"rankSpacing": 30, "nodeSpacing": 20, "padding": 8, "diagramPadding": 4}
-MERMAID_SEQUENCE_OPTIONS = {"wrap": True, "width": 90, "actorMargin": 16, "diagramMarginX": 4, "boxMargin": 6}
+# useMaxWidth false: a diagram keeps its natural size (16 px text) and scrolls
+# sideways inside its box (course.css) when it is wider than a phone, instead of
+# shrinking its text below 12 px.
+MERMAID_FLOWCHART = {"rankSpacing": 30, "nodeSpacing": 20, "padding": 8, "diagramPadding": 4, "useMaxWidth": False}
+MERMAID_SEQUENCE_OPTIONS = {"wrap": True, "width": 90, "actorMargin": 16, "diagramMarginX": 4, "boxMargin": 6,
+                            "useMaxWidth": False}
 
 
 def _js_members(options: dict) -> str:
