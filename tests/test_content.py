@@ -494,3 +494,14 @@ def test_every_notebook_is_in_the_tables_of_the_home_page_and_the_instructor_gui
     text = (COURSE / lang / page).read_text(encoding="utf-8")
     listed = re.findall(r"^\| `(\d\d_[a-z_]+)` \|", text, re.M)
     assert listed == list(ASSIGNMENTS), listed
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_home_page_lists_every_chapter_by_its_title(lang):
+    """The home page's numbered chapter list names every chapter, in order, by its real title
+    (chapter 9 was once missing from it)."""
+    text = (COURSE / lang / "index.md").read_text(encoding="utf-8")
+    listed = re.findall(r"^(\d+)\. \[([^\]]+)\]\(chapters/([^)#]+)\)", text, re.M)
+    titles = chapter_titles(lang)
+    assert [(target, name) for _, name, target in listed] == list(titles.items()), listed
+    assert [int(n) for n, _, _ in listed] == list(range(1, len(titles) + 1))
