@@ -505,3 +505,70 @@ def test_home_page_lists_every_chapter_by_its_title(lang):
     titles = chapter_titles(lang)
     assert [(target, name) for _, name, target in listed] == list(titles.items()), listed
     assert [int(n) for n, _, _ in listed] == list(range(1, len(titles) + 1))
+
+
+# ---------------------------------------------------------------------------
+# No English inside Korean formulas and diagrams
+#
+# A formula may carry symbol names in Latin script (d_{\text{model}}, \mathrm{softmax},
+# \mathrm{FLOPs}_{\text{token}}: one word, the name of a quantity or function, as in the code),
+# but never an English phrase (\text{KV bytes per token}). A diagram label in Korean may keep
+# the Latin spellings the term table gives as the Korean term (RMSNorm, FFN, top-k), acronyms
+# and names (GRPO, DeepSeek-R1, Qwen2.5), code identifiers (n_layer, W_E, dL/dx), and nothing else.
+# ---------------------------------------------------------------------------
+
+TEXT_GROUP = re.compile(r"\\(?:text|textrm|mbox|mathrm|operatorname)\s*\{([^{}]*)\}")
+MATH = re.compile(r"\$\$(.*?)\$\$|(?<![\\$])\$([^$\n]+)\$", re.S)
+MERMAID_BLOCK = re.compile(r"^\s*```mermaid\s*\n(.*?)^\s*```", re.M | re.S)
+LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_.'/+-]*")
+# names of models and code identifiers that a Korean diagram writes as they are spelled
+LATIN_NAMES = {"Llama", "Qwen", "id", "inf", "dL", "dW", "dh", "dx", "dlogits"}
+
+
+def korean_latin_words() -> set[str]:
+    """Latin-script words that the term table itself gives as Korean terms (RMSNorm, top-k, ...)."""
+    return {w for row in term_table() for w in LATIN_WORD.findall(row["ko"])} | LATIN_NAMES
+
+
+def english_in_formula(text: str) -> list[str]:
+    """\\text{...}-like groups in math that hold an English phrase (two or more words)."""
+    found = []
+    for m in MATH.finditer(text):
+        for group in TEXT_GROUP.findall(m.group(1) or m.group(2)):
+            if len(re.findall(r"[A-Za-z]{2,}", group)) >= 2:
+                found.append(f"${(m.group(1) or m.group(2)).strip()}$")
+    return found
+
+
+def english_in_diagram(text: str) -> list[str]:
+    allowed = korean_latin_words()
+    found = []
+    for block in MERMAID_BLOCK.findall(text):
+        for label in re.findall(r'"([^"\n]*)"|\|([^|\n]*)\|', block):
+            label = re.sub(r"<[^>]+>", " ", label[0] or label[1])
+            for part in re.split(r"[/\s]+", label):
+                for word in LATIN_WORD.findall(part):
+                    word = word.rstrip(".'-")
+                    is_symbol = (len(re.findall(r"[A-Za-z]", word)) < 2 or sum(c.isupper() for c in word) >= 2
+                                 or re.search(r"[0-9_]", word))
+                    if not is_symbol and word not in allowed:
+                        found.append(f"{word!r} in {label.strip()!r}")
+    return found
+
+
+@pytest.mark.parametrize("page", [p for p in pages("ko") if p.name not in KOREAN_PAGES_OTHERS_EDIT],
+                         ids=lambda p: str(p.relative_to(COURSE / "ko")))
+def test_korean_formulas_and_diagrams_hold_no_english(page):
+    text = page.read_text(encoding="utf-8")
+    found = english_in_formula(text) + english_in_diagram(text)
+    assert not found, "English inside a Korean formula or diagram (translate it, or use a symbol " \
+                      "defined in the text):\n" + "\n".join(found)
+
+
+def test_english_in_korean_formula_or_diagram_is_caught():
+    assert english_in_formula("$$\n\\text{KV bytes per token} = 2 \\cdot n_{\\text{kv}}\n$$")
+    assert english_in_formula("$\\mathrm{FLOPs}_{\\text{before answer}}$")
+    assert not english_in_formula("$$\nd_{\\text{model}} \\cdot \\mathrm{softmax}(x)\n$$")
+    assert english_in_diagram('```mermaid\nflowchart TD\n    A["Norm → Attn<br/>(1층)"]\n```\n')
+    assert english_in_diagram('```mermaid\nflowchart TD\n    A -->|"before answer"| B\n```\n')
+    assert not english_in_diagram('```mermaid\nflowchart TD\n    A["RMSNorm → FFN<br/>n_layer번, GRPO, dL/dx"]\n```\n')
