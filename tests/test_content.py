@@ -223,7 +223,12 @@ CITATION = {
 }
 # works named by their method rather than by author
 NAMED = {"word2vec": "Mikolov", "GRPO": "Shao", "Chinchilla": "Hoffmann", "FlashAttention": "Dao",
-         "self-consistency": "Wang", "Tree of Thoughts": "Yao", "SentencePiece": "Kudo"}
+         "self-consistency": "Wang", "Tree of Thoughts": "Yao", "SentencePiece": "Kudo",
+         "pass@k": "Chen", "cons@": "Wang", "REINFORCE": "Williams", "AlphaGo": "Silver", "o1": "OpenAI",
+         "Adam": "Kingma", "AdamW": "Loshchilov", "RLHF": "Ouyang", "DPO": "Rafailov", "GELU": "Hendrycks",
+         "LayerNorm": "Ba", "Llama 2": "Touvron", "Llama 3": "Grattafiori", "Qwen3": "Yang",
+         "cl100k": "OpenAI", "jagged intelligence": "Karpathy", "backpropagation": "Rumelhart",
+         "역전파": "Rumelhart", "cosine** decay": "Loshchilov", "코사인** 감소": "Loshchilov"}
 
 
 def reference_entries(lang: str) -> list[str]:
@@ -239,7 +244,7 @@ def citations(lang: str):
         for m in CITATION[lang][1].finditer(text):
             yield page.name, [m.group(1), m.group(2)], m.group(3), m.group(0)
         for name, author in NAMED.items():
-            if name in text:
+            if re.search(rf"(?<![A-Za-z0-9]){re.escape(name)}", text):
                 yield page.name, [author], None, name
 
 
