@@ -112,6 +112,46 @@ def test_token_examples_are_what_the_reference_tokenizer_produces(lang):
     assert not wrong, "\n".join(wrong)
 
 
+# A single token shown in prose is a backticked single-quoted literal, `' 배'` (or `b'\xec\x95'`
+# for a piece of a character): it must be a token of the course tokenizer, and encoding its text
+# must give exactly that token. Text that is not a token of the course tokenizer (a regex chunk,
+# an input string, a token of a made-up example or of another tokenizer) is written in double
+# quotes, `" haha"`, and is not checked.
+SINGLE_TOKEN = re.compile(r"`(b?'(?:[^'\\`]|\\.)*')`")
+
+
+def single_token_examples(lang: str):
+    for name, text in texts(lang).items():
+        in_runs = [m.span() for m in RUN.finditer(text)]
+        for m in SINGLE_TOKEN.finditer(text):
+            if not any(a <= m.start() < b for a, b in in_runs):
+                yield name, m.group(1)
+
+
+def is_course_token(literal: str) -> bool:
+    tok = reference().tokenizer
+    value = ast.literal_eval(literal)
+    if isinstance(value, bytes):  # a piece of a character: a vocabulary entry
+        return any(tok.token_bytes(i) == value for i in range(tok.vocab_size))
+    return [tok.token_bytes(i) for i in tok.encode_ordinary(value)] == [value.encode("utf-8")]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_single_tokens_in_prose_are_tokens_of_the_reference_tokenizer(lang):
+    examples = list(single_token_examples(lang))
+    assert len(examples) >= 10, f"only {len(examples)} single-token examples found in {lang}"
+    wrong = sorted({f"{name}: `{literal}` is not one token; the tokenizer gives "
+                    f"{show(split_with_reference([as_bytes(literal)]))} (write other text in double quotes)"
+                    for name, literal in examples if not is_course_token(literal)})
+    assert not wrong, "\n".join(wrong)
+
+
+def test_single_token_check_tells_tokens_from_other_text():
+    text = "`' 배'` and `' 고프'` but `\" haha\"` and `' 학'` + `'교'`"
+    assert [lit for _, lit in [("", m.group(1)) for m in SINGLE_TOKEN.finditer(text)]] == ["' 배'", "' 고프'", "' 학'", "'교'"]
+    assert is_course_token("' 배'") and not is_course_token("' 고프'")
+
+
 def test_token_example_parser_catches_a_wrong_split():
     text = "as in `' 학교'` + `'에서'` and `b'\\xec\\x95'` + `b'\\xa0'`"
     found = [[as_bytes(x) for x in PIECE.findall(m.group(0))] for m in RUN.finditer(text)]
