@@ -617,3 +617,20 @@ def test_english_in_korean_formula_or_diagram_is_caught():
     assert english_in_diagram('```mermaid\nflowchart TD\n    A["Norm → Attn<br/>(1층)"]\n```\n')
     assert english_in_diagram('```mermaid\nflowchart TD\n    A -->|"before answer"| B\n```\n')
     assert not english_in_diagram('```mermaid\nflowchart TD\n    A["RMSNorm → FFN<br/>n_layer번, GRPO, dL/dx"]\n```\n')
+
+
+SUMMARY_HEADING = {"en": "## Summary {#summary}", "ko": "## 정리 {#summary}"}
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_chapter_ends_with_a_summary(lang):
+    """Each chapter closes its teaching with a short recap (a few bullets), just before its key terms."""
+    missing = []
+    for page in chapters(lang):
+        text = page.read_text(encoding="utf-8")
+        m = re.search(rf"^{re.escape(SUMMARY_HEADING[lang])}\n(.*?)^## .*\{{#key-terms\}}", text, re.M | re.S)
+        bullets = re.findall(r"^- ", m.group(1), re.M) if m else []
+        if not 3 <= len(bullets) <= 7:
+            missing.append(f"{page.name}: {len(bullets)} recap bullets between "
+                           f"{SUMMARY_HEADING[lang]!r} and the key terms (want 3 to 7)")
+    assert not missing, "\n".join(missing)
