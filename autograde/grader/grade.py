@@ -13,8 +13,14 @@ missing from the state file (or changed since); writing a grade again updates
 the same Grade row, so nothing is duplicated or lost.
 
 Only the student's own code earns a score. A submission that cannot be read
-(a directory, a symlink loop, unreadable, not UTF-8) is the student's doing:
-0 with a message naming the problem. The grader's own trouble (a full disk,
+(a directory, unreadable, not UTF-8) is the student's doing: 0 with a message
+naming the problem. So is one that is a symbolic link (the notebook, the
+assignment folder or the student folder: links are never followed, whatever
+they point to), another assignment's notebook (known from its own metadata and
+cells), and a student folder whose name is not UTF-8 (refused by its escaped
+name, and kept out of the gradebook, whose student ids are text). The state
+file records exactly what was written to the gradebook, so the summary and the
+gradebook always agree. The grader's own trouble (a full disk,
 no memory, a sandbox that could not start, a gradebook that cannot be
 written) is never a score: that submission is "not graded", is neither
 written to the gradebook nor marked done, and the next run grades it.
@@ -196,6 +202,10 @@ def grade_assignment(assignment: str, workers: int = 2, root: Path = Path("."), 
     limits = limits or Limits.from_env()
     key = course_secret(root)           # hidden cases: the same for a submission at every regrade
     mode = sandbox_mode()               # probe once, before the threads start
+    if mode != "namespaces" and not quiet:
+        print("note: the sandbox runs in plain mode here (no namespaces: COURSE_SANDBOX=plain, no root or no "
+              "util-linux): the students' code runs with the limits and as a user of its own where the grader "
+              "is root, but sees the file system as it is; each result records the mode", file=sys.stderr)
     _warm_checks(pristine)
     url = db_url(root)
     _alembic_on_path()
