@@ -81,19 +81,18 @@ def jupyter_share() -> str:
 def graded():
     with course_root("inputs") as root:
         submitted = root / "submitted"
-        write_submissions(root, {"ana": "full"})
-        ana_nb = submitted / "ana" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
         key_file = root / ".course-secret"
         folder = lambda student: (submitted / student / ASSIGNMENT).mkdir(parents=True) or \
             submitted / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-        folder("link_notebook").symlink_to(ana_nb)                     # another student's notebook
+        other = folder("deleted_rope")              # the one student here graded in a sandbox with "stripped"
+        other.write_text(json.dumps(without_cell(make_submission("full"), "rope")))
+        folder("link_notebook").symlink_to(other)                       # another student's notebook
         (submitted / "link_folder").mkdir()
-        (submitted / "link_folder" / ASSIGNMENT).symlink_to(ana_nb.parent)
-        (submitted / "link_student").symlink_to(submitted / "ana")       # the whole student folder
+        (submitted / "link_folder" / ASSIGNMENT).symlink_to(other.parent)
+        (submitted / "link_student").symlink_to(submitted / "deleted_rope")   # the whole student folder
         folder("link_shadow").symlink_to("/etc/shadow")
         folder("link_key").symlink_to(key_file)
         full = make_submission("full")
-        folder("deleted_rope").write_text(json.dumps(without_cell(make_submission("full"), "rope")))
         folder("stripped").write_text(json.dumps(strip_metadata(make_submission("full"))))
         tokenizer = make_submission("full", assignment="01_tokenizer")
         folder("other_assignment").write_text(json.dumps(tokenizer))
@@ -113,8 +112,8 @@ def graded():
 def test_links_are_refused_and_never_followed(graded):
     root, code, state, state_text, key = graded
     assert code == 0
-    full = state["ana"]["score"]
-    assert full == state["ana"]["max_score"] > 0
+    full = state["deleted_rope"]["max_score"]
+    assert state["deleted_rope"]["score"] > 0
     for student in ("link_notebook", "link_folder", "link_student", "link_shadow", "link_key"):
         entry = state[student]
         assert entry["score"] == 0 and entry["max_score"] == full, student
@@ -125,7 +124,7 @@ def test_links_are_refused_and_never_followed(graded):
     if os.access("/etc/shadow", os.R_OK):
         assert hashlib.sha256(Path("/etc/shadow").read_bytes()).hexdigest() not in state_text
     earned = {row[0] for row in grade_rows(root / "gradebook.db") if row[2]}
-    assert "ana" in earned and not {s for s in earned if s.startswith("link_")}   # the linkers earned nothing
+    assert "deleted_rope" in earned and not {s for s in earned if s.startswith("link_")}   # linkers earn nothing
 
 
 def test_another_assignments_notebook_is_refused_and_the_summary_is_the_gradebook(graded):
@@ -153,7 +152,7 @@ def test_a_student_folder_that_is_not_utf8_is_refused_by_name(graded):
 
 def test_the_sandbox_mode_is_recorded(graded):
     _, _, state, _, _ = graded
-    assert state["ana"]["sandbox_mode"] == sandbox_mode()
+    assert state["deleted_rope"]["sandbox_mode"] == sandbox_mode()
     assert state["link_key"]["sandbox_mode"] is None                    # refused: nothing ran
 
 
@@ -166,9 +165,10 @@ def test_a_missing_or_unmarked_answer_never_shows_the_instructors_code(graded):
     rope = answer_lines(["rope"], keep_out_of=without_cell(make_submission("full"), "rope"))
     every = answer_lines([g for g, c in _cells_by_id(make_submission("blank")).items()
                           if c["metadata"]["nbgrader"].get("solution")])
-    assert rope and every
+    submitted = every - rope                   # the answers deleted_rope did hand in: shown, as they should be
+    assert rope and submitted
     autograded = lambda student: root / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-    assert rope <= set(map(str.strip, shown_text(autograded("ana")).splitlines()))   # the check can fail
+    assert submitted <= set(map(str.strip, shown_text(autograded("deleted_rope")).splitlines()))   # can fail
     for student, lines in (("deleted_rope", rope), ("stripped", every)):
         text = shown_text(autograded(student))
         assert not [line for line in lines if line in text], student
@@ -183,7 +183,23 @@ def test_a_missing_or_unmarked_answer_never_shows_the_instructors_code(graded):
                           text=True, env=env_with_venv(JUPYTER_PATH=jupyter_share()), timeout=600)
     feedback = lambda student: root / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html"
     assert feedback("deleted_rope").exists(), done.stdout[-2000:] + done.stderr[-2000:]
-    assert [line for line in rope if line in html_text(feedback("ana"))]                # the check can fail
+    assert [line for line in submitted if line in html_text(feedback("deleted_rope"))]   # the check can fail
     for student, lines in (("deleted_rope", rope), ("stripped", every)):
         text = html_text(feedback(student))
         assert not [line for line in lines if line in text], student
+
+
+def test_a_notebook_sharing_a_test_cell_id_is_told_apart():
+    """03_ffn_block and 07_real_model both have `check_forward`: a notebook of 07 handed in as 03,
+    with its metadata or without it, is refused rather than credited for the cell they share."""
+    from autograde.grader.rebuild import SubmissionError, rebuild
+
+    real = make_submission("full", assignment="07_real_model")
+    bare = json.loads(json.dumps(real))
+    del bare["metadata"]["course"]
+    for nb in (real, bare):
+        with pytest.raises(SubmissionError, match="belongs to assignment 07_real_model"):
+            rebuild(nb, b"", Path("03_ffn_block.ipynb"), expected="03_ffn_block")
+    ffn = make_submission("blank", assignment="03_ffn_block")
+    del ffn["metadata"]["course"]
+    assert rebuild(ffn, b"", Path("anything.ipynb"), expected="03_ffn_block").assignment == "03_ffn_block"

@@ -134,16 +134,16 @@ def test_a_submission_that_cannot_be_graded_gets_zero_and_a_message_in_both_lang
 
 
 def test_a_linked_notebook_is_refused_and_not_read(archive):
-    """An uploaded archive may hold symbolic links: one to the course key, one to a folder holding a
-    notebook. Neither is followed; the student is told why."""
+    """An uploaded archive may hold symbolic links: here one to the course key, named as the notebook,
+    and one to a folder that holds a notebook. Neither is followed (the folder's notebook would make
+    two); the student is told why."""
     with course_root("gradescope-link") as tmp:
         key = (archive[1] / ".course-secret").read_text().strip()
-        doc = run_autograder(archive[0], tmp, {f"{ASSIGNMENT}.ipynb": tmp / "autograder" / "source" / ".course-secret"})
+        source = tmp / "autograder" / "source"
+        doc = run_autograder(archive[0], tmp, {f"{ASSIGNMENT}.ipynb": source / ".course-secret",
+                                               "linked": source / "solutions" / "en" / ASSIGNMENT})
         assert doc["score"] == 0 and "symbolic link" in doc["output"] and "심볼릭 링크" in doc["output"]
-        assert key[:10] not in json.dumps(doc)
-        solutions = tmp / "autograder" / "source" / "solutions"
-        doc = run_autograder(archive[0], tmp / "dir", {"linked": solutions / "en" / ASSIGNMENT})
-        assert doc["score"] == 0 and "No notebook" in doc["output"]       # a linked folder is not searched
+        assert "several notebooks" not in doc["output"] and key[:10] not in json.dumps(doc)
 
 
 READS_THE_KEY = """import os
