@@ -4,7 +4,12 @@ Only the source of the solution cells (matched by nbgrader grade_id) is taken
 from the submission. Setup cells, test cells and hidden tests all come from
 the pristine instructor notebook solutions/<lang>/<a>/<a>.ipynb. Anything the
 student changed outside their cells is reported as a tamper event, never
-trusted and never a crash.
+trusted and never a crash. A solution cell that is missing (deleted, or its
+nbgrader metadata stripped) runs as an empty cell: its steps score 0.
+
+The submission is read without following any symbolic link (open_submission),
+and its assignment is the one its own metadata and cells say (identify): a
+notebook of another assignment is refused, never graded as that one.
 """
 from __future__ import annotations
 
