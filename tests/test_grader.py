@@ -5,13 +5,16 @@ Submissions are made the way students make them: the released exercise
 notebook with its solution cells filled in (from the solution notebook), one
 with a wrong causal mask, one left blank.
 """
+import contextlib
 import csv
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,6 +32,25 @@ REFERENCE = REPO / "autograde" / "data" / "reference" / "model.safetensors"
 needs_reference = pytest.mark.skipif(not REFERENCE.exists(), reason="the reference model is not trained yet")
 FAST = Limits(timeout=30, call_timeout=5)
 WRONG_MASK = "import torch\ndef causal_mask(T):\n    return torch.ones(T, T, dtype=torch.bool).tril(-1)\n"
+
+
+COURSES = REPO / ".test-courses"          # git-ignored: course roots outside /tmp, where instructors keep them
+
+
+@contextlib.contextmanager
+def course_root(name: str):
+    """A fresh course root inside the checkout (not under /tmp, which the sandbox hides anyway, so
+    that what a test shows holds where real courses live), removed afterwards."""
+    COURSES.mkdir(exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=COURSES))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        try:
+            COURSES.rmdir()
+        except OSError:
+            pass                         # another test's root is still there
 
 
 def env_with_venv(**extra):

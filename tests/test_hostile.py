@@ -13,6 +13,7 @@ import pytest
 from autograde.grader.grade import STATE_DIR, grade_assignment
 from autograde.grader.sandbox import Limits, sandbox_mode
 from hostile.corpus import REPO, all_cases, solution_notebook
+from test_grader import course_root
 
 pytestmark = pytest.mark.slow
 ASSIGNMENT = "02_attention"
@@ -25,10 +26,14 @@ def nproc_applies() -> bool:
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
+def graded():
     if not REFERENCE.exists():
         pytest.skip("the reference model (autograde/data/reference) is not trained yet")
-    root = tmp_path_factory.mktemp("hostile")
+    with course_root("hostile") as root:        # in the checkout, where courses live, not in /tmp
+        yield _grade_corpus(root)
+
+
+def _grade_corpus(root: Path):
     paths = {"steps": str(REPO / "autograde/checks/steps/attention.py"), "weights": str(REFERENCE),
              "solution": str(REPO / "solutions/en/02_attention/02_attention.ipynb")}
     cases = all_cases(paths)
@@ -65,5 +70,6 @@ def test_no_case_crashes_hangs_or_earns_points_it_did_not_earn(graded):
             assert got["tests"] == base, name
         for event in spec.get("tamper", []):
             assert event in got["tamper"], (name, got["tamper"])
-    for name, fragment in {"invalid_json": "invalid JSON", "nbformat3": "format 3", "no_cells": "no list of cells"}.items():
+    for name, fragment in {"invalid_json": "invalid JSON", "nbformat3": "format 3", "no_cells": "no list of cells",
+                           "another_assignment": "belongs to assignment 01_tokenizer"}.items():
         assert fragment in state[name]["error"] and "Traceback" not in state[name]["error"]

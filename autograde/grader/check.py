@@ -2,8 +2,9 @@
 
 Prints a per-item table (or, with --json, a superset of Gradescope's
 results.json) and exits 0 only when every graded item passes. A notebook that
-cannot be graded at all (missing, a directory, unreadable, not UTF-8,
-invalid JSON, nbformat 3, unknown assignment) is a CourseError, and so is the
+cannot be graded at all (missing, a directory, a symbolic link (never
+followed), unreadable, not UTF-8, invalid JSON, nbformat 3, unknown
+assignment) is a CourseError, and so is the
 grader's own trouble (a full disk, a sandbox that could not start): one line
 on stderr, exit status 2.
 """

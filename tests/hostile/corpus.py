@@ -16,6 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SOLUTION = REPO / "solutions" / "en" / "02_attention" / "02_attention.ipynb"
 HERE = Path(__file__).resolve().parent
+TEST_CELLS = ["check_softmax", "check_sdpa", "check_causal_mask", "check_heads", "check_rope", "check_multi_head"]
 
 GOOD_SOFTMAX = '''def softmax(x, dim=-1):
     shifted = x - x.amax(dim=dim, keepdim=True)
@@ -135,6 +136,16 @@ def structural_cases() -> dict[str, tuple[dict | bytes, dict]]:
     _cell(nb, "check_softmax")["source"] = "pass  # no checks here\n"
     _cell(nb, "softmax")["source"] = WRONG_SOFTMAX
     out["edited_locked_cell"] = (nb, {"zero": ["check_softmax"], "tamper": ["edited_locked_cell"]})
+
+    nb = solution_notebook()
+    for cell in nb["cells"]:
+        cell.get("metadata", {}).pop("nbgrader", None)
+    # every answer unmarked: graded as missing (0), and the instructor's code never shown for them
+    out["stripped_metadata"] = (nb, {"zero": TEST_CELLS, "tamper": ["deleted_cell"]})
+
+    # a full marks notebook of another assignment (two share the id check_forward): refused, not cross-credited
+    out["another_assignment"] = (json.loads((REPO / "solutions/en/01_tokenizer/01_tokenizer.ipynb").read_text(
+        encoding="utf-8")), {"error": True})
 
     for name in ("invalid_json", "nbformat3", "no_cells"):
         out[name] = ((HERE / f"{name}.ipynb").read_bytes(), {"error": True})
