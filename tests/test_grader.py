@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sqlite3
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,7 +24,7 @@ from autograde.notebooks import ASSIGNMENTS
 
 from autograde.grader import grade as grade_mod
 from autograde.grader.grade import STATE_DIR, grade_assignment
-from autograde.grader.sandbox import Limits
+from autograde.grader.sandbox import Limits, sandbox_mode
 from autograde.protocol import WireError, dumps, loads
 
 REPO = Path(__file__).resolve().parent.parent
@@ -438,3 +439,49 @@ def test_nbgrader_and_course_grade_share_the_gradebook(tmp_path):
     assert by_course["ana"] > by_course["ben"] > by_course["cho"] == 0
     nbgrader(tmp_path, "generate_feedback", ASSIGNMENT, "--force")       # from course grade's autograded/
     assert "check_causal_mask" in (tmp_path / "feedback" / "ben" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+
+
+# ----------------------------------------------------------------------------
+# the course out of the sandbox's reach, wherever it lives
+
+
+def course_root_outside_tmp() -> Path:
+    """A fresh folder where instructors keep a course: /srv (else /var/lib, /opt, the home folder)."""
+    for parent in ("/srv", "/var/lib", "/opt", str(Path.home())):
+        if os.access(parent, os.W_OK) and not Path(parent).resolve().is_relative_to(tempfile.gettempdir()):
+            return Path(tempfile.mkdtemp(prefix="course-test-", dir=parent))
+    pytest.skip("no writable folder outside the temporary folder")
+
+
+@needs_reference
+@pytest.mark.slow
+def test_course_grade_keeps_a_course_outside_tmp_out_of_the_sandbox():
+    """`course grade --root DIR` with DIR in /srv: a submission that reads the instructor's notebook,
+    grades.csv, nbgrader_config.py, .course-secret, the gradebook and another student's submission
+    gets an error for each (full marks, as the solution), and none of their markers reaches the
+    state file, the gradebook, the autograded notebooks or the command's output."""
+    from hostile.corpus import plant_course_files, reader_case
+
+    if sandbox_mode() != "namespaces":
+        pytest.skip("plain mode shows the file system as it is (see the instructor guide)")
+    root = course_root_outside_tmp()
+    try:
+        targets, markers = plant_course_files(root, ASSIGNMENT, victim="ana")
+        reader = root / "submitted" / "ben" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        reader.parent.mkdir(parents=True)
+        reader.write_text(json.dumps(reader_case(targets)[0]), encoding="utf-8")
+        done = course("grade", ASSIGNMENT, "--root", str(root), "--workers", "2")
+        assert done.returncode == 0, done.stderr[-2000:]
+        state = json.loads((root / STATE_DIR / f"{ASSIGNMENT}.json").read_text())["done"]
+        assert state["ana"]["score"] == state["ana"]["max_score"] > 0
+        assert state["ben"]["tests"] == state["ana"]["tests"]
+        written = {"output": (done.stdout + done.stderr).encode(),
+                   "state": (root / STATE_DIR / f"{ASSIGNMENT}.json").read_bytes(),
+                   "gradebook": (root / "gradebook.db").read_bytes(),
+                   "autograded": (root / "autograded" / "ben" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_bytes()}
+        for name, data in written.items():
+            for marker in markers:
+                if not (marker == "SQLite format 3" and name == "gradebook"):
+                    assert marker.encode() not in data, (marker, name)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -289,7 +289,9 @@ def _run_all(todo: dict[str, Path], workers: int, limits: Limits, root: Path, qu
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
-    hidden = [root / "submitted", root / "autograded", root / "feedback", root / STATE_DIR, secret_path(root)]
+    # the sandbox shows only what the worker needs (an allow-list); these stay hidden even where the
+    # course lies inside a folder it shows
+    hidden = [root, root / "submitted", root / "autograded", root / "feedback", root / STATE_DIR, secret_path(root)]
     outcome = Outcome()
     columns = (TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn())

@@ -41,6 +41,7 @@ TORCH_LOADED = time.time()           # the notebook's own `import torch` would c
 
 from autograde.checks.runner import ForbiddenCall, _resolve, call, changed_argument, forbid, snapshot  # noqa: E402
 from autograde import protocol as wire  # noqa: E402  (the wire format and the spy)
+from autograde.grader import WALL_FACTOR  # noqa: E402
 
 # What the notebook may import from the reference when the job provides the model. Calls of
 # forbidden functions are caught by identity (AliasWatch), however the student reaches them.
@@ -232,24 +233,28 @@ class AliasWatch:
 
 
 class CallTimeout(BaseException):
-    """Raised by SIGALRM inside a cell or a call that runs too long (BaseException: a bare
-    `except Exception` in the student's code does not swallow it; the parent's wall clock
-    catches whatever does)."""
+    """Raised by SIGPROF or SIGALRM inside a cell or a call that runs too long (BaseException: a
+    bare `except Exception` in the student's code does not swallow it; the parent's clock catches
+    whatever does)."""
 
 
 class alarm:
-    """A per-cell / per-call time limit (seconds; 0 = none)."""
+    """A per-cell / per-call time limit (seconds; 0 = none) in CPU time, as the parent counts it
+    (SIGPROF), with WALL_FACTOR times as much wall time for a cell or call that sleeps (SIGALRM)."""
 
     def __init__(self, seconds: float):
         self.seconds = seconds
 
     def __enter__(self):
         if self.seconds:
+            signal.signal(signal.SIGPROF, self._fire)
             signal.signal(signal.SIGALRM, self._fire)
-            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+            signal.setitimer(signal.ITIMER_PROF, self.seconds)
+            signal.setitimer(signal.ITIMER_REAL, WALL_FACTOR * self.seconds)
 
     def __exit__(self, *exc):
         if self.seconds:
+            signal.setitimer(signal.ITIMER_PROF, 0)
             signal.setitimer(signal.ITIMER_REAL, 0)
 
     def _fire(self, signum, frame):

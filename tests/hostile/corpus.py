@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,6 +99,50 @@ CELL_CASES = {
 }
 
 
+# Reads the course's files (the paths fill COURSE_FILES): anything read makes its softmax raise with
+# the stolen bytes, so a leak lands in its own feedback and costs the cell; nothing read, full marks.
+READ_COURSE_FILES = ("stolen = []\nfor p in COURSE_FILES:\n    try:\n        with open(p, 'rb') as f:\n"
+                     "            stolen.append(f.read(300))\n    except OSError:\n        pass\n"
+                     "if stolen:\n    def softmax(x, dim=-1):\n        raise RuntimeError(repr(stolen))\nelse:\n"
+                     + "\n".join("    " + l for l in GOOD_SOFTMAX.splitlines()) + "\n")
+
+
+def plant_course_files(root: Path, assignment: str, victim: str = "victim") -> tuple[list[str], list[str]]:
+    """A course root as instructors keep one, each file with a marker of its own: the instructor's
+    notebook (source/), grades.csv, nbgrader_config.py, .course-secret, another student's submission
+    (`victim`: the solution with a marker comment), readable by anyone (0644, folders 0755), so that
+    only the sandbox's view of the file system keeps them out. Returns (the paths a submission would
+    try to read, the markers that must never appear in anything the grader writes)."""
+    import secrets
+
+    tag = secrets.token_hex(6)
+    markers = {name: f"COURSE-MARKER-{name}-{tag}" for name in ("source", "grades", "config", "victim")}
+    files = {
+        root / "source" / assignment / f"{assignment}.ipynb": json.dumps({"cells": [], "marker": markers["source"]}),
+        root / "grades.csv": f"student,score\n{markers['grades']},9\n",
+        root / "nbgrader_config.py": f"# {markers['config']}\nc = get_config()\n",
+    }
+    secret = secrets.token_hex(32)
+    files[root / ".course-secret"] = secret + "\n"
+    nb = solution_notebook()
+    _cell(nb, "softmax")["source"] = GOOD_SOFTMAX + f"# {markers['victim']}\n"
+    files[root / "submitted" / victim / assignment / f"{assignment}.ipynb"] = json.dumps(nb, ensure_ascii=False)
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    for folder, _, names in os.walk(root):
+        Path(folder).chmod(0o755)
+        for name in names:
+            (Path(folder) / name).chmod(0o644)
+    targets = [str(p) for p in files] + [str(root / "gradebook.db"), str(SOLUTION)]
+    return targets, list(markers.values()) + [secret, "SQLite format 3"]
+
+
+def reader_case(targets: list[str]) -> tuple[dict, dict]:
+    """The submission that tries to read `targets` (plant_course_files), with its spec."""
+    return with_cell("softmax", f"COURSE_FILES = {targets!r}\n" + READ_COURSE_FILES), {"same_if_isolated": True}
+
+
 def solution_notebook() -> dict:
     return json.loads(SOLUTION.read_text(encoding="utf-8"))
 
@@ -152,13 +197,16 @@ def structural_cases() -> dict[str, tuple[dict | bytes, dict]]:
     return out
 
 
-def all_cases(grader_paths: dict[str, str]) -> dict[str, tuple[dict | bytes, dict]]:
-    """name -> (notebook dict or raw bytes, spec). grader_paths fills {steps}, {weights}, {solution}."""
+def all_cases(grader_paths: dict) -> dict[str, tuple[dict | bytes, dict]]:
+    """name -> (notebook dict or raw bytes, spec). grader_paths fills {steps}, {weights}, {solution};
+    with "course_files" (plant_course_files' paths) the corpus also tries to read the course."""
     cases = {}
     for name, (grade_id, source, spec) in CELL_CASES.items():
         if name == "read_grader_files":
             source = source.replace("{steps!r}", repr(grader_paths["steps"])).replace(
                 "{weights!r}", repr(grader_paths["weights"])).replace("{solution!r}", repr(grader_paths["solution"]))
         cases[name] = (with_cell(grade_id, source), spec)
+    if grader_paths.get("course_files"):
+        cases["read_course_files"] = reader_case(grader_paths["course_files"])
     cases.update(structural_cases())
     return cases
