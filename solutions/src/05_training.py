@@ -542,7 +542,7 @@ for t in range(1, 6):
 # `state_dict()`와 학습 손실의 리스트(스텝마다 float 하나)를 돌려줍니다. 참고 모델을
 # 학습할 때와 같은 순서로 하세요. 그래야 시드가 같을 때 손실도 같습니다.
 #
-# 1. `model = Transformer(ModelConfig.from_dict(cfg))`을 만들고
+# 1. `model = Transformer(ModelConfig.from_dict(cfg))`를 만들고
 #    `model.reset_parameters(seed=settings["seed"])`, `model.train()`을 부릅니다.
 #    배치는 모두 생성기 하나, `torch.Generator().manual_seed(settings["seed"])`로 뽑습니다.
 #    파라미터마다 0에서 출발하는 모멘트 `exp_avg`와 `exp_avg_sq`를 둡니다.
