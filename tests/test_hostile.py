@@ -43,12 +43,12 @@ def graded(tmp_path_factory):
     limits = Limits(timeout=20, call_timeout=3, memory=4 * 2**30)
     assert grade_assignment(ASSIGNMENT, workers=2, root=root, limits=limits, quiet=True) == 0
     state = json.loads((root / STATE_DIR / f"{ASSIGNMENT}.json").read_text())["done"]
-    return cases, state
+    return cases, state, root
 
 
 def test_no_case_crashes_hangs_or_earns_points_it_did_not_earn(graded):
     """One test (not several) so that pytest-xdist grades the corpus once."""
-    cases, state = graded
+    cases, state, root = graded
     assert set(state) == set(cases)                      # every submission was graded
     base = state["baseline"]["tests"]
     assert base and any(base.values())
@@ -65,5 +65,8 @@ def test_no_case_crashes_hangs_or_earns_points_it_did_not_earn(graded):
             assert got["tests"] == base, name
         for event in spec.get("tamper", []):
             assert event in got["tamper"], (name, got["tamper"])
+        if spec.get("says"):
+            feedback = (root / "autograded" / name / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text(encoding="utf-8")
+            assert spec["says"] in feedback, name
     for name, fragment in {"invalid_json": "invalid JSON", "nbformat3": "format 3", "no_cells": "no list of cells"}.items():
         assert fragment in state[name]["error"] and "Traceback" not in state[name]["error"]
