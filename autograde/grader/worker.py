@@ -202,11 +202,15 @@ class MonitorGuard:
     NAME = "sys.setprofile (the grader's call monitor)"
 
     def __init__(self):
-        allowed, refused, watched = [False], [], self.WATCHED
+        allowed, armed, refused, watched = [False], [None], [], self.WATCHED
+        bootstrap = threading.Thread._bootstrap_inner.__code__
 
         def hook(event, args):
             if allowed[0] or not event.startswith(watched):
                 return
+            if event == "sys.setprofile" and armed[0] is not None and threading._profile_hook is armed[0] \
+                    and sys._getframe(1).f_code is bootstrap:
+                return      # a thread that a library starts during a call takes the worker's own profiler
             refused.append(event)
             raise RuntimeError(f"{event} is not allowed while grading")
 
@@ -214,6 +218,7 @@ class MonitorGuard:
             allowed[0] = True
             try:
                 sys.setprofile(function)
+                armed[0] = function
             finally:
                 allowed[0] = False
 
@@ -266,14 +271,14 @@ class AliasWatch:
             sys.setprofile(function)
 
     def __enter__(self):
+        threading.setprofile(self.profile)     # for threads started during the call (before the guard's check)
         self._set(self.profile)
-        threading.setprofile(self.profile)
         return self
 
     def __exit__(self, *exc):
         tampered = sys.getprofile() is not self.profile
-        self._set(None)
         threading.setprofile(None)
+        self._set(None)
         if tampered and not self.hits:
             self.hits.append(MonitorGuard.NAME)
 
