@@ -18,7 +18,14 @@ Reads DIR/job.json (the cells to run, the steps to call) and DIR/cases_N.json
 
 Progress lines go to DIR/out/progress.jsonl so that after a timeout the parent
 knows which cell or step was running. Nothing here decides a score: the parent
-judges the outputs itself and trusts nothing in these files but their values.
+judges the outputs itself and trusts nothing in these files but their values,
+and the rule reports (forbidden_call, mutated_input, tampered, monitor).
+
+Known limit: the output files belong to the sandbox's user, whom the student's code runs as, so a
+later step's code can overwrite an earlier step's report (a file with the right values but no
+forbidden_call). Closing it needs a channel the process cannot write after the fact (a key the
+worker receives on a pipe before any student code and uses to sign each report, checked by the
+parent): that is the sandbox's (sandbox.py, warm.py), not done yet.
 """
 from __future__ import annotations
 
