@@ -232,10 +232,19 @@ class MonitorGuard:
         sys.addaudithook(hook)
         self.set_profile = set_profile
         self.refused = lambda: list(dict.fromkeys(refused))
+        self.tools = _monitoring_tools()
 
     def tampered(self) -> list[str]:
-        """What the student's code tried to switch (empty: the monitor was never touched)."""
-        return [f"{event} (the grader's call monitor)" for event in self.refused()]
+        """What the student's code tried to switch (empty: the monitor was never touched); on 3.12+,
+        also a sys.monitoring tool registered since (the static pass refuses the name, this the deed)."""
+        events = self.refused() + (["sys.monitoring"] if _monitoring_tools() != self.tools else [])
+        return [f"{event} (the grader's call monitor)" for event in events]
+
+
+def _monitoring_tools() -> tuple:
+    """The names of sys.monitoring's six tool slots (Python 3.12+; empty before)."""
+    monitoring = getattr(sys, "monitoring", None)
+    return tuple(monitoring.get_tool(i) for i in range(6)) if monitoring is not None else ()
 
 
 _GUARD: MonitorGuard | None = None          # installed by main(), once per process
