@@ -195,7 +195,7 @@ _PARSING = threading.Lock()
 
 # A SyntaxError about nesting or size is a limit of the parser, not a mistake in the code: the worker's
 # compile() has limits of its own (they depend on the recursion limit, which an earlier cell can raise).
-PARSER_LIMIT = re.compile(r"too many|too complex|too deep|nested|recursion|stack", re.I)
+PARSER_LIMIT = re.compile(r"too many nested|too complex|nested too deeply|recursion|stack overflow", re.I)
 
 
 def _parse(grade_id: str, source: str) -> _Cell:
