@@ -43,6 +43,8 @@ ATTACKS = {
     "rewrite outputs later (finalizer)": "class Later:\n    def __del__(self):\n        pass\nkeep = Later()\n",
     "code built at run time": "name = 'sys' + 'tem'\nimport os\nrun = getattr(os, name)\n",
     "eval": "eval('1 + 1')\n",
+    "reach the profiler through a format field": "import string, sys\n"
+                                                  "off = string.Formatter().get_field('0.set' + 'profile', (sys,), {})[0]\n",
 }
 
 
