@@ -79,6 +79,9 @@ def test_no_case_crashes_hangs_or_earns_points_it_did_not_earn(graded):
             assert got["tests"] == base, name
         for event in spec.get("tamper", []):
             assert event in got["tamper"], (name, got["tamper"])
+        if spec.get("says"):
+            feedback = next(data for path, data in written.items() if f"/autograded/{name}/" in path)
+            assert spec["says"].encode() in feedback, name
     for name, fragment in {"invalid_json": "invalid JSON", "nbformat3": "format 3", "no_cells": "no list of cells",
                            "another_assignment": "belongs to assignment 01_tokenizer"}.items():
         assert fragment in state[name]["error"] and "Traceback" not in state[name]["error"]

@@ -54,6 +54,13 @@ register_messages({
               "submit again",
         "ko": "{cell} 셀 {line}번째 줄: 채점하는 코드에서는 {what} 항목을 쓸 수 없습니다 (노트북 프로세스 안에서 "
               "채점기에 손을 댈 수 있기 때문입니다). 그래서 이 노트북은 채점하지 않았습니다. 지우고 다시 제출하세요"},
+    "grader_unanalysable": {
+        "en": "cell {cell} could not be analysed ({what}): the grader reads every solution cell before it runs "
+              "anything, and this one is nested too deeply or is too large to read, so nothing in this notebook "
+              "was graded; simplify that cell and submit again",
+        "ko": "{cell} 셀을 분석할 수 없습니다 ({what}). 채점기는 실행하기 전에 풀이 셀을 모두 읽는데, 이 셀은 너무 "
+              "깊게 중첩되었거나 너무 커서 읽을 수 없습니다. 그래서 이 노트북은 채점하지 않았습니다. 그 셀을 "
+              "단순하게 고치고 다시 제출하세요"},
     "grader_tampered": {
         "en": "your code changed {what} while it ran; graded code may not change a library the grader relies on",
         "ko": "코드가 실행 중에 {what} 항목을 바꿨습니다. 채점하는 코드는 채점기가 쓰는 라이브러리를 바꾸면 안 됩니다"},
@@ -273,7 +280,8 @@ def static_verdict(p: Planned, report: static.Report) -> Verdict | None:
     function within the step's reach."""
     if report.escapes:
         first = report.escapes[0]
-        return Verdict(False, "grader_escape", {"cell": first.cell, "line": first.line, "what": first.what})
+        key = "grader_unanalysable" if first.kind == "unreadable" else "grader_escape"
+        return Verdict(False, key, {"cell": first.cell, "line": first.line, "what": first.what})
     found = report.forbidden.get(p.step)
     if found:
         return Verdict(False, "forbidden_reference", {"name": found.what, "cell": found.cell, "line": found.line})

@@ -98,6 +98,50 @@ CELL_CASES = {
                     + GOOD_SOFTMAX, {"same": True}),
 }
 
+ALL_CHECKS = ["check_softmax", "check_sdpa", "check_causal_mask", "check_heads", "check_rope", "check_multi_head"]
+
+# Issue 17: the call monitor switched off by a route that names no refused function, around torch's own
+# softmax in the step that forbids it. Scored full marks before; each route is now refused by name.
+MONITOR_OFF = '''{imports}
+def _grab(owner, name):
+    return {route}
+_set = _grab(sys, "set" + "profile")
+_get = _grab(sys, "get" + "profile")
+_softmax = _grab(torch, "soft" + "max")
+def softmax(x, dim=-1):
+    watch = _get()
+    _set(None)
+    try:
+        return _softmax(x, dim)
+    finally:
+        _set(watch)
+'''
+ROUTES = {   # name -> (imports, how _grab reaches owner.name)
+    "formatter_get_field": ("import string, sys, torch", 'string.Formatter().get_field("0." + name, (owner,), {})[0]'),
+    "attrgetter": ("import operator, sys, torch", "operator.attrgetter(name)(owner)"),
+    "vars_dict": ("import sys, torch", "vars(owner)[name]"),
+    "dunder_dict": ("import sys, torch", "owner.__dict__[name]"),
+    "getattr_computed": ("import sys, torch", "getattr(owner, name)"),
+    "inspect_getmembers": ("import inspect, sys, torch", "dict(inspect.getmembers(owner))[name]"),
+}
+
+
+def monitor_off(route: str) -> str:
+    imports, reach = ROUTES[route]
+    return MONITOR_OFF.format(imports=imports, route=reach)
+
+
+def deep_cases() -> dict[str, tuple[dict, dict]]:
+    """A cell too deep for ast.parse (a sum of 10 000 terms) that the worker compiles, because the
+    notebook's first solution cell raised the recursion limit: the static pass skipped it, so the
+    Formatter attack in it went unread. Now "cannot analyse" is an escape, named in the feedback."""
+    nb = solution_notebook()
+    _cell(nb, "softmax")["source"] = GOOD_SOFTMAX + "import sys\nsys.setrecursionlimit(100_000)\n"
+    sdpa = _cell(nb, "sdpa")
+    sdpa["source"] = "".join(sdpa["source"]) + "\n" + monitor_off("formatter_get_field") \
+        + "_deep = " + " + ".join(["1"] * 10_000) + "\n"
+    return {"deep_cell": (nb, {"zero": ALL_CHECKS, "says": "could not be analysed"})}
+
 
 # Reads the course's files (the paths fill COURSE_FILES): anything read makes its softmax raise with
 # the stolen bytes, so a leak lands in its own feedback and costs the cell; nothing read, full marks.
@@ -208,5 +252,9 @@ def all_cases(grader_paths: dict) -> dict[str, tuple[dict | bytes, dict]]:
         cases[name] = (with_cell(grade_id, source), spec)
     if grader_paths.get("course_files"):
         cases["read_course_files"] = reader_case(grader_paths["course_files"])
+    for route in ROUTES:
+        cases[f"monitor_off_{route}"] = (with_cell("softmax", monitor_off(route)),
+                                         {"zero": ALL_CHECKS, "says": "is not allowed in graded code"})
+    cases.update(deep_cases())
     cases.update(structural_cases())
     return cases
