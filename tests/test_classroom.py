@@ -1,0 +1,101 @@
+"""`course release`, `course feedback`, `course export-grades`: nbgrader's steps, never losing a file.
+
+The whole class (release, grade, feedback, export, two languages) runs in
+tests/test_grader.py::test_a_mixed_class_as_the_guide_runs_it; here, the failure path: nbgrader
+failing midway (no `alembic` for the second language) leaves every committed notebook and the
+gradebook byte for byte as they were, and the same release then succeeds.
+"""
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autograde import classroom, notebooks
+from autograde.errors import CourseError
+
+REPO = Path(__file__).resolve().parent.parent
+ASSIGNMENT = "01_tokenizer"
+NOTE = "A line the instructor added after the release."
+
+
+def course(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "autograde.cli", *args], capture_output=True, text=True,
+                          encoding="utf-8", cwd=cwd, timeout=600)
+
+
+def copy_of_the_course(where: Path) -> Path:
+    """solutions/ and exercises/ of one assignment, both languages: what release reads and writes."""
+    for kind in ("solutions", "exercises"):
+        for lang in notebooks.LANGS:
+            shutil.copytree(REPO / kind / lang / ASSIGNMENT, where / kind / lang / ASSIGNMENT)
+    return where
+
+
+def snapshot(*folders: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def a_gradebook(root: Path) -> Path:
+    """An instructor's gradebook with a student in it (made in-process: nbgrader stamps it with alembic)."""
+    from nbgrader.api import Gradebook
+
+    from autograde.grader.grade import _alembic_on_path
+
+    _alembic_on_path()
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        gb.update_or_create_student("ana")
+    return root / "gradebook.db"
+
+
+@pytest.mark.slow
+def test_a_release_failing_midway_changes_nothing_then_succeeds(tmp_path, monkeypatch):
+    repo, root = copy_of_the_course(tmp_path / "repo"), tmp_path / "course"
+    root.mkdir()
+    source = repo / "solutions" / "en" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    nb = json.loads(source.read_text(encoding="utf-8"))
+    nb["cells"][0]["source"] += "\n\n" + NOTE                    # the English student version is now stale
+    source.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    db = a_gradebook(root)
+    before = snapshot(repo, root)
+
+    real = classroom.nbgrader_generate
+
+    def korean_without_alembic(name, lang, *args):
+        if lang == "ko":                                          # the English one has succeeded by now
+            monkeypatch.setattr(notebooks, "tool_env", lambda: {"PATH": "/nonexistent"})
+        return real(name, lang, *args)
+
+    monkeypatch.setattr(classroom, "nbgrader_generate", korean_without_alembic)
+    with pytest.raises(CourseError, match=r"(?s)generate_assignment failed for ko/.*no committed notebook "
+                                          r"was changed.*alembic"):
+        classroom.release(ASSIGNMENT, root=root, repo=repo)
+    assert snapshot(repo, root) == before                        # every byte, the gradebook included
+    assert sorted(p.name for p in root.iterdir()) == ["gradebook.db"]      # no staging folder left behind
+
+    monkeypatch.undo()
+    done = classroom.release(ASSIGNMENT, root=root, repo=repo)
+    exercise = repo / "exercises" / "en" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    assert done.updated == [exercise] and NOTE in exercise.read_text(encoding="utf-8")
+    assert [p.parts[-3] for p in done.unchanged] == ["ko"]
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT name FROM assignment").fetchall() == [(ASSIGNMENT,)]
+        assert con.execute("SELECT id FROM student").fetchall() == [("ana",)]
+    assert sorted(p.name for p in root.iterdir()) == ["gradebook.db"]
+
+
+def test_the_steps_refuse_clearly_before_touching_anything(tmp_path):
+    done = course("release", "99_nothing", "--root", str(tmp_path))
+    assert done.returncode == 2 and "unknown assignment '99_nothing'" in done.stderr
+    done = course("feedback", ASSIGNMENT, "--root", str(tmp_path))
+    assert done.returncode == 2 and f"run `course grade {ASSIGNMENT}` first" in done.stderr
+    done = course("export-grades", "-o", str(tmp_path), "--root", str(tmp_path))
+    assert done.returncode == 2 and "is a directory" in done.stderr
+    done = course("export-grades", "-o", str(tmp_path / "grades.csv"), "--root", str(tmp_path))
+    assert done.returncode == 2 and "no gradebook" in done.stderr
+    for result in (done,):
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
