@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from autograde.reference.checkpoint import REFERENCE_DIR, load_reference
 from autograde.reference.sampling import generate
 
-SUBCOMMANDS = ["build", "check", "grade", "tokenize", "detokenize", "generate", "export-hf", "train-reference",
+SUBCOMMANDS = ["build", "check", "grade", "release", "feedback", "export-grades", "export-gradescope", "tokenize", "detokenize", "generate", "export-hf", "train-reference",
                "corpus", "figures"]
 
 
