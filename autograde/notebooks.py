@@ -38,13 +38,12 @@ LANG_LINE = re.compile(r'^COURSE_LANG = "(en|ko)"$', re.M)
 
 
 def repository_settings(root: Path) -> tuple[str, str]:
-    """extra.repository and extra.default_branch from mkdocs.yml (the one place they live)."""
-    text = (root / "mkdocs.yml").read_text(encoding="utf-8")
-    repo = re.search(r"^\s+repository:\s*(\S+)", text, re.M)
-    branch = re.search(r"^\s+default_branch:\s*(\S+)", text, re.M)
-    if not repo or not branch:
-        raise CourseError("mkdocs.yml must set extra.repository and extra.default_branch")
-    return repo.group(1), branch.group(1)
+    """OWNER/NAME and branch of the course on GitHub (autograde/repository.py: mkdocs.yml's
+    extra.repository, else the checkout's git remote)."""
+    from autograde.repository import settings
+
+    repo = settings(root)
+    return repo.slug, repo.branch
 
 
 def colab_url(root: Path, lang: str, assignment: str) -> str:
