@@ -67,7 +67,8 @@ def gradebook_path(root: Path) -> Path:
     if not url.startswith("sqlite:///"):
         raise CourseError(f"the gradebook {url} is not a SQLite file; the course's commands need one "
                           "(set c.CourseDirectory.db_url = 'sqlite:///...' in nbgrader_config.py)")
-    return Path(url[len("sqlite:///"):])
+    path = Path(url[len("sqlite:///"):])
+    return path if path.is_absolute() else Path(root) / path     # nbgrader's root is the course root
 
 
 def _copy_gradebook(source: Path, target: Path) -> None:
