@@ -125,8 +125,8 @@ def write_solutions(root: Path, out_dir: Path | None = None) -> list[Path]:
     for source in sorted((root / "solutions" / "src").glob("*.py")):
         for lang in LANGS:
             path = out_dir / lang / source.stem / f"{source.stem}.ipynb"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            nbformat.write(render(source, lang, root), path)
+            text = nbformat.writes(render(source, lang, root))
+            install_bytes((text if text.endswith("\n") else text + "\n").encode("utf-8"), path)   # as nbformat.write
             written.append(path)
     return written
 
@@ -165,11 +165,15 @@ def nbgrader_generate(name: str, lang: str, solutions_dir: Path, staging: Path, 
 
 
 def install_file(made: Path, target: Path) -> bool:
-    """Put `made` at `target` in one step (a copy beside it, then a rename): a reader or a crash sees
+    """Put the file `made` at `target` in one step (install_bytes)."""
+    return install_bytes(made.read_bytes(), target)
+
+
+def install_bytes(data: bytes, target: Path) -> bool:
+    """Put `data` at `target` in one step (a copy beside it, then a rename): a reader or a crash sees
     the old file or the new one, never half of one. False when the bytes are already there."""
     import os
 
-    data = made.read_bytes()
     if target.is_file() and target.read_bytes() == data:
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
