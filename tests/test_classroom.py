@@ -3,7 +3,8 @@
 The whole class (release, grade, feedback, export, two languages) runs in
 tests/test_grader.py::test_a_mixed_class_as_the_guide_runs_it; here, the failure path: nbgrader
 failing midway (no `alembic` for the second language) leaves every committed notebook and the
-gradebook byte for byte as they were, and the same release then succeeds.
+gradebook byte for byte as they were, and the same release then succeeds, on a gradebook in which
+`course grade` had recorded a submission before any release.
 """
 import json
 import shutil
@@ -39,19 +40,33 @@ def snapshot(*folders: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def a_gradebook(root: Path) -> Path:
-    """An instructor's gradebook with a student in it (made in-process: nbgrader stamps it with alembic)."""
+def a_gradebook(root: Path, pristine: Path) -> Path:
+    """An instructor's gradebook in which `course grade` has already recorded a graded submission
+    (made in-process: nbgrader stamps a new gradebook with alembic)."""
     from nbgrader.api import Gradebook
 
     from autograde.grader.grade import _alembic_on_path
+    from autograde.grader.gradebook import ensure_assignment, save_result
+    from autograde.grader.rebuild import pristine_cells
 
     _alembic_on_path()
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
-        gb.update_or_create_student("ana")
+        notebook = ensure_assignment(gb, ASSIGNMENT, pristine)
+        tests = [{"name": c.grade_id, "score": float(c.points)} for c in pristine_cells(pristine) if c.kind == "test"]
+        save_result(gb, ASSIGNMENT, notebook, "ana", {"tests": tests})
     return root / "gradebook.db"
 
 
+def scores(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as con:
+        return con.execute("SELECT student.id, SUM(grade.auto_score) FROM grade "
+                           "JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id "
+                           "JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id "
+                           "JOIN student ON submitted_assignment.student_id = student.id GROUP BY 1").fetchall()
+
+
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")      # nbgrader's own add_submission
 def test_a_release_failing_midway_changes_nothing_then_succeeds(tmp_path, monkeypatch):
     repo, root = copy_of_the_course(tmp_path / "repo"), tmp_path / "course"
     root.mkdir()
@@ -59,7 +74,9 @@ def test_a_release_failing_midway_changes_nothing_then_succeeds(tmp_path, monkey
     nb = json.loads(source.read_text(encoding="utf-8"))
     nb["cells"][0]["source"] += "\n\n" + NOTE                    # the English student version is now stale
     source.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    db = a_gradebook(root)
+    db = a_gradebook(root, repo / "solutions" / "en" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    graded = scores(db)
+    assert graded and graded[0][0] == "ana" and graded[0][1] > 0
     before = snapshot(repo, root)
 
     real = classroom.nbgrader_generate
@@ -81,9 +98,10 @@ def test_a_release_failing_midway_changes_nothing_then_succeeds(tmp_path, monkey
     exercise = repo / "exercises" / "en" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     assert done.updated == [exercise] and NOTE in exercise.read_text(encoding="utf-8")
     assert [p.parts[-3] for p in done.unchanged] == ["ko"]
-    with sqlite3.connect(db) as con:
+    with sqlite3.connect(db) as con:                             # recorded, after `course grade` had
         assert con.execute("SELECT name FROM assignment").fetchall() == [(ASSIGNMENT,)]
-        assert con.execute("SELECT id FROM student").fetchall() == [("ana",)]
+        cells = con.execute("SELECT COUNT(*) FROM source_cell WHERE source != ''").fetchone()[0]
+    assert cells >= 2 and scores(db) == graded                   # the locked cells' source; ana's grades kept
     assert sorted(p.name for p in root.iterdir()) == ["gradebook.db"]
 
 
