@@ -10,6 +10,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import shutil
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from autograde import classroom
 from autograde.notebooks import ASSIGNMENTS
 
 from autograde.grader import grade as grade_mod
@@ -408,37 +410,65 @@ def nbgrader(root: Path, *args):
     return done
 
 
-def export_scores(root: Path, name: str) -> dict[str, float]:
-    nbgrader(root, "export", f"--CsvExportPlugin.to={name}")
-    with open(root / name, newline="", encoding="utf-8") as f:
+def read_scores(path: Path) -> dict[str, float]:
+    with open(path, newline="", encoding="utf-8") as f:
         return {row["student_id"]: float(row["raw_score"]) for row in csv.DictReader(f)
                 if row["assignment"] == ASSIGNMENT}
 
 
+def export_scores(root: Path, name: str) -> dict[str, float]:
+    done = course("export-grades", "-o", str(root / name), "--root", str(root))
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    return read_scores(root / name)
+
+
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+MIXED_CLASS = {"ana": ("full", "en"), "bora": ("partial", "ko"), "cho": ("blank", "en")}
+
+
 @needs_reference
 @pytest.mark.slow
-def test_nbgrader_and_course_grade_share_the_gradebook(tmp_path):
-    (tmp_path / "nbgrader_config.py").write_text(
-        "c = get_config()\n"
-        f"c.CourseDirectory.root = {str(tmp_path)!r}\n"
-        f"c.CourseDirectory.source_directory = {str(REPO / 'solutions' / 'en')!r}\n"
-        "c.CourseDirectory.release_directory = 'release'\n"
-        f"c.CourseDirectory.db_url = 'sqlite:///{tmp_path / 'gradebook.db'}'\n"
-        "c.ExecutePreprocessor.timeout = 300\n")
-    nbgrader(tmp_path, "generate_assignment", ASSIGNMENT, "--force")
-    write_submissions(tmp_path, {"ana": "full", "ben": "partial", "cho": "blank"})
-    nbgrader(tmp_path, "autograde", ASSIGNMENT, "--force")
-    nbgrader(tmp_path, "generate_feedback", ASSIGNMENT, "--force")
-    assert (tmp_path / "feedback" / "ben" / ASSIGNMENT / f"{ASSIGNMENT}.html").exists()
+def test_a_mixed_class_as_the_guide_runs_it(tmp_path):
+    """instructors.md's path for a class mixing Korean and English: `course release`, a correct English,
+    a buggy Korean and an empty English submission, `course grade`, `course feedback` (each in its
+    student's language), `course export-grades`: no warning, no committed notebook changed. Plain
+    `nbgrader autograde` on the same gradebook gives the same scores, and does what the guide says it
+    does: a checksum warning per cell with hidden tests, and the Korean notebook run with the English
+    locked cells."""
+    committed = {p: p.read_bytes() for kind in ("solutions", "exercises")
+                 for p in sorted((REPO / kind).glob(f"*/{ASSIGNMENT}/*.ipynb"))}
+    done = course("release", ASSIGNMENT, "--root", str(tmp_path))
+    assert done.returncode == 0 and not done.stderr and "already current" in done.stdout, done.stderr
+    for student, (kind, lang) in MIXED_CLASS.items():
+        path = tmp_path / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(make_submission(kind, lang), ensure_ascii=False), encoding="utf-8")
+
+    # plain nbgrader first (course grade replaces its autograded/ and its scores afterwards)
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\nc.ExecutePreprocessor.timeout = 300\n")
+    log = nbgrader(tmp_path, "autograde", ASSIGNMENT, "--force", *classroom._root_args(tmp_path, REPO)).stderr
+    solution = json.loads((REPO / "solutions/en" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text(encoding="utf-8"))
+    hidden = sum(1 for c in solution["cells"] if "### BEGIN HIDDEN TESTS" in "".join(c["source"]))
+    assert log.count("Attribute 'checksum' for cell check_") == hidden * len(MIXED_CLASS)
+    assert log.count("Attribute 'checksum' for cell setup has changed") == 1             # bora's, in Korean
+    setup = _cells_by_id(json.loads((tmp_path / "autograded/bora" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+                                    .read_text(encoding="utf-8")))["setup"]
+    assert 'COURSE_LANG = "en"' in "".join(setup["source"])                              # English feedback
     by_nbgrader = export_scores(tmp_path, "nbgrader.csv")
 
     done = course("grade", ASSIGNMENT, "--root", str(tmp_path), "--workers", "2")
-    assert done.returncode == 0, done.stderr
-    by_course = export_scores(tmp_path, "course.csv")
+    assert done.returncode == 0 and "warning" not in done.stderr.lower(), done.stderr
+    done = course("feedback", ASSIGNMENT, "--root", str(tmp_path))
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    by_course = export_scores(tmp_path, "grades.csv")
     assert by_course == by_nbgrader                                      # hidden tests included in both
-    assert by_course["ana"] > by_course["ben"] > by_course["cho"] == 0
-    nbgrader(tmp_path, "generate_feedback", ASSIGNMENT, "--force")       # from course grade's autograded/
-    assert "check_causal_mask" in (tmp_path / "feedback" / "ben" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+    assert by_course == {"ana": 9, "bora": 6, "cho": 0}
+    for student, (_, lang) in MIXED_CLASS.items():
+        html = (tmp_path / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text(encoding="utf-8")
+        failed = [line for line in re.findall(r"❌[^<\n]*", html) if "attention." in line]
+        assert "check_causal_mask" in html and (failed or student == "ana"), student
+        assert all(bool(HANGUL.search(line)) == (lang == "ko") for line in failed), (student, failed[:2])
+    assert {p: p.read_bytes() for p in committed} == committed
 
 
 # ----------------------------------------------------------------------------

@@ -49,6 +49,32 @@ def run_autograder(archive_path: Path, tmp_path: Path, files: dict[str, bytes | 
     return doc
 
 
+def test_setup_sh_installs_what_a_gradescope_image_needs(archive):
+    """apt's lists before apt-get install (a fresh image has none), torch's CPU build from PyTorch's CPU
+    index at the project's pin (never the default CUDA wheel), every other dependency at the version
+    this environment runs."""
+    import shlex
+    from importlib import metadata
+
+    from autograde.grader.gradescope import TORCH
+
+    path, _ = archive
+    with zipfile.ZipFile(path) as z:
+        lines = [shlex.split(line) for line in z.read("setup.sh").decode().splitlines()
+                 if line.strip() and not line.startswith("#")]
+        pins = dict(line.split("==") for line in z.read("constraints.txt").decode().split())
+    apt = [i for i, words in enumerate(lines) if words[:1] == ["apt-get"]]
+    assert [lines[i][1] for i in apt] == ["update", "install"]
+    torch_line = next(words for words in lines if TORCH in words)
+    assert torch_line[:3] == ["/autograder/venv/bin/pip", "install", "--quiet"]
+    assert torch_line[torch_line.index("--index-url") + 1] == "https://download.pytorch.org/whl/cpu"
+    assert torch_line[-1] == TORCH and lines.index(torch_line) > apt[-1]
+    project = next(words for words in lines if words[-2:] == ["-e", "/autograder/source"])
+    assert "--index-url" not in project and "/autograder/source/constraints.txt" in project
+    assert lines.index(project) > lines.index(torch_line)
+    assert "torch" not in pins and pins["numpy"] == metadata.version("numpy") and len(pins) >= 10
+
+
 def test_the_archive_has_gradescope_layout_and_the_course_secret(archive):
     path, course = archive
     with zipfile.ZipFile(path) as z:

@@ -40,7 +40,32 @@ def ensure_assignment(gb: Gradebook, assignment: str, pristine: Path) -> str:
                 gb.find_solution_cell(cell.grade_id, notebook, assignment)
             except MissingEntry:
                 gb.add_solution_cell(cell.grade_id, notebook, assignment)
+        _ensure_source_cell(gb, cell, notebook, assignment)
     return notebook
+
+
+def _ensure_source_cell(gb: Gradebook, cell, notebook: str, assignment: str) -> None:
+    """nbgrader's record of every cell with a grade id, as generate_assignment makes it. Without it, a
+    later `course release` (nbgrader generate_assignment) refuses a notebook that has submissions:
+    "Cannot add or remove cells". A locked cell keeps its source and checksum, so that nbgrader's
+    own autograde restores it; a solution cell's text is the student's, never recorded."""
+    from nbformat.v4 import new_code_cell
+    from nbgrader.utils import compute_checksum
+
+    try:
+        gb.find_source_cell(cell.grade_id, notebook, assignment)
+        return
+    except MissingEntry:
+        pass
+    if cell.kind == "solution":
+        gb.add_source_cell(cell.grade_id, notebook, assignment, cell_type="code", locked=False, source="")
+        return
+    meta = {"grade_id": cell.grade_id, "grade": cell.kind == "test", "solution": False, "locked": True}
+    if cell.kind == "test":
+        meta["points"] = cell.points
+    code = new_code_cell(cell.source, metadata={"nbgrader": meta})
+    gb.add_source_cell(cell.grade_id, notebook, assignment, cell_type="code", locked=True, source=cell.source,
+                       checksum=compute_checksum(code))
 
 
 def save_result(gb: Gradebook, assignment: str, notebook: str, student: str, result: dict) -> dict[str, tuple]:

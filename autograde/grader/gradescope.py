@@ -2,8 +2,10 @@
 
 The archive follows Gradescope's autograder contract:
 
-    setup.sh            run once when Gradescope builds the image: a virtual environment in
-                        /autograder/venv with the pinned torch and this project
+    setup.sh            run once when Gradescope builds the image: apt-get update and install, a
+                        virtual environment in /autograder/venv with the pinned CPU torch (PyTorch's
+                        CPU index) and this project, its dependencies held by constraints.txt
+    constraints.txt     the versions of the project's dependencies in the exporting environment
     run_autograder      run for every submission: `python -m autograde.grader.gradescope run`
     autograde/, solutions/LANG/ASSIGNMENT/, pyproject.toml, README.md
                         this project: the package and the assignment's pristine notebooks
@@ -298,17 +300,44 @@ def off_the_disk(paths: list[Path]):
 # export
 
 
+# Gradescope's image is a bare Ubuntu without a GPU: the package lists first (an image's apt cache is
+# empty, so a plain install finds nothing), then the CPU build of torch from PyTorch's CPU index (the
+# default wheel is the multi-gigabyte CUDA build), then the project with every other dependency held
+# to the version the instructor's environment runs (constraints.txt, written at export time).
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 SETUP_SH = """#!/usr/bin/env bash
 # Gradescope runs this once, as root, when it builds the autograder image.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -qq python3 python3-venv python3-pip util-linux >/dev/null
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends python3 python3-venv python3-pip util-linux >/dev/null
 python3 -m venv /autograder/venv
 /autograder/venv/bin/pip install --quiet --upgrade pip
-/autograder/venv/bin/pip install --quiet {torch_args}
-/autograder/venv/bin/pip install --quiet -e /autograder/source
+/autograder/venv/bin/pip install --quiet --index-url {index} {torch_args}
+/autograder/venv/bin/pip install --quiet -c /autograder/source/constraints.txt -e /autograder/source
 /autograder/venv/bin/python -c "import torch, autograde.grader.pipeline"
 """
+
+
+def constraints() -> str:
+    """name==version for each runtime dependency of the project, as installed here (torch apart: it
+    comes from the CPU index at its own pin). A dependency not installed here keeps its range."""
+    import re
+    import tomllib
+    from importlib import metadata
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    lines = []
+    for requirement in project["dependencies"]:        # the extras (site, tests) are not needed to grade
+        name = re.match(r"[A-Za-z0-9_.-]+", requirement).group(0)
+        if name.lower() == "torch":
+            continue
+        try:
+            lines.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            lines.append(requirement.replace(" ", ""))
+    return "".join(line + "\n" for line in sorted(lines, key=str.lower))
+
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Gradescope runs this for every submission. AUTOGRADER_ROOT and COURSE_PYTHON exist for testing.
@@ -352,7 +381,9 @@ def export(assignment: str, out: Path, langs: tuple[str, ...], secret_root: Path
     tmp = Path(tempfile.mkstemp(prefix=".autograder-", suffix=".zip", dir=out.parent)[1])
     try:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
-            _add_text(archive, "setup.sh", SETUP_SH.format(torch_args=torch_spec), executable=True)
+            _add_text(archive, "setup.sh", SETUP_SH.format(index=TORCH_CPU_INDEX, torch_args=torch_spec),
+                      executable=True)
+            _add_text(archive, "constraints.txt", constraints())
             _add_text(archive, "run_autograder", RUN_AUTOGRADER, executable=True)
             _add_tree(archive, REPO_ROOT / "autograde", "autograde")
             for lang in langs:

@@ -30,6 +30,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPO_ROOT / "solutions"
 EXERCISES = REPO_ROOT / "exercises"          # the released notebooks (no answers, no hidden tests)
 HIDDEN_TESTS = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[^\n]*\n?", re.S | re.M)
+# The setup cell's install line names the course's repository and branch (autograde/repository.py).
+# An instructor who changes that setting after a release must not see every notebook handed out
+# before it reported as an edited locked cell: the line is compared without them (the pristine cell
+# is what runs, either way).
+INSTALL_SOURCE = re.compile(r"git\+https://github\.com/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+@[A-Za-z0-9_./-]+")
 MAX_NOTEBOOK_BYTES = 20 * 2**20
 TAMPER_KEPT = 3                   # tamper events listed per kind; the rest are counted
 
@@ -352,8 +357,9 @@ def pristine_cells(path: Path) -> list[Cell]:
 
 
 def _normalize(source: str) -> str:
-    """Hidden tests removed, trailing spaces and blank lines ignored (what nbgrader releases)."""
-    source = HIDDEN_TESTS.sub("", source)
+    """Hidden tests removed, trailing spaces and blank lines ignored (what nbgrader releases), the
+    repository in the install line ignored (a setting that may change after the release)."""
+    source = INSTALL_SOURCE.sub("git+https://github.com/REPOSITORY@BRANCH", HIDDEN_TESTS.sub("", source))
     return "\n".join(line.rstrip() for line in source.splitlines() if line.strip())
 
 
