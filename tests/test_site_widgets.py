@@ -4,7 +4,7 @@ works over http and from file://, in both languages, on a phone and a wide
 screen, with no console error and nothing fetched from another host.
 
 The site, browser and server fixtures come from tests/test_site.py. Screenshots
-of the playground (390 and 1280 px, each language, and one in the dark scheme)
+of the playground (390 and 1280 px, English light and Korean dark)
 are written under pytest's tmp dir (printed with -s), never committed.
 """
 from __future__ import annotations
@@ -15,7 +15,8 @@ import random
 import pytest
 
 from autograde.reference.tokenizer import ENDOFTEXT, BPETokenizer
-from test_site import LANGS, ROOT, browser, server, site  # noqa: F401  (fixtures)
+from autograde.site.widgets import MAX_CHARS
+from test_site import LANGS, ROOT, browser, reader_browser, server, site  # noqa: F401  (fixtures)
 from test_site_offline import PHONE, console_errors, settle
 
 CHAPTER = "chapters/01-tokens.html"
@@ -169,11 +170,13 @@ def type_text(drv, text: str, replace: bool = True) -> None:
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["http", "file"])
-def test_playground_shows_the_tokens_of_the_chapter_example(browser, server, site, tok, scheme):
+def test_playground_shows_the_tokens_of_the_chapter_example(browser, reader_browser, server, site, tok, scheme):
     """The chapter's example, its ids (also through window.llmCourse), count,
     bytes and the other language's example; ids for keyboard and screen reader;
-    nothing fetched from another host; over http also typing (check_typing)."""
+    nothing fetched from another host; over http also typing (check_typing).
+    From file:// in Chromium as a reader runs it (no file-access flag)."""
     base = server if scheme == "http" else site.as_uri()
+    browser = browser if scheme == "http" else reader_browser
     console_errors(browser)
     for lang in LANGS:
         other = "ko" if lang == "en" else "en"
@@ -223,6 +226,11 @@ def check_typing(browser, tok, lang: str) -> None:
     state = browser.execute_script(PAGE_STATE, lang)
     assert state["tokens"] == [] and state["message"]
 
+    long_text = "가나 다 " * (MAX_CHARS // 5 + 1)   # too long: says what is cut
+    type_text(browser, long_text)
+    state = browser.execute_script(PAGE_STATE, lang)
+    assert str(MAX_CHARS) in state["message"] and json.loads(state["ids"]) == tok.encode(long_text[:MAX_CHARS])
+
 
 FIT = """
 const root = document.querySelector('.llmc-tokenizer'), box = root.getBoundingClientRect();
@@ -238,7 +246,7 @@ return {scroll: document.documentElement.scrollWidth, viewport: document.documen
 def test_playground_fits_a_phone_and_screenshots(browser, server, tmp_path_factory):
     """At 390 px the playground, even with a long unbroken text and ids shown,
     does not widen the page and its text is at least 12 px. Screenshots at 390
-    and 1280 px in each language, and one dark, for a person to look at."""
+    and 1280 px in each language (English light, Korean dark), for a person to look at."""
     from selenium.webdriver.common.by import By
 
     shots = tmp_path_factory.mktemp("widget-screenshots")
@@ -252,30 +260,30 @@ def test_playground_fits_a_phone_and_screenshots(browser, server, tmp_path_facto
         root.screenshot(str(shots / f"tokenizer-{name}.png"))
 
     def width(px: int) -> None:
-        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {**PHONE, "width": px, "mobile": px < 600, "deviceScaleFactor": 1})
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                {**PHONE, "width": px, "height": 1200, "mobile": px < 600, "deviceScaleFactor": 1})
 
     try:
         for lang in LANGS:
             width(390)
+            if lang == "ko":   # Korean in the dark scheme, English in the light one
+                browser.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                                        {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+                browser.get(f"{server}/{lang}/{CHAPTER}")
+                browser.execute_script("localStorage.clear()")   # Material keeps the last palette there
             open_playground(browser, f"{server}/{lang}/{CHAPTER}", lang, wait_for_page=False)
+            scheme = browser.execute_script("return document.body.getAttribute('data-md-color-scheme')")
+            assert scheme == ("slate" if lang == "ko" else "default")
             type_text(browser, sample[lang], replace=False)
             browser.find_element(By.CSS_SELECTOR, ".llmc-show-ids").click()
-            shoot(f"{lang}-390")
+            shoot(f"{lang}-390-{scheme}")
             width(1280)
-            shoot(f"{lang}-1280")
+            shoot(f"{lang}-1280-{scheme}")
             width(390)
             type_text(browser, "https://example.com/" + "a" * 300 + " " + "가" * 200, replace=False)
             fit = browser.execute_script(FIT)
             assert fit["scroll"] <= fit["viewport"] and fit["right"] <= fit["viewport"] + 0.5, (lang, fit)
             assert fit["minFont"] >= 12, (lang, fit)
-        browser.execute_cdp_cmd("Emulation.setEmulatedMedia",
-                                {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
-        browser.get(f"{server}/ko/{CHAPTER}")   # loaded in the dark scheme, then forget the kept palette
-        browser.execute_script("localStorage.clear()")   # Material keeps the last palette there
-        open_playground(browser, f"{server}/ko/{CHAPTER}", "ko", wait_for_page=False)
-        type_text(browser, sample["ko"], replace=False)
-        assert browser.execute_script("return document.body.getAttribute('data-md-color-scheme')") == "slate"
-        shoot("ko-390-dark")
     finally:
         browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

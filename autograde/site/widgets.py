@@ -33,7 +33,11 @@ from autograde.site.labels import LABELS
 ASSET_DIR = "assets/llm-course"
 TOKENIZER_DATA = f"{ASSET_DIR}/tokenizer-data.js"
 WIDGET_MARKER = re.compile(r'<div data-llm-widget="([^"]*)"></div>')
-MAX_CHARS = 20_000   # the playground tokenizes at most this many characters per keystroke
+# The playground tokenizes at most this many characters per keystroke: inside
+# one chunk, every merge that applies rescans the whole chunk (as in the Python
+# reference), and a pasted run of letters with no space is one chunk; 2,000
+# keeps the worst case (6,000 bytes of Hangul) far under a second.
+MAX_CHARS = 2_000
 
 
 # ----------------------------------------------------------------------------

@@ -30,7 +30,7 @@
   function setup(root, api) {
     var L = JSON.parse(root.getAttribute("data-labels"));
     var lang = document.documentElement.lang || "en";
-    var maxChars = Number(root.getAttribute("data-max-chars")) || 20000;
+    var maxChars = Number(root.getAttribute("data-max-chars")) || 2000;
     var input = root.querySelector(".llmc-input");
     var special = root.querySelector(".llmc-special");
     var showIds = root.querySelector(".llmc-show-ids");
@@ -82,8 +82,8 @@
 
     function render() {
       var text = input.value, notes = [];
-      if (text.length > maxChars) {
-        text = text.slice(0, maxChars);
+      if (text.length > maxChars && Array.from(text).length > maxChars) {   // code points, not UTF-16 units
+        text = Array.from(text).slice(0, maxChars).join("");
         notes.push(fill(L.too_long, { max: maxChars }));
       }
       var records;
