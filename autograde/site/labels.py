@@ -52,7 +52,7 @@ LABELS = {
         "tok.too_long": "여기서는 앞의 {max}글자만 토큰으로 나눕니다.",
         "tok.special_as_text": "텍스트로 입력한 “<|endoftext|>”는 보통 글자입니다. 보통 토큰 {n}개가 되고, "
                                "특수 id {id}는 나오지 않습니다. 특수 토큰을 보려면 위의 칸을 체크하세요.",
-        "tok.note": "참조 모델과 채점기가 쓰는 바로 그 토크나이저입니다 (인코딩: {notebook}의 5단계, "
+        "tok.note": "참고 모델과 채점기가 쓰는 바로 그 토크나이저입니다 (인코딩: {notebook}의 5단계, "
                     "정규식 사전 분할: 7단계). 브라우저 콘솔에서도 써 보세요: "
                     "llmCourse.encode(\"...\"), llmCourse.decode([...]).",
         "tok.notebook": "노트북 1",

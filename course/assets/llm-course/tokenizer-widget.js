@@ -72,7 +72,7 @@
         shown = visible(record.text);
         spoken = fill(L.token_label, { n: n + 1, text: JSON.stringify(record.text), id: record.id });
       }
-      item.title = spoken;
+      if (record.special || record.text === null) item.title = spoken;   // hover: the character the bytes belong to
       item.setAttribute("aria-label", spoken);
       item.append(el("span", "llmc-tok-text", shown), el("span", "llmc-tok-id", String(record.id)));
       item.firstChild.setAttribute("aria-hidden", "true");
