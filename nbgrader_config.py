@@ -3,15 +3,18 @@
 nbgrader's folders mapped to the course's (one language at a time):
 
     source     solutions/en    instructor notebooks (answers + hidden tests)
-    release    exercises/en    student notebooks (made by `nbgrader generate_assignment`)
+    release    exercises/en    student notebooks (made by `course build`, checked by `course release`)
     submitted, autograded, feedback   nbgrader's defaults, at the repository root
     gradebook  gradebook.db    at the repository root (git-ignored), shared with `course grade`
 
-To run nbgrader on the Korean notebooks, set COURSE_LANG=ko for every command
-(`COURSE_LANG=ko nbgrader generate_assignment 02_attention`), or change LANG
-below. Both languages have the same cells, grade ids and points, so one
-gradebook serves a class that mixes them; `course grade` picks each
-submission's language from its metadata by itself.
+Record an assignment with `course release ASSIGNMENT` (never `nbgrader
+generate_assignment`: exercises/ is committed, and its --force deletes the
+committed notebooks first). To run nbgrader's own commands on the Korean
+notebooks, set COURSE_LANG=ko for every command, or change LANG below. Both
+languages have the same cells, grade ids and points, so one gradebook serves a
+class that mixes them; `course grade` grades each submission in its own
+language, which plain `nbgrader autograde` cannot (the instructors' guide says
+what it does instead).
 """
 import os
 from pathlib import Path

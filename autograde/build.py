@@ -73,6 +73,7 @@ def build(root, skip_figures: bool = False, skip_notebooks: bool = False, site_d
     """Build the whole course site under `site_dir` (default root/site); return it."""
     root = Path(root).resolve()
     site = Path(site_dir).resolve() if site_dir else root / "site"
+    warn_placeholder(root)
 
     if skip_figures:
         missing = [f"course/{lang}/figures" for lang in LANGUAGES
@@ -105,7 +106,17 @@ def build(root, skip_figures: bool = False, skip_notebooks: bool = False, site_d
         build_language(root, lang, site / lang)
         print(f"site/{lang}: built in {time.perf_counter() - start:.1f} s")
     (site / "index.html").write_text(CHOOSER, encoding="utf-8")
+    warn_placeholder(root)                  # again at the end, where the build's output stops
     return site
+
+
+def warn_placeholder(root: Path) -> None:
+    """Say loudly, on stderr, when the links and install cells point to the original project."""
+    from autograde.repository import placeholder_warning, settings
+
+    note = placeholder_warning(settings(root))
+    if note:
+        print(note, file=sys.stderr, flush=True)
 
 
 def build_language(root: Path, lang: str, out: Path) -> None:

@@ -219,6 +219,33 @@ def cmd_check(args) -> int:
     os._exit(status)
 
 
+def cmd_release(args) -> int:
+    from autograde.classroom import release
+
+    done = release(_text(args.assignment, "ASSIGNMENT"), root=Path(args.root), gradebook_lang=args.lang)
+    print(f"{done.assignment}: recorded in {done.gradebook} (locked cells for nbgrader autograde: {done.lang})")
+    for path in done.updated:
+        print(f"updated {path}: commit it, students get it from there")
+    if done.unchanged:
+        print(f"{len(done.unchanged)} student notebook(s) already current, not rewritten")
+    return 0
+
+
+def cmd_feedback(args) -> int:
+    from autograde.classroom import feedback
+
+    made = feedback(_text(args.assignment, "ASSIGNMENT"), root=Path(args.root))
+    print(f"wrote {len(made)} feedback file(s) under {Path(args.root).resolve() / 'feedback'}")
+    return 0
+
+
+def cmd_export_grades(args) -> int:
+    from autograde.classroom import export_grades
+
+    print(f"wrote {export_grades(Path(args.output), root=Path(args.root))}")
+    return 0
+
+
 def cmd_export_gradescope(args) -> int:
     from autograde.grader.gradescope import export
 
@@ -286,6 +313,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=2, help="parallel sandboxes (default 2)")
     s.add_argument("--root", default=".", help="nbgrader course root (default: current directory)")
     s.set_defaults(func=cmd_grade)
+
+    s = sub.add_parser("release", help="record an assignment in the gradebook; bring its student notebooks up to date",
+                       description="Record ASSIGNMENT in the gradebook (what `course grade` and `nbgrader autograde` "
+                                   "grade against) and check exercises/<lang>/ASSIGNMENT against solutions/, "
+                                   "rewriting a student notebook only when it changed. Runs nbgrader with this "
+                                   "environment in a staging folder: a failure changes nothing. Safe to run again.")
+    s.add_argument("assignment", help="assignment name, e.g. 02_attention")
+    s.add_argument("--lang", choices=("en", "ko"), default="en",
+                   help="whose locked cells plain `nbgrader autograde` restores (default en); `course grade` "
+                        "grades each submission in its own language whatever this is")
+    s.add_argument("--root", default=".", help="the course root holding the gradebook (default: current directory)")
+    s.set_defaults(func=cmd_release)
+
+    s = sub.add_parser("feedback", help="write each student's feedback (HTML) for a graded assignment",
+                       description="Run nbgrader generate_feedback on autograded/*/ASSIGNMENT (as `course grade` "
+                                   "wrote it, each in its student's language) into feedback/STUDENT/ASSIGNMENT/.")
+    s.add_argument("assignment", help="assignment name, e.g. 02_attention")
+    s.add_argument("--root", default=".", help="the course root (default: current directory)")
+    s.set_defaults(func=cmd_feedback)
+
+    s = sub.add_parser("export-grades", help="write every score in the gradebook to a CSV file",
+                       description="Run nbgrader export: one row per student and assignment, with the score and "
+                                   "the maximum score. The file is replaced whole, never half-written.")
+    s.add_argument("-o", "--output", default="grades.csv", help="the CSV file to write (default grades.csv)")
+    s.add_argument("--root", default=".", help="the course root (default: current directory)")
+    s.set_defaults(func=cmd_export_grades)
 
     s = sub.add_parser("export-gradescope", help="write a Gradescope autograder archive for an assignment",
                        description="Write autograder.zip for Gradescope: setup.sh installs this project and torch, "

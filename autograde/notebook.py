@@ -5,7 +5,11 @@
     check("attention.softmax", softmax)      # prints ✅/❌ and the hint
 
 A failing check raises CheckFailed, so that nbgrader marks the test cell as
-failed; IPython shows only the one-line message, not a traceback.
+failed; IPython shows its message once (not printed first, then raised again),
+without a traceback, followed by a line saying that "Run all" stops there. In a
+cell that uses a step not written yet (NotImplementedError) or a name a skipped
+cell would have defined (NameError), IPython's error is followed by one line
+that says which, in the notebook's language.
 
 Every function that passes its check is saved (its source code) into
 `my_llm/<notebook>.py` next to the notebook, a small module the student owns;
@@ -24,12 +28,30 @@ from pathlib import Path
 import torch
 
 from autograde.checks.core import get_language, set_language
-from autograde.checks.messages import message
+from autograde.checks.messages import message, register_messages
 from autograde.checks.runner import describe, run_check
 from autograde.checks.tolerance import disable_tf32
 
 MY_DIR = Path("my_llm")
 _device = torch.device("cpu")
+
+register_messages({
+    "run_all_stops": {
+        "en": "⏸ \"Run all\" stops at this cell: the cells below have not run. Finish this step, run this cell "
+              "again, then the cells below it.",
+        "ko": "⏸ \"모두 실행\"은 이 셀에서 멈춥니다. 아래 셀들은 아직 실행되지 않았습니다. 이 단계를 마치고 이 셀을 "
+              "다시 실행한 뒤, 아래 셀들을 이어서 실행하세요."},
+    "needs_unfinished_step": {
+        "en": "💡 This cell uses a function that is not written yet (it still raises NotImplementedError): finish the "
+              "step above (its YOUR CODE HERE cell) and run its check first.",
+        "ko": "💡 이 셀은 아직 작성하지 않은 함수를 씁니다(여전히 NotImplementedError를 냅니다). 위 단계의 "
+              "YOUR CODE HERE 셀을 먼저 채우고 그 검사를 실행하세요."},
+    "needs_earlier_cell": {
+        "en": "💡 {name!r} is not defined yet: a cell above that defines it has not run (\"Run all\" stops at the "
+              "first unfinished check) or has failed. Run the cells above in order, then this one.",
+        "ko": "💡 {name!r}이(가) 아직 정의되지 않았습니다. 이것을 정의하는 위쪽 셀이 실행되지 않았거나(\"모두 실행\"은 "
+              "처음으로 통과하지 못한 검사에서 멈춥니다) 실패했습니다. 위 셀들을 차례로 실행한 뒤 이 셀을 실행하세요."},
+})
 
 
 class CheckFailed(AssertionError):
@@ -50,7 +72,35 @@ def setup(lang: str = "en", seed: int = 0) -> torch.device:
     _device = pick_device()
     name = torch.cuda.get_device_name(0) if _device.type == "cuda" else _device.type
     print(message("device", lang, device=f"{_device.type} ({name})" if _device.type == "cuda" else name))
+    _explain_errors()
     return _device
+
+
+def _explain_errors() -> None:
+    """In IPython (Jupyter, Colab): after a NotImplementedError or NameError, IPython's own error, then
+    one line that says what it means here. The cell still fails, as before."""
+    try:
+        shell = get_ipython()  # noqa: F821  (defined by IPython, absent elsewhere)
+    except NameError:
+        return
+    if shell is None or not hasattr(shell, "set_custom_exc"):
+        return
+
+    def explain(shell, etype, value, tb, tb_offset=None):
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+        hint = _hint(etype, value, get_language())
+        if hint:
+            print(hint)
+
+    shell.set_custom_exc((NotImplementedError, NameError), explain)
+
+
+def _hint(etype, value, lang: str) -> str | None:
+    if issubclass(etype, NotImplementedError):
+        return message("needs_unfinished_step", lang)
+    if issubclass(etype, NameError) and getattr(value, "name", None):
+        return message("needs_earlier_cell", lang, name=value.name)
+    return None
 
 
 def device() -> torch.device:
@@ -60,11 +110,12 @@ def device() -> torch.device:
 def check(step: str, fn=None, *, hidden: bool = False, save: bool = True) -> dict:
     """Check one step now; print the result in the notebook's language."""
     result = run_check(step, fn, hidden=hidden, remember=True)
-    print(describe(result, get_language()))
-    if result["passed"] and save and not hidden and fn is not None:
+    lang = get_language()
+    if not result["passed"]:            # shown once, as the error, with what it means for "Run all"
+        raise CheckFailed(describe(result, lang) + "\n" + message("run_all_stops", lang))
+    print(describe(result, lang))
+    if save and not hidden and fn is not None:
         save_piece(step, fn)
-    if not result["passed"]:
-        raise CheckFailed(describe(result, get_language()))
     return CheckResult(result)
 
 

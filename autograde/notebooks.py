@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,13 +38,12 @@ LANG_LINE = re.compile(r'^COURSE_LANG = "(en|ko)"$', re.M)
 
 
 def repository_settings(root: Path) -> tuple[str, str]:
-    """extra.repository and extra.default_branch from mkdocs.yml (the one place they live)."""
-    text = (root / "mkdocs.yml").read_text(encoding="utf-8")
-    repo = re.search(r"^\s+repository:\s*(\S+)", text, re.M)
-    branch = re.search(r"^\s+default_branch:\s*(\S+)", text, re.M)
-    if not repo or not branch:
-        raise CourseError("mkdocs.yml must set extra.repository and extra.default_branch")
-    return repo.group(1), branch.group(1)
+    """OWNER/NAME and branch of the course on GitHub (autograde/repository.py: mkdocs.yml's
+    extra.repository, else the checkout's git remote)."""
+    from autograde.repository import settings
+
+    repo = settings(root)
+    return repo.slug, repo.branch
 
 
 def colab_url(root: Path, lang: str, assignment: str) -> str:
@@ -127,15 +125,15 @@ def write_solutions(root: Path, out_dir: Path | None = None) -> list[Path]:
     for source in sorted((root / "solutions" / "src").glob("*.py")):
         for lang in LANGS:
             path = out_dir / lang / source.stem / f"{source.stem}.ipynb"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            nbformat.write(render(source, lang, root), path)
+            text = nbformat.writes(render(source, lang, root))
+            install_bytes((text if text.endswith("\n") else text + "\n").encode("utf-8"), path)   # as nbformat.write
             written.append(path)
     return written
 
 
 def tool_env() -> dict:
     """Environment for nbgrader subprocesses: it runs `alembic` by name, so the
-    interpreter's bin directory (the venv's) must be on PATH."""
+    interpreter's bin directory (the venv's) must be on PATH. Nothing needs activating."""
     import os
 
     env = dict(os.environ)
@@ -143,29 +141,65 @@ def tool_env() -> dict:
     return env
 
 
+def nbgrader_generate(name: str, lang: str, solutions_dir: Path, staging: Path, db: Path) -> Path:
+    """nbgrader generate_assignment for one language, entirely inside `staging` (its course root and
+    release folder); `db` is the gradebook it records into. Returns the student notebook it made.
+
+    nbgrader's --force first deletes the release folder and, failing later (no `alembic` on PATH),
+    leaves a half-made gradebook: here both are staging's, never a committed file."""
+    release = staging / "release" / lang
+    cmd = [sys.executable, "-m", "nbgrader", "generate_assignment", name, "--force",
+           f"--CourseDirectory.root={staging}", f"--CourseDirectory.source_directory={solutions_dir / lang}",
+           f"--CourseDirectory.release_directory={release}", f"--CourseDirectory.db_url=sqlite:///{db}",
+           "--log-level=WARN"]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, env=tool_env(), cwd=staging)
+    except OSError as exc:
+        raise CourseError(f"cannot run nbgrader ({exc.strerror or exc}): is this the course's environment? "
+                          "run `python3 tasks.py build`") from None
+    made = release / name / f"{name}.ipynb"
+    if done.returncode != 0 or not made.is_file():
+        raise CourseError(f"nbgrader generate_assignment failed for {lang}/{name}; no committed notebook was "
+                          f"changed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return made
+
+
+def install_file(made: Path, target: Path) -> bool:
+    """Put the file `made` at `target` in one step (install_bytes)."""
+    return install_bytes(made.read_bytes(), target)
+
+
+def install_bytes(data: bytes, target: Path) -> bool:
+    """Put `data` at `target` in one step (a copy beside it, then a rename): a reader or a crash sees
+    the old file or the new one, never half of one. False when the bytes are already there."""
+    import os
+
+    if target.is_file() and target.read_bytes() == data:
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return True
+
+
 def generate_exercises(root: Path, solutions_dir: Path, exercises_dir: Path) -> list[Path]:
-    """Run nbgrader generate_assignment per language (a throwaway gradebook)."""
-    written = []
+    """nbgrader generate_assignment per language (throwaway gradebooks). Every student notebook is
+    made first, in a temporary folder; only when all succeeded are they installed, each atomically."""
     assignments = sorted(p.stem for p in (root / "solutions" / "src").glob("*.py"))
+    made = []
     with tempfile.TemporaryDirectory() as tmp:
         for lang in LANGS:
-            db = f"sqlite:///{Path(tmp) / f'gen-{lang}.db'}"
             for name in assignments:
-                cmd = [sys.executable, "-m", "nbgrader", "generate_assignment", name, "--force",
-                       f"--CourseDirectory.root={tmp}",
-                       f"--CourseDirectory.source_directory={solutions_dir / lang}",
-                       f"--CourseDirectory.release_directory={Path(tmp) / 'release' / lang}",
-                       f"--CourseDirectory.db_url={db}", "--log-level=WARN"]
-                done = subprocess.run(cmd, capture_output=True, text=True, env=tool_env())
-                made = Path(tmp) / "release" / lang / name / f"{name}.ipynb"
-                if done.returncode != 0 or not made.exists():
-                    raise CourseError(f"nbgrader generate_assignment failed for {lang}/{name}:\n"
-                                      f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
-                target = exercises_dir / lang / name / f"{name}.ipynb"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(made, target)
-                written.append(target)
-    return written
+                made.append((nbgrader_generate(name, lang, solutions_dir, Path(tmp), Path(tmp) / f"gen-{lang}.db"),
+                             exercises_dir / lang / name / f"{name}.ipynb"))
+        for path, target in made:
+            install_file(path, target)
+    return [target for _, target in made]
 
 
 def build_all(root: Path, out_root: Path | None = None) -> list[Path]:

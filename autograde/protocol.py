@@ -293,6 +293,11 @@ def progress_events(lines):
 
 
 CHILD_ERRORS = ("not_implemented", "forbidden_call", "raised", "timeout", "mutated_input")
+# Every step report says that the worker's call monitor was guarded (autograde.grader.worker.MonitorGuard:
+# an audit hook that refuses and records any other switch of the profiler); a report without it is
+# treated as the monitor's absence, a tampering, and fails the step.
+MONITOR_GUARDED = "guarded"
+MONITOR_MISSING = "the grader's call monitor (its report is missing)"
 
 
 @dataclass
@@ -309,7 +314,8 @@ class CaseReport:
 @dataclass
 class StepReport:
     """A step as the child reports it. Exactly one of: cases, missing (no such function),
-    unwritable (the output could not be encoded); `tampered` names library entries it changed."""
+    unwritable (the output could not be encoded); `tampered` names library entries it changed, and the
+    call monitor when the student's code tried to switch it or the report does not say it was guarded."""
     cases: list[CaseReport] | None = None
     missing: bool = False
     unwritable: str | None = None
@@ -336,6 +342,8 @@ def parse_step_report(value, n_cases: int) -> StepReport:
     if not (type(tampered) is list and all(type(t) is str for t in tampered)):
         raise ReportError("malformed tamper list")
     tampered = [t[:80] for t in tampered[:20]]
+    if value.get("monitor") != MONITOR_GUARDED:        # the worker always says so: silence is tampering
+        tampered.append(MONITOR_MISSING)
     if value.get("missing") is True:
         return StepReport(missing=True, tampered=tampered)
     if "unwritable" in value:

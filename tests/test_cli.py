@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from autograde.reference.checkpoint import REFERENCE_DIR, load_reference
 from autograde.reference.sampling import generate
 
-SUBCOMMANDS = ["build", "check", "grade", "tokenize", "detokenize", "generate", "export-hf", "train-reference",
+SUBCOMMANDS = ["build", "check", "grade", "release", "feedback", "export-grades", "export-gradescope", "tokenize", "detokenize", "generate", "export-hf", "train-reference",
                "corpus", "figures"]
 
 
@@ -134,3 +134,24 @@ def test_export_hf_refuses_a_file_path(tmp_path):
     target = tmp_path / "file.txt"
     target.write_text("x")
     assert_clean_error(course("export-hf", str(target)), "not a directory")
+
+
+KOREAN_FEEDBACK = ("❌ tokenizer.split_pieces: 통과하지 못했습니다 — 입력 'a b'의 경우: 공백은 다음 조각의 앞에 붙어야 "
+                   "합니다. 토큰 id를 한 칸씩 옮겨 보세요.\n❌ 두 번째 검사: 아주아주아주아주아주아주아주아주아주아주아주긴낱말도 "
+                   "끝까지 보여야 합니다")
+
+
+def test_the_check_table_keeps_every_korean_character_where_it_wraps(monkeypatch, capsys):
+    """`course check`'s table at every terminal width from 100 to 160: the message column, read back
+    line by line, is the whole message (rich's default overflow dropped characters at a wrap)."""
+    from autograde.grader.check import print_table
+
+    result = {"lang": "ko", "assignment": "01_tokenizer", "notebook": "x.ipynb", "score": 0, "max_score": 2,
+              "tests": [{"name": "check_split_pieces", "score": 0, "max_score": 2, "status": "failed",
+                         "output": KOREAN_FEEDBACK}]}
+    for width in range(100, 161):
+        monkeypatch.setenv("COLUMNS", str(width))
+        print_table(result)
+        rows = [line.split("│") for line in capsys.readouterr().out.splitlines() if line.count("│") == 5]
+        text = "".join(row[4].strip() for row in rows if row[1].strip() != "합계")
+        assert text.replace(" ", "") == KOREAN_FEEDBACK.replace(" ", "").replace("\n", ""), width

@@ -112,6 +112,46 @@ def test_token_examples_are_what_the_reference_tokenizer_produces(lang):
     assert not wrong, "\n".join(wrong)
 
 
+# A single token shown in prose is a backticked single-quoted literal, `' 배'` (or `b'\xec\x95'`
+# for a piece of a character): it must be a token of the course tokenizer, and encoding its text
+# must give exactly that token. Text that is not a token of the course tokenizer (a regex chunk,
+# an input string, a token of a made-up example or of another tokenizer) is written in double
+# quotes, `" haha"`, and is not checked.
+SINGLE_TOKEN = re.compile(r"`(b?'(?:[^'\\`]|\\.)*')`")
+
+
+def single_token_examples(lang: str):
+    for name, text in texts(lang).items():
+        in_runs = [m.span() for m in RUN.finditer(text)]
+        for m in SINGLE_TOKEN.finditer(text):
+            if not any(a <= m.start() < b for a, b in in_runs):
+                yield name, m.group(1)
+
+
+def is_course_token(literal: str) -> bool:
+    tok = reference().tokenizer
+    value = ast.literal_eval(literal)
+    if isinstance(value, bytes):  # a piece of a character: a vocabulary entry
+        return any(tok.token_bytes(i) == value for i in range(tok.vocab_size))
+    return [tok.token_bytes(i) for i in tok.encode_ordinary(value)] == [value.encode("utf-8")]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_single_tokens_in_prose_are_tokens_of_the_reference_tokenizer(lang):
+    examples = list(single_token_examples(lang))
+    assert len(examples) >= 10, f"only {len(examples)} single-token examples found in {lang}"
+    wrong = sorted({f"{name}: `{literal}` is not one token; the tokenizer gives "
+                    f"{show(split_with_reference([as_bytes(literal)]))} (write other text in double quotes)"
+                    for name, literal in examples if not is_course_token(literal)})
+    assert not wrong, "\n".join(wrong)
+
+
+def test_single_token_check_tells_tokens_from_other_text():
+    text = "`' 배'` and `' 고프'` but `\" haha\"` and `' 학'` + `'교'`"
+    assert [lit for _, lit in [("", m.group(1)) for m in SINGLE_TOKEN.finditer(text)]] == ["' 배'", "' 고프'", "' 학'", "'교'"]
+    assert is_course_token("' 배'") and not is_course_token("' 고프'")
+
+
 def test_token_example_parser_catches_a_wrong_split():
     text = "as in `' 학교'` + `'에서'` and `b'\\xec\\x95'` + `b'\\xa0'`"
     found = [[as_bytes(x) for x in PIECE.findall(m.group(0))] for m in RUN.finditer(text)]
@@ -223,7 +263,12 @@ CITATION = {
 }
 # works named by their method rather than by author
 NAMED = {"word2vec": "Mikolov", "GRPO": "Shao", "Chinchilla": "Hoffmann", "FlashAttention": "Dao",
-         "self-consistency": "Wang", "Tree of Thoughts": "Yao", "SentencePiece": "Kudo"}
+         "self-consistency": "Wang", "Tree of Thoughts": "Yao", "SentencePiece": "Kudo",
+         "pass@k": "Chen", "cons@": "Wang", "REINFORCE": "Williams", "AlphaGo": "Silver", "o1": "OpenAI",
+         "Adam": "Kingma", "AdamW": "Loshchilov", "RLHF": "Ouyang", "DPO": "Rafailov", "GELU": "Hendrycks",
+         "LayerNorm": "Ba", "Llama 2": "Touvron", "Llama 3": "Grattafiori", "Qwen3": "Yang",
+         "cl100k": "OpenAI", "jagged intelligence": "Karpathy", "backpropagation": "Rumelhart",
+         "역전파": "Rumelhart", "cosine** decay": "Loshchilov", "코사인** 감소": "Loshchilov"}
 
 
 def reference_entries(lang: str) -> list[str]:
@@ -239,7 +284,7 @@ def citations(lang: str):
         for m in CITATION[lang][1].finditer(text):
             yield page.name, [m.group(1), m.group(2)], m.group(3), m.group(0)
         for name, author in NAMED.items():
-            if name in text:
+            if re.search(rf"(?<![A-Za-z0-9]){re.escape(name)}", text):
                 yield page.name, [author], None, name
 
 
@@ -494,3 +539,98 @@ def test_every_notebook_is_in_the_tables_of_the_home_page_and_the_instructor_gui
     text = (COURSE / lang / page).read_text(encoding="utf-8")
     listed = re.findall(r"^\| `(\d\d_[a-z_]+)` \|", text, re.M)
     assert listed == list(ASSIGNMENTS), listed
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_home_page_lists_every_chapter_by_its_title(lang):
+    """The home page's numbered chapter list names every chapter, in order, by its real title
+    (chapter 9 was once missing from it)."""
+    text = (COURSE / lang / "index.md").read_text(encoding="utf-8")
+    listed = re.findall(r"^(\d+)\. \[([^\]]+)\]\(chapters/([^)#]+)\)", text, re.M)
+    titles = chapter_titles(lang)
+    assert [(target, name) for _, name, target in listed] == list(titles.items()), listed
+    assert [int(n) for n, _, _ in listed] == list(range(1, len(titles) + 1))
+
+
+# ---------------------------------------------------------------------------
+# No English inside Korean formulas and diagrams
+#
+# A formula may carry symbol names in Latin script (d_{\text{model}}, \mathrm{softmax},
+# \mathrm{FLOPs}_{\text{token}}: one word, the name of a quantity or function, as in the code),
+# but never an English phrase (\text{KV bytes per token}). A diagram label in Korean may keep
+# the Latin spellings the term table gives as the Korean term (RMSNorm, FFN, top-k), acronyms
+# and names (GRPO, DeepSeek-R1, Qwen2.5), code identifiers (n_layer, W_E, dL/dx), and nothing else.
+# ---------------------------------------------------------------------------
+
+TEXT_GROUP = re.compile(r"\\(?:text|textrm|mbox|mathrm|operatorname)\s*\{([^{}]*)\}")
+MATH = re.compile(r"\$\$(.*?)\$\$|(?<![\\$])\$([^$\n]+)\$", re.S)
+MERMAID_BLOCK = re.compile(r"^\s*```mermaid\s*\n(.*?)^\s*```", re.M | re.S)
+LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_.'/+-]*")
+# names of models and code identifiers that a Korean diagram writes as they are spelled
+LATIN_NAMES = {"Llama", "Qwen", "id", "inf", "dL", "dW", "dh", "dx", "dlogits"}
+
+
+def korean_latin_words() -> set[str]:
+    """Latin-script words that the term table itself gives as Korean terms (RMSNorm, top-k, ...)."""
+    return {w for row in term_table() for w in LATIN_WORD.findall(row["ko"])} | LATIN_NAMES
+
+
+def english_in_formula(text: str) -> list[str]:
+    """\\text{...}-like groups in math that hold an English phrase (two or more words)."""
+    found = []
+    for m in MATH.finditer(text):
+        for group in TEXT_GROUP.findall(m.group(1) or m.group(2)):
+            if len(re.findall(r"[A-Za-z]{2,}", group)) >= 2:
+                found.append(f"${(m.group(1) or m.group(2)).strip()}$")
+    return found
+
+
+def english_in_diagram(text: str) -> list[str]:
+    allowed = korean_latin_words()
+    found = []
+    for block in MERMAID_BLOCK.findall(text):
+        for label in re.findall(r'"([^"\n]*)"|\|([^|\n]*)\|', block):
+            label = re.sub(r"<[^>]+>", " ", label[0] or label[1])
+            for part in re.split(r"[/\s]+", label):
+                for word in LATIN_WORD.findall(part):
+                    word = word.rstrip(".'-")
+                    is_symbol = (len(re.findall(r"[A-Za-z]", word)) < 2 or sum(c.isupper() for c in word) >= 2
+                                 or re.search(r"[0-9_]", word))
+                    if not is_symbol and word not in allowed:
+                        found.append(f"{word!r} in {label.strip()!r}")
+    return found
+
+
+@pytest.mark.parametrize("page", [p for p in pages("ko") if p.name not in KOREAN_PAGES_OTHERS_EDIT],
+                         ids=lambda p: str(p.relative_to(COURSE / "ko")))
+def test_korean_formulas_and_diagrams_hold_no_english(page):
+    text = page.read_text(encoding="utf-8")
+    found = english_in_formula(text) + english_in_diagram(text)
+    assert not found, "English inside a Korean formula or diagram (translate it, or use a symbol " \
+                      "defined in the text):\n" + "\n".join(found)
+
+
+def test_english_in_korean_formula_or_diagram_is_caught():
+    assert english_in_formula("$$\n\\text{KV bytes per token} = 2 \\cdot n_{\\text{kv}}\n$$")
+    assert english_in_formula("$\\mathrm{FLOPs}_{\\text{before answer}}$")
+    assert not english_in_formula("$$\nd_{\\text{model}} \\cdot \\mathrm{softmax}(x)\n$$")
+    assert english_in_diagram('```mermaid\nflowchart TD\n    A["Norm → Attn<br/>(1층)"]\n```\n')
+    assert english_in_diagram('```mermaid\nflowchart TD\n    A -->|"before answer"| B\n```\n')
+    assert not english_in_diagram('```mermaid\nflowchart TD\n    A["RMSNorm → FFN<br/>n_layer번, GRPO, dL/dx"]\n```\n')
+
+
+SUMMARY_HEADING = {"en": "## Summary {#summary}", "ko": "## 정리 {#summary}"}
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_chapter_ends_with_a_summary(lang):
+    """Each chapter closes its teaching with a short recap (a few bullets), just before its key terms."""
+    missing = []
+    for page in chapters(lang):
+        text = page.read_text(encoding="utf-8")
+        m = re.search(rf"^{re.escape(SUMMARY_HEADING[lang])}\n(.*?)^## .*\{{#key-terms\}}", text, re.M | re.S)
+        bullets = re.findall(r"^- ", m.group(1), re.M) if m else []
+        if not 3 <= len(bullets) <= 7:
+            missing.append(f"{page.name}: {len(bullets)} recap bullets between "
+                           f"{SUMMARY_HEADING[lang]!r} and the key terms (want 3 to 7)")
+    assert not missing, "\n".join(missing)

@@ -4,8 +4,8 @@ and Ctrl-C stops the queue at once while keeping what finished.
 * A full disk, or a sandbox that cannot start, leaves the submission "not graded":
   no gradebook row, not marked done, exit status 3 with the command to run again;
   the next run grades it. `course check` says so in one `error:` line.
-* A submission that is a directory, a symlink loop, unreadable, a pipe, not UTF-8
-  or holds a lone surrogate is the student's doing: 0 with a message that names the
+* A submission that is a directory, a symbolic link (never followed), unreadable, a pipe,
+  not UTF-8 or holds a lone surrogate is the student's doing: 0 with a message that names the
   problem, and everyone else is graded.
 * SIGINT: nothing queued is started, the running sandbox is stopped, the finished
   submissions are recorded, exit 130 with the command to resume.
@@ -147,7 +147,12 @@ def test_unreadable_submissions_score_zero_with_the_reason_and_the_class_goes_on
     folder("dir").mkdir()                                                   # a directory named .ipynb
     loop = folder("loop")
     loop.symlink_to(loop)                                                   # a symlink to itself
-    folder("locked").symlink_to(unreadable_target(tmp_path))
+    locked = folder("locked")
+    if os.geteuid() != 0:
+        locked.write_text("{}")
+        locked.chmod(0)
+    else:                                   # root reads a mode-000 file: a link to what root cannot read
+        locked.symlink_to(unreadable_target(tmp_path))
     os.mkfifo(folder("pipe"))                                               # reading it would block forever
     latin1 = make_submission("full")
     latin1["cells"].append({"cell_type": "markdown", "metadata": {}, "source": "LATIN1_HERE"})
@@ -160,7 +165,8 @@ def test_unreadable_submissions_score_zero_with_the_reason_and_the_class_goes_on
     state = state_done(root)
     assert set(state) == {"ana", "dir", "loop", "locked", "pipe", "latin1", "surrogate"}
     assert state["ana"]["score"] == state["ana"]["max_score"] > 0
-    expected = {"dir": "is a directory", "loop": "loops back on itself", "locked": "permission denied",
+    expected = {"dir": "is a directory", "loop": "is a symbolic link",
+                "locked": "permission denied" if os.geteuid() != 0 else "is a symbolic link",
                 "pipe": "not a regular file", "latin1": "not UTF-8", "surrogate": "lone surrogate"}
     for student, fragment in expected.items():
         entry = state[student]
@@ -175,7 +181,7 @@ def test_unreadable_submissions_score_zero_with_the_reason_and_the_class_goes_on
 
 @pytest.mark.parametrize("make, fragment", [
     (lambda p: p.mkdir(), "is a directory"),
-    (lambda p: p.symlink_to(p), "loops back on itself"),
+    (lambda p: p.symlink_to(p), "is a symbolic link"),
     (lambda p: p.write_bytes(b'{"nbformat": 4, "cells": [], "x": "\xe9"}'), "not UTF-8"),
     (lambda p: p.write_text('{"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": '
                             '[{"cell_type": "code", "source": "\\ud800", "metadata": {}}]}'), "lone surrogate"),

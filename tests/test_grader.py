@@ -5,22 +5,28 @@ Submissions are made the way students make them: the released exercise
 notebook with its solution cells filled in (from the solution notebook), one
 with a wrong causal mask, one left blank.
 """
+import contextlib
 import csv
 import hashlib
 import json
 import os
+import re
+import shutil
 import sqlite3
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from autograde import classroom
 from autograde.notebooks import ASSIGNMENTS
 
 from autograde.grader import grade as grade_mod
 from autograde.grader.grade import STATE_DIR, grade_assignment
-from autograde.grader.sandbox import Limits
+from autograde.grader.sandbox import Limits, sandbox_mode
 from autograde.protocol import WireError, dumps, loads
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,6 +35,25 @@ REFERENCE = REPO / "autograde" / "data" / "reference" / "model.safetensors"
 needs_reference = pytest.mark.skipif(not REFERENCE.exists(), reason="the reference model is not trained yet")
 FAST = Limits(timeout=30, call_timeout=5)
 WRONG_MASK = "import torch\ndef causal_mask(T):\n    return torch.ones(T, T, dtype=torch.bool).tril(-1)\n"
+
+
+COURSES = REPO / ".test-courses"          # git-ignored: course roots outside /tmp, where instructors keep them
+
+
+@contextlib.contextmanager
+def course_root(name: str):
+    """A fresh course root inside the checkout (not under /tmp, which the sandbox hides anyway, so
+    that what a test shows holds where real courses live), removed afterwards."""
+    COURSES.mkdir(exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=COURSES))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        try:
+            COURSES.rmdir()
+        except OSError:
+            pass                         # another test's root is still there
 
 
 def env_with_venv(**extra):
@@ -385,34 +410,108 @@ def nbgrader(root: Path, *args):
     return done
 
 
-def export_scores(root: Path, name: str) -> dict[str, float]:
-    nbgrader(root, "export", f"--CsvExportPlugin.to={name}")
-    with open(root / name, newline="", encoding="utf-8") as f:
+def read_scores(path: Path) -> dict[str, float]:
+    with open(path, newline="", encoding="utf-8") as f:
         return {row["student_id"]: float(row["raw_score"]) for row in csv.DictReader(f)
                 if row["assignment"] == ASSIGNMENT}
 
 
+def export_scores(root: Path, name: str) -> dict[str, float]:
+    done = course("export-grades", "-o", str(root / name), "--root", str(root))
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    return read_scores(root / name)
+
+
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+MIXED_CLASS = {"ana": ("full", "en"), "bora": ("partial", "ko"), "cho": ("blank", "en")}
+
+
 @needs_reference
 @pytest.mark.slow
-def test_nbgrader_and_course_grade_share_the_gradebook(tmp_path):
-    (tmp_path / "nbgrader_config.py").write_text(
-        "c = get_config()\n"
-        f"c.CourseDirectory.root = {str(tmp_path)!r}\n"
-        f"c.CourseDirectory.source_directory = {str(REPO / 'solutions' / 'en')!r}\n"
-        "c.CourseDirectory.release_directory = 'release'\n"
-        f"c.CourseDirectory.db_url = 'sqlite:///{tmp_path / 'gradebook.db'}'\n"
-        "c.ExecutePreprocessor.timeout = 300\n")
-    nbgrader(tmp_path, "generate_assignment", ASSIGNMENT, "--force")
-    write_submissions(tmp_path, {"ana": "full", "ben": "partial", "cho": "blank"})
-    nbgrader(tmp_path, "autograde", ASSIGNMENT, "--force")
-    nbgrader(tmp_path, "generate_feedback", ASSIGNMENT, "--force")
-    assert (tmp_path / "feedback" / "ben" / ASSIGNMENT / f"{ASSIGNMENT}.html").exists()
+def test_a_mixed_class_as_the_guide_runs_it(tmp_path):
+    """instructors.md's path for a class mixing Korean and English: `course release`, a correct English,
+    a buggy Korean and an empty English submission, `course grade`, `course feedback` (each in its
+    student's language), `course export-grades`: no warning, no committed notebook changed. Plain
+    `nbgrader autograde` on the same gradebook gives the same scores, and does what the guide says it
+    does: a checksum warning per cell with hidden tests, and the Korean notebook run with the English
+    locked cells."""
+    committed = {p: p.read_bytes() for kind in ("solutions", "exercises")
+                 for p in sorted((REPO / kind).glob(f"*/{ASSIGNMENT}/*.ipynb"))}
+    done = course("release", ASSIGNMENT, "--root", str(tmp_path))
+    assert done.returncode == 0 and not done.stderr and "already current" in done.stdout, done.stderr
+    for student, (kind, lang) in MIXED_CLASS.items():
+        path = tmp_path / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(make_submission(kind, lang), ensure_ascii=False), encoding="utf-8")
+
+    # plain nbgrader first (course grade replaces its autograded/ and its scores afterwards)
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\nc.ExecutePreprocessor.timeout = 300\n")
+    log = nbgrader(tmp_path, "autograde", ASSIGNMENT, "--force", *classroom._root_args(tmp_path, REPO)).stderr
+    solution = json.loads((REPO / "solutions/en" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text(encoding="utf-8"))
+    hidden = sum(1 for c in solution["cells"] if "### BEGIN HIDDEN TESTS" in "".join(c["source"]))
+    assert log.count("Attribute 'checksum' for cell check_") == hidden * len(MIXED_CLASS)
+    assert log.count("Attribute 'checksum' for cell setup has changed") == 1             # bora's, in Korean
+    setup = _cells_by_id(json.loads((tmp_path / "autograded/bora" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+                                    .read_text(encoding="utf-8")))["setup"]
+    assert 'COURSE_LANG = "en"' in "".join(setup["source"])                              # English feedback
     by_nbgrader = export_scores(tmp_path, "nbgrader.csv")
 
     done = course("grade", ASSIGNMENT, "--root", str(tmp_path), "--workers", "2")
-    assert done.returncode == 0, done.stderr
-    by_course = export_scores(tmp_path, "course.csv")
+    assert done.returncode == 0 and "warning" not in done.stderr.lower(), done.stderr
+    done = course("feedback", ASSIGNMENT, "--root", str(tmp_path))
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    by_course = export_scores(tmp_path, "grades.csv")
     assert by_course == by_nbgrader                                      # hidden tests included in both
-    assert by_course["ana"] > by_course["ben"] > by_course["cho"] == 0
-    nbgrader(tmp_path, "generate_feedback", ASSIGNMENT, "--force")       # from course grade's autograded/
-    assert "check_causal_mask" in (tmp_path / "feedback" / "ben" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+    assert by_course == {"ana": 9, "bora": 6, "cho": 0}
+    for student, (_, lang) in MIXED_CLASS.items():
+        html = (tmp_path / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text(encoding="utf-8")
+        failed = [line for line in re.findall(r"❌[^<\n]*", html) if "attention." in line]
+        assert "check_causal_mask" in html and (failed or student == "ana"), student
+        assert all(bool(HANGUL.search(line)) == (lang == "ko") for line in failed), (student, failed[:2])
+    assert {p: p.read_bytes() for p in committed} == committed
+
+
+# ----------------------------------------------------------------------------
+# the course out of the sandbox's reach, wherever it lives
+
+
+def course_root_outside_tmp() -> Path:
+    """A fresh folder where instructors keep a course: /srv (else /var/lib, /opt, the home folder)."""
+    for parent in ("/srv", "/var/lib", "/opt", str(Path.home())):
+        if os.access(parent, os.W_OK) and not Path(parent).resolve().is_relative_to(tempfile.gettempdir()):
+            return Path(tempfile.mkdtemp(prefix="course-test-", dir=parent))
+    pytest.skip("no writable folder outside the temporary folder")
+
+
+@needs_reference
+@pytest.mark.slow
+def test_course_grade_keeps_a_course_outside_tmp_out_of_the_sandbox():
+    """`course grade --root DIR` with DIR in /srv: a submission that reads the instructor's notebook,
+    grades.csv, nbgrader_config.py, .course-secret, the gradebook and another student's submission
+    gets an error for each (full marks, as the solution), and none of their markers reaches the
+    state file, the gradebook, the autograded notebooks or the command's output."""
+    from hostile.corpus import plant_course_files, reader_case
+
+    if sandbox_mode() != "namespaces":
+        pytest.skip("plain mode shows the file system as it is (see the instructor guide)")
+    root = course_root_outside_tmp()
+    try:
+        targets, markers = plant_course_files(root, ASSIGNMENT, victim="ana")
+        reader = root / "submitted" / "ben" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        reader.parent.mkdir(parents=True)
+        reader.write_text(json.dumps(reader_case(targets)[0]), encoding="utf-8")
+        done = course("grade", ASSIGNMENT, "--root", str(root), "--workers", "2")
+        assert done.returncode == 0, done.stderr[-2000:]
+        state = json.loads((root / STATE_DIR / f"{ASSIGNMENT}.json").read_text())["done"]
+        assert state["ana"]["score"] == state["ana"]["max_score"] > 0
+        assert state["ben"]["tests"] == state["ana"]["tests"]
+        written = {"output": (done.stdout + done.stderr).encode(),
+                   "state": (root / STATE_DIR / f"{ASSIGNMENT}.json").read_bytes(),
+                   "gradebook": (root / "gradebook.db").read_bytes(),
+                   "autograded": (root / "autograded" / "ben" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_bytes()}
+        for name, data in written.items():
+            for marker in markers:
+                if not (marker == "SQLite format 3" and name == "gradebook"):
+                    assert marker.encode() not in data, (marker, name)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

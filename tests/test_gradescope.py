@@ -13,35 +13,66 @@ import pytest
 
 from autograde.grader.gradescope import export, unpack, validate_results
 from hostile.corpus import CELL_CASES, with_cell
-from test_grader import make_submission, needs_reference
+from test_grader import course_root, make_submission, needs_reference
 
 REPO = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "02_attention"
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory):
-    course = tmp_path_factory.mktemp("course")
-    return export(ASSIGNMENT, course / "autograder.zip", ("en", "ko"), secret_root=course), course
+def archive():
+    with course_root("gradescope") as course:          # the course where instructors keep it, not /tmp
+        yield export(ASSIGNMENT, course / "autograder.zip", ("en", "ko"), secret_root=course), course
 
 
-def run_autograder(archive_path: Path, tmp_path: Path, files: dict[str, bytes | dict]) -> dict:
-    """Unpack like Gradescope, put `files` into submission/, run run_autograder; the results.json."""
+def run_autograder(archive_path: Path, tmp_path: Path, files: dict[str, bytes | dict | Path], **env_extra) -> dict:
+    """Unpack like Gradescope, put `files` into submission/ (a Path: a symbolic link to it), run
+    run_autograder; the results.json."""
     root = unpack(archive_path, tmp_path / "autograder")
     (root / "submission").mkdir()
     for name, content in files.items():
         target = root / "submission" / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content if isinstance(content, bytes) else json.dumps(content, ensure_ascii=False).encode())
+        if isinstance(content, Path):
+            target.symlink_to(content)
+        else:
+            target.write_bytes(content if isinstance(content, bytes) else
+                               json.dumps(content, ensure_ascii=False).encode())
     (root / "submission_metadata.json").write_text(json.dumps({"users": [{"id": 42, "email": "s@example.com"}]}))
     env = {**os.environ, "AUTOGRADER_ROOT": str(root), "COURSE_PYTHON": sys.executable,
-           "COURSE_GRADE_TIMEOUT": "120", "COURSE_GRADE_CALL_TIMEOUT": "30"}
+           "COURSE_GRADE_TIMEOUT": "120", "COURSE_GRADE_CALL_TIMEOUT": "30", **env_extra}
     done = subprocess.run(["bash", str(root / "run_autograder")], cwd=root, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     doc = json.loads((root / "results" / "results.json").read_text(encoding="utf-8"))
     assert validate_results(doc) == [], validate_results(doc)
     return doc
+
+
+def test_setup_sh_installs_what_a_gradescope_image_needs(archive):
+    """apt's lists before apt-get install (a fresh image has none), torch's CPU build from PyTorch's CPU
+    index at the project's pin (never the default CUDA wheel), every other dependency at the version
+    this environment runs."""
+    import shlex
+    from importlib import metadata
+
+    from autograde.grader.gradescope import TORCH
+
+    path, _ = archive
+    with zipfile.ZipFile(path) as z:
+        lines = [shlex.split(line) for line in z.read("setup.sh").decode().splitlines()
+                 if line.strip() and not line.startswith("#")]
+        pins = dict(line.split("==") for line in z.read("constraints.txt").decode().split())
+    apt = [i for i, words in enumerate(lines) if words[:1] == ["apt-get"]]
+    assert [lines[i][1] for i in apt] == ["update", "install"]
+    torch_line = next(words for words in lines if TORCH in words)
+    assert torch_line[:3] == ["/autograder/venv/bin/pip", "install", "--quiet"]
+    assert torch_line[torch_line.index("--index-url") + 1] == "https://download.pytorch.org/whl/cpu"
+    assert torch_line[-1] == TORCH and lines.index(torch_line) > apt[-1]
+    project = next(words for words in lines if words[-2:] == ["-e", "/autograder/source"])
+    assert "--index-url" not in project and "/autograder/source/constraints.txt" in project
+    assert lines.index(project) > lines.index(torch_line)
+    assert "torch" not in pins and pins["numpy"] == metadata.version("numpy") and len(pins) >= 10
 
 
 def test_the_archive_has_gradescope_layout_and_the_course_secret(archive):
@@ -56,6 +87,17 @@ def test_the_archive_has_gradescope_layout_and_the_course_secret(archive):
         assert z.getinfo("run_autograder").external_attr >> 16 & 0o111
         assert "pip install" in z.read("setup.sh").decode()
     assert oct(path.stat().st_mode & 0o777) == "0o600"            # it holds the secret
+    with zipfile.ZipFile(path) as z:                                # and so does its copy of the key
+        assert z.getinfo(".course-secret").external_attr >> 16 & 0o777 == 0o600
+
+
+def test_the_unpacked_key_and_solutions_are_the_graders_alone(archive):
+    with course_root("gradescope-unpack") as tmp:
+        root = unpack(archive[0], tmp / "autograder")
+        key = root / "source" / ".course-secret"
+        assert key.stat().st_mode & 0o777 == 0o600 and key.stat().st_uid == os.geteuid()
+        for path in [root / "source" / "solutions", *(root / "source" / "solutions").rglob("*")]:
+            assert path.stat().st_mode & 0o077 == 0, path                 # nothing for group or others
 
 
 def test_the_secret_stays_out_of_git_and_the_student_release():
@@ -114,6 +156,59 @@ def test_a_submission_that_cannot_be_graded_gets_zero_and_a_message_in_both_lang
     assert doc["score"] == 0 and doc["tests"] == []
     assert fragment in doc["output"], doc["output"]
     assert any("\uac00" <= ch <= "\ud7a3" for ch in doc["output"])        # the Korean half is there too
+    assert doc["extra_data"]["sandbox"] == {"mode": None, "ran": False}   # every result says how it ran
+
+
+def test_a_linked_notebook_is_refused_and_not_read(archive):
+    """An uploaded archive may hold symbolic links: here one to the course key, named as the notebook,
+    and one to a folder that holds a notebook. Neither is followed (the folder's notebook would make
+    two); the student is told why."""
+    with course_root("gradescope-link") as tmp:
+        key = (archive[1] / ".course-secret").read_text().strip()
+        source = tmp / "autograder" / "source"
+        doc = run_autograder(archive[0], tmp, {f"{ASSIGNMENT}.ipynb": source / ".course-secret",
+                                               "linked": source / "solutions" / "en" / ASSIGNMENT})
+        assert doc["score"] == 0 and "symbolic link" in doc["output"] and "심볼릭 링크" in doc["output"]
+        assert "several notebooks" not in doc["output"] and key[:10] not in json.dumps(doc)
+
+
+READS_THE_KEY = """import os
+seen = []
+for p in [{key!r}] + [os.path.join(d, f) for d, _, files in os.walk({solutions!r}) for f in files]:
+    try:
+        seen.append(open(p, encoding='latin-1').read(80))
+    except OSError as exc:
+        seen.append(type(exc).__name__)
+def softmax(x, dim=-1):
+    raise ValueError('LEAK' + repr(seen))
+"""
+
+
+@needs_reference
+@pytest.mark.slow
+def test_in_plain_mode_the_students_code_cannot_read_the_key_or_the_solutions(archive):
+    """No namespaces (COURSE_SANDBOX=plain, as on a host that refuses them): the result says so, and
+    the student's code, which puts whatever it read into its own feedback, reads neither the key nor
+    the solutions (here even where the sandbox user keeps CAP_DAC_READ_SEARCH for an interpreter
+    behind /root: they are off the disk while it runs). Both are back, the grader's alone, after."""
+    with course_root("gradescope-plain") as tmp:
+        source = tmp / "autograder" / "source"
+        key_text = (archive[1] / ".course-secret").read_text().strip()
+        nb = make_submission("full")
+        for cell in nb["cells"]:
+            if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "softmax":
+                cell["source"] = READS_THE_KEY.format(key=str(source / ".course-secret"),
+                                                      solutions=str(source / "solutions"))
+        doc = run_autograder(archive[0], tmp, {f"{ASSIGNMENT}.ipynb": nb}, COURSE_SANDBOX="plain")
+        assert doc["extra_data"]["sandbox"] == {"mode": "plain", "ran": True}
+        softmax = next(t for t in doc["tests"] if t["name"] == "check_softmax")
+        assert "LEAK" in softmax["output"] and softmax["score"] == 0       # its code ran, and read nothing:
+        text = json.dumps(doc, ensure_ascii=False)
+        assert key_text[:10] not in text and "\"cells\"" not in softmax["output"] and "cells" not in doc["output"]
+        assert doc["score"] > 0                                            # the other answers were graded
+        key = source / ".course-secret"
+        assert key.read_text().strip() == key_text and key.stat().st_mode & 0o777 == 0o600
+        assert (source / "solutions" / "en" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").is_file()
 
 
 @needs_reference

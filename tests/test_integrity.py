@@ -43,6 +43,8 @@ ATTACKS = {
     "rewrite outputs later (finalizer)": "class Later:\n    def __del__(self):\n        pass\nkeep = Later()\n",
     "code built at run time": "name = 'sys' + 'tem'\nimport os\nrun = getattr(os, name)\n",
     "eval": "eval('1 + 1')\n",
+    "reach the profiler through a format field": "import string, sys\n"
+                                                  "off = string.Formatter().get_field('0.set' + 'profile', (sys,), {})[0]\n",
 }
 
 
@@ -95,6 +97,67 @@ def test_indirect_library_changes_are_caught_in_the_sandbox(tmp_path):
     keys = {s["key"] for t in result["tests"] for s in t["steps"]}
     assert keys == {"grader_tampered"}, keys
     assert "torch.equal" in result["tests"][0]["output"]
+
+
+@needs_reference
+@pytest.mark.slow
+def test_the_call_monitor_cannot_be_switched_off_in_the_sandbox(tmp_path):
+    """Issue 17: Formatter().get_field reached sys.setprofile with no refused name in the source,
+    switched the profiler off around torch.softmax in the step that forbids it and put it back: 9/9.
+    The static pass refuses that route now; with it turned off here, the worker's audit hook (which no
+    code in the process can remove) refuses the switch and reports it, and the parent fails the step."""
+    from hostile.corpus import monitor_off
+
+    nb = make_submission("full", assignment="02_attention")
+    _cells_by_id(nb)["softmax"]["source"] = monitor_off("formatter_get_field")
+    result = grade_notebook(_submission(tmp_path, "02_attention", "monitor", nb), Limits(timeout=120, call_timeout=30),
+                            refuse_escapes=False)
+    softmax = next(t for t in result["tests"] if t["name"] == "check_softmax")
+    assert softmax["score"] == 0 and softmax["steps"][0]["key"] == "grader_tampered", softmax
+    assert "sys.setprofile (the grader's call monitor)" in softmax["output"]
+
+
+MONITOR_PROBE = """
+import json, sys, torch
+from autograde.grader.worker import AliasWatch, MonitorGuard
+guard = MonitorGuard()
+
+def student(x):
+    try:
+        sys.setprofile(None)             # however it was reached: the audit event comes first
+    except RuntimeError:
+        pass
+    sys.addaudithook(lambda *a: None)    # a hook of its own could refuse the worker's switch: not added
+    return torch.softmax(x, 0)
+
+with AliasWatch(["torch.softmax"], guard=guard) as watch:
+    student(torch.ones(2))
+print(json.dumps([watch.hit, guard.tampered(), sys.getprofile() is None]))
+with AliasWatch(["torch.softmax"], guard=guard) as clean:     # the worker's own switches still work
+    torch.ones(2).sum()
+print(json.dumps([clean.hit, guard.tampered()[2:]]))
+"""
+
+
+def test_the_monitor_guard_refuses_every_other_switch_and_records_it():
+    """In a fresh interpreter: the guard's audit hook cannot be removed from the process that added it."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", MONITOR_PROBE], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    first, second = (json.loads(line) for line in done.stdout.strip().splitlines())
+    assert first == ["torch.softmax", ["sys.setprofile (the grader's call monitor)",
+                                       "sys.addaudithook (the grader's call monitor)"], True], first
+    assert second == [None, []]
+
+
+def test_a_step_report_that_does_not_say_the_monitor_was_guarded_is_tampering():
+    from autograde import protocol as wire
+
+    assert wire.parse_step_report({"cases": [{"out": 1}], "monitor": wire.MONITOR_GUARDED}, 1).tampered == []
+    for forged in ({"cases": [{"out": 1}]}, {"cases": [{"out": 1}], "monitor": "unguarded"}, {"missing": True}):
+        assert wire.parse_step_report(forged, 1).tampered == [wire.MONITOR_MISSING], forged
 
 
 @needs_reference

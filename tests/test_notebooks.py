@@ -75,6 +75,40 @@ def test_prose_exists_in_both_languages_with_same_sections(name):
     assert all(hangul.search(c.source) for c in ko.cells if c.cell_type == "markdown" and len(c.source) > 80)
 
 
+LEARNER_CELLS = [
+    "from autograde.notebook import setup, check\ndevice = setup({lang!r})",
+    "def softmax(x, dim=-1):\n    raise NotImplementedError()",
+    "check('attention.softmax', softmax)",
+    "softmax(torch.zeros(3))",
+    "print(weights_from_a_skipped_cell)",
+]
+
+
+def test_what_a_learner_sees_when_run_all_stops(tmp_path):
+    """A failing check says its message once (as the error, not printed as well) and that "Run all"
+    stops there; a demo cell using an unfinished step or a skipped cell's name says which, after
+    IPython's own error, in the notebook's language. Both languages in one kernel (setup switches)."""
+    cells = [c.format(lang=lang) for lang in LANGS for c in LEARNER_CELLS]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import torch")]
+                                  + [nbformat.v4.new_code_cell(c) for c in cells])
+    client = NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    for i, lang in enumerate(LANGS):
+        _, _, checked, demo, skipped = nb.cells[1 + i * len(LEARNER_CELLS):1 + (i + 1) * len(LEARNER_CELLS)]
+        printed = "".join(o.get("text", "") for o in checked.outputs if o.output_type == "stream")
+        errors = [o for o in checked.outputs if o.output_type == "error"]
+        assert printed == "" and len(errors) == 1 and errors[0]["ename"] == "CheckFailed"
+        shown = "\n".join(errors[0]["traceback"])
+        assert shown.count("❌") == 1 and NOT_IMPLEMENTED[lang] in shown and "Traceback" not in shown
+        assert ("Run all" if lang == "en" else "모두 실행") in shown
+        for cell, ename, hint in ((demo, "NotImplementedError", "NotImplementedError"),
+                                  (skipped, "NameError", "'weights_from_a_skipped_cell'")):
+            assert [o["ename"] for o in cell.outputs if o.output_type == "error"] == [ename]
+            said = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+            assert said.startswith("💡") and hint in said and (lang == "en") != bool(re.search("[가-힣]", said)), said
+
+
 def execute(path: Path, workdir: Path, allow_errors: bool) -> nbformat.NotebookNode:
     nb = nbformat.read(path, as_version=4)
     env_threads = {"OMP_NUM_THREADS": "2"}

@@ -252,11 +252,137 @@ def test_a_fork_bomb_stops_at_the_sandbox_process_limit(mode, monkeypatch):
 
 
 # ----------------------------------------------------------------------------
+# two sandboxes at once: no shared IPC, no CPU taken from a neighbour
+
+
+IPC = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+mq_open = getattr(libc, 'mq_open', None) or ctypes.CDLL('librt.so.1', use_errno=True).mq_open
+KEY, NAME = {key}, b'/{name}'
+"""
+# creates a SysV segment (keyed, and a private one of a size of its own), queue and semaphore set and
+# a POSIX queue, says so in its progress file (the one file of the host it may write), then spins
+HOG = IPC + """
+import json, time
+made = [libc.shmget(KEY, 1 << 20, 0o1600), libc.shmget(0, {size}, 0o1600), libc.msgget(KEY, 0o1600),
+        libc.semget(KEY, 1, 0o1600), mq_open(NAME, os.O_CREAT | os.O_RDWR, 0o600, None)]
+print('MADE', made, flush=True)
+with open('../out/progress.jsonl', 'a') as f:
+    f.write(json.dumps({{'ipc_ready': min(made) >= 0}}) + '\\n')
+for _ in range({spinners}):
+    if os.fork() == 0:
+        while True:
+            pass
+time.sleep(120)
+"""
+# looks for them, then computes for one second of its own CPU time within a call limit of 2 s
+PROBE_IPC = IPC + """
+import json, time
+found = {{'shm': libc.shmget(KEY, 0, 0), 'msg': libc.msgget(KEY, 0), 'sem': libc.semget(KEY, 0, 0),
+         'mq': mq_open(NAME, os.O_RDONLY, 0, None), 'mqueue': os.listdir('/dev/mqueue'),
+         'sysvipc': [len(open('/proc/sysvipc/' + k).read().splitlines()) - 1 for k in ('shm', 'msg', 'sem')]}}
+print('FOUND', json.dumps(found), flush=True)
+start = time.process_time()
+while time.process_time() - start < 1.0:
+    pass
+print('COMPUTED', flush=True)
+"""
+
+
+def host_ipc() -> dict:
+    """The host's SysV objects (key and size of each segment, keys of queues and semaphore sets)."""
+    found = {}
+    for kind in ("shm", "msg", "sem"):
+        lines = Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]
+        found[kind] = [tuple(int(x) for x in line.split()[:4]) for line in lines]
+    return found
+
+
+def host_has_mq(name: str) -> bool:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    mq_open = getattr(libc, "mq_open", None) or ctypes.CDLL("librt.so.1", use_errno=True).mq_open
+    fd = mq_open(f"/{name}".encode(), os.O_RDONLY, 0, None)
+    if fd >= 0:
+        os.close(fd)
+    return fd >= 0
+
+
+@cgroups_only
+@namespaces_only
+def test_two_sandboxes_share_no_ipc_and_a_spinning_neighbour_costs_the_other_nothing():
+    """One sandbox makes SysV and POSIX IPC objects and spins 40 processes; the other, started beside
+    it, sees none of them and finishes its computation inside its call limit (its own CPU time is
+    what counts, and the spinner gets no more than its CPU share); the host never sees the objects."""
+    key, name, size = random.randint(10**6, 10**9), f"course-test-{random.randint(10**6, 10**9)}", 4096 * 777
+    before = host_ipc()           # what other programs (or an earlier run without namespaces) left there
+    hog_dir = make_job([HOG.format(key=key, name=name, size=size, spinners=40)])
+    results = {}
+    hog = threading.Thread(target=lambda: results.setdefault("hog", run_worker(
+        hog_dir, ["out/progress.jsonl"], Limits(timeout=60, call_timeout=0))))
+    hog.start()
+    try:
+        progress = hog_dir / "out" / "progress.jsonl"
+        assert wait_until(lambda: progress.exists() and '"ipc_ready": true' in progress.read_text(), 120)
+        during = host_ipc()
+        results["probe"], _ = run_job([PROBE_IPC.format(key=key, name=name)], Limits(timeout=60, call_timeout=2))
+    finally:
+        sandbox.stop_all()
+        hog.join()
+        sandbox.allow_new()
+        shutil.rmtree(hog_dir)
+    assert "MADE" in results["hog"].output, results["hog"].output
+    probe = results["probe"]
+    assert not probe.timed_out and "COMPUTED" in probe.output, (probe.output, probe.limit)
+    found = json.loads(next(line for line in probe.output.splitlines() if line.startswith("FOUND "))[6:])
+    assert found == {"shm": -1, "msg": -1, "sem": -1, "mq": -1, "mqueue": [], "sysvipc": [0, 0, 0]}, found
+    for seen in (during, host_ipc()):
+        new = {kind: [e for e in entries if e not in before[kind]] for kind, entries in seen.items()}
+        assert not any(entry[0] == key for entries in new.values() for entry in entries), new
+        assert not any(entry[3] == size for entry in new["shm"]), new["shm"]
+    assert not host_has_mq(name)
+
+
+def test_the_call_limit_counts_cpu_time_and_wall_time_is_a_backstop():
+    """A cell that sleeps past its limit of 1 s (but computes nothing) is not stopped; one that
+    sleeps on ends at WALL_FACTOR times the limit, as a time limit."""
+    from autograde.grader import WALL_FACTOR
+
+    result, events = run_job(["import time\ntime.sleep(1.5)\nprint('WOKE', flush=True)\n",
+                              "import time\ntime.sleep(600)\n"], Limits(timeout=120, call_timeout=1))
+    ends = {e["cell"]: e for e in events if e.get("phase") == "end"}
+    assert "WOKE" in result.output and ends[0]["error"] is None, (result.output, events)
+    assert ends[1]["error"].startswith("CallTimeout"), events
+    assert WALL_FACTOR * 1 < 600
+
+
+@cgroups_only
+def test_the_sandbox_cgroup_caps_its_cpu_and_counts_its_cpu_time():
+    cgroup = sandbox._Cgroup.create(None, Limits(cpus=0.5))
+    assert cgroup is not None
+    try:
+        if cgroup.version == "v2":
+            quota = (cgroup.dirs[0] / "cpu.max").read_text().split()
+            assert quota == ["50000", "100000"]
+        else:
+            assert "cpu" in cgroup.by_controller, "no cpu controller to cap the sandbox with"
+            assert (cgroup.by_controller["cpu"] / "cpu.cfs_quota_us").read_text().strip() == "50000"
+        assert cgroup.cpu_seconds() == 0.0
+    finally:
+        cgroup.remove()
+
+
+# ----------------------------------------------------------------------------
 # time limits from outside
 
 
-BLOCK_ALARM = "import signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])\nwhile True:\n    pass\n"
-IGNORE_ALARM = "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass\n"
+# the worker's own timers: SIGPROF (CPU time) and SIGALRM (the wall-time backstop)
+BLOCK_ALARM = ("import signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM, signal.SIGPROF])\n"
+               "while True:\n    pass\n")
+IGNORE_ALARM = ("import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+                "signal.signal(signal.SIGPROF, signal.SIG_IGN)\nwhile True:\n    pass\n")
 
 
 @pytest.mark.parametrize("cell", [BLOCK_ALARM, IGNORE_ALARM], ids=["blocked", "ignored"])
@@ -273,7 +399,8 @@ def test_a_function_that_blocks_sigalrm_fails_its_step_with_a_timeout(tmp_path):
     nb = make_submission("full")
     cell = next(c for c in nb["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "causal_mask")
     cell["source"] = ("import signal\ndef causal_mask(T):\n"
-                      "    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])\n    while True:\n        pass\n")
+                      "    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM, signal.SIGPROF])\n"
+                      "    while True:\n        pass\n")
     path = tmp_path / "02_attention.ipynb"
     path.write_text(json.dumps(nb), encoding="utf-8")
     # the static pass refuses `import signal` before anything runs: turned off here, to show the sandbox alone
@@ -342,14 +469,70 @@ def test_writes_to_the_hosts_scratch_places_stay_in_the_sandbox_and_share_one_qu
     assert "FULL" in result.output and written and written[0] <= 200, result.output
 
 
-def test_a_project_under_tmp_stays_visible_while_tmp_is_masked(monkeypatch):
-    """The plan masks /tmp (and a notebook's folder there) yet binds the venv, package and sandbox dir back."""
-    needed = [Path("/tmp/proj/.venv"), Path("/tmp/proj/autograde"), Path("/tmp/course-sandbox-x")]
+def test_a_project_under_tmp_stays_visible_while_tmp_is_a_scratch_part(tmp_path, monkeypatch):
+    """/tmp in the sandbox is its own scratch part; a venv, the package and the sandbox directory
+    under /tmp are bound into it afterwards (parents first), the rest of the project is not there."""
+    needed = [tmp_path / "proj" / ".venv", tmp_path / "proj" / "autograde", tmp_path / "course-sandbox-x"]
+    for path in needed:
+        path.mkdir(parents=True)
+    (tmp_path / "proj" / "solutions").mkdir()
     monkeypatch.setattr(sandbox, "_needed", lambda directory: needed)
-    plan = {path: (kind, keep) for kind, path, keep in sandbox.mount_plan(Path("/tmp/course-sandbox-x"), ["/tmp"])}
-    assert plan[Path("/tmp")] == ("scratch", ["proj/.venv", "proj/autograde", "course-sandbox-x"])
+    plan = sandbox.mount_plan(needed[2], [tmp_path / "proj"])
+    kinds = {path: kind for kind, path, _ in plan}
+    order = [path for _, path, _ in plan]
+    tmp = Path("/tmp").resolve()
+    assert kinds[tmp] == "scratch" and kinds[needed[0]] == kinds[needed[1]] == "ro" and kinds[needed[2]] == "rw"
+    assert all(order.index(tmp) < order.index(p) for p in needed)
+    assert not any(p == tmp_path / "proj" or tmp_path / "proj" / "solutions" in (p, *p.parents) for p in kinds)
     for place in ("/var/tmp", "/dev/shm"):
-        assert plan[Path(place).resolve()][0] == "scratch"
+        assert kinds[Path(place).resolve()] == "scratch"
+
+
+def test_the_sandbox_root_is_an_allow_list():
+    """Nothing of the machine is in the plan but the system folders, a few files of /etc and /dev, the
+    interpreter's folders, the package and the job; the checkout itself (on sys.path through an
+    editable install) gives only the package, and a folder that a .pth file chains to is there."""
+    directory = Path(tempfile.mkdtemp(prefix="course-sandbox-"))
+    try:
+        plan = sandbox.mount_plan(directory, [])
+    finally:
+        shutil.rmtree(directory)
+    shown = [path for kind, path, _ in plan if kind in ("ro", "rw", "copy", "scratch")]
+    assert REPO not in shown and (REPO / "autograde").resolve() in shown
+    allowed = {Path(p).resolve() for p in (*sandbox.SYSTEM_DIRS, *sandbox.SYSTEM_SYS, "/etc", "/dev", "/tmp",
+                                           "/var/tmp", "/run/lock", sys.prefix, sys.base_prefix)}
+    allowed |= {Path(p) for p in sandbox.shown_paths()} | {directory.resolve()}
+    assert all(any(a == p or a in p.parents for a in allowed) for p in shown), shown
+    chained = [Path(p).resolve() for p in sandbox._interpreter_path()[0] if Path(p).is_dir()]
+    assert all(any(s == c or s in c.parents for s in shown) or c == REPO.resolve() for c in chained)
+    hidden = {path for kind, path, _ in plan if kind == "hide"}
+    assert (REPO / "autograde" / "checks" / "steps").resolve() in hidden
+
+
+# the checkout's own files, and places outside what the sandbox shows
+OUTSIDE = ["README.md", "tasks.py", "nbgrader_config.py", "pyproject.toml", "solutions", "tests", ".git"]
+LOOK_AROUND = """
+import json, os
+def seen(path):
+    try:
+        return sorted(os.listdir(path)) if os.path.isdir(path) else len(open(path, 'rb').read(10))
+    except OSError as exc:
+        return type(exc).__name__
+print("SEEN", json.dumps({p: seen(p) for p in PATHS}), flush=True)
+"""
+
+
+@namespaces_only
+def test_the_checkout_and_the_machine_are_not_in_the_sandbox():
+    paths = [str(REPO / name) for name in OUTSIDE] + ["/", "/home", "/root", "/etc/shadow", "/var/log", "/opt"]
+    result, _ = run_job([LOOK_AROUND.replace("PATHS", repr(paths))], Limits(timeout=60, call_timeout=0))
+    seen = json.loads(next(line for line in result.output.splitlines() if line.startswith("SEEN "))[5:])
+    for name in OUTSIDE + ["/home", "/etc/shadow", "/var/log", "/opt"]:
+        assert seen[str(REPO / name) if not name.startswith("/") else name] == "FileNotFoundError", (name, seen)
+    assert set(seen["/"]) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "run", "sbin", "sys",
+                              "tmp", "usr", "var", *(Path(p).parts[1] for p in sandbox.shown_paths())}, seen["/"]
+    root_home = {Path(p).parts[2] for p in sandbox.shown_paths() if Path(p).parts[1:2] == ("root",)}
+    assert seen["/root"] == "FileNotFoundError" or set(seen["/root"]) <= root_home, seen["/root"]
 
 
 # ----------------------------------------------------------------------------

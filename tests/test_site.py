@@ -287,6 +287,27 @@ def test_404_pages_link_relative_to_their_language_root(site):
                 assert (site / lang / ref).is_file(), (lang, ref)
 
 
+def test_the_pages_workflow_builds_with_the_projects_own_command(site):
+    """.github/workflows/pages.yml builds with `python3 tasks.py build` and publishes site/. That
+    command is run here up to `course build` (with --help: the `site` fixture is that build, of both
+    languages and the chooser, already made once for these tests)."""
+    import subprocess
+    import sys
+
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "pages.yml").read_text(encoding="utf-8"))
+    steps = workflow["jobs"]["build"]["steps"]
+    build = next(step for step in steps if "run" in step)
+    assert build["run"].split() == ["python3", "tasks.py", "build"]
+    upload = next(step for step in steps if str(step.get("uses", "")).startswith("actions/upload-pages-artifact"))
+    assert upload["with"]["path"] == "site"
+    assert workflow["jobs"]["deploy"]["steps"][0]["uses"].startswith("actions/deploy-pages")
+    done = subprocess.run([sys.executable, *build["run"].split()[1:], "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and "usage: course build" in done.stdout, done.stdout + done.stderr
+    for page in ("index.html", "en/index.html", "ko/index.html"):
+        assert (site / page).is_file()
+
+
 def test_language_switcher_links_to_the_same_page(site):
     for lang, other in (("en", "ko"), ("ko", "en")):
         html = (site / lang / "chapters" / "01-tokens.html").read_text(encoding="utf-8")

@@ -9,6 +9,7 @@ from autograde.checks.registry import get_check
 from autograde.grader.pipeline import planned_checks
 from autograde.grader.rebuild import SOLUTIONS, pristine_cells
 from autograde.grader.static import analyse
+from autograde.notebooks import ASSIGNMENTS
 
 SETUP = [("setup", "import math\nimport torch\nimport torch.nn.functional as F\nfrom autograde.notebook import setup, check\n"
                    "from autograde.reference import model as ref\n")]
@@ -71,6 +72,39 @@ ESCAPES = {
     "atexit": "import atexit\n",
     "/proc": "f = open('/proc/self/mem', 'rb')\n",
     "relative import": "from . import x\n",
+    # attribute access by a computed string (issue 17: Formatter.get_field switched the call monitor off)
+    "Formatter.get_field": "import string, sys\noff = string.Formatter().get_field('0.set' + 'profile', (sys,), {})[0]\n",
+    "Formatter imported": "from string import Formatter\n",
+    "Formatter through an alias": "import string as s\nv = [s][0].Formatter().vformat('{0.x}', (1,), {})\n",
+    "Formatter subclass": "import string\nclass Grab(string.Formatter):\n    def format_field(self, value, spec):\n"
+                          "        return value\n",
+    "format_field on any object": "def grab(f, value):\n    return f.format_field(value, '')\n",
+    "format with an attribute field": "import sys\ntext = '{0.__dict__}'.format(sys)\n",
+    "_string": "import _string\n",
+    "attrgetter of setprofile": "import operator, sys\noff = operator.attrgetter('set' + 'profile')(sys)\n",
+    "methodcaller": "import operator\nm = operator.methodcaller('x')\n",
+    "vars(sys)": "import sys\noff = vars(sys)['setprofile']\n",
+    "sys.__dict__": "import sys\noff = sys.__dict__['set' + 'profile']\n",
+    "__getattribute__": "import sys\noff = sys.__getattribute__('set' + 'profile')\n",
+    "object.__getattribute__": "import sys\noff = object.__getattribute__(sys, 'set' + 'profile')\n",
+    "type.__getattribute__": "m = type.__getattribute__(int, 'mro')\n",
+    "inspect.getattr_static": "import inspect, sys\noff = inspect.getattr_static(sys, 'set' + 'profile')\n",
+    "getmembers from another module": "import torch\nm = torch.overrides.inspect.getmembers(torch)\n",
+    "gc.get_referents": "import gc\nr = gc.get_referents(1)\n",
+    "gc as another module's attribute": "import torch\nr = torch.serialization.gc\n",
+    "sys.modules lookup": "import sys\nm = sys.modules['__main__']\n",
+    "sys.modules through a list": "import sys\nm = [sys][0].modules['__main__']\n",
+    "importlib as an attribute": "import torch\nm = [torch][0].importlib.import_module('gc')\n",
+    "builtins by subscript": "b = __builtins__['getattr']\n",
+    "typing evaluates a string": "import typing\ndef f(x: 'sys.setprofile'):\n    pass\nh = typing.get_type_hints(f)\n",
+    "pydoc.locate": "import pydoc\noff = pydoc.locate('sys.setprofile')\n",
+    "timeit runs a string": "import timeit\ntimeit.timeit('x = 1', number=1)\n",
+    "unittest.mock": "from unittest import mock\np = mock.patch('sys.setprofile')\n",
+    "torch.load": "import io\nm = torch.load(io.BytesIO(b''))\n",
+    "a pickle reader by keyword": "import io\nm = [torch][0].load(io.BytesIO(b''), weights_only=False)\n",
+    "numpy pickles": "import numpy as np\na = [np][0].load('x.npy', allow_pickle=True)\n",
+    "torch.load's pickle switch": "import os\nos.environ['TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'] = '1'\n",
+    "pickle as another module's attribute": "p = torch.serialization.pickle\n",
 }
 
 
@@ -94,6 +128,12 @@ FINE = {
     "math": "import math\nscale = 1 / math.sqrt(64)\n",
     "regex": "import regex\nPAT = regex.compile(r'\\p{L}+')\n",
     "tensor methods": "x = torch.ones(2, 3)\ny = x.transpose(0, 1).contiguous().view(-1).softmax(0)\n",
+    "a model's modules()": "class M(torch.nn.Module):\n    pass\nn = len(list(M().modules()))\n",
+    "string formatting": "msg = '{0} {1:.3f}'.format('a', 1.0)\nline = f'{msg!r:>10}'\nrow = '%s' % msg\n",
+    "string constants": "import string\nletters = string.ascii_letters + string.digits\n",
+    "type hints": "from typing import Optional\ndef f(x: Optional[int] = None) -> 'int':\n    return x or 0\n",
+    "keywords with safe values": "import numpy as np\ndef load(path):\n    return np.asarray([1])\n"
+                                 "a = load('x', allow_pickle=False) if False else None\n",
 }
 
 
@@ -137,16 +177,60 @@ def test_a_forbidden_name_outside_the_steps_reach_is_not_blamed():
     assert report(source).forbidden == {}
 
 
-def test_setup_cells_are_trusted_and_unparsable_cells_are_skipped():
+def test_setup_cells_are_trusted_and_a_cell_with_a_plain_syntax_error_is_skipped():
+    """A syntax error cannot run in the worker either: its error shows there like any broken cell's."""
     setup = [("setup", "import importlib.util, subprocess, sys\nsys.path.insert(0, '.')\n")]
     assert analyse([("cell", "def f(:\n")], setup, [SDPA]).escapes == []
+    assert analyse([("cell", "x = 1\x00\n")], setup, [SDPA]).escapes == []
 
 
-@pytest.mark.parametrize("assignment", ["01_tokenizer", "02_attention", "03_ffn_block", "04_sampling"])
+def deep_cell(terms: int = 10_000) -> str:
+    """A cell whose tree is too deep for ast.parse: a sum of many terms is one level of the tree per term."""
+    return "import sys\noff = sys.setprofile\nx = " + " + ".join(["1"] * terms) + "\n"
+
+
+def test_a_cell_too_deep_to_parse_is_a_finding_not_a_clean_pass():
+    """Issue 17: ast.parse gave up on a deep cell, which compile() in the worker accepts (an earlier cell
+    can raise the recursion limit that compile's depth depends on), and the static pass skipped it,
+    whatever it held. Now "cannot analyse" is an escape: nothing runs, and the feedback says why."""
+    import ast
+    import sys
+
+    source = deep_cell()
+    with pytest.raises((RecursionError, MemoryError)):
+        ast.parse(source)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)           # as `sys.setrecursionlimit(100_000)` in the notebook's first cell
+    try:
+        compile(source, "<cell>", "exec")    # the worker would run it
+    finally:
+        sys.setrecursionlimit(limit)
+    found = report(source).escapes
+    assert [(f.kind, f.cell) for f in found] == [("unreadable", "cell")] and "RecursionError" in found[0].what
+    # the tokenizer's own limit (too many nested parentheses) is no mistake of the student's code either
+    nested = "x = " + "(" * 250 + "1" + ")" * 250 + "\n"
+    found = report(nested).escapes
+    assert [f.kind for f in found] == ["unreadable"] and "nested" in found[0].what
+
+
+def test_the_unreadable_cell_is_named_in_both_languages():
+    from autograde.checks.messages import korean_problems, message
+    from autograde.grader.pipeline import Planned, static_verdict
+
+    verdict = static_verdict(Planned("check_softmax", SOFTMAX[0], "softmax", False, 0, []),
+                             analyse([("softmax", deep_cell())], SETUP, [SOFTMAX]))
+    assert verdict.key == "grader_unanalysable" and verdict.params["cell"] == "softmax"
+    en, ko = (message(verdict.key, lang, **verdict.params) for lang in ("en", "ko"))
+    assert "softmax" in en and "could not be analysed" in en and "RecursionError" in en
+    assert "softmax 셀을 분석할 수 없습니다" in ko and korean_problems(ko) == []
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
 @pytest.mark.parametrize("lang", ["en", "ko"])
 def test_the_solutions_pass_the_static_pass(assignment, lang):
+    """All eight notebooks' solutions, with the steps' forbidden names as the grader passes them."""
     cells = pristine_cells(SOLUTIONS / lang / assignment / f"{assignment}.ipynb")
-    steps = [(step.id, step.function, get_check(step.id).forbidden)
+    steps = [(step.id, step.function, (*get_check(step.id).forbidden, *get_check(step.id).forbidden_names))
              for _, step, _ in planned_checks(assignment, [c for c in cells if c.kind == "test"])]
     found = analyse([(c.grade_id, c.source) for c in cells if c.kind == "solution"],
                     [(c.grade_id, c.source) for c in cells if c.kind == "setup"], steps)

@@ -80,6 +80,13 @@ def message(key: str, lang: str = "en", **params) -> str:
         return text
 
 
+
+def both(key: str, sep: str = " / ", **params) -> str:
+    """The message in Korean, then in English (one line unless `sep` says otherwise): for what the
+    grader says before (or without) knowing the notebook's language (a submission it could not
+    read, a link, another assignment's notebook)."""
+    return message(key, "ko", **params) + sep + message(key, "en", **params)
+
 # particles whose form depends on the sound before them, longest first
 _VARIABLE_PARTICLES = ("이어야", "이었", "이라는", "이라고", "이란", "이랑", "이며", "이나", "이다", "이고", "이야",
                        "으로", "여야", "였", "라는", "라고", "란", "랑", "며", "나", "다", "고", "야",

@@ -2,8 +2,9 @@
 
 Prints a per-item table (or, with --json, a superset of Gradescope's
 results.json) and exits 0 only when every graded item passes. A notebook that
-cannot be graded at all (missing, a directory, unreadable, not UTF-8,
-invalid JSON, nbformat 3, unknown assignment) is a CourseError, and so is the
+cannot be graded at all (missing, a directory, a symbolic link (never
+followed), unreadable, not UTF-8, invalid JSON, nbformat 3, unknown
+assignment) is a CourseError, and so is the
 grader's own trouble (a full disk, a sandbox that could not start): one line
 on stderr, exit status 2.
 """
@@ -67,7 +68,9 @@ def print_table(result: dict) -> None:
     table.add_column(message("table_item", lang), no_wrap=True)
     table.add_column(message("table_points", lang), justify="right", no_wrap=True)
     table.add_column(message("table_result", lang), no_wrap=True)
-    table.add_column(message("table_message", lang))
+    # fold, not rich's default ellipsis: where a wrapped line ends on a wide (Hangul) character, the
+    # ellipsis replaced characters of the message ("id를  …" for "id를 한 칸씩")
+    table.add_column(message("table_message", lang), overflow="fold")
     for test in result["tests"]:
         ok = test["status"] == "passed"
         table.add_row(test["name"], f"{test['score']:g} / {test['max_score']:g}",

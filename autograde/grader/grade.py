@@ -13,8 +13,14 @@ missing from the state file (or changed since); writing a grade again updates
 the same Grade row, so nothing is duplicated or lost.
 
 Only the student's own code earns a score. A submission that cannot be read
-(a directory, a symlink loop, unreadable, not UTF-8) is the student's doing:
-0 with a message naming the problem. The grader's own trouble (a full disk,
+(a directory, unreadable, not UTF-8) is the student's doing: 0 with a message
+naming the problem. So is one that is a symbolic link (the notebook, the
+assignment folder or the student folder: links are never followed, whatever
+they point to), another assignment's notebook (known from its own metadata and
+cells), and a student folder whose name is not UTF-8 (refused by its escaped
+name, and kept out of the gradebook, whose student ids are text). The state
+file records exactly what was written to the gradebook, so the summary and the
+gradebook always agree. The grader's own trouble (a full disk,
 no memory, a sandbox that could not start, a gradebook that cannot be
 written) is never a score: that submission is "not graded", is neither
 written to the gradebook nor marked done, and the next run grades it.
@@ -26,6 +32,7 @@ stopped, every finished one recorded, and the command to resume printed).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -36,18 +43,27 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
+from autograde.checks.messages import both, register_messages
 from autograde.errors import CourseError, describe_os_error
 from autograde.grader import GRADER_VERSION
 from autograde.grader import sandbox as sandbox_module
 from autograde.grader.pipeline import grade_notebook
 from autograde.grader.secret import course_secret, secret_path
-from autograde.grader.rebuild import (SOLUTIONS, SubmissionError, _nbgrader, _source, load_submission,
-                                      pristine_cells, pristine_path, submission_sha256, tamper_counts)
+from autograde.grader.rebuild import (EXERCISES, SubmissionError, _nbgrader, _source, load_submission, pristine_cells,
+                                      pristine_path, show, submission_sha256, tamper_counts)
 from autograde.grader.sandbox import Limits, sandbox_mode
 
 STATE_DIR = ".course-grade"
 EXIT_NOT_GRADED = 3                 # some submissions were not graded (the grader's trouble): run again
 EXIT_INTERRUPTED = 130              # Ctrl-C: what finished is recorded, the rest runs on the next call
+
+register_messages({
+    "submission_folder_not_utf8": {
+        "en": "the student folder submitted/{name} has a name that is not UTF-8 text, so it cannot be a student "
+              "id in the gradebook; rename the folder and grade again (nothing in it was graded)",
+        "ko": "학생 폴더 submitted/{name} 이름이 UTF-8 텍스트가 아니어서 성적부의 학생 ID로 쓸 수 없습니다. "
+              "폴더 이름을 바꾼 뒤 다시 채점하세요 (이 폴더의 제출물은 채점하지 않았습니다)"},
+})
 
 
 # ----------------------------------------------------------------------------
@@ -55,20 +71,64 @@ EXIT_INTERRUPTED = 130              # Ctrl-C: what finished is recorded, the res
 
 
 def find_submissions(root: Path, assignment: str) -> dict[str, Path]:
-    """student -> the notebook to grade (ASSIGNMENT.ipynb if present, else the only .ipynb)."""
+    """student -> the notebook to grade (ASSIGNMENT.ipynb if present, else the first .ipynb).
+
+    Nothing here follows a symbolic link: a student folder, an assignment folder or a notebook that
+    is a link is listed as it is, and reading it is refused (rebuild.open_submission), so that a
+    link to another student's work or to the grader's files is a 0 with the reason, never graded.
+    A folder name that is not UTF-8 is listed under a safe escaped form (rebuild.show; see
+    refused_name)."""
     submitted = root / "submitted"
     if not submitted.is_dir():
         raise CourseError(f"{submitted} does not exist: put submissions in submitted/<student>/{assignment}/")
-    found = {}
-    for student_dir in sorted(p for p in submitted.iterdir() if p.is_dir()):
-        folder = student_dir / assignment
-        notebooks = sorted(folder.glob("*.ipynb")) if folder.is_dir() else []
-        exact = folder / f"{assignment}.ipynb"
-        if exact in notebooks:
-            found[student_dir.name] = exact
-        elif notebooks:
-            found[student_dir.name] = notebooks[0]
+    with os.scandir(submitted) as scan:
+        entries = sorted(scan, key=lambda e: (not _is_text(e.name), e.name))   # the escaped forms last
+    found: dict[str, Path] = {}
+    for entry in entries:
+        student_dir = submitted / entry.name
+        if entry.is_symlink():
+            path = student_dir / assignment / f"{assignment}.ipynb"          # refused when read
+        elif entry.is_dir(follow_symlinks=False):
+            path = _notebook_in(student_dir / assignment, assignment)
+            if path is None:
+                continue
+        else:
+            continue
+        name, n = show(entry.name), 1
+        while name in found:                   # an escaped form that happens to be another folder's name
+            n += 1
+            name = f"{show(entry.name)} ({n})"
+        found[name] = path
     return found
+
+
+def _notebook_in(folder: Path, assignment: str) -> Path | None:
+    """The notebook to grade in one student's assignment folder (the folder itself when it is a link:
+    refused when read), or None when there is none."""
+    if folder.is_symlink():
+        return folder / f"{assignment}.ipynb"
+    if not folder.is_dir():
+        return None
+    notebooks = sorted(p for p in folder.iterdir() if p.name.endswith(".ipynb"))
+    exact = folder / f"{assignment}.ipynb"
+    return exact if exact in notebooks else notebooks[0] if notebooks else None
+
+
+def _is_text(name: str) -> bool:
+    try:
+        os.fsencode(name).decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def refused_name(root: Path, path: Path) -> str | None:
+    """Why a submission is refused by its folder's name alone (None: it is not): a student folder
+    whose name is not UTF-8 cannot be an nbgrader student id; the instructor renames it."""
+    student = path.relative_to(root / "submitted").parts[0]
+    if _is_text(student):
+        return None
+    return both("submission_folder_not_utf8", name=show(student))
 
 
 def db_url(root: Path) -> str:
@@ -81,9 +141,10 @@ def db_url(root: Path) -> str:
     return f"sqlite:///{(root / 'gradebook.db').resolve()}"
 
 
-def sha256(path: Path) -> str:
-    """The submission's sha256, or a marker when it is not a readable file (never raises or blocks)."""
-    return submission_sha256(path)
+def sha256(path: Path, inside: Path | None = None) -> str:
+    """The submission's sha256, or a marker when it is not a readable file (never raises or blocks,
+    never follows a link)."""
+    return submission_sha256(path, inside)
 
 
 # ----------------------------------------------------------------------------
@@ -136,10 +197,15 @@ def grade_assignment(assignment: str, workers: int = 2, root: Path = Path("."), 
     submissions = find_submissions(root, assignment)
     state_path = root / STATE_DIR / f"{assignment}.json"
     state = load_state(state_path)
-    todo = {s: p for s, p in submissions.items() if state["done"].get(s, {}).get("sha256") != sha256(p)}
+    inside = root / "submitted"
+    todo = {s: p for s, p in submissions.items() if state["done"].get(s, {}).get("sha256") != sha256(p, inside)}
     limits = limits or Limits.from_env()
     key = course_secret(root)           # hidden cases: the same for a submission at every regrade
-    sandbox_mode()                      # probe once, before the threads start
+    mode = sandbox_mode()               # probe once, before the threads start
+    if mode != "namespaces" and not quiet:
+        print("note: the sandbox runs in plain mode here (no namespaces: COURSE_SANDBOX=plain, no root or no "
+              "util-linux): the students' code runs with the limits and as a user of its own where the grader "
+              "is root, but sees the file system as it is; each result records the mode", file=sys.stderr)
     _warm_checks(pristine)
     url = db_url(root)
     _alembic_on_path()
@@ -148,9 +214,10 @@ def grade_assignment(assignment: str, workers: int = 2, root: Path = Path("."), 
         max_score = float(sum(c.points for c in pristine_cells(pristine) if c.kind == "test"))
         outcome = _run_all(todo, workers, limits, root, quiet,
                            lambda student, path, result: _record(gb, assignment, notebook, student, path, result,
-                                                                 state, state_path, root), max_score, key)
+                                                                 state, state_path, root), max_score, key,
+                           assignment)
     if not quiet:
-        _print_summary(assignment, submissions, todo, outcome, state)
+        _print_summary(assignment, submissions, todo, outcome, state, mode)
     again = resume_command(assignment, root, workers)
     if outcome.interrupted:
         left = sum(1 for s in todo if s not in outcome.results)
@@ -214,7 +281,7 @@ class Outcome:
 
 
 def _run_all(todo: dict[str, Path], workers: int, limits: Limits, root: Path, quiet: bool, record,
-             max_score: float = 0.0, key: bytes | None = None) -> Outcome:
+             max_score: float = 0.0, key: bytes | None = None, assignment: str | None = None) -> Outcome:
     """Grade in parallel; `record` is called in this thread as each one finishes.
 
     Ctrl-C: submissions not started are cancelled, running sandboxes are stopped (their results,
@@ -222,7 +289,9 @@ def _run_all(todo: dict[str, Path], workers: int, limits: Limits, root: Path, qu
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
-    hidden = [root / "submitted", root / "autograded", root / "feedback", root / STATE_DIR, secret_path(root)]
+    # the sandbox shows only what the worker needs (an allow-list); these stay hidden even where the
+    # course lies inside a folder it shows
+    hidden = [root, root / "submitted", root / "autograded", root / "feedback", root / STATE_DIR, secret_path(root)]
     outcome = Outcome()
     columns = (TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn())
@@ -231,8 +300,13 @@ def _run_all(todo: dict[str, Path], workers: int, limits: Limits, root: Path, qu
     try:
         with Progress(*columns, disable=quiet or not todo, transient=False) as bar:
             task = bar.add_task("grading", total=len(todo))
+            inside = root / "submitted"
             for student, path in todo.items():
-                futures[pool.submit(grade_notebook, path, limits, hidden, key=key, identity=student)] = (student, path)
+                refused = refused_name(root, path)
+                job = pool.submit(_refused, path, refused, inside) if refused else \
+                    pool.submit(grade_notebook, path, limits, hidden, key=key, identity=student,
+                                assignment=assignment, inside=inside)
+                futures[job] = (student, path)
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -251,6 +325,14 @@ def _run_all(todo: dict[str, Path], workers: int, limits: Limits, root: Path, qu
     finally:
         pool.shutdown(wait=not outcome.interrupted, cancel_futures=True)
     return outcome
+
+
+def _refused(path: Path, why: str, inside: Path) -> dict:
+    """The result of a submission refused before it is read (its folder's name): 0 with the reason,
+    kept out of the gradebook (the name is no student id there)."""
+    from autograde.grader.pipeline import error_result
+
+    return {**error_result(path, why, sha256(path, inside)), "refused_name": True}
 
 
 def _finish(future, student: str, path: Path, outcome: Outcome, record, max_score: float) -> None:
@@ -317,20 +399,27 @@ def _wind_down(running: list, seconds: float = 10.0) -> None:
 
 
 def _record(gb, assignment, notebook, student, path, result, state, state_path, root) -> None:
-    """Gradebook first, then the autograded notebook, then the state file."""
+    """Gradebook first, then the autograded notebook, then the state file. The state (and so the
+    summary) records exactly the scores written to the gradebook: the two never disagree."""
     from autograde.grader.gradebook import save_result
 
-    try:
-        save_result(gb, assignment, notebook, student, result)
-    except BaseException:
-        gb.db.rollback()
-        raise
-    _write_autograded(root, assignment, student, path, result)
+    if result.get("refused_name"):       # not a student id the gradebook can hold: the state alone
+        written = {t["name"]: (t["score"], t["max_score"]) for t in result.get("tests", [])}
+        total = result["max_score"]
+    else:
+        try:
+            written = save_result(gb, assignment, notebook, student, result)
+        except BaseException:
+            gb.db.rollback()
+            raise
+        _write_autograded(root, assignment, student, path, result)
+        total = sum(m for _, m in written.values())
     counts = tamper_counts(result.get("tamper", []))
-    state["done"][student] = {"sha256": result.get("submission_sha256") or sha256(path),
-                              "score": result["score"], "max_score": result["max_score"],
+    state["done"][student] = {"sha256": result.get("submission_sha256") or sha256(path, root / "submitted"),
+                              "score": sum(s for s, _ in written.values()), "max_score": total,
                               "error": result.get("error"),
-                              "tests": {t["name"]: t["score"] for t in result.get("tests", [])},
+                              "tests": {name: s for name, (s, _) in written.items()},
+                              "sandbox_mode": result.get("sandbox", {}).get("mode"),
                               "tamper": list(counts), "tamper_counts": counts,
                               "grader_version": GRADER_VERSION, "seeds": result.get("seeds", {}),
                               "timing": result.get("sandbox", {}).get("timing", {}),
@@ -348,26 +437,31 @@ def _write_autograded(root: Path, assignment: str, student: str, path: Path, res
     if result.get("error") or "lang" not in result:
         return
     try:
-        nb, _ = load_submission(path)
+        nb, raw = load_submission(path, root / "submitted")
     except SubmissionError:
         return
+    if hashlib.sha256(raw).hexdigest() != result.get("submission_sha256"):
+        return                          # changed since it was graded: the next run grades it again
     sources = {}
     for cell in nb["cells"]:
         gid = _nbgrader(cell).get("grade_id") if isinstance(cell, dict) else None
         if isinstance(gid, str) and gid not in sources and cell.get("cell_type") == "code":
             sources[gid] = _source(cell)
-    pristine = SOLUTIONS / result["lang"] / assignment / f"{assignment}.ipynb"
+    release = EXERCISES / result["lang"] / assignment / f"{assignment}.ipynb"
+    if not release.is_file():
+        return                          # no released notebook to show the answers in (never the solutions)
     out = root / "autograded" / student / assignment / f"{assignment}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(autograded_notebook(pristine, sources, result), indent=1, ensure_ascii=False),
+    out.write_text(json.dumps(autograded_notebook(release, sources, result), indent=1, ensure_ascii=False),
                    encoding="utf-8")
 
 
-def _print_summary(assignment, submissions, todo, outcome: Outcome, state) -> None:
+def _print_summary(assignment, submissions, todo, outcome: Outcome, state, mode: str = "") -> None:
     from rich.console import Console
     from rich.table import Table
 
     title = f"{assignment}: {len(outcome.results)} graded now, {len(submissions) - len(todo)} already done"
+    title += f" (sandbox: {mode})" if mode else ""
     if outcome.not_graded:
         title += f", {len(outcome.not_graded)} NOT graded (run again)"
     if outcome.interrupted:

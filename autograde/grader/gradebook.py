@@ -13,6 +13,7 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
+from autograde.checks.messages import message, register_messages
 from autograde.grader.rebuild import pristine_cells
 
 
@@ -39,11 +40,39 @@ def ensure_assignment(gb: Gradebook, assignment: str, pristine: Path) -> str:
                 gb.find_solution_cell(cell.grade_id, notebook, assignment)
             except MissingEntry:
                 gb.add_solution_cell(cell.grade_id, notebook, assignment)
+        _ensure_source_cell(gb, cell, notebook, assignment)
     return notebook
 
 
-def save_result(gb: Gradebook, assignment: str, notebook: str, student: str, result: dict) -> None:
-    """One student's auto scores (0 for every cell when the submission could not be graded)."""
+def _ensure_source_cell(gb: Gradebook, cell, notebook: str, assignment: str) -> None:
+    """nbgrader's record of every cell with a grade id, as generate_assignment makes it. Without it, a
+    later `course release` (nbgrader generate_assignment) refuses a notebook that has submissions:
+    "Cannot add or remove cells". A locked cell keeps its source and checksum, so that nbgrader's
+    own autograde restores it; a solution cell's text is the student's, never recorded."""
+    from nbformat.v4 import new_code_cell
+    from nbgrader.utils import compute_checksum
+
+    try:
+        gb.find_source_cell(cell.grade_id, notebook, assignment)
+        return
+    except MissingEntry:
+        pass
+    if cell.kind == "solution":
+        gb.add_source_cell(cell.grade_id, notebook, assignment, cell_type="code", locked=False, source="")
+        return
+    meta = {"grade_id": cell.grade_id, "grade": cell.kind == "test", "solution": False, "locked": True}
+    if cell.kind == "test":
+        meta["points"] = cell.points
+    code = new_code_cell(cell.source, metadata={"nbgrader": meta})
+    gb.add_source_cell(cell.grade_id, notebook, assignment, cell_type="code", locked=True, source=cell.source,
+                       checksum=compute_checksum(code))
+
+
+def save_result(gb: Gradebook, assignment: str, notebook: str, student: str, result: dict) -> dict[str, tuple]:
+    """One student's auto scores (0 for every cell when the submission could not be graded).
+
+    Returns what was written, grade cell -> (score, max score): the gradebook's own cells decide,
+    so `course grade`'s state and summary, built from this, always say what the gradebook says."""
     gb.update_or_create_student(student)
     try:
         gb.find_submission(assignment, student)
@@ -51,25 +80,42 @@ def save_result(gb: Gradebook, assignment: str, notebook: str, student: str, res
         gb.add_submission(assignment, student)
     scores = {t["name"]: t["score"] for t in result["tests"]}
     submission_nb = gb.find_submission_notebook(notebook, assignment, student)
+    written = {}
     for grade in submission_nb.grades:
         grade.auto_score = float(scores.get(grade.name, 0.0))
         grade.needs_manual_grade = grade.manual_score is not None
+        written[grade.name] = (grade.auto_score, float(grade.max_score or 0.0))
     gb.db.commit()
+    return written
 
 
-def autograded_notebook(pristine: Path, solution_sources: dict[str, str], result: dict) -> dict:
-    """The pristine notebook with the student's solution cells and the results as test-cell outputs,
-    for autograded/<student>/<assignment>/ (what `nbgrader generate_feedback` renders)."""
-    nb = json.loads(Path(pristine).read_text(encoding="utf-8"))
+register_messages({
+    "autograded_missing_cell": {
+        "en": "# This answer cell was not in your submission (deleted, or its nbgrader metadata was removed),\n"
+              "# so nothing of yours was graded here: its checks scored 0.\n",
+        "ko": "# 제출한 노트북에 이 답안 셀이 없었습니다 (셀을 지웠거나 nbgrader 메타데이터가 지워졌습니다).\n"
+              "# 그래서 여기서는 채점할 코드가 없었고, 이 셀의 검사는 0점입니다.\n"},
+})
+
+
+def autograded_notebook(release: Path, solution_sources: dict[str, str], result: dict) -> dict:
+    """The released exercise notebook (exercises/LANG/A/A.ipynb: its locked cells as the students got
+    them, no hidden tests, no answers) with the student's own solution cells and the results as
+    test-cell outputs, for autograded/<student>/<assignment>/ (what `nbgrader generate_feedback`
+    renders). A solution cell the student did not submit shows a note, never the instructor's code:
+    nothing of the solutions notebook is read here."""
+    nb = json.loads(Path(release).read_text(encoding="utf-8"))
     tests = {t["name"]: t for t in result["tests"]}
+    lang = result.get("lang", "en")
     for cell in nb["cells"]:
         meta = cell.get("metadata", {}).get("nbgrader", {})
         gid = meta.get("grade_id")
         if cell["cell_type"] != "code":
             continue
         cell["outputs"], cell["execution_count"] = [], None
-        if meta.get("solution") and gid in solution_sources:
-            cell["source"] = solution_sources[gid]
+        if meta.get("solution"):
+            cell["source"] = solution_sources[gid] if gid in solution_sources else \
+                message("autograded_missing_cell", lang)
         if meta.get("grade") and gid in tests:
             test = tests[gid]
             text = test["output"] + "\n"

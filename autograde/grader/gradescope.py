@@ -2,8 +2,10 @@
 
 The archive follows Gradescope's autograder contract:
 
-    setup.sh            run once when Gradescope builds the image: a virtual environment in
-                        /autograder/venv with the pinned torch and this project
+    setup.sh            run once when Gradescope builds the image: apt-get update and install, a
+                        virtual environment in /autograder/venv with the pinned CPU torch (PyTorch's
+                        CPU index) and this project, its dependencies held by constraints.txt
+    constraints.txt     the versions of the project's dependencies in the exporting environment
     run_autograder      run for every submission: `python -m autograde.grader.gradescope run`
     autograde/, solutions/LANG/ASSIGNMENT/, pyproject.toml, README.md
                         this project: the package and the assignment's pristine notebooks
@@ -17,13 +19,22 @@ run_autograder grades /autograder/submission/*.ipynb with exactly the sandboxed 
 (default /autograder), so the tests run it in a temporary directory; COURSE_PYTHON chooses the
 interpreter (default /autograder/venv/bin/python).
 
-A submission that cannot be graded (no notebook, two notebooks, another assignment's notebook,
-invalid JSON, nbformat 3 ...) still gets a results.json: score 0 and a message in both languages.
+A submission that cannot be graded (no notebook, two notebooks, another assignment's notebook, a
+notebook that is a symbolic link (never followed), invalid JSON, nbformat 3 ...) still gets a
+results.json: score 0 and a message in both languages.
+
+The key is shipped 0600 and, like solutions/, made the grader's alone (root-owned, 0600/0700) when
+unpacked and again before each run. Every results.json says how the student's code ran
+(extra_data.sandbox: {"mode": "namespaces" | "plain" | null, "ran": ...}). Where namespaces are
+unavailable (plain mode) the student's code runs as an unprivileged user, and the key and the
+solutions are taken off the disk while it runs (off_the_disk): file modes alone do not stop a
+sandbox user that keeps CAP_DAC_READ_SEARCH, nor one that is the grader's own user.
 A failure of the autograder itself also writes a results.json (score 0, saying it is not the
 student's doing) and exits non-zero, so that Gradescope shows the instructor the failure.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -37,6 +48,7 @@ from pathlib import Path
 from autograde.checks.messages import message, register_messages
 from autograde.checks.runner import describe
 from autograde.errors import CourseError
+from autograde.grader.secret import SECRET_NAME
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG = "gradescope.json"
@@ -160,9 +172,15 @@ def to_results(result: dict, seconds: float) -> dict:
 
 
 def find_notebook(submission: Path, assignment: str) -> tuple[Path | None, str | None]:
-    """(the notebook to grade, None) or (None, the message for the student)."""
-    found = sorted(p for p in submission.rglob("*.ipynb")
-                   if ".ipynb_checkpoints" not in p.parts and "__MACOSX" not in p.parts) if submission.is_dir() else []
+    """(the notebook to grade, None) or (None, the message for the student). No symbolic link is
+    followed (an uploaded archive may hold links): a linked folder is not searched, and a notebook
+    that is a link is found as it is and refused when read (rebuild.open_submission)."""
+    found = []
+    if submission.is_dir() and not submission.is_symlink():
+        for folder, dirs, files in os.walk(submission, followlinks=False):
+            dirs[:] = [d for d in dirs if d not in (".ipynb_checkpoints", "__MACOSX")]
+            found += [Path(folder) / f for f in files if f.endswith(".ipynb")]
+    found.sort()
     if not found:
         return None, _both("gs_no_notebook", assignment=assignment)
     if len(found) == 1:
@@ -185,7 +203,7 @@ def run(root: Path) -> int:
     """Grade root/submission into root/results/results.json. 0 unless the autograder itself failed."""
     from autograde.grader.pipeline import grade_notebook
     from autograde.grader.rebuild import SubmissionError, identify, load_submission
-    from autograde.grader.sandbox import Limits
+    from autograde.grader.sandbox import Limits, sandbox_mode
     from autograde.grader.secret import read_secret
 
     start = time.monotonic()
@@ -198,7 +216,7 @@ def run(root: Path) -> int:
         notebook, problem = find_notebook(root / "submission", assignment)
         if notebook is not None:
             try:
-                nb, _ = load_submission(notebook)
+                nb, _ = load_submission(notebook, root / "submission")
                 found, _ = identify(nb, notebook)
             except SubmissionError as exc:
                 found, problem = assignment, _both("gs_unreadable", reason=str(exc))
@@ -207,37 +225,119 @@ def run(root: Path) -> int:
         if problem is not None:
             doc = error_results(problem, time.monotonic() - start)
         else:
-            secret = root / "source" / ".course-secret"
+            secret, solutions = root / "source" / ".course-secret", root / "source" / "solutions"
+            lock_down([secret, solutions])
+            mode = sandbox_mode()
+            print(f"sandbox: {mode}" + ("" if mode == "namespaces" else " (no namespaces here: the student's code runs "
+                                        "as an unprivileged user, with the course key and the solutions taken off "
+                                        "the disk while it runs)"))
             result = grade_notebook(notebook, Limits.from_env(), extra_hidden=[secret, root / "results"],
-                                    key=read_secret(secret), identity=_identity(root))
+                                    key=read_secret(secret), identity=_identity(root), assignment=assignment,
+                                    inside=root / "submission",
+                                    sealed=(lambda: off_the_disk([secret, solutions])) if mode != "namespaces" else None)
             if result.get("error"):
                 doc = error_results(_both("gs_unreadable", reason=result["error"]), time.monotonic() - start)
             else:
                 doc = to_results(result, time.monotonic() - start)
+            doc.setdefault("extra_data", {})["sandbox"] = {"mode": mode, "ran": not result.get("error")}
     except Exception as exc:          # the autograder's own failure: say so, never a silent zero
         doc = error_results(_both("gs_internal", reason=f"{type(exc).__name__}: {str(exc)[:200]}"),
                             time.monotonic() - start)
         status = 1
+    doc.setdefault("extra_data", {}).setdefault("sandbox", {"mode": None, "ran": False})   # nothing of theirs ran
     results_path.write_text(json.dumps(doc, indent=1, ensure_ascii=False), encoding="utf-8")
     print(f"score {doc['score']:g}; results in {results_path}")
     return status
 
 
 # ----------------------------------------------------------------------------
+# the course key and the solutions, out of the student's reach
+
+
+def lock_down(paths: list[Path]) -> None:
+    """The course key and the solutions readable by their owner alone (files 0600, folders 0700),
+    owned by root when the autograder runs as root: the sandbox's unprivileged user cannot read them."""
+    for top in paths:
+        if not top.exists() or top.is_symlink():
+            continue
+        for path in [top, *(top.rglob("*") if top.is_dir() else [])]:
+            if path.is_symlink():
+                continue
+            if os.geteuid() == 0:
+                os.chown(path, 0, 0)
+            os.chmod(path, 0o700 if path.is_dir() else 0o600)
+
+
+@contextlib.contextmanager
+def off_the_disk(paths: list[Path]):
+    """While the student's code runs in plain mode, the course key and the solutions are not on the
+    disk at all: read into memory, removed, and written back (0600/0700) afterwards. File modes alone
+    do not hold where the sandbox keeps CAP_DAC_READ_SEARCH (an interpreter behind /root) or runs as
+    the grader's own user (no root). The grader has read what it needs before (the key, the pristine
+    notebook); a Gradescope container grades one submission and is thrown away, so a kill in between
+    loses nothing."""
+    kept: list[tuple[Path, bytes | None]] = []
+    for top in paths:
+        if not top.exists() or top.is_symlink():
+            continue
+        for path in sorted([top, *(top.rglob("*") if top.is_dir() else [])]):
+            kept.append((path, None if path.is_dir() else path.read_bytes()))
+        shutil.rmtree(top) if top.is_dir() else top.unlink()
+    try:
+        yield
+    finally:
+        for path, data in kept:                       # parents come first (sorted)
+            if data is None:
+                path.mkdir(mode=0o700, exist_ok=True)
+            else:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+        lock_down([path for path, _ in kept])
+
+
+# ----------------------------------------------------------------------------
 # export
 
 
+# Gradescope's image is a bare Ubuntu without a GPU: the package lists first (an image's apt cache is
+# empty, so a plain install finds nothing), then the CPU build of torch from PyTorch's CPU index (the
+# default wheel is the multi-gigabyte CUDA build), then the project with every other dependency held
+# to the version the instructor's environment runs (constraints.txt, written at export time).
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 SETUP_SH = """#!/usr/bin/env bash
 # Gradescope runs this once, as root, when it builds the autograder image.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -qq python3 python3-venv python3-pip util-linux >/dev/null
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends python3 python3-venv python3-pip util-linux >/dev/null
 python3 -m venv /autograder/venv
 /autograder/venv/bin/pip install --quiet --upgrade pip
-/autograder/venv/bin/pip install --quiet {torch_args}
-/autograder/venv/bin/pip install --quiet -e /autograder/source
+/autograder/venv/bin/pip install --quiet --index-url {index} {torch_args}
+/autograder/venv/bin/pip install --quiet -c /autograder/source/constraints.txt -e /autograder/source
 /autograder/venv/bin/python -c "import torch, autograde.grader.pipeline"
 """
+
+
+def constraints() -> str:
+    """name==version for each runtime dependency of the project, as installed here (torch apart: it
+    comes from the CPU index at its own pin). A dependency not installed here keeps its range."""
+    import re
+    import tomllib
+    from importlib import metadata
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    lines = []
+    for requirement in project["dependencies"]:        # the extras (site, tests) are not needed to grade
+        name = re.match(r"[A-Za-z0-9_.-]+", requirement).group(0)
+        if name.lower() == "torch":
+            continue
+        try:
+            lines.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            lines.append(requirement.replace(" ", ""))
+    return "".join(line + "\n" for line in sorted(lines, key=str.lower))
+
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Gradescope runs this for every submission. AUTOGRADER_ROOT and COURSE_PYTHON exist for testing.
@@ -255,9 +355,9 @@ def _add_tree(archive: zipfile.ZipFile, src: Path, arcname: str) -> None:
             archive.write(path, f"{arcname}/{path.relative_to(src).as_posix()}")
 
 
-def _add_text(archive: zipfile.ZipFile, name: str, text: str, executable: bool = False) -> None:
+def _add_text(archive: zipfile.ZipFile, name: str, text: str, executable: bool = False, mode: int = 0o644) -> None:
     info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
-    info.external_attr = ((0o755 if executable else 0o644) | stat.S_IFREG) << 16
+    info.external_attr = ((0o755 if executable else mode) | stat.S_IFREG) << 16
     info.compress_type = zipfile.ZIP_DEFLATED
     archive.writestr(info, text)
 
@@ -281,7 +381,9 @@ def export(assignment: str, out: Path, langs: tuple[str, ...], secret_root: Path
     tmp = Path(tempfile.mkstemp(prefix=".autograder-", suffix=".zip", dir=out.parent)[1])
     try:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
-            _add_text(archive, "setup.sh", SETUP_SH.format(torch_args=torch_spec), executable=True)
+            _add_text(archive, "setup.sh", SETUP_SH.format(index=TORCH_CPU_INDEX, torch_args=torch_spec),
+                      executable=True)
+            _add_text(archive, "constraints.txt", constraints())
             _add_text(archive, "run_autograder", RUN_AUTOGRADER, executable=True)
             _add_tree(archive, REPO_ROOT / "autograde", "autograde")
             for lang in langs:
@@ -289,7 +391,7 @@ def export(assignment: str, out: Path, langs: tuple[str, ...], secret_root: Path
             for name in ("pyproject.toml", "README.md"):
                 archive.write(REPO_ROOT / name, name)
             _add_text(archive, CONFIG, json.dumps(config, indent=1) + "\n")
-            _add_text(archive, ".course-secret", key.hex() + "\n")
+            _add_text(archive, SECRET_NAME, key.hex() + "\n", mode=0o600)      # unzip keeps the mode
         os.replace(tmp, out)
     except OSError as exc:
         raise CourseError(f"cannot write {out}: {exc.strerror or exc}") from None
@@ -304,6 +406,7 @@ def unpack(archive: Path, root: Path) -> Path:
     source = root / "source"
     with zipfile.ZipFile(archive) as z:
         z.extractall(source)
+    lock_down([source / SECRET_NAME, source / "solutions"])     # extractall keeps no permissions
     shutil.copyfile(source / "run_autograder", root / "run_autograder")
     os.chmod(root / "run_autograder", 0o755)                # extractall keeps no permissions
     return root

@@ -12,6 +12,7 @@ hung, so one infinite loop does not cost the other steps their points.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import re
@@ -53,6 +54,13 @@ register_messages({
               "submit again",
         "ko": "{cell} 셀 {line}번째 줄: 채점하는 코드에서는 {what} 항목을 쓸 수 없습니다 (노트북 프로세스 안에서 "
               "채점기에 손을 댈 수 있기 때문입니다). 그래서 이 노트북은 채점하지 않았습니다. 지우고 다시 제출하세요"},
+    "grader_unanalysable": {
+        "en": "cell {cell} could not be analysed ({what}): the grader reads every solution cell before it runs "
+              "anything, and this one is nested too deeply or is too large to read, so nothing in this notebook "
+              "was graded; simplify that cell and submit again",
+        "ko": "{cell} 셀을 분석할 수 없습니다 ({what}). 채점기는 실행하기 전에 풀이 셀을 모두 읽는데, 이 셀은 너무 "
+              "깊게 중첩되었거나 너무 커서 읽을 수 없습니다. 그래서 이 노트북은 채점하지 않았습니다. 그 셀을 "
+              "단순하게 고치고 다시 제출하세요"},
     "grader_tampered": {
         "en": "your code changed {what} while it ran; graded code may not change a library the grader relies on",
         "ko": "코드가 실행 중에 {what} 항목을 바꿨습니다. 채점하는 코드는 채점기가 쓰는 라이브러리를 바꾸면 안 됩니다"},
@@ -272,7 +280,8 @@ def static_verdict(p: Planned, report: static.Report) -> Verdict | None:
     function within the step's reach."""
     if report.escapes:
         first = report.escapes[0]
-        return Verdict(False, "grader_escape", {"cell": first.cell, "line": first.line, "what": first.what})
+        key = "grader_unanalysable" if first.kind == "unreadable" else "grader_escape"
+        return Verdict(False, key, {"cell": first.cell, "line": first.line, "what": first.what})
     found = report.forbidden.get(p.step)
     if found:
         return Verdict(False, "forbidden_reference", {"name": found.what, "cell": found.cell, "line": found.line})
@@ -337,14 +346,21 @@ def error_result(path: Path, error: str, sha256: str = "") -> dict:
 
 def grade_notebook(path: Path, limits: Limits | None = None, extra_hidden=(), solutions: Path | None = None,
                    keep_dir: Path | None = None, strict: bool = False, key: bytes | None = None,
-                   identity: str = "", refuse_escapes: bool = True) -> dict:
+                   identity: str = "", refuse_escapes: bool = True, assignment: str | None = None,
+                   inside: Path | None = None, sealed=None) -> dict:
     """The full result of one submission; a bad submission gives an error result with score 0
     (or, with strict=True, raises SubmissionError, a CourseError).
 
     key, identity: the course's secret and the student, from which hidden cases' seeds derive
     (plan); the same submission with the same key and identity always gets the same grade.
     refuse_escapes=False runs code that the static pass refuses (a notebook that blocks SIGALRM or
-    forks): only the sandbox's own tests use it, to show what the sandbox holds without that pass."""
+    forks): only the sandbox's own tests use it, to show what the sandbox holds without that pass.
+
+    assignment: what the notebook was submitted as; another assignment's notebook is refused (0, with
+    the reason in both languages), never graded as that one. inside: the folder every submission sits
+    in (ROOT/submitted): no symbolic link between it and the file is followed (open_submission).
+    sealed: a context manager factory wrapped around the sandbox runs (Gradescope's plain mode takes
+    the course key and the solutions off the disk while the student's code runs)."""
     path = Path(path)
     limits = limits or Limits()
     start = time.monotonic()
@@ -352,12 +368,12 @@ def grade_notebook(path: Path, limits: Limits | None = None, extra_hidden=(), so
     # fight the sandboxes and the other workers for the cores and run 10-30x slower.
     torch.set_num_threads(1)
     try:
-        nb, raw = load_submission(path)
-        rebuilt = rebuild(nb, raw, path, **({"solutions": solutions} if solutions else {}))
+        nb, raw = load_submission(path, inside)
+        rebuilt = rebuild(nb, raw, path, **({"solutions": solutions} if solutions else {}), expected=assignment)
     except SubmissionError as exc:
         if strict:
             raise
-        sha = _sha_or_empty(path)
+        sha = _sha_or_empty(path, inside)
         return error_result(path, str(exc), sha)
     except (OSError, MemoryError) as exc:   # reading the pristine notebook, or an EIO: the grader's machine
         raise GraderFault(f"the grader could not grade {path.name}: {describe_os_error(exc)}") from exc
@@ -365,7 +381,7 @@ def grade_notebook(path: Path, limits: Limits | None = None, extra_hidden=(), so
         clock = {"read": time.monotonic() - start}
         try:
             return _grade_rebuilt(path, rebuilt, limits, extra_hidden, keep_dir, start, clock, key, identity,
-                                  refuse_escapes)
+                                  refuse_escapes, sealed)
         except SandboxNotStarted:
             if attempt == 2:
                 raise
@@ -380,7 +396,7 @@ class SandboxNotStarted(GraderFault):
 
 
 def _grade_rebuilt(path, rebuilt, limits, extra_hidden, keep_dir, start, clock, key=None, identity="",
-                   refuse_escapes=True) -> dict:
+                   refuse_escapes=True, sealed=None) -> dict:
     planned = plan(rebuilt, key, identity)
     begun = time.monotonic()
     report = static_report(rebuilt, planned)
@@ -397,8 +413,9 @@ def _grade_rebuilt(path, rebuilt, limits, extra_hidden, keep_dir, start, clock, 
     try:
         writable = write_job(directory, rebuilt, planned, limits.call_timeout)
         clock["plan"] = time.monotonic() - start - clock["read"] - clock["static"]
-        sandbox = run_sandbox(directory, len(planned), writable, limits, [path.parent, *extra_hidden],
-                              needs_reference(rebuilt, planned))
+        with (sealed() if sealed else contextlib.nullcontext()):
+            sandbox = run_sandbox(directory, len(planned), writable, limits, [path.parent, *extra_hidden],
+                                  needs_reference(rebuilt, planned))
         clock["sandbox"] = time.monotonic() - start - clock["read"] - clock["static"] - clock["plan"]
         last = read_progress(directory / "out" / "progress.jsonl")
         if not last["done"] and last["ready"] is None:       # the last run ended before any student code
@@ -419,10 +436,10 @@ def _grade_rebuilt(path, rebuilt, limits, extra_hidden, keep_dir, start, clock, 
     return assemble(path, rebuilt, planned, steps, sandbox, time.monotonic() - start, report)
 
 
-def _sha_or_empty(path: Path) -> str:
+def _sha_or_empty(path: Path, inside: Path | None = None) -> str:
     from autograde.grader.rebuild import submission_sha256
 
-    return submission_sha256(path)      # never blocks on a pipe, never raises
+    return submission_sha256(path, inside)      # never follows a link, never blocks on a pipe, never raises
 
 
 def assemble(path: Path, rebuilt: Rebuilt, planned: list[Planned], steps: list[dict], sandbox: dict,

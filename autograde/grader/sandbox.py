@@ -2,48 +2,70 @@
 
 Trusted side. Two modes, chosen once per process by a probe:
 
-"namespaces" (running as root with util-linux `unshare`, `setpriv` and `mount`):
-    unshare --net --mount --pid --fork --kill-child --mount-proc   no network (own,
+"namespaces" (running as root with util-linux `unshare`, `setpriv`, `mount` and `pivot_root`):
+    unshare --net --mount --pid --ipc --fork --kill-child --mount-proc   no network (own,
         empty net namespace), own mount table, own pid namespace and /proc (it
         sees only its own processes; when its first process ends, every process
-        it forked dies with it)
-    a shell prelude (as root, inside the namespaces) that
-      - mounts ONE tmpfs of `Limits.disk` bytes (the total quota of everything
-        the child may write) and binds its parts over the working directory,
-        /tmp, /var/tmp, /dev/shm (= /run/shm) and /run/lock (= /var/lock):
-        nothing written there reaches the host or outlives the sandbox;
-      - masks the grader's files (answers, reference model, check modules, other
-        submissions, the submission's own folder) with empty read-only tmpfs;
-      - keeps visible, by bind mounts, exactly what the worker needs below a
-        masked folder: the interpreter, the virtualenv, the package, the sandbox
-        directory (so a project or a notebook under /tmp works too);
+        it forked dies with it), own IPC namespace (SysV shared memory, message
+        queues and semaphores, and POSIX message queues, are its own: another
+        sandbox and the host never see them, and they vanish with it)
+    a shell prelude (as root, inside the namespaces) that builds the sandbox's root
+    file system from an ALLOW-LIST (mount_plan) and makes it the root (pivot_root;
+    the machine's root is let go):
+      - a small read-only tmpfs holding only: /usr (and /bin, /lib*, /sbin as on the
+        machine), a few files of /etc (the loader's cache, passwd, group, hosts,
+        localtime, python3*) and of /dev (null, zero, full, random, urandom)
+        copied, /sys/devices/system/{cpu,node} read-only, a /proc of its own pid
+        namespace, an mqueue of its own IPC namespace; then, read-only, the
+        interpreter, its prefixes and every entry of its sys.path (a folder that a
+        .pth file chains to included; the checkout, which an editable install puts
+        on sys.path, gives the package alone), and the package; and the job's own
+        directory, where only the output files made for it are writable;
+      - inside those, the grader's files (HIDDEN: the check modules, the reference
+        unless the job needs it) and extra_hidden (the course root, the secret,
+        the submission's folder) masked with empty read-only tmpfs: wherever the
+        course lives (a home folder, /srv, the checkout), nothing of it but the
+        package is there;
+      - ONE tmpfs of `Limits.disk` bytes (the total quota of everything the child
+        may write) whose parts are the working directory, /tmp, /var/tmp, /dev/shm
+        and /run/lock: nothing written there reaches the host or outlives the sandbox;
     setpriv                                          an unprivileged uid and gid of
         its own (one per concurrent sandbox, machine-wide), no capabilities,
         no_new_privs, parent-death signal SIGKILL
 Warm start (namespaces mode, the default; warm.py): the same sandbox, but instead of a fresh
     interpreter paying ~1-2 s for `import torch`, a zygote (started once per grader, as root, holding
-    nothing of any job) forks; the fork unshares the same namespaces, becomes pid 1 of its pid
-    namespace, remounts /proc, runs this prelude minus its final exec, joins the cgroup, sets the
-    rlimits, drops to the pool uid exactly as setpriv does, and runs the worker's main. If the zygote
-    cannot start or dies, sandboxes start cold (one note on stderr). Plain mode always starts cold:
-    its root case needs setpriv's ambient capability where the interpreter sits behind /root.
+    nothing of any job, reading nothing but what the sandbox shows) forks; the fork unshares the same
+    namespaces, becomes pid 1 of its pid namespace, remounts /proc, runs this prelude minus its final
+    exec (the same script: one plan for both), joins the cgroup, sets the rlimits, drops to the pool
+    uid exactly as setpriv does, and runs the worker's main. If the zygote cannot start or dies,
+    sandboxes start cold (one note on stderr). Plain mode always starts cold: its root case needs
+    setpriv's ambient capability where the interpreter sits behind /root.
 "plain" (COURSE_SANDBOX=plain, or no root, or no util-linux tools): the same worker
     with the same limits and timeouts, network blocked inside the worker only, the
-    file system as it is. As root it still runs as a sandbox uid of its own, never
-    as root.
+    file system as it is (no allow-list: the course is as readable as file
+    permissions make it), the host's IPC. As root it still runs as a sandbox uid of
+    its own, never as root.
 
 Limits, and what holds where:
     per process (always): rlimits on CPU, address space (`memory`), file size, open
         files, no core dumps; RLIMIT_NPROC when the child has a uid of its own
         (root: always; no root: counted from the user's current processes).
-    per sandbox (root and a writable cgroup v2 with memory+pids, else v1 memory and
-        pids controllers): one cgroup per sandbox, made before the start and
-        removed after: `memory` for all its processes together (tmpfs pages
-        included), `processes` as pids.max. Without cgroups only the per-process
-        limits hold (six children may each use `memory`).
+    per sandbox (root and a writable cgroup v2 with memory+pids (+cpu), else v1 memory
+        and pids (+cpu, cpuacct) controllers): one cgroup per sandbox, made before the
+        start and removed after: `memory` for all its processes together (tmpfs pages
+        included), `processes` as pids.max, `cpus` cores at most (cpu.max, v1
+        cpu.cfs_quota_us), and its CPU time counted (cpu.stat usage_usec, v1
+        cpuacct.usage). Without cgroups only the per-process limits hold (six children
+        may each use `memory`), and the time limits count wall time.
     time, enforced by the parent, never by the child: `timeout` for the whole run,
         and `call_timeout` (+ grace) for one cell or one call, read from the
-        worker's progress file (the child's own SIGALRM is only the fast path).
+        worker's progress file (the child's own timers are only the fast path).
+        Both count the sandbox's own CPU time (its cgroup's: all its processes),
+        so that a neighbour spinning 60 processes, which gets no more than its
+        share, cannot make a correct submission run out of time; WALL_FACTOR (3)
+        times each limit in wall time is the backstop that ends a sandbox that
+        sleeps. In the child: SIGPROF after `call_timeout` of its CPU time, SIGALRM
+        after WALL_FACTOR times that in wall time.
     output: the first `output_limit` bytes of stdout+stderr are kept.
     disk (namespaces mode): `disk` bytes in all for the work dir, /tmp, /var/tmp,
         /dev/shm and /run/lock, plus the job's output files of at most `file_size`
@@ -60,13 +82,14 @@ Sandbox uids come from one machine-wide pool (FIRST_UID ...), held by flock on a
 state_dir() (/run/course-sandbox, root only, 0700), so runs with different TMPDIRs never share one.
 
 Knobs (environment): COURSE_SANDBOX=plain (no namespaces), COURSE_SANDBOX_CGROUPS=off (per-process
-limits only), COURSE_SANDBOX_STATE=DIR (where the uid locks and the owner records live),
-COURSE_SANDBOX_WARM=off (every sandbox starts cold: a fresh `python -I -m autograde.grader.worker`).
+limits only, wall time), COURSE_GRADE_CPUS (cores per sandbox, default 1), COURSE_SANDBOX_STATE=DIR
+(where the uid locks and the owner records live), COURSE_SANDBOX_WARM=off (every sandbox starts cold: a fresh `python -I -m autograde.grader.worker`).
 """
 from __future__ import annotations
 
 import ctypes
 import functools
+import json
 import os
 import resource
 import shutil
@@ -80,7 +103,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograde.errors import CourseError
-from autograde.grader import warm
+from autograde.grader import WALL_FACTOR, warm
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = REPO_ROOT / "autograde"
@@ -103,15 +126,19 @@ HIDDEN_FOR_REFERENCE = ("autograde/reference/sampling.py", "autograde/reference/
                         "autograde/reference/hf.py", "autograde/reference/corpus.py", "autograde/data/corpus")
 # Places every process may write on a usual Linux: each becomes a part of the sandbox's quota tmpfs.
 SCRATCH = {"/tmp": "tmp", "/var/tmp": "var-tmp", "/dev/shm": "shm", "/run/lock": "lock"}
-# Never masked, whatever folder a notebook sits in.
-SYSTEM = {"/", "/usr", "/usr/bin", "/usr/lib", "/usr/local", "/bin", "/lib", "/lib64", "/etc", "/proc",
-          "/sys", "/dev", "/run", "/var"}
+# The machine's part of the sandbox's root (namespaces mode), all read-only: nothing else of it is there.
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+SYSTEM_ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "passwd", "group",
+              "nsswitch.conf", "hosts", "host.conf", "os-release", "mime.types", "alternatives")   # + python3*
+SYSTEM_DEV = ("null", "zero", "full", "random", "urandom")
+SYSTEM_SYS = ("/sys/devices/system/cpu", "/sys/devices/system/node")
 
 
 @dataclass
 class Limits:
-    timeout: float = 60.0             # wall clock seconds per attempt, enforced by the parent
-    call_timeout: float = 10.0        # seconds per cell and per call of a function (parent + SIGALRM in the worker)
+    timeout: float = 60.0             # seconds of the sandbox's CPU time per attempt, enforced by the parent
+    call_timeout: float = 10.0        # CPU seconds per cell and per call of a function (parent + the worker's timer)
+    cpus: float = 1.0                 # cores the sandbox may use at once, all its processes together (cgroup)
     memory: int = 4 * 2**30           # bytes: RLIMIT_AS per process, and the sandbox's cgroup in all
     file_size: int = 64 * 2**20       # RLIMIT_FSIZE bytes (every file the child writes)
     open_files: int = 256             # RLIMIT_NOFILE
@@ -129,6 +156,8 @@ class Limits:
             limits.call_timeout = float(os.environ["COURSE_GRADE_CALL_TIMEOUT"])
         if os.environ.get("COURSE_GRADE_MEMORY_MB"):
             limits.memory = int(os.environ["COURSE_GRADE_MEMORY_MB"]) * 2**20
+        if os.environ.get("COURSE_GRADE_CPUS"):
+            limits.cpus = float(os.environ["COURSE_GRADE_CPUS"])
         for key, value in overrides.items():
             setattr(limits, key, value)
         return limits
@@ -144,8 +173,10 @@ class RunResult:
     mode: str
     started: float = 0.0              # time.time() just before the sandbox was started
     extra: dict = field(default_factory=dict)
-    limit: str = ""                   # what ended it: "", "wall", "call" (one cell or call), "memory", "stopped"
+    limit: str = ""                   # what ended it: "", "wall" (the whole run's time limit), "call" (one
+    #                                   cell or call), "memory", "stopped"
     limit_seconds: float = 0.0        # the time limit that fired, in seconds
+    cpu_seconds: float | None = None  # the sandbox's CPU time (None: no cgroup counted it)
 
 
 # ----------------------------------------------------------------------------
@@ -364,11 +395,12 @@ def _own_cgroups() -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=1)
-def cgroup_parents() -> tuple[str, tuple[Path, ...]]:
-    """('v2', (parent,)) or ('v1', (memory parent, pids parent)) where this process may make a
-    sandbox's cgroup, or ('', ()) where it may not (no root, read-only /sys/fs/cgroup, ...)."""
+def cgroup_layout() -> tuple[str, dict[str, Path]]:
+    """Where this process may make a sandbox's cgroup: ('v2', {'': parent}), or ('v1', {controller:
+    parent}) for memory and pids (and cpu, cpuacct where this process may use them), or ('', {})
+    where it may not (no root, a read-only /sys/fs/cgroup, ...)."""
     if not _is_root() or os.environ.get("COURSE_SANDBOX_CGROUPS") == "off":
-        return "", ()
+        return "", {}
     root, own = Path("/sys/fs/cgroup"), _own_cgroups()
     if (root / "cgroup.controllers").exists() and "" in own:                     # unified hierarchy
         parent = root / own[""].lstrip("/")
@@ -378,14 +410,27 @@ def cgroup_parents() -> tuple[str, tuple[Path, ...]]:
                 enabled = (parent / "cgroup.subtree_control").read_text().split()
                 if not {"memory", "pids"} <= set(enabled):
                     (parent / "cgroup.subtree_control").write_text("+memory +pids")
+                if "cpu" in available and "cpu" not in enabled:
+                    _write(parent / "cgroup.subtree_control", "+cpu", optional=True)
                 if _writable_dir(parent):
-                    return "v2", (parent,)
+                    return "v2", {"": parent}
         except OSError:
             pass
-    parents = tuple(root / c / own.get(c, "/").lstrip("/") for c in ("memory", "pids"))
-    if all((p / "cgroup.procs").exists() and _writable_dir(p) for p in parents):
-        return "v1", parents
-    return "", ()
+    parents = {c: root / c / own.get(c, "/").lstrip("/") for c in ("memory", "pids", "cpu", "cpuacct")}
+    usable = {c: p for c, p in parents.items() if (p / "cgroup.procs").exists() and _writable_dir(p)}
+    if {"memory", "pids"} <= set(usable):
+        return "v1", usable
+    return "", {}
+
+
+def cgroup_parents() -> tuple[str, tuple[Path, ...]]:
+    """('v2', (parent,)), ('v1', (memory parent, pids parent, ...)) or ('', ()): the folders, once each
+    (cpu and cpuacct may be one hierarchy)."""
+    version, parents = cgroup_layout()
+    unique: dict[str, Path] = {}
+    for path in parents.values():
+        unique.setdefault(os.path.realpath(path), path)
+    return version, tuple(unique.values())
 
 
 def _writable_dir(path: Path) -> bool:
@@ -399,48 +444,59 @@ def _writable_dir(path: Path) -> bool:
 
 
 class _Cgroup:
-    """One sandbox's cgroup(s): created before the start, the first process joins in its preexec."""
+    """One sandbox's cgroup(s): created before the start, the first process joins in its preexec.
+    Its memory, its processes and its CPU (a share of `Limits.cpus` cores at most) are limited for
+    all its processes together, and its CPU time is what the parent's time limits count."""
 
     PREFIX = "course-sandbox-"
+    PERIOD = 100_000                       # microseconds: the CPU quota's period
 
-    def __init__(self, dirs: list[Path], version: str):
-        self.dirs, self.version = dirs, version
+    def __init__(self, dirs: dict[str, Path], version: str):
+        self.by_controller, self.version = dirs, version
+        self.dirs = list(dict.fromkeys(dirs.values()))
 
     @classmethod
     def create(cls, uid: int | None, limits: Limits) -> "_Cgroup | None":
-        version, parents = cgroup_parents()
+        version, parents = cgroup_layout()
         if not version:
             return None
         name = f"{cls.PREFIX}{owner_token()}-{uid or 0}-{threading.get_ident()}"
-        dirs = [p / name for p in parents]
+        made = cls({c: p / name for c, p in parents.items()}, version)
+        quota = max(1000, int(limits.cpus * cls.PERIOD)) if limits.cpus else None
         try:
-            for d in dirs:
+            for d in made.dirs:
                 d.mkdir(exist_ok=True)
             if version == "v2":
-                _write(dirs[0] / "memory.max", limits.memory)
-                _write(dirs[0] / "memory.swap.max", 0, optional=True)
-                _write(dirs[0] / "pids.max", limits.processes)
+                d = made.dirs[0]
+                _write(d / "memory.max", limits.memory)
+                _write(d / "memory.swap.max", 0, optional=True)
+                _write(d / "pids.max", limits.processes)
+                if quota:
+                    _write(d / "cpu.max", f"{quota} {cls.PERIOD}", optional=True)
             else:
-                _write(dirs[0] / "memory.limit_in_bytes", limits.memory)
-                _write(dirs[0] / "memory.memsw.limit_in_bytes", limits.memory, optional=True)
-                _write(dirs[1] / "pids.max", limits.processes)
+                _write(made.by_controller["memory"] / "memory.limit_in_bytes", limits.memory)
+                _write(made.by_controller["memory"] / "memory.memsw.limit_in_bytes", limits.memory, optional=True)
+                _write(made.by_controller["pids"] / "pids.max", limits.processes)
+                if quota and "cpu" in made.by_controller:
+                    _write(made.by_controller["cpu"] / "cpu.cfs_period_us", cls.PERIOD, optional=True)
+                    _write(made.by_controller["cpu"] / "cpu.cfs_quota_us", quota, optional=True)
         except OSError:
-            cls(dirs, version).remove()
+            made.remove()
             return None
-        return cls(dirs, version)
+        return made
 
     @classmethod
     def stale(cls) -> list["_Cgroup"]:
         """The cgroups of graders that no longer run."""
-        version, parents = cgroup_parents()
-        found: dict[str, list[Path]] = {}
-        for parent in parents:
+        version, parents = cgroup_layout()
+        found: dict[str, dict[str, Path]] = {}
+        for controller, parent in parents.items():
             try:
                 for d in parent.iterdir():
                     if d.name.startswith(cls.PREFIX) and d.is_dir():
                         token = "-".join(d.name[len(cls.PREFIX):].split("-")[:3])
                         if not _token_alive(token):
-                            found.setdefault(d.name, []).append(d)
+                            found.setdefault(d.name, {})[controller] = d
             except OSError:
                 continue
         return [cls(dirs, version) for dirs in found.values()]
@@ -457,6 +513,20 @@ class _Cgroup:
                 pass
         return found
 
+    def cpu_seconds(self) -> float | None:
+        """The CPU time all its processes have used so far (None: this cgroup does not count it)."""
+        try:
+            if self.version == "v2":
+                for line in (self.dirs[0] / "cpu.stat").read_text().splitlines():
+                    if line.startswith("usage_usec "):
+                        return int(line.split()[1]) / 1e6
+                return None
+            if "cpuacct" in self.by_controller:
+                return int((self.by_controller["cpuacct"] / "cpuacct.usage").read_text()) / 1e9
+        except (OSError, ValueError):
+            pass
+        return None
+
     def kill(self) -> None:
         if self.version == "v2" and (self.dirs[0] / "cgroup.kill").exists():
             _write(self.dirs[0] / "cgroup.kill", 1, optional=True)
@@ -467,15 +537,16 @@ class _Cgroup:
 
     def memory_events(self) -> int:
         """How often the memory limit was hit (OOM kills where the kernel says so)."""
+        memory = self.dirs[0] if self.version == "v2" else self.by_controller.get("memory")
         try:
             if self.version == "v2":
-                events = dict(line.split() for line in (self.dirs[0] / "memory.events").read_text().splitlines())
+                events = dict(line.split() for line in (memory / "memory.events").read_text().splitlines())
                 return int(events.get("oom_kill", events.get("oom", 0)))
-            control = dict(line.split() for line in (self.dirs[0] / "memory.oom_control").read_text().splitlines())
+            control = dict(line.split() for line in (memory / "memory.oom_control").read_text().splitlines())
             if "oom_kill" in control:
                 return int(control["oom_kill"])
-            return int((self.dirs[0] / "memory.failcnt").read_text())
-        except (OSError, ValueError):
+            return int((memory / "memory.failcnt").read_text())
+        except (OSError, ValueError, TypeError):
             return 0
 
     def remove(self) -> None:
@@ -602,7 +673,7 @@ def _user_process_count() -> int:
 
 
 # ----------------------------------------------------------------------------
-# namespaces mode: the root prelude
+# namespaces mode: the root prelude, which builds the sandbox's file system from an allow-list
 
 
 def _sh_quote(text: str) -> str:
@@ -610,19 +681,53 @@ def _sh_quote(text: str) -> str:
 
 
 def hidden_paths(extra_hidden=(), reference: bool = False) -> list[Path]:
-    """What the child may not read: the grader's files, the class's submissions, extra_hidden."""
+    """What the child may not read even where it lies inside a folder the sandbox shows: the grader's
+    files, the class's submissions, extra_hidden (the course root, the secret, a notebook's folder)."""
     hidden = [h for h in HIDDEN if not (reference and h in SHOWN_FOR_REFERENCE)]
     hidden += HIDDEN_FOR_REFERENCE if reference else ()
     return [REPO_ROOT / h for h in hidden] + [Path(p) for p in extra_hidden]
 
 
-def _needed(directory: Path) -> list[Path]:
-    """What the worker must see: the interpreter (venv and base), the package, its sandbox directory.
-    Only the outermost of nested paths."""
-    paths = [Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
-                                         os.path.realpath(sys.executable), PACKAGE, directory)]
-    paths = list(dict.fromkeys(paths))
-    return [p for p in paths if not any(q != p and q in p.parents for q in paths)]
+@functools.lru_cache(maxsize=1)
+def _interpreter_path() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(sys.path, site directories) of `python -I` as the worker starts it: every folder it imports
+    from, those that a .pth file adds included (a thin virtualenv that chains to another one's
+    site-packages). Asked of the interpreter itself, once: this process's own sys.path also holds
+    what a script or pytest put there."""
+    code = "import json, site, sys; print(json.dumps([sys.path, site.getsitepackages()]))"
+    try:
+        done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=120,
+                              env=child_env(Path("/nonexistent")), stdin=subprocess.DEVNULL, cwd="/")
+        paths, sites = json.loads(done.stdout)
+        return tuple(map(str, paths)), tuple(map(str, sites))
+    except (OSError, subprocess.SubprocessError, ValueError, TypeError):
+        import site
+        return tuple(p for p in sys.path if p), tuple(site.getsitepackages())
+
+
+def _needed(directory: Path | None) -> list[Path]:
+    """What the worker must see, as the paths it uses (unresolved): the interpreter, its prefixes and
+    every sys.path entry, the package, its sandbox directory. An entry above the package that is not
+    a site directory (the checkout, which an editable install puts on sys.path) gives the package
+    alone: the course's files beside it stay out."""
+    paths, sites = _interpreter_path()
+    sites = {os.path.realpath(s) for s in sites}
+    package = os.path.realpath(PACKAGE)
+    found = [sys.executable, sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.realpath(sys.executable)]
+    for entry in paths:
+        real = os.path.realpath(entry)
+        if not os.path.exists(real):
+            continue
+        above = package == real or package.startswith(real.rstrip("/") + "/")
+        found.append(str(PACKAGE) if above and real not in sites else entry)
+    found += [str(PACKAGE)] + ([str(directory)] if directory is not None else [])
+    return [Path(os.path.abspath(p)) for p in dict.fromkeys(found)]
+
+
+def shown_paths() -> list[str]:
+    """What the sandbox shows of the interpreter and the package, resolved (the zygote, which imports
+    before any sandbox exists, may read these and the system folders, nothing else)."""
+    return sorted({os.path.realpath(p) for p in _needed(None)})
 
 
 def _blocked_ancestors(needed: list[Path]) -> list[Path]:
@@ -639,43 +744,123 @@ def _blocked_ancestors(needed: list[Path]) -> list[Path]:
     return found
 
 
-def mount_plan(directory: Path, extra_hidden=(), reference: bool = False) -> list[tuple[str, Path, list[str]]]:
-    """[(kind, path, keep)] in the order the prelude applies them (outermost first): kind 'scratch'
-    (a part of the quota tmpfs), 'hide' (empty, read-only) or 'pass' (traversable, read-only: an
-    ancestor the sandbox uid could not enter); keep: paths under it, relative, bound back in."""
-    needed = _needed(directory)
-    masks: dict[Path, str] = {}
-    for top in _blocked_ancestors(needed):
-        masks.setdefault(top, "pass")
-    for p in hidden_paths(extra_hidden, reference):
-        if p.exists():
-            p = p.resolve()                               # a symlink: what it points to is hidden
-            if str(p) not in SYSTEM and p not in needed:
-                masks[p] = "hide"
-    for path in SCRATCH:
-        p = Path(path).resolve()
-        if p.is_dir() and not any(n == p for n in needed):
-            masks[p] = "scratch"                          # it wins: a notebook in /tmp, a venv in /tmp
+def _symlinks_to(path: Path, depth: int = 0) -> list[tuple[Path, str]]:
+    """Every symbolic link met on the way to `path` (and on the way to their targets), as
+    (where, its text): the sandbox's root gets the same links, so the path works there as here."""
+    found: list[tuple[Path, str]] = []
+    current = Path("/")
+    for part in path.parts[1:]:
+        step = current / part
+        if step.is_symlink() and depth < 8:
+            target = os.readlink(step)
+            found.append((step, target))
+            found += _symlinks_to(Path(os.path.abspath(os.path.join(current, target))), depth + 1)
+            current = Path(os.path.realpath(step))
+        else:
+            current = step
+    return found
+
+
+def _system_entries() -> dict[Path, tuple[str, object]]:
+    """The machine's part of the sandbox's root: /usr and its companions read-only, a few files of
+    /etc and /dev copied, the CPU topology (which torch and libgomp read) read-only."""
+    entries: dict[Path, tuple[str, object]] = {}
+    for top in SYSTEM_DIRS:
+        path = Path(top)
+        if path.is_symlink():
+            entries[path] = ("link", os.readlink(path))
+        elif path.is_dir():
+            entries[path] = ("ro", None)
+    etc = [Path("/etc") / name for name in SYSTEM_ETC] + sorted(Path("/etc").glob("python3*"))
+    for path in etc + [Path("/dev") / name for name in SYSTEM_DEV]:
+        if os.path.lexists(path):
+            entries[path] = ("copy", None)
+    for top in SYSTEM_SYS:
+        if Path(top).is_dir():
+            entries[Path(top)] = ("ro", None)
+    return entries
+
+
+def _nearest(path: Path, entries: dict) -> tuple[str, object] | None:
+    """The entry of the deepest folder above `path` (None: only the new root is above it)."""
+    for parent in path.parents:
+        if parent in entries:
+            return entries[parent]
+    return None
+
+
+def mount_plan(directory: Path, extra_hidden=(), reference: bool = False) -> list[tuple[str, Path, object]]:
+    """The sandbox's root file system, [(kind, path, arg)] in the order the prelude builds it (parents
+    first). Nothing of the machine is there unless it is listed:
+      'link'    a symbolic link (arg: its text), as on the machine (/bin -> usr/bin, a venv's python);
+      'copy'    a file of /etc or a device of /dev, copied;
+      'ro'      a folder or file bound read-only: the system folders, the interpreter, its prefixes,
+                every sys.path entry, the package;
+      'rw'      the sandbox directory (the child may write only the output files made for it);
+      'scratch' a part of the quota tmpfs (arg: which): /tmp, /var/tmp, /dev/shm, /run/lock;
+      'hide'    an empty read-only folder (or /dev/null) over a hidden path inside a shown one (the
+                reference, the check modules; arg: paths under it, relative, that are bound back).
+    A path inside a folder bound already is not bound again."""
+    entries = _system_entries()
+    needed = _needed(Path(directory))
+    for path in needed:
+        for link, target in _symlinks_to(path):
+            entries.setdefault(link, ("link", target))
+    job = Path(os.path.realpath(directory))
+    for path in needed:
+        real = Path(os.path.realpath(path))
+        if real != job and os.path.exists(real):
+            entries[real] = ("ro", None)
+    entries[job] = ("rw", None)
+    for path, part in SCRATCH.items():
+        real = Path(os.path.realpath(path))
+        if real.is_dir():
+            entries[real] = ("scratch", part)
+    for path in hidden_paths(extra_hidden, reference):
+        real = Path(os.path.realpath(path))
+        if os.path.lexists(path) and real not in entries:
+            entries[real] = ("hide", None)
     plan = []
-    for path in sorted(masks, key=lambda p: (len(p.parts), str(p))):
-        if any(a in masks and masks[a] == "hide" and not any(a in n.parents for n in needed)
-               for a in path.parents):
-            continue                                      # already inside a masked folder
-        keep = [str(n.relative_to(path)) for n in needed if path in n.parents]
-        plan.append((masks[path], path, keep))
+    for path in sorted(entries, key=lambda p: (len(p.parts), str(p))):
+        kind, arg = entries[path]
+        above = _nearest(path, entries)
+        shown = above is not None and above[0] in ("ro", "rw", "copy")
+        if kind in ("ro", "link", "copy") and shown or kind == "link" and above and above[0] == "hide":
+            continue                                      # already there, as it is on the machine
+        if kind == "hide":
+            if not shown:
+                continue                                  # not in the sandbox anyway
+            arg = [str(p.relative_to(path)) for p, (k, _) in entries.items()
+                   if k in ("ro", "rw", "scratch") and path in p.parents]
+        plan.append((kind, path, arg))
     return plan
 
 
+# The prelude: arguments DIR UID GID QUOTA; runs as root inside the new namespaces.
 PRELUDE_HEAD = r"""
 set -eu
 dir=$1; uid=$2; gid=$3; quota=$4
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
 cd /
 mount -t tmpfs -o "size=$quota,mode=755,nosuid,nodev" course-scratch "$dir/work"
 mkdir -m 700 "$dir/work/home"; chown "$uid:$gid" "$dir/work/home"
 for part in tmp var-tmp shm lock; do mkdir -m 1777 "$dir/work/$part"; done
+root="$dir/.root"
+mkdir -p -m 700 "$root"
+mount -t tmpfs -o size=1m,mode=755,nosuid course-root "$root"
 """
+# After the plan: a /proc of its own pid namespace, an mqueue of its own IPC namespace, the home part
+# over the work dir, the root read-only; then the root replaces the machine's, which is let go.
 PRELUDE_TAIL = r"""
-mount --bind "$dir/work/home" "$dir/work"
+mkdir -p "$root/proc" "$root/dev/mqueue"
+mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
+mount -t mqueue -o nosuid,nodev,noexec course-mqueue "$root/dev/mqueue"
+ln -s /proc/self/fd "$root/dev/fd"; ln -s fd/0 "$root/dev/stdin"; ln -s fd/1 "$root/dev/stdout"; ln -s fd/2 "$root/dev/stderr"
+mount --bind "$dir/work/home" "$root$dir/work"
+mount -o remount,ro,nosuid "$root"
+cd "$root"
+pivot_root . .
+umount -l .
 cd "$dir/work"
 """
 # The cold start's last line; the warm start (warm.py) does the same in the forked interpreter.
@@ -686,27 +871,48 @@ exec setpriv --reuid="$uid" --regid="$gid" --clear-groups --inh-caps=-all --boun
 
 
 def _prelude(directory: Path, extra_hidden, reference: bool, final_exec: bool = True) -> str:
+    """The shell script that builds the sandbox's root from mount_plan (the cold and the warm start
+    run the same script; the warm start without its final exec)."""
     q = _sh_quote
+    plan = mount_plan(directory, extra_hidden, reference)
+    entries = {path: (kind, arg) for kind, path, arg in plan}
+    at_top, copies = set(), {}             # folders made in the new root itself; files to copy, by folder
+    for kind, path, arg in plan:
+        if kind == "copy":
+            copies.setdefault(path.parent, []).append(path)
+        if _nearest(path, entries) is None:
+            at_top.add(path.parent if kind in ("link", "copy") or path.is_file() else path)
+    at_top.discard(Path("/"))
     lines = [PRELUDE_HEAD]
-    for kind, path, keep in mount_plan(directory, extra_hidden, reference):
-        p = q(path)
-        if path.is_file():
-            lines.append(f"[ -f {p} ] && mount -c --bind /dev/null {p}")
-            continue
-        lines.append(f"if [ -d {p} ]; then cd {p}")       # cwd: the folder as it was, under the mask
-        if kind == "scratch":
-            lines.append(f"  mount --bind \"$dir/work/{SCRATCH.get(str(path), 'tmp')}\" {p}")
-        elif keep:
-            lines.append(f"  mount -t tmpfs -o size=64k,mode=711,nosuid,nodev course-pass {p}")
-        else:
-            lines.append(f"  mount -t tmpfs -o size=4k,mode=000,ro,nosuid,nodev course-hidden {p}")
-        for rel in keep:
-            target = q(path / rel)
-            make = f"mkdir -p {q((path / rel).parent)}; touch" if (path / rel).is_file() else "mkdir -p"
-            lines.append(f"  {make} {target}; mount -c --rbind {q('./' + rel)} {target}")
-        if kind != "scratch" and keep:
-            lines.append(f"  mount -o remount,ro {p}")
-        lines.append("  cd /; fi")
+    if at_top:
+        lines.append("mkdir -p " + " ".join(f'"$root"{q(p)}' for p in sorted(at_top)))
+    for folder, paths in copies.items():
+        lines.append("cp -a " + " ".join(q(p) for p in paths) + f' "$root"{q(folder)}/')
+    for kind, path, arg in plan:
+        target = f'"$root"{q(path)}'
+        inside = _nearest(path, entries) is not None  # in a scratch part or a hidden folder: made there
+        if kind == "link":
+            lines.append(f"ln -s {q(arg)} {target}")
+        elif kind in ("ro", "rw", "scratch"):
+            source = f'"$dir/work/{arg}"' if kind == "scratch" else q(path)
+            make = ""
+            if path.is_file():
+                make = f'mkdir -p "$root"{q(path.parent)}; : > {target}; ' if inside else f": > {target}; "
+            elif inside:
+                make = f"mkdir -p {target}; "
+            bind = {"ro": "--rbind -o ro,nosuid,nodev", "rw": "--bind -o nosuid,nodev", "scratch": "--bind"}[kind]
+            lines.append(f"{make}mount {bind} {source} {target}")
+        elif kind == "hide" and path.is_file():
+            lines.append(f"mount --bind /dev/null {target}")
+        elif kind == "hide" and arg:                      # hide a folder, but for what is bound back below it
+            lines.append(f"mount -t tmpfs -o size=64k,mode=711,nosuid,nodev course-pass {target}")
+            for rel in arg:
+                inner = path / rel
+                lines.append(f'mkdir -p "$root"{q(inner.parent)}; : > "$root"{q(inner)}' if inner.is_file()
+                             else f'mkdir -p "$root"{q(inner)}')
+            lines.append(f"mount -o remount,ro {target}")
+        elif kind == "hide":
+            lines.append(f"mount -t tmpfs -o size=4k,mode=000,ro,nosuid,nodev course-hidden {target}")
     lines.append(PRELUDE_TAIL + (PRELUDE_EXEC if final_exec else ""))
     return "\n".join(lines)
 
@@ -717,7 +923,7 @@ def _namespace_command(directory: Path, uid: int, extra_hidden, limits: Limits, 
     run = f"{_sh_quote(sys.executable)} -I " + (f"-c {_sh_quote(code)}" if code else
                                                 f"-m autograde.grader.worker {_sh_quote(str(directory))}")
     script = _prelude(directory, extra_hidden, reference).replace("ENVIRONMENT", env + " " + run)
-    return ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc",
+    return ["unshare", "--net", "--mount", "--pid", "--ipc", "--fork", "--kill-child", "--mount-proc",
             "--propagation", "private",
             "--", "sh", "-c", script, "sandbox-prelude", str(directory), str(uid), str(uid), str(limits.disk)]
 
@@ -854,7 +1060,7 @@ def _warm_client(wait: bool = True) -> "warm.Client | None":
         if not _ZYGOTE:
             try:
                 hidden = [str(p.resolve()) for p in hidden_paths(_secret_paths())]
-                _ZYGOTE.append(warm.Client(hidden))
+                _ZYGOTE.append(warm.Client(hidden, shown_paths()))
             except (OSError, subprocess.SubprocessError) as exc:
                 _warm_failed(f"{type(exc).__name__}: {exc}")
         client = _ZYGOTE[0]
@@ -968,6 +1174,7 @@ def _run(cmd, preexec, env, cwd, limits: Limits, mode: str, uid: int | None = No
     """spawn: start the sandbox some other way than Popen(cmd) (the warm start: it returns a
     warm.WarmProcess, or raises warm.WarmUnavailable, which reaches the caller)."""
     start, started = time.monotonic(), time.time()
+    clock = _Clock(cgroup, start)
     try:
         proc = spawn() if spawn else subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -984,19 +1191,45 @@ def _run(cmd, preexec, env, cwd, limits: Limits, mode: str, uid: int | None = No
         reader = threading.Thread(target=_drain, args=(proc.stdout, limits.output_limit, keep, counter),
                                   daemon=True)
         reader.start()
-        limit, seconds = _watch(proc, limits, progress, start)
+        limit, seconds = _watch(proc, limits, progress, clock)
         sandbox.kill()                     # also any stragglers: the group, the cgroup, the uid
         proc.wait()
         reader.join(timeout=5)
+        cpu = clock.cpu()
         if not limit and cgroup and cgroup.memory_events() and proc.returncode != 0:
             limit = "memory"
         return RunResult(None if limit in ("wall", "call") else proc.returncode, limit in ("wall", "call"),
                          bytes(keep).decode("utf-8", errors="replace"), counter[0],
                          round(time.monotonic() - start, 3), mode, started, limit=limit, limit_seconds=seconds,
+                         cpu_seconds=None if cpu is None else round(cpu, 3),
                          extra={"start": "warm", "lost": True} if getattr(proc, "lost", False) and not limit
                          else {"start": "warm"} if spawn else {})
     finally:
         _ACTIVE.pop(proc.pid, None)
+
+
+class _Clock:
+    """What the time limits count: the sandbox's own CPU time, read from its cgroup (all its
+    processes together, capped at Limits.cpus cores: a neighbour spinning many processes slows it
+    no more than its share), or wall time where no cgroup counts it. Wall time is read too: the
+    backstop (WALL_FACTOR times a limit) that ends a sandbox that sleeps instead of computing."""
+
+    def __init__(self, cgroup: "_Cgroup | None", start: float):
+        self.cgroup, self.start = cgroup, start
+        self.base = cgroup.cpu_seconds() if cgroup else None
+
+    def cpu(self) -> float | None:
+        """CPU seconds since the start (None: no cgroup counts them)."""
+        if self.base is None:
+            return None
+        now = self.cgroup.cpu_seconds()
+        return None if now is None else max(0.0, now - self.base)
+
+    def read(self) -> tuple[float, float]:
+        """(counted seconds, wall seconds) since the start."""
+        wall = time.monotonic() - self.start
+        cpu = self.cpu()
+        return (wall if cpu is None else cpu), wall
 
 
 class _ProgressWatch:
@@ -1005,9 +1238,10 @@ class _ProgressWatch:
 
     def __init__(self, path: Path | None):
         self.path, self.offset, self.partial = path, 0, b""
-        self.open: dict[str, float] = {}              # "cell" / "case" -> monotonic start
+        self.open: dict[str, tuple[float, float]] = {}    # "cell" / "case" -> the clock at its start
 
-    def poll(self) -> None:
+    def poll(self, now: tuple[float, float] = (0.0, 0.0)) -> None:
+        """now: the clock's reading (counted, wall) that a start seen in this poll gets."""
         if self.path is None:
             return
         try:
@@ -1019,7 +1253,6 @@ class _ProgressWatch:
         self.offset += len(data)
         lines = (self.partial + data).split(b"\n")
         self.partial = lines.pop()[-4096:]
-        now = time.monotonic()
         from autograde.protocol import progress_events   # (imports torch: not before a sandbox runs)
 
         for event in progress_events(lines):
@@ -1032,15 +1265,17 @@ class _ProgressWatch:
                         if kind == "step":
                             self.open.pop("case", None)
 
-    def running_since(self) -> float | None:
-        """When the cell or the call now running began (None: neither runs)."""
+    def running_since(self) -> tuple[float, float] | None:
+        """The clock when the cell or the call now running began (None: neither runs)."""
         if "case" in self.open:
             return self.open["case"]
         return self.open.get("cell")
 
 
-def _watch(proc: subprocess.Popen, limits: Limits, progress: Path | None, start: float) -> tuple[str, float]:
-    """Wait for the child; ('wall', s) or ('call', s) when the parent had to stop it, else ('', 0)."""
+def _watch(proc: subprocess.Popen, limits: Limits, progress: Path | None, clock: _Clock) -> tuple[str, float]:
+    """Wait for the child; ('wall', s) (the whole run) or ('call', s) (one cell or call) when the
+    parent had to stop it, else ('', 0). Each limit counts the clock's seconds (the sandbox's CPU
+    time), with WALL_FACTOR times as many seconds of wall time as the backstop."""
     watch = _ProgressWatch(progress if limits.call_timeout else None)
     per_call = limits.call_timeout + max(GRACE, 0.25 * limits.call_timeout)
     while True:
@@ -1049,12 +1284,12 @@ def _watch(proc: subprocess.Popen, limits: Limits, progress: Path | None, start:
             return "", 0.0
         except subprocess.TimeoutExpired:
             pass
-        now = time.monotonic()
-        if now - start >= limits.timeout:
+        used, wall = now = clock.read()
+        if used >= limits.timeout or wall >= WALL_FACTOR * limits.timeout:
             return "wall", limits.timeout
-        watch.poll()
+        watch.poll(now)
         since = watch.running_since()
-        if since is not None and now - since >= per_call:
+        if since is not None and (used - since[0] >= per_call or wall - since[1] >= WALL_FACTOR * per_call):
             return "call", limits.call_timeout
 
 

@@ -9,29 +9,66 @@ replace the profiler, write its memory through `ctypes`, build such code at run 
 the worker reports can be believed; and it decides the forbidden-function rule on its own where
 the source names a forbidden function.
 
-Two kinds of findings:
+Three kinds of findings:
 
     escape(cell, line, what)           anywhere in the solution cells: every step of the notebook
                                        fails ("grader_escape"), because nothing measured in that
                                        process can be trusted any more
+    unreadable(cell, what)             a cell that ast.parse gives up on (nested too deeply, too
+                                       large) is an escape too ("grader_unanalysable"): compile()
+                                       in the worker may accept it (its limits differ, and an
+                                       earlier cell can raise the recursion limit they depend on),
+                                       and a cell this pass cannot read may hold anything. "Cannot
+                                       analyse" is a finding, never a clean pass; only a plain
+                                       syntax error, which cannot run either, is left to the sandbox
     forbidden(step, name, cell, line)  a forbidden function named in code that the step's function
                                        can reach (its own body, and the notebook's functions,
                                        classes and globals it uses, transitively): that step fails
 
-What is refused (see ESCAPE_* below): imports of the introspection and code-loading modules
-(gc, inspect, ctypes, importlib, builtins, pickle, marshal, types, traceback, __main__, the
-grader's own packages ...); of everything that runs code later or beside the worker, which
-could rewrite what the worker reported (threading, multiprocessing, subprocess, signal, atexit,
-weakref, os.fork/system/exec*/spawn*/kill, and __del__, __torch_function__ and
-__torch_dispatch__ methods); changing an attribute of a module (monkeypatching torch or any
-other library: `torch.equal = ...`, `setattr(torch, ...)`); the builtins eval, exec, compile, __import__, globals, locals, vars,
-breakpoint; getattr/setattr/delattr/hasattr with a name that is not a constant string; dunder
-attributes other than a few harmless ones (__init__, __name__, __class__ ...), which closes
-__globals__, __code__, __dict__, __subclasses__, __builtins__ and the like; frame, traceback
-and code-object attributes (f_back, f_globals, tb_frame, gi_frame, co_code ...); sys.modules,
-sys._getframe, sys.setprofile/settrace/monitoring, the import hooks, threading.setprofile/
-settrace; torch.ops, torch._C, torch.library (raw kernels under other names); string constants
-that mention /proc.
+The policy: refuse by name. The source cannot tell which object an expression denotes, so the
+pass refuses the *names* of every route to the worker, wherever they appear (an attribute of
+any object, an import, an alias); routes a solution to these notebooks never needs. What is
+refused (see ESCAPE_* below):
+
+  - imports of the introspection and code-loading modules (gc, inspect, ctypes, importlib,
+    builtins, pickle, marshal, types, traceback, __main__, the grader's own packages ...), and
+    the same modules reached as another module's attribute (torch.serialization.pickle);
+  - everything that runs code later or beside the worker, which could rewrite what the worker
+    reported (threading, multiprocessing, subprocess, signal, atexit, weakref, os.fork/system/
+    exec*/spawn*/kill, and __del__, __torch_function__ and __torch_dispatch__ methods);
+  - changing an attribute of a module (monkeypatching torch or any other library:
+    `torch.equal = ...`, `setattr(torch, ...)`);
+  - attribute access by a computed string, every getattr-like route: getattr/setattr/delattr/
+    hasattr with a name that is not a constant string (and getattr as a value); vars, globals,
+    locals; dunder attributes other than a few harmless ones (__init__, __name__, __class__ ...),
+    which closes __dict__, __getattribute__ (object's and type's), __globals__, __code__,
+    __subclasses__, __builtins__ and the like, and string constants that name one (a format
+    field "{0.__dict__}"); string.Formatter and its get_field/get_value/vformat/format_field
+    (Formatter().get_field("0.set" + "profile", (sys,), {}) returned sys.setprofile with no
+    refused name in the source), _string; operator.attrgetter/methodcaller; inspect's and gc's
+    walks (getattr_static, getmembers, get_referents, get_objects) under any owner; sys.modules
+    (as `.modules` not called on the spot: nn.Module.modules() stays allowed);
+  - a string turned into code or into the object it names: eval, exec, compile, __import__,
+    importlib.import_module, pkgutil.resolve_name, pydoc.locate, typing.get_type_hints and
+    ForwardRef (they evaluate annotations), timeit, doctest, unittest (mock.patch("a.b")),
+    logging.config, and every pickle reader (pickle, torch.load, numpy.load, torch.serialization,
+    the keywords weights_only=/allow_pickle= with an unsafe value, the TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD
+    switch);
+  - frame, traceback and code-object attributes (f_back, f_globals, tb_frame, gi_frame, co_code
+    ...); sys._getframe, sys.setprofile/settrace/getprofile/monitoring, sys.addaudithook, the
+    import hooks, threading.setprofile/settrace; torch.ops, torch._C, torch.library (raw kernels
+    under other names); string constants that mention /proc.
+
+Check.forbidden (a step's forbidden functions: a tripwire and the profiler in the worker, and
+this pass by name) and Check.forbidden_names (this pass only) are per step; everything above
+holds for every step of every notebook.
+
+A name list cannot be complete: a library function not listed that resolves a string to an
+object would slip through. The worker does not rely on this pass alone for its call monitor:
+an audit hook that no Python code can remove (worker.MonitorGuard) refuses and reports every
+sys.setprofile/settrace that is not the worker's own, however the function was reached, and the
+parent fails the step on that report, or on a step report that does not say the monitor was
+guarded.
 
 Known limit (documented in the instructor guide): a process can still change its own memory
 through a path to /proc built at run time from pieces; such code can at most evade the
@@ -58,6 +95,9 @@ ESCAPE_MODULES = frozenset({
     # code that runs later or beside the worker (it could rewrite what the worker reported)
     "threading", "multiprocessing", "concurrent", "subprocess", "asyncio", "signal", "atexit", "weakref",
     "sched", "pty", "selectors",
+    # a string turned into code or into the object it names (an attribute chain computed at run time)
+    "_string", "_operator", "timeit", "doctest", "pydoc", "unittest", "logging.config", "numpy.ctypeslib",
+    "torch.serialization", "torch.package", "torch.hub", "torch.multiprocessing",
 })
 # Methods whose definition lets student code run inside the worker's own steps, later or hidden
 # (a finalizer after the output was written, a torch override while it is encoded).
@@ -74,14 +114,29 @@ ESCAPE_ATTRIBUTES = frozenset({
     "setprofile_all_threads", "settrace_all_threads", "meta_path", "path_hooks", "path_importer_cache",
     "addaudithook", "_current_frames", "_current_exceptions", "call_tracing", "monitoring", "sys", "_C",
     "_ops", "ops", "library", "attrgetter", "methodcaller",
+    # attribute access by a computed string: Formatter().get_field("0.set" + "profile", (sys,), {}) returns
+    # sys.setprofile, a Formatter subclass's format_field receives each object a format string reaches;
+    # typing's evaluation of string annotations; inspect's and gc's walks
+    "Formatter", "get_field", "get_value", "format_field", "convert_field", "vformat",
+    "formatter_field_name_split", "formatter_parser", "get_type_hints", "ForwardRef", "_eval_type", "_evaluate",
+    "getattr_static", "getmembers", "get_referents", "get_referrers", "get_objects", "import_module",
+    "resolve_name", "locate",
+    # the refused modules reached as another module's attribute (torch.serialization.pickle, numpy.ctypeslib)
+    "gc", "inspect", "importlib", "builtins", "ctypes", "ctypeslib", "pickle", "marshal", "_pickle",
 })
+# Attributes refused unless they are called on the spot: nn.Module.modules() is the model's API,
+# sys.modules (reached as [sys][0].modules, which no import names) is the table of every module.
+CALL_ONLY_ATTRIBUTES = frozenset({"modules"})
+# Keyword arguments that turn a loader into a pickle reader (which builds any object a string names).
+UNSAFE_KEYWORDS = {"weights_only": True, "allow_pickle": False}
 # Dotted names (resolved through the notebook's imports) that are escape routes.
 ESCAPE_DOTTED = frozenset({
     "sys.modules", "sys._getframe", "sys._current_frames", "sys._current_exceptions", "sys.setprofile",
     "sys.settrace", "sys.getprofile", "sys.gettrace", "sys.monitoring", "sys.meta_path", "sys.path_hooks",
     "sys.path_importer_cache", "sys.addaudithook", "sys.call_tracing",
     "sys.last_traceback", "sys.last_exc", "sys.activate_stack_trampoline", "sys.remote_exec",
-    "operator.attrgetter", "operator.methodcaller",
+    "operator.attrgetter", "operator.methodcaller", "string.Formatter", "typing.get_type_hints",
+    "typing.ForwardRef", "typing._eval_type", "torch.load", "numpy.load", "pandas.read_pickle",
     "threading.setprofile", "threading.settrace", "threading.setprofile_all_threads",
     "threading.settrace_all_threads", "threading._profile_hook", "threading._trace_hook",
     "torch._C", "torch.ops", "torch._ops", "torch.library", "torch.utils.cpp_extension", "torch._dynamo",
@@ -102,7 +157,7 @@ SAFE_DUNDERS = frozenset({
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str            # "escape" or "forbidden"
+    kind: str            # "escape", "unreadable" (an escape: a cell the parser gave up on) or "forbidden"
     what: str            # what was found, e.g. "import gc", "sys.modules", "torch.nn.functional.softmax"
     cell: str            # grade_id of the solution cell
     line: int            # line in that cell (1-based)
@@ -127,6 +182,9 @@ class Report:
 class _Cell:
     grade_id: str
     tree: ast.Module | None
+    unreadable: str = ""     # why the parser gave up on source that may still compile and run
+
+
 
 
 # CPython 3.11 and 3.12 keep ast.parse's recursion bookkeeping per interpreter, not per thread: two
@@ -135,12 +193,29 @@ class _Cell:
 _PARSING = threading.Lock()
 
 
+# A SyntaxError about nesting or size is a limit of the parser, not a mistake in the code: the worker's
+# compile() has limits of its own (they depend on the recursion limit, which an earlier cell can raise).
+PARSER_LIMIT = re.compile(r"too many nested|too complex|nested too deeply|recursion|stack overflow", re.I)
+
+
 def _parse(grade_id: str, source: str) -> _Cell:
+    """The cell's tree; or no tree and, when the source may still run, why it cannot be analysed.
+
+    A cell that ast.parse gives up on (RecursionError, MemoryError, "too many nested parentheses")
+    may compile in the worker, whose limits differ: such a cell is not clean, it is unreadable,
+    and analyse() reports it as an escape. A plain syntax error cannot run either: skipped here,
+    its error shows in the sandbox like any broken cell's."""
     try:
         with _PARSING:
             return _Cell(grade_id, ast.parse(source))
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return _Cell(grade_id, None)      # the cell cannot run either: its error shows in the sandbox
+    except (RecursionError, MemoryError) as exc:
+        return _Cell(grade_id, None, type(exc).__name__)
+    except SyntaxError as exc:
+        if PARSER_LIMIT.search(str(exc.msg)):
+            return _Cell(grade_id, None, f"SyntaxError: {str(exc.msg)[:60]}")
+        return _Cell(grade_id, None)
+    except ValueError:                    # null bytes: compile() refuses them too
+        return _Cell(grade_id, None)
 
 
 def _module_aliases(cells: list[_Cell]) -> dict[str, set[str]]:
@@ -232,7 +307,7 @@ def _escape_in(node: ast.AST, aliases: dict[str, set[str]], called: set[int]) ->
             and id(node) not in called:
         return f"{node.id} used as a value"
     if isinstance(node, ast.Attribute):
-        if node.attr in ESCAPE_ATTRIBUTES:
+        if node.attr in ESCAPE_ATTRIBUTES or (node.attr in CALL_ONLY_ATTRIBUTES and id(node) not in called):
             return f".{node.attr}"
         if node.attr.startswith("__") and node.attr.endswith("__") and node.attr not in SAFE_DUNDERS:
             return f".{node.attr}"
@@ -252,14 +327,24 @@ def _escape_in(node: ast.AST, aliases: dict[str, set[str]], called: set[int]) ->
             return f"{node.func.id}(..., {name.value!r})"
         if node.func.id in ("setattr", "delattr") and node.args and _dotted(node.args[0], aliases):
             return f"{node.func.id}() on {sorted(_dotted(node.args[0], aliases))[0]}"
+    if isinstance(node, ast.keyword) and node.arg in UNSAFE_KEYWORDS \
+            and not (isinstance(node.value, ast.Constant) and node.value.value is UNSAFE_KEYWORDS[node.arg]):
+        return f"{node.arg}={ast.unparse(node.value)[:20]} (a pickle reader)"
     if isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)):
         text = node.value if isinstance(node.value, str) else node.value.decode("latin-1")
         if "/proc" in text:
             return "a path under /proc"
+        if "WEIGHTS_ONLY" in text.upper():           # TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD makes torch.load unpickle
+            return "a string naming torch.load's pickle switch"
         for name in DUNDER.findall(text):
             if name not in SAFE_DUNDERS and text != "__main__":      # if __name__ == "__main__": is fine
                 return f"a string naming {name}"
     return None
+
+
+def unreadable(cells: list[_Cell]) -> list[Finding]:
+    """A cell the parser cannot read is a finding, never a clean pass: it may hide anything."""
+    return [Finding("unreadable", cell.unreadable, cell.grade_id, 1) for cell in cells if cell.unreadable]
 
 
 def escapes(cells: list[_Cell], aliases: dict[str, set[str]]) -> list[Finding]:
@@ -399,7 +484,7 @@ def analyse(solution_cells: list[tuple[str, str]], setup_cells: list[tuple[str, 
     students = [_parse(gid, src) for gid, src in solution_cells]
     setups = [_parse(gid, src) for gid, src in setup_cells]
     aliases = _module_aliases(setups + students)
-    report = Report(escapes=escapes(students, aliases))
+    report = Report(escapes=unreadable(students) + escapes(students, aliases))
     defs = _definitions(students)
     for step, function, forbidden in steps:
         if step in report.forbidden:

@@ -15,7 +15,7 @@ with the job's stdout pipe and a socket for the job's status. Then:
 
     zygote (root, pdeathsig: the grader)
       fork -> A (root): pdeathsig (the zygote), setsid, joins the job's cgroup, rlimits,
-                        unshare(NEWNS | NEWNET | NEWPID), / made private (what unshare --fork
+                        unshare(NEWNS | NEWNET | NEWPID | NEWIPC), / made private (what unshare --fork
                         --kill-child --mount-proc --propagation private does)
         fork -> B: pid 1 of the new pid namespace, pdeathsig (A), /proc mounted anew, the shell
                    prelude as the cold path runs it (quota tmpfs, masks), then the capability
@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 
-CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x08000000, 0x20000000, 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 1 << 14, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 4, 24, 38
 CAP_VERSION_3 = 0x20080522
@@ -109,23 +109,25 @@ class _ReadGuard:
             raise PermissionError(f"the warm sandbox start may not read {path}")
 
 
-def _allowed_roots() -> list[str]:
+def _allowed_roots(shown=()) -> list[str]:
+    """The interpreter, the package, the system folders, and `shown`: what the sandbox shows of the
+    machine (sandbox.shown_paths(), every sys.path entry of the interpreter included)."""
     from pathlib import Path
 
     package = Path(__file__).resolve().parents[1]
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)),
-             str(package), "/usr", "/lib", "/lib64", "/lib32", "/bin", "/etc", "/proc", "/sys", "/dev"}
+             str(package), "/usr", "/lib", "/lib64", "/lib32", "/bin", "/etc", "/proc", "/sys", "/dev", *shown}
     return sorted({os.path.realpath(r) for r in roots} | roots)
 
 
 class Zygote:
     """The server side: imports, then forks one sandbox per request."""
 
-    def __init__(self, control: socket.socket, hidden: list[str]):
+    def __init__(self, control: socket.socket, hidden: list[str], shown=()):
         self.control, self.hidden = control, hidden
         self.jobs: dict[int, socket.socket] = {}          # A's pid -> the job's status socket
         self.pid = os.getpid()
-        self.guard = _ReadGuard(_allowed_roots(), hidden)
+        self.guard = _ReadGuard(_allowed_roots(shown), hidden)
 
     def load(self) -> None:
         """Import what the worker imports (torch first), with the read guard armed."""
@@ -235,7 +237,7 @@ class Zygote:
                 sock.detach()                                 # which closerange closes below
             self.jobs.clear()
             os.closerange(3, 1 << 16)
-            _check(LIBC.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID), "unshare")
+            _check(LIBC.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC), "unshare")
             _check(LIBC.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
             alive_r, alive_w = os.pipe()                      # B sees EOF here once A is gone
             pid = os.fork()
@@ -356,7 +358,7 @@ def serve_main(argv: list[str]) -> int:
     set_pdeathsig()
     if os.getppid() != int(argv[2]):                          # the grader died before the line above
         return 1
-    zygote = Zygote(control, json.loads(argv[1]))
+    zygote = Zygote(control, json.loads(argv[1]), json.loads(argv[3]) if len(argv) > 3 else ())
     try:
         zygote.load()
     except BaseException as exc:
@@ -414,11 +416,12 @@ class WarmProcess:
 class Client:
     """The grader's handle on its zygote; one per grader process."""
 
-    def __init__(self, hidden: list[str]):
+    def __init__(self, hidden: list[str], shown=()):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc = _start_from_keeper([sys.executable, "-I", "-m", "autograde.grader.warm",
-                                            str(theirs.fileno()), json.dumps(hidden), str(os.getpid())],
+                                            str(theirs.fileno()), json.dumps(hidden), str(os.getpid()),
+                                            json.dumps(list(shown))],
                                            theirs.fileno())
         finally:
             theirs.close()

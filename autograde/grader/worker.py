@@ -18,7 +18,14 @@ Reads DIR/job.json (the cells to run, the steps to call) and DIR/cases_N.json
 
 Progress lines go to DIR/out/progress.jsonl so that after a timeout the parent
 knows which cell or step was running. Nothing here decides a score: the parent
-judges the outputs itself and trusts nothing in these files but their values.
+judges the outputs itself and trusts nothing in these files but their values,
+and the rule reports (forbidden_call, mutated_input, tampered, monitor).
+
+Known limit: the output files belong to the sandbox's user, whom the student's code runs as, so a
+later step's code can overwrite an earlier step's report (a file with the right values but no
+forbidden_call). Closing it needs a channel the process cannot write after the fact (a key the
+worker receives on a pipe before any student code and uses to sign each report, checked by the
+parent): that is the sandbox's (sandbox.py, warm.py), not done yet.
 """
 from __future__ import annotations
 
@@ -41,6 +48,7 @@ TORCH_LOADED = time.time()           # the notebook's own `import torch` would c
 
 from autograde.checks.runner import ForbiddenCall, _resolve, call, changed_argument, forbid, snapshot  # noqa: E402
 from autograde import protocol as wire  # noqa: E402  (the wire format and the spy)
+from autograde.grader import WALL_FACTOR  # noqa: E402
 
 # What the notebook may import from the reference when the job provides the model. Calls of
 # forbidden functions are caught by identity (AliasWatch), however the student reaches them.
@@ -184,47 +192,130 @@ def resolve_all(names) -> dict[str, tuple | None]:
     return {name: _resolve(name) for name in names}
 
 
+class MonitorGuard:
+    """Keeps the call monitor (AliasWatch's profiler) switched on: an audit hook, installed before
+    any student code runs, that no Python code can remove (PEP 578). Every sys.setprofile and
+    sys.settrace, however the function was reached (a computed attribute the static pass missed,
+    a C extension calling PyEval_SetProfile), raises the audit event the hook sees first. Only the
+    worker's own switches, made through set_profile() below, go through; any other is refused
+    (RuntimeError: the monitor stays on) and recorded. The same for sys.monitoring's callbacks
+    (3.12+) and for adding another audit hook (which could refuse the worker's own switch).
+
+    The record lives in the hook's closure, not on any object student code is given, and the
+    worker reports it with every step (`tampered`), so that the parent fails the step. The hook
+    refuses before the monitor is ever switched off: the parent's verdict does not depend on a
+    profiler that the student's code could have replaced."""
+
+    WATCHED = ("sys.setprofile", "sys.settrace", "sys.addaudithook", "sys.monitoring")
+    NAME = "sys.setprofile (the grader's call monitor)"
+
+    def __init__(self):
+        allowed, armed, refused, watched = [False], [None], [], self.WATCHED
+        bootstrap = threading.Thread._bootstrap_inner.__code__
+
+        def hook(event, args):
+            if allowed[0] or not event.startswith(watched):
+                return
+            if event == "sys.setprofile" and armed[0] is not None and threading._profile_hook is armed[0] \
+                    and sys._getframe(1).f_code is bootstrap:
+                return      # a thread that a library starts during a call takes the worker's own profiler
+            refused.append(event)
+            raise RuntimeError(f"{event} is not allowed while grading")
+
+        def set_profile(function):
+            allowed[0] = True
+            try:
+                sys.setprofile(function)
+                armed[0] = function
+            finally:
+                allowed[0] = False
+
+        sys.addaudithook(hook)
+        self.set_profile = set_profile
+        self.refused = lambda: list(dict.fromkeys(refused))
+        self.tools = _monitoring_tools()
+
+    def tampered(self) -> list[str]:
+        """What the student's code tried to switch (empty: the monitor was never touched); on 3.12+,
+        also a sys.monitoring tool registered since (the static pass refuses the name, this the deed)."""
+        events = self.refused() + (["sys.monitoring"] if _monitoring_tools() != self.tools else [])
+        return [f"{event} (the grader's call monitor)" for event in events]
+
+
+def _monitoring_tools() -> tuple:
+    """The names of sys.monitoring's six tool slots (Python 3.12+; empty before)."""
+    monitoring = getattr(sys, "monitoring", None)
+    return tuple(monitoring.get_tool(i) for i in range(6)) if monitoring is not None else ()
+
+
+_GUARD: MonitorGuard | None = None          # installed by main(), once per process
+
+
 class AliasWatch:
     """A profiler that notices calls to forbidden functions however they are reached
     (`f = F.scaled_dot_product_attention` saved before forbid() swapped the attribute, a reference
     function found through some object's __globals__): C functions by identity, Python functions
-    by their code object."""
+    by their code object.
 
-    def __init__(self, names, targets: dict | None = None):
-        self.originals, self.codes, self.tensor_methods = {}, {}, set()
+    What is installed is a closure over read-only tables (sys.getprofile() hands the student's
+    code that function, never this object): its state is reachable only through dunder attributes,
+    which the static pass refuses. With a MonitorGuard, nothing but this class can switch it."""
+
+    def __init__(self, names, targets: dict | None = None, guard: MonitorGuard | None = None):
+        originals, codes, tensor_methods = {}, {}, set()
         for dotted in names:
             if dotted.startswith("torch.Tensor."):
-                self.tensor_methods.add(dotted.rsplit(".", 1)[1])
+                tensor_methods.add(dotted.rsplit(".", 1)[1])
             found = targets.get(dotted) if targets is not None else _resolve(dotted)
             if found is not None:
                 function = getattr(*found)
-                self.originals[id(function)] = dotted
+                originals[id(function)] = dotted
                 if hasattr(function, "__code__"):
-                    self.codes[id(function.__code__)] = dotted
-        self.hit: str | None = None
+                    codes[id(function.__code__)] = dotted
+        self.guard = guard
+        self.hits: list[str] = []
+        self.profile = _profiler(types.MappingProxyType(originals), types.MappingProxyType(codes),
+                                 frozenset(tensor_methods), self.hits)
 
-    def __call__(self, frame, event, arg):
-        if event == "call" and self.hit is None and self.codes:
-            self.hit = self.codes.get(id(frame.f_code))
-        if event == "c_call" and self.hit is None:
-            name = self.originals.get(id(arg))
-            if name is None and getattr(arg, "__name__", None) in self.tensor_methods \
-                    and isinstance(getattr(arg, "__self__", None), torch.Tensor):
-                name = f"torch.Tensor.{arg.__name__}"
-            if name:
-                self.hit = name
+    @property
+    def hit(self) -> str | None:
+        return self.hits[0] if self.hits else None
+
+    def _set(self, function) -> None:
+        if self.guard is not None:
+            self.guard.set_profile(function)
+        else:
+            sys.setprofile(function)
 
     def __enter__(self):
-        sys.setprofile(self)
-        threading.setprofile(self)
+        threading.setprofile(self.profile)     # for threads started during the call (before the guard's check)
+        self._set(self.profile)
         return self
 
     def __exit__(self, *exc):
-        tampered = sys.getprofile() is not self
-        sys.setprofile(None)
+        tampered = sys.getprofile() is not self.profile
         threading.setprofile(None)
-        if tampered and self.hit is None:
-            self.hit = "sys.setprofile (the grader's call monitor)"
+        self._set(None)
+        if tampered and not self.hits:
+            self.hits.append(MonitorGuard.NAME)
+
+
+def _profiler(originals, codes, tensor_methods, hits: list):
+    def profile(frame, event, arg):
+        if hits:
+            return
+        if event == "call" and codes:
+            name = codes.get(id(frame.f_code))
+            if name:
+                hits.append(name)
+        elif event == "c_call":
+            name = originals.get(id(arg))
+            if name is None and getattr(arg, "__name__", None) in tensor_methods \
+                    and isinstance(getattr(arg, "__self__", None), torch.Tensor):
+                name = f"torch.Tensor.{arg.__name__}"
+            if name:
+                hits.append(name)
+    return profile
 
 
 # ----------------------------------------------------------------------------
@@ -232,24 +323,28 @@ class AliasWatch:
 
 
 class CallTimeout(BaseException):
-    """Raised by SIGALRM inside a cell or a call that runs too long (BaseException: a bare
-    `except Exception` in the student's code does not swallow it; the parent's wall clock
-    catches whatever does)."""
+    """Raised by SIGPROF or SIGALRM inside a cell or a call that runs too long (BaseException: a
+    bare `except Exception` in the student's code does not swallow it; the parent's clock catches
+    whatever does)."""
 
 
 class alarm:
-    """A per-cell / per-call time limit (seconds; 0 = none)."""
+    """A per-cell / per-call time limit (seconds; 0 = none) in CPU time, as the parent counts it
+    (SIGPROF), with WALL_FACTOR times as much wall time for a cell or call that sleeps (SIGALRM)."""
 
     def __init__(self, seconds: float):
         self.seconds = seconds
 
     def __enter__(self):
         if self.seconds:
+            signal.signal(signal.SIGPROF, self._fire)
             signal.signal(signal.SIGALRM, self._fire)
-            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+            signal.setitimer(signal.ITIMER_PROF, self.seconds)
+            signal.setitimer(signal.ITIMER_REAL, WALL_FACTOR * self.seconds)
 
     def __exit__(self, *exc):
         if self.seconds:
+            signal.setitimer(signal.ITIMER_PROF, 0)
             signal.setitimer(signal.ITIMER_REAL, 0)
 
     def _fire(self, signum, frame):
@@ -289,7 +384,7 @@ def call_case(fn, args, kwargs, forbidden, seconds: float = 0, drive: str | None
     The inputs are snapshotted first: a call that changes one of them in place is reported."""
     before = tuple(snapshot(a) for a in args), {k: snapshot(v) for k, v in kwargs.items()}
     try:
-        with alarm(seconds), AliasWatch(forbidden, targets) as watch, \
+        with alarm(seconds), AliasWatch(forbidden, targets, _GUARD) as watch, \
                 forbid(tuple(forbidden), targets) as tripped:
             out = call(fn, args, kwargs, drive)
         if tripped:                    # a tripwire fired, and the student's code caught its error
@@ -356,13 +451,17 @@ def run_step(directory: Path, index: int, step: dict, ns: dict, seconds: float, 
         finally:
             progress.file.close()
         results = {"cases": outcomes}
-    tampered = watch.changed() if watch else []
+    # what the parent needs besides the values: library entries changed, and the call monitor's state
+    # (a report without "monitor" is taken by the parent as a monitor that was not there)
+    extra = {"monitor": wire.MONITOR_GUARDED if _GUARD else "unguarded"}
+    tampered = (watch.changed() if watch else []) + (_GUARD.tampered() if _GUARD else [])
     if tampered:
-        results["tampered"] = tampered
+        extra["tampered"] = tampered
     try:
-        wire.write(directory / "out" / f"step_{index}.json", results)
+        wire.write(directory / "out" / f"step_{index}.json", {**results, **extra})
     except Exception as exc:           # the student's output could not be serialized
-        wire.write(directory / "out" / f"step_{index}.json", {"unwritable": f"{type(exc).__name__}: {exc}"[:300]})
+        wire.write(directory / "out" / f"step_{index}.json",
+                   {"unwritable": f"{type(exc).__name__}: {exc}"[:300], **extra})
 
 
 def main(directory: str) -> int:
@@ -377,6 +476,8 @@ def main(directory: str) -> int:
         models = {"model_fn": lambda: wire.NoGradModel(private), "spy": lambda: SandboxSpy(private)}
     targets = resolve_all({name for step in job["steps"] for name in step["forbidden"]})
     watch = LibraryWatch()
+    global _GUARD
+    _GUARD = _GUARD or MonitorGuard()  # before any student code: from here on, no one else switches the monitor
     sys.meta_path.insert(0, _BlockGrader())
     for name in [m for m in sys.modules if any(m == b or m.startswith(b + ".") for b in BLOCKED_IMPORTS)]:
         sys.modules[name] = None       # already loaded by the worker itself: unreachable by import

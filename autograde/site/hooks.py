@@ -102,7 +102,11 @@ def notebook_js(path: Path) -> str:
 def notebook_links(config, lang: str, name: str, page_uri: str = "index.html") -> dict[str, str]:
     """The Colab URL of exercises/<lang>/<name>/<name>.ipynb and the download
     link, relative to the page `page_uri` (site path such as chapters/01-tokens.html)."""
-    repo, branch = config.extra["repository"], config.extra["default_branch"]
+    repo, branch = config.extra.get("repository"), config.extra["default_branch"]
+    if not repo:                          # unset: the checkout's git remote, as for the notebooks
+        from autograde.repository import settings
+
+        repo = settings(ROOT).slug
     path = f"exercises/{lang}/{name}/{name}.ipynb"
     here = posixpath.dirname(page_uri) or "."
     return {

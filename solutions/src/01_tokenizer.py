@@ -387,9 +387,9 @@ GPT4_SPLIT_PATTERN = (
 # | piece | matches |
 # | --- | --- |
 # | `'(?i:[sdmt]\|ll\|ve\|re)` | English contractions: `'s`, `'ll` |
-# | `[^\r\n\p{L}\p{N}]?+\p{L}+` | a run of letters with at most one non-letter in front, usually a space: `' 배가'` |
+# | `[^\r\n\p{L}\p{N}]?+\p{L}+` | a run of letters with at most one non-letter in front, usually a space: `" 배가"` |
 # | `\p{N}{1,3}` | one to three digits: `'202'`, `'4'` |
-# | ` ?[^\s\p{L}\p{N}]++[\r\n]*` | a run of punctuation, with an optional space: `'!'`, `'....'` |
+# | ` ?[^\s\p{L}\p{N}]++[\r\n]*` | a run of punctuation, with an optional space: `"!"`, `"...."` |
 # | `\s*[\r\n]`, `\s+(?!\S)`, `\s+` | newlines and other whitespace |
 #
 # `\p{L}` (any letter) and `\p{N}` (any digit) are Unicode classes that Python's
@@ -400,9 +400,9 @@ GPT4_SPLIT_PATTERN = (
 # | 패턴의 부분 | 잡아내는 것 |
 # | --- | --- |
 # | `'(?i:[sdmt]\|ll\|ve\|re)` | 영어 축약형: `'s`, `'ll` |
-# | `[^\r\n\p{L}\p{N}]?+\p{L}+` | 글자가 이어진 덩어리, 앞에 글자가 아닌 문자(대개 공백) 최대 하나: `' 배가'` |
+# | `[^\r\n\p{L}\p{N}]?+\p{L}+` | 글자가 이어진 덩어리, 앞에 글자가 아닌 문자(대개 공백) 최대 하나: `" 배가"` |
 # | `\p{N}{1,3}` | 숫자 1~3자리: `'202'`, `'4'` |
-# | ` ?[^\s\p{L}\p{N}]++[\r\n]*` | 구두점 덩어리, 앞 공백 하나는 허용: `'!'`, `'....'` |
+# | ` ?[^\s\p{L}\p{N}]++[\r\n]*` | 구두점 덩어리, 앞 공백 하나는 허용: `"!"`, `"...."` |
 # | `\s*[\r\n]`, `\s+(?!\S)`, `\s+` | 줄바꿈과 그 밖의 공백 |
 #
 # `\p{L}`(모든 글자)와 `\p{N}`(모든 숫자)은 유니코드 범주인데, 파이썬 내장 `re`는
@@ -421,7 +421,7 @@ def pre_split(text: str) -> list[str]:
 
 # %% [markdown] lang="en"
 # Hangul syllables are letters (`\p{L}`), so a Korean word stays one chunk with
-# its particles and endings and its leading space: the regex leaves `' 학교에서'`
+# its particles and endings and its leading space: the regex leaves `" 학교에서"`
 # whole. Where to cut inside the chunk is left to BPE. The reference
 # tokenizer, trained on the course corpus, splits off frequent particles and
 # endings such as 에서, 를 and 습니다, while a rarer stem falls apart into
@@ -429,7 +429,7 @@ def pre_split(text: str) -> list[str]:
 
 # %% [markdown] lang="ko"
 # 한글 음절은 글자(`\p{L}`)이므로 한국어 어절은 조사·어미와 앞 공백까지 붙은 채 한
-# 조각으로 남습니다. 정규식은 `' 학교에서'`를 통째로 둡니다. 조각 안을
+# 조각으로 남습니다. 정규식은 `" 학교에서"`를 통째로 둡니다. 조각 안을
 # 어디서 자를지는 BPE의 몫입니다. 강좌 말뭉치로 학습한 참고 토크나이저는 에서, 를,
 # 습니다처럼 자주 나오는 조사와 어미를 따로 떼어 내고, 덜 흔한 어간은 음절이나
 # 바이트 단위로 흩어 놓습니다(`<20 ec b9>`는 공백과 친의 앞 두 바이트입니다).
@@ -482,9 +482,9 @@ for sentence in ["학교에서 친구를 만났습니다.", "Hello world! It's 2
 # %% [markdown] lang="ko"
 # ## 8. 특수 토큰
 #
-# `<|endoftext|>` 같은 특수 토큰은 문서 경계나 채팅 발화의 시작처럼 제어 의미를 갖는
+# `<|endoftext|>` 같은 특수 토큰은 문서 경계나 대화 발화의 시작처럼 제어 의미를 갖는
 # id 하나이고, 사람이 읽을 수 있도록 텍스트로 적어 둔 것뿐입니다. 사용자가 입력한
-# 그 13글자를 `encode`가 진짜 id로 바꿔 준다면, 사용자는 문서 경계나 채팅 발화를
+# 그 13글자를 `encode`가 진짜 id로 바꿔 준다면, 사용자는 문서 경계나 대화의 발화를
 # 위조할 수 있습니다. 인젝션 버그입니다. 그래서 규칙은 다음과 같습니다.
 #
 # - `special_tokens`는 특수 문자열을 id에 대응시킵니다. 예: `{"<|endoftext|>": 2047}`
@@ -582,14 +582,14 @@ my_merges = train_bpe(sample["ko"] + "\n" + sample["en"], 250, progress=True)
 # The first merges. A label such as `<ec 9d>` is a byte string that is not yet a
 # whole character: a Hangul syllable has to be glued back from its three bytes
 # before it can join anything else. And since `train_bpe` has no pre-split,
-# some merges swallow the space after a word (`'e␣'`, `'s␣'`), exactly what
+# some merges swallow the space after a word (`"e␣"`, `"s␣"`), exactly what
 # step 7 prevents.
 
 # %% [markdown] lang="ko"
 # 처음 배운 병합들입니다. `<ec 9d>`처럼 적힌 것은 아직 온전한 글자가 되지 못한
 # 바이트열입니다. 한글 음절은 흩어진 3바이트부터 다시 붙어야 다른 무엇과 이어질 수
 # 있습니다. 또 `train_bpe`에는 사전 분할이 없으므로 단어 뒤의 공백까지 삼킨
-# 병합(`'e␣'`, `'s␣'`)도 보입니다. 7단계의 사전 분할이 막아 주는 바로 그 현상입니다.
+# 병합(`"e␣"`, `"s␣"`)도 보입니다. 7단계의 사전 분할이 막아 주는 바로 그 현상입니다.
 
 # %%
 my_tok = BPETokenizer(my_merges)          # only to print readable labels

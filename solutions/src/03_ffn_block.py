@@ -43,7 +43,7 @@
 # 2. GPT-2가 쓰는 매끄러운 활성화 함수 GELU
 # 3. 참고 모델이 실제로 쓰는 게이트형 FFN, SwiGLU
 # 4. RMSNorm
-# 5. 프리놈 트랜스포머 블록
+# 5. 사전 정규화 트랜스포머 블록
 # 6. 토큰 id에서 로짓까지 이어지는 순전파 전체. 한국어 문장과 영어 문장으로 참고
 #    모델과 비교합니다.
 #
@@ -368,7 +368,7 @@ print("tiny vector, eps = 0     =", rms_norm(tiny, ones, 0.0))
 # `layer_weights` cuts the tensors of one block out of the big dictionary.
 
 # %% [markdown] lang="ko"
-# ## 5. 프리놈 블록
+# ## 5. 사전 정규화 블록
 #
 # 블록은 토큰 벡터를 갈아 치우지 않습니다. 하위 층마다 잔차 스트림을 정규화한 사본을
 # 읽고, 자기 출력을 스트림에 더할 뿐입니다.

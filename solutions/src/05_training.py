@@ -27,8 +27,10 @@
 # the same step, save the weights with safetensors and load them back.
 #
 # Budget: every cell but the training run takes well under two minutes on
-# two CPU cores. The training run takes about four and a half minutes for
-# its default 400 steps (`TRAIN_STEPS` below sets how many).
+# two CPU cores. The training run of the default 400 steps took 274 s (about
+# four and a half minutes) on the course's two-core test machine while it was
+# busy with other work; the training cell prints how long yours took
+# (`TRAIN_STEPS` below sets how many steps).
 
 # %% [markdown] lang="ko"
 # # 노트북 5: 학습, 그리고 스스로 배우는 모델
@@ -36,7 +38,7 @@
 # [Colab에서 열기]({{colab_url}}) · 9장 *모델은 어떻게 배우는가*와 함께 보는 노트북
 #
 # 노트북 1~4에서는 누군가 이미 학습해 둔 가중치를 썼습니다. 이번에는 그 가중치를
-# 만들어 낸 학습 과정을 한 조각씩 직접 쓰고, 마지막에는 강의 말뭉치로 여러분의
+# 만들어 낸 학습 과정을 한 조각씩 직접 쓰고, 마지막에는 이 강좌의 말뭉치로 여러분의
 # 모델을 직접 학습시킵니다.
 #
 # 1. 다음 토큰 손실 `cross_entropy`: 안정적인 로그-합-지수와 무시할 인덱스까지
@@ -51,8 +53,9 @@
 # 비교하고, 가중치를 safetensors로 저장했다가 다시 불러옵니다.
 #
 # 시간: 학습을 돌리는 셀을 빼면 CPU 코어 두 개에서 모든 셀이 2분 안에 끝납니다.
-# 학습은 기본값인 400스텝에 4분 반쯤 걸립니다(몇 스텝을 돌릴지는 아래
-# `TRAIN_STEPS`가 정합니다).
+# 기본값인 400스텝 학습은 다른 작업으로 바쁜, 이 강좌의 코어 두 개짜리 시험용
+# 컴퓨터에서 274초(4분 반쯤) 걸렸습니다. 여러분의 학습에 걸린 시간은 학습 셀이
+# 출력합니다(몇 스텝을 돌릴지는 아래 `TRAIN_STEPS`가 정합니다).
 
 # %% kind="setup" id="setup"
 COURSE_LANG = "en"
@@ -82,7 +85,7 @@ device = setup(COURSE_LANG)
 # %% [markdown] lang="ko"
 # ## 0. 데이터
 #
-# 참고 모델은 강의 자체의 말뭉치, 곧 각 장의 본문과 몇 가지 덧붙인 글을 영어와
+# 참고 모델은 강좌 자체의 말뭉치, 곧 각 장의 본문과 몇 가지 덧붙인 글을 영어와
 # 한국어로 읽고 배웠습니다. 참고 토크나이저가 언어마다 말뭉치를 토큰 id 하나의 긴
 # 흐름으로 바꾸고, 문서 사이에는 `<|endoftext|>`를 넣습니다. 참고 모델을 학습할 때와
 # 똑같이, 흐름마다 마지막 10분의 1은 검증용으로 떼어 둡니다.
@@ -539,7 +542,7 @@ for t in range(1, 6):
 # `state_dict()`와 학습 손실의 리스트(스텝마다 float 하나)를 돌려줍니다. 참고 모델을
 # 학습할 때와 같은 순서로 하세요. 그래야 시드가 같을 때 손실도 같습니다.
 #
-# 1. `model = Transformer(ModelConfig.from_dict(cfg))`을 만들고
+# 1. `model = Transformer(ModelConfig.from_dict(cfg))`를 만들고
 #    `model.reset_parameters(seed=settings["seed"])`, `model.train()`을 부릅니다.
 #    배치는 모두 생성기 하나, `torch.Generator().manual_seed(settings["seed"])`로 뽑습니다.
 #    파라미터마다 0에서 출발하는 모멘트 `exp_avg`와 `exp_avg_sq`를 둡니다.
@@ -606,12 +609,14 @@ def train_model(cfg: dict, streams: dict[str, torch.Tensor], settings: dict,
 # seed, the same data order and the same updates, your run retraces the
 # reference's from its first step. Like the reference run, the loop uses one
 # thread, so that even the order of the float sums is the same. The default
-# runs the first `TRAIN_STEPS = 400` of those 900 steps. On the course's
-# two-core test machine, busy with other work, 400 steps took 274 s and 200
-# steps 119 s. Set `TRAIN_STEPS = 900` to go the whole way: 447 s on the
-# same machine, ending at a validation loss of 4.601 where the reference
-# logged 4.606. Any multiple of 50 is compared below with the reference's
-# loss at that step.
+# runs the first `TRAIN_STEPS = 400` of those 900 steps. Set
+# `TRAIN_STEPS = 900` to go the whole way, ending at a validation loss of
+# 4.601 where the reference logged 4.606. Any multiple of 50 is compared below
+# with the reference's loss at that step. The cell prints how long your run
+# took. For scale, two runs on the course's two-core test machine: one, while
+# the machine was busy with other work, took 119 s for 200 steps and 274 s for
+# 400; a later one took 447 s for all 900. The time per step (0.69 s in the
+# first, 0.50 s in the second) depends mostly on how busy the machine is.
 
 # %% [markdown] lang="ko"
 # ## 8. 여러분의 모델 학습시키기
@@ -621,11 +626,14 @@ def train_model(cfg: dict, streams: dict[str, torch.Tensor], settings: dict,
 # 900스텝에 걸쳐 계획하고, 시드는 1234입니다. 시드와 데이터 순서와 업데이트가 같으니
 # 여러분의 학습은 첫 스텝부터 참고 모델의 학습을 그대로 되밟습니다. 반복문은 참고
 # 모델처럼 스레드 하나로 돌립니다. 그래야 부동소수점 덧셈의 순서까지 같아집니다.
-# 기본값 `TRAIN_STEPS = 400`은 900스텝 가운데 앞의 400스텝을 돌립니다. 다른 작업으로
-# 바쁜 강의 시험용 코어 두 개짜리 컴퓨터에서 400스텝은 274초, 200스텝은 119초
-# 걸렸습니다. 끝까지 가려면 `TRAIN_STEPS = 900`으로 바꾸세요. 같은 컴퓨터에서 447초가
-# 걸렸고, 검증 손실은 4.601로 참고 모델이 기록한 4.606과 거의 같았습니다. 50의
-# 배수라면 아래에서 그 스텝의 참고 손실과 비교합니다.
+# 기본값 `TRAIN_STEPS = 400`은 900스텝 가운데 앞의 400스텝을 돌립니다. 끝까지
+# 가려면 `TRAIN_STEPS = 900`으로 바꾸세요. 그러면 검증 손실이 4.601로 끝나, 참고
+# 모델이 기록한 4.606과 거의 같아집니다. 50의 배수라면 아래에서 그 스텝의 참고
+# 손실과 비교합니다. 학습에 걸린 시간은 셀이 출력합니다. 참고로 이 강좌의 코어 두
+# 개짜리 시험용 컴퓨터에서 두 번 돌려 보았습니다. 다른 작업으로 바쁠 때 돌린 첫
+# 번째는 200스텝에 119초, 400스텝에 274초가 걸렸고, 나중에 돌린 두 번째는 900스텝
+# 전체에 447초가 걸렸습니다. 스텝당 시간(첫 번째 0.69초, 두 번째 0.50초)은 주로
+# 컴퓨터가 얼마나 바쁜지에 따라 달라집니다.
 
 # %%
 import os
@@ -754,7 +762,7 @@ for prompt in ("The model reads", "언어 모델은"):
 #
 # 참고 모델은 900스텝까지 학습했습니다. 학습 손실은 끝까지 내려갔지만, 검증 손실은
 # 550스텝 무렵부터 더 좋아지지 않고 다시 올라갔습니다. 작은 말뭉치를 외우기 시작한
-# 것입니다. 그래서 강의는 검증 손실이 가장 낮았던 스텝의 가중치를 남겼습니다(조기
+# 것입니다. 그래서 이 강좌는 검증 손실이 가장 낮았던 스텝의 가중치를 남겼습니다(조기
 # 종료). 노트북 2~4에서 쓴 가중치가 바로 그것입니다.
 
 # %%

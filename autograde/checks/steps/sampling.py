@@ -220,7 +220,7 @@ register_messages({
     "mistake_generate_sliding": {
         "en": "the window slid by one token per step: when the context is full, keep only the newest "
               "context_length // 2 ids and go on from there (the rule of chapter 6, the same with and without a cache)",
-        "ko": "창을 한 토큰씩 밀었습니다: 문맥이 가득 차면 가장 최근 id context_length // 2개만 남기고 거기서부터 "
+        "ko": "창을 한 토큰씩 밀었습니다: 컨텍스트가 가득 차면 가장 최근 id context_length // 2개만 남기고 거기서부터 "
               "이어 가세요(6장의 규칙이며, 캐시를 쓰든 안 쓰든 같습니다)"},
     "mistake_generate_window": {
         "en": "the model saw more than context_length tokens: a longer prompt keeps its last context_length ids, "

@@ -1,0 +1,111 @@
+"""`course release`, `course feedback`, `course export-grades`: nbgrader's steps, never losing a file.
+
+The whole class (release, grade, feedback, export, two languages) runs in
+tests/test_grader.py::test_a_mixed_class_as_the_guide_runs_it; here, the failure path: nbgrader
+failing midway (no `alembic` for the second language) leaves every committed notebook and the
+gradebook byte for byte as they were, and the same release then succeeds, on a gradebook in which
+`course grade` had recorded a submission before any release.
+"""
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from autograde import classroom, notebooks
+from autograde.errors import CourseError
+
+REPO = Path(__file__).resolve().parent.parent
+ASSIGNMENT = "01_tokenizer"
+NOTE = "A line the instructor added after the release."
+
+
+def copy_of_the_course(where: Path) -> Path:
+    """solutions/ and exercises/ of one assignment, both languages: what release reads and writes."""
+    for kind in ("solutions", "exercises"):
+        for lang in notebooks.LANGS:
+            shutil.copytree(REPO / kind / lang / ASSIGNMENT, where / kind / lang / ASSIGNMENT)
+    return where
+
+
+def snapshot(*folders: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def a_gradebook(root: Path, pristine: Path) -> Path:
+    """An instructor's gradebook in which `course grade` has already recorded a graded submission
+    (made in-process: nbgrader stamps a new gradebook with alembic)."""
+    from nbgrader.api import Gradebook
+
+    from autograde.grader.grade import _alembic_on_path
+    from autograde.grader.gradebook import ensure_assignment, save_result
+    from autograde.grader.rebuild import pristine_cells
+
+    _alembic_on_path()
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        notebook = ensure_assignment(gb, ASSIGNMENT, pristine)
+        tests = [{"name": c.grade_id, "score": float(c.points)} for c in pristine_cells(pristine) if c.kind == "test"]
+        save_result(gb, ASSIGNMENT, notebook, "ana", {"tests": tests})
+    return root / "gradebook.db"
+
+
+def scores(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as con:
+        return con.execute("SELECT student.id, SUM(grade.auto_score) FROM grade "
+                           "JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id "
+                           "JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id "
+                           "JOIN student ON submitted_assignment.student_id = student.id GROUP BY 1").fetchall()
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")      # nbgrader's own add_submission
+def test_a_release_failing_midway_changes_nothing_then_succeeds(tmp_path, monkeypatch):
+    repo, root = copy_of_the_course(tmp_path / "repo"), tmp_path / "course"
+    root.mkdir()
+    source = repo / "solutions" / "en" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    nb = json.loads(source.read_text(encoding="utf-8"))
+    nb["cells"][0]["source"] += "\n\n" + NOTE                    # the English student version is now stale
+    source.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    db = a_gradebook(root, repo / "solutions" / "en" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    graded = scores(db)
+    assert graded and graded[0][0] == "ana" and graded[0][1] > 0
+    before = snapshot(repo, root)
+
+    real = classroom.nbgrader_generate
+
+    def korean_without_alembic(name, lang, *args):
+        if lang == "ko":                                          # the English one has succeeded by now
+            monkeypatch.setattr(notebooks, "tool_env", lambda: {"PATH": "/nonexistent"})
+        return real(name, lang, *args)
+
+    monkeypatch.setattr(classroom, "nbgrader_generate", korean_without_alembic)
+    with pytest.raises(CourseError, match=r"(?s)generate_assignment failed for ko/.*no committed notebook "
+                                          r"was changed.*alembic"):
+        classroom.release(ASSIGNMENT, root=root, repo=repo)
+    assert snapshot(repo, root) == before                        # every byte, the gradebook included
+    assert sorted(p.name for p in root.iterdir()) == ["gradebook.db"]      # no staging folder left behind
+
+    monkeypatch.undo()
+    done = classroom.release(ASSIGNMENT, root=root, repo=repo)
+    exercise = repo / "exercises" / "en" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    assert done.updated == [exercise] and NOTE in exercise.read_text(encoding="utf-8")
+    assert [p.parts[-3] for p in done.unchanged] == ["ko"]
+    with sqlite3.connect(db) as con:                             # recorded, after `course grade` had
+        assert con.execute("SELECT name FROM assignment").fetchall() == [(ASSIGNMENT,)]
+        cells = con.execute("SELECT COUNT(*) FROM source_cell WHERE source != ''").fetchone()[0]
+    assert cells >= 2 and scores(db) == graded                   # the locked cells' source; ana's grades kept
+    assert sorted(p.name for p in root.iterdir()) == ["gradebook.db"]
+
+
+def test_the_steps_refuse_clearly_before_touching_anything(tmp_path, capsys):
+    from autograde.cli import main
+
+    for args, fragment in ((["release", "99_nothing"], "unknown assignment '99_nothing'"),
+                           (["feedback", ASSIGNMENT], f"run `course grade {ASSIGNMENT}` first"),
+                           (["export-grades", "-o", str(tmp_path)], "is a directory"),
+                           (["export-grades", "-o", str(tmp_path / "grades.csv")], "no gradebook")):
+        assert main([*args, "--root", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and fragment in err and len(err.strip().splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []
