@@ -10,9 +10,12 @@
 - on_page_markdown: the "Open in Colab" button (extra.repository and
   extra.default_branch) and the "Download notebook" button (a relative link to
   notebooks/<name>.ipynb inside the site) of pages with `notebook:` front matter;
+- on_files also writes assets/llm-course/tokenizer-data.js, the reference
+  tokenizer for the browser widgets (autograde/site/widgets.py);
 - on_page_content: figures from figures/*.png get their intended CSS width
   (figures.py draws them at 2x) so that the text keeps its designed size, and
-  their dark twin (NAME-dark.png) for the dark colour scheme;
+  their dark twin (NAME-dark.png) for the dark colour scheme; a line
+  `<div data-llm-widget="NAME"></div>` becomes that widget;
 - on_template_context / on_post_template: the 404 page links relative to its
   language's root (MkDocs makes error pages' links root-absolute);
 - on_post_page: no <link rel="alternate" hreflang> in the head (Material fetches
@@ -42,14 +45,11 @@ from mkdocs.structure.files import File
 # mkdocs imports this file by path, not as part of the package
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from autograde.site import korean  # noqa: E402
+from autograde.errors import CourseError  # noqa: E402
+from autograde.site import korean, widgets  # noqa: E402
+from autograde.site.labels import LABELS  # noqa: E402  (the site's label catalogue)
 
 ASSETS = ROOT / "course" / "assets"
-
-LABELS = {
-    "en": {"colab": "Open in Colab", "download": "Download notebook"},
-    "ko": {"colab": "Colab에서 열기", "download": "노트북 내려받기"},
-}
 
 
 def _lang(config) -> str:
@@ -64,12 +64,21 @@ def on_files(files, config):
             files.append(File(rel, str(ASSETS.parent), config.site_dir, config.use_directory_urls))
     if _lang(config) == "ko":
         files.append(File.generated(config, "assets/ko-search.js", content=korean.query_js()))
+    # The reference tokenizer for the browser widgets, from the checkpoint.
+    files.append(File.generated(config, widgets.TOKENIZER_DATA, content=_tokenizer_js()))
     # The student notebooks, shipped in the site for the download buttons.
     for path in sorted((ROOT / "exercises" / _lang(config)).glob("*/*.ipynb")):
         if path.parent.name == path.stem:
             files.append(File.generated(config, notebook_file(path.stem), abs_src_path=str(path)))
             files.append(File.generated(config, notebook_script(path.stem), content=notebook_js(path)))
     return files
+
+
+def _tokenizer_js() -> str:
+    try:
+        return widgets.tokenizer_js()
+    except CourseError as exc:
+        raise PluginError(f"the browser tokenizer could not be exported: {exc}") from None
 
 
 def notebook_file(name: str) -> str:
@@ -169,7 +178,12 @@ def on_page_content(html_text, page, config, files):
         light = tag.replace(f'src="{src}"', f'src="{src}#only-light"', 1)
         return light + light.replace(f'src="{src}#only-light"', f'src="{dark_src}#only-dark"', 1)
 
-    return FIGURE_IMG.sub(sized, html_text)
+    html_text = FIGURE_IMG.sub(sized, html_text)
+    # the browser widgets a chapter asks for (<div data-llm-widget="NAME"></div>)
+    try:
+        return widgets.embed_widgets(html_text, _lang(config), page.file.dest_uri)
+    except CourseError as exc:
+        raise PluginError(f"{page.file.src_uri}: {exc}") from None
 
 
 # Material fetches sitemap.xml next to every <link rel="alternate"> of the head
