@@ -6,8 +6,6 @@ baseline) under short time limits, two sandboxes at a time.
 """
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
