@@ -1,4 +1,4 @@
-"""The last step of notebook 4: one text generator from the pieces written in notebooks 1-4.
+"""The last step of notebook 5: one text generator from the pieces written in notebooks 1-5.
 
 Every notebook saves the functions that pass their checks into my_llm/
 (autograde.notebook.save_piece). build_generator() takes each piece below from
@@ -7,9 +7,9 @@ version; a piece never written, or a step this course version does not know,
 counts as missing. The weights are always the trained reference model's.
 
     tokenizer.encode, tokenizer.decode   notebook 1, with the reference tokenizer's merges
-    attention.multi_head                 notebook 2
-    ffn.rms_norm, ffn.swiglu             notebook 3, stacked like the reference model's blocks
-    sampling.generate                    notebook 4
+    attention.multi_head                 notebook 3
+    ffn.rms_norm, ffn.swiglu             notebook 4, stacked like the reference model's blocks
+    sampling.generate                    notebook 5
 """
 from __future__ import annotations
 

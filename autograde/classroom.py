@@ -45,9 +45,17 @@ class Released:
     unchanged: list[Path] = field(default_factory=list)
 
 
-def _known(assignment: str) -> None:
+def _known(assignment: str, releasing: bool = False) -> None:
+    """CourseError for a name that is no notebook's; an old name (manifest.FORMER_NAMES) is known to
+    the commands that work on a class that already has it, never released anew."""
     from autograde import manifest
 
+    if assignment in manifest.FORMER_NAMES and not releasing:
+        return
+    if assignment in manifest.FORMER_NAMES:
+        raise CourseError(f"{assignment} is now called {manifest.current(assignment)} (since December 2026, "
+                          f"chapter n has notebook n): release it under its new name; a class that already has "
+                          f"{assignment} is still graded with `course grade {assignment}`")
     if assignment not in manifest.assignments():
         raise CourseError(f"unknown assignment {assignment!r} (known: {', '.join(manifest.assignments())})")
 
@@ -88,7 +96,7 @@ def release(assignment: str, root: Path = Path("."), gradebook_lang: str = "en",
             repo: Path = REPO_ROOT) -> Released:
     """Record `assignment` in the gradebook from solutions/<gradebook_lang>/ and bring the student
     notebooks of both languages up to date with solutions/, all or nothing."""
-    _known(assignment)
+    _known(assignment, releasing=True)
     if gradebook_lang not in LANGS:
         raise CourseError(f"--lang must be one of {', '.join(LANGS)} (got {gradebook_lang!r})")
     root, repo = _course_root(root), Path(repo).resolve()

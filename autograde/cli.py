@@ -319,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "grade against) and check exercises/<lang>/ASSIGNMENT against solutions/, "
                                    "rewriting a student notebook only when it changed. Runs nbgrader with this "
                                    "environment in a staging folder: a failure changes nothing. Safe to run again.")
-    s.add_argument("assignment", help="assignment name, e.g. 02_attention")
+    s.add_argument("assignment", help="assignment name, e.g. 03_attention")
     s.add_argument("--lang", choices=("en", "ko"), default="en",
                    help="whose locked cells plain `nbgrader autograde` restores (default en); `course grade` "
                         "grades each submission in its own language whatever this is")
@@ -329,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("feedback", help="write each student's feedback (HTML) for a graded assignment",
                        description="Run nbgrader generate_feedback on autograded/*/ASSIGNMENT (as `course grade` "
                                    "wrote it, each in its student's language) into feedback/STUDENT/ASSIGNMENT/.")
-    s.add_argument("assignment", help="assignment name, e.g. 02_attention")
+    s.add_argument("assignment", help="assignment name, e.g. 03_attention")
     s.add_argument("--root", default=".", help="the course root (default: current directory)")
     s.set_defaults(func=cmd_feedback)
 
@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "`course check` and writes results/results.json. The course secret (ROOT/"
                                    ".course-secret, created if missing) goes into the archive to seed the hidden "
                                    "cases; never share the archive with students.")
-    s.add_argument("assignment", help="assignment name, e.g. 02_attention")
+    s.add_argument("assignment", help="assignment name, e.g. 03_attention")
     s.add_argument("-o", "--output", default="autograder.zip", help="the archive to write (default autograder.zip)")
     s.add_argument("--lang", choices=("en", "ko", "both"), default="both",
                    help="which languages' notebooks students may submit (default both)")

@@ -2,7 +2,7 @@
 (autograde/data/reference/train_log.json): training loss, validation loss per language,
 the step whose weights were kept (early stopping) and the learning-rate schedule.
 
-    loss_curve(log, lang)            a matplotlib figure (notebook 5 shows it)
+    loss_curve(log, lang)            a matplotlib figure (notebook 6 shows it)
     fig_loss_curve(plt, log, lang, path)   the same figure saved as a PNG for the site
                                      (course/<lang>/figures/training-loss.png, from `course figures`)
 

@@ -14,6 +14,23 @@ from pathlib import Path
 
 MANIFEST = Path(__file__).resolve().parent / "steps.toml"
 
+# Notebook names before December 2026, when the notebooks were renumbered so that chapter n has
+# notebook n. A class released under an old name keeps its folders and gradebook entries: grading
+# and checking look the old name up here (`current`), and the steps and notebooks are the same.
+FORMER_NAMES = {
+    "02_attention": "03_attention",
+    "03_ffn_block": "04_ffn_block",
+    "04_sampling": "05_sampling",
+    "05_training": "06_training",
+    "06_embeddings": "02_embeddings",
+    "08_reasoning": "09_reasoning",
+}
+
+
+def current(assignment: str) -> str:
+    """The notebook's name now: an old name (FORMER_NAMES) is mapped, any other name is returned as is."""
+    return FORMER_NAMES.get(assignment, assignment)
+
 
 @dataclass(frozen=True)
 class Step:
@@ -75,7 +92,8 @@ def step(step_id: str) -> Step:
 
 
 def test_cells(assignment: str) -> list[TestCell]:
-    """The assignment's graded test cells, in the manifest's order."""
+    """The assignment's graded test cells, in the manifest's order (an old name: its notebook's now)."""
+    assignment = current(assignment)
     cells: dict[str, list[Step]] = {}
     for s in steps().values():
         if s.assignment == assignment:
@@ -88,4 +106,13 @@ def test_cell(assignment: str, cell_id: str) -> TestCell | None:
 
 
 def assignments() -> list[str]:
+    """The notebooks' current names (FORMER_NAMES maps the old ones)."""
     return sorted({s.assignment for s in steps().values()})
+
+
+def renamed_note(assignment: str) -> str | None:
+    """One line for an instructor who used an old name (None for a current or unknown name)."""
+    if assignment not in FORMER_NAMES:
+        return None
+    return (f"note: {assignment} is now called {current(assignment)} (since December 2026, chapter n has "
+            f"notebook n); graded with {current(assignment)}'s checks, kept under {assignment} in the gradebook")

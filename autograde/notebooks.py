@@ -32,8 +32,8 @@ import nbformat
 from autograde.errors import CourseError
 
 LANGS = ("en", "ko")
-ASSIGNMENTS = ("01_tokenizer", "02_attention", "03_ffn_block", "04_sampling", "05_training", "06_embeddings",
-               "07_real_model", "08_reasoning")
+ASSIGNMENTS = ("01_tokenizer", "02_embeddings", "03_attention", "04_ffn_block", "05_sampling", "06_training",
+               "07_real_model", "09_reasoning")
 LANG_LINE = re.compile(r'^COURSE_LANG = "(en|ko)"$', re.M)
 
 

@@ -1,6 +1,6 @@
 """Benchmark `course check NOTEBOOK`: one solution notebook, warm start against cold, wall clock.
 
-    .venv/bin/python bench/bench_check.py [--repeat 7] [--assignment 02_attention]
+    .venv/bin/python bench/bench_check.py [--repeat 7] [--assignment 03_attention]
 
 Runs `python -m autograde.cli check solutions/en/A/A.ipynb` as a student would, alternating the
 default (sandboxes forked from the zygote, autograde/grader/warm.py) and COURSE_SANDBOX_WARM=off,
@@ -30,7 +30,7 @@ def once(notebook: Path, **extra) -> tuple[float, int]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=7)
-    p.add_argument("--assignment", default="02_attention")
+    p.add_argument("--assignment", default="03_attention")
     args = p.parse_args()
     notebook = REPO / "solutions" / "en" / args.assignment / f"{args.assignment}.ipynb"
     times: dict[str, list[float]] = {"warm": [], "cold": []}

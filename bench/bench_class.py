@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_class.py [--submissions 200] [--workers 2] [--root-parent DIR]
 
-The class is bench_grade.py's mix for 02_attention (correct, buggy and every
+The class is bench_grade.py's mix for 03_attention (correct, buggy and every
 hostile case of tests/hostile/corpus.py, the ones too dangerous for nbgrader
 included), repeated until it has N submissions. Its course root lives OUTSIDE
 /tmp (default: a new folder under the home directory), where instructors keep

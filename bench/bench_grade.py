@@ -2,14 +2,14 @@
 
     .venv/bin/python bench/bench_grade.py [--submissions 50] [--workers 2] [--skip-nbgrader] [--cold]
 
-Builds one class of generated submissions to 02_attention, correct, buggy and
+Builds one class of generated submissions to 03_attention, correct, buggy and
 hostile mixed (the hostile ones from tests/hostile/corpus.py), and grades it
 twice, one after the other on the same machine, each in a fresh copy of the
 same nbgrader course root:
 
-1. `nbgrader autograde 02_attention` (serial, as nbgrader runs; its per-cell
+1. `nbgrader autograde 03_attention` (serial, as nbgrader runs; its per-cell
    timeout set to course grade's per-call limit, 10 s);
-2. `course grade 02_attention --workers N` (sandboxes forked from the warm start's zygote);
+2. `course grade 03_attention --workers N` (sandboxes forked from the warm start's zygote);
 3. with --cold, the same with COURSE_SANDBOX_WARM=off (every sandbox a fresh interpreter).
 
 Five hostile cases that nbgrader cannot run without endangering the machine
@@ -44,7 +44,7 @@ from autograde.grader.grade import STATE_DIR  # noqa: E402
 from autograde.grader.sandbox import sandbox_mode  # noqa: E402
 from hostile.corpus import all_cases, solution_notebook, with_cell  # noqa: E402
 
-ASSIGNMENT = "02_attention"
+ASSIGNMENT = "03_attention"
 CALL_TIMEOUT = 10
 # Too dangerous for nbgrader, which has no memory, process or output limits.
 UNSAFE_FOR_NBGRADER = ("memory_bomb", "memory_bomb_in_call", "fork_bomb", "print_1gb", "loop_swallowing_alarm")

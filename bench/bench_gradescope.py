@@ -1,6 +1,6 @@
 """Time of Gradescope's run_autograder per submission, cold and warm.
 
-    python bench/bench_gradescope.py [--runs 4] [--assignment 02_attention]
+    python bench/bench_gradescope.py [--runs 4] [--assignment 03_attention]
 
 Exports the autograder archive, lays it out as Gradescope does in a temporary AUTOGRADER_ROOT,
 and runs run_autograder on the solution notebook `--runs` times, each in a new root (Gradescope
@@ -31,7 +31,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=4)
-    parser.add_argument("--assignment", default="02_attention")
+    parser.add_argument("--assignment", default="03_attention")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -1,6 +1,6 @@
 """Run time of every solution notebook, top to bottom, as a student's kernel runs it.
 
-    python bench/bench_notebooks.py [--threads 2] [--only 06_embeddings 07_real_model ...]
+    python bench/bench_notebooks.py [--threads 2] [--only 02_embeddings 07_real_model ...]
 
 Each notebook runs in a fresh kernel in its own temporary folder (so my_llm/
 starts empty), with OMP_NUM_THREADS set. Prints a Markdown table for

@@ -1,4 +1,4 @@
-"""Notebook 4's checks: correct implementations written differently pass, the
+"""Notebook 5's checks: correct implementations written differently pass, the
 known mistakes are named, and the final assembly works with or without the
 student's pieces."""
 from pathlib import Path

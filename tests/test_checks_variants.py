@@ -1,4 +1,4 @@
-"""Notebooks 2 and 3: correct implementations written differently from the
+"""Notebooks 3 and 4: correct implementations written differently from the
 solutions (einsum instead of matmul, loops instead of vectorized code, float64
 inside, another valid order of operations) pass every check, visible and
 hidden. A check that failed one of these would be a false failure."""

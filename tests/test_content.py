@@ -174,7 +174,7 @@ def test_token_positions_match_the_split_they_refer_to(lang):
                 f"{name}: {m.group(0)!r}, but position {pos} of {show(pieces)} is "
                 f"{show(pieces[int(pos):int(pos) + 1]) or 'past the end'}")
             checked += 1
-    assert checked >= 1, "chapter 6 names its traveller by position; the claim was not found"
+    assert checked >= 1, "chapter 7 names its traveller by position; the claim was not found"
 
 
 # Pre-tokenization examples: a line `"TEXT" -> 'chunk' 'chunk' ...` (in a text
@@ -224,14 +224,14 @@ def model_facts() -> dict[str, list[str]]:
                                         f"$128 \\cdot {F}$" if C == 128 else f"${C} \\cdot {F}$",
                                         f"${latex_int(ffn)}$", f"${latex_int(attn)}$"],
         "chapters/05-sampling.md": [f"$V = {V}$"],
-        "chapters/06-token-journey.md": [
+        "chapters/07-token-journey.md": [
             f"| {V:,} | $V$ |", f"| {C} | $C$ |", f"| {L} | $L$ |", f"| {H} | $H$ |", f"| {G} | $G$ |",
             f"| {D} | $d_{{\\text{{head}}}}$ |", f"| {F} | $F$ |", f"`({C}, {G * D})`", f"`({C}, {F})`",
             f"`({F}, {C})`", f"`({V}, {C})`", f"{params:,}",
             f"$C = {C}$, $H = {H}$, $G = {G}$, $D = {D}$, $F = {F}$,",
             f"$2 \\cdot {L} \\cdot {G} \\cdot {D} \\cdot 4 = {latex_int(kv_token)}$",
             f"{kv_token * T // 1024} KiB"],
-        "chapters/07-tokens-to-think.md": [f"$C = {C}$, $L = {L}$", f"| {L} | {C} |", f"{F}"],
+        "chapters/08-tokens-to-think.md": [f"$C = {C}$, $L = {L}$", f"| {L} | {C} |", f"{F}"],
     }
 
 
@@ -507,13 +507,13 @@ WINDOW_ROW = re.compile(r"^\| (\d+) \| (\d+) \| (\d+) \| `ids\[(\d+):(\d+)\]` \|
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_window_shift_example_matches_the_reference_generate(lang):
-    """Notebook 4's worked example is what autograde.reference.sampling.generate does."""
+    """Notebook 5's worked example is what autograde.reference.sampling.generate does."""
     import torch
     from autograde.reference.model import ModelConfig, Transformer
     from autograde.reference.sampling import generate
 
     rows = [tuple(int(x) for x in m.groups())
-            for m in WINDOW_ROW.finditer(markdown_cells(ROOT / "solutions" / "src" / "04_sampling.py", lang))]
+            for m in WINDOW_ROW.finditer(markdown_cells(ROOT / "solutions" / "src" / "05_sampling.py", lang))]
     assert len(rows) >= 4, rows
     torch.manual_seed(0)
     model = Transformer(ModelConfig(vocab_size=16, d_model=8, n_layer=1, n_head=2, n_kv_head=1, d_ff=8,
@@ -544,7 +544,7 @@ def test_every_notebook_is_in_the_tables_of_the_home_page_and_the_instructor_gui
 @pytest.mark.parametrize("lang", LANGS)
 def test_home_page_lists_every_chapter_by_its_title(lang):
     """The home page's numbered chapter list names every chapter, in order, by its real title
-    (chapter 9 was once missing from it)."""
+    (chapter 6 was once missing from it)."""
     text = (COURSE / lang / "index.md").read_text(encoding="utf-8")
     listed = re.findall(r"^(\d+)\. \[([^\]]+)\]\(chapters/([^)#]+)\)", text, re.M)
     titles = chapter_titles(lang)
@@ -634,3 +634,32 @@ def test_every_chapter_ends_with_a_summary(lang):
             missing.append(f"{page.name}: {len(bullets)} recap bullets between "
                            f"{SUMMARY_HEADING[lang]!r} and the key terms (want 3 to 7)")
     assert not missing, "\n".join(missing)
+
+
+# ---------------------------------------------------------------------------
+# Chapter n has notebook n, and says so in its "In the notebook" section
+# ---------------------------------------------------------------------------
+
+def chapter_notebook(path: Path) -> str | None:
+    match = re.match(r"---\n(.*?)\n---\n", path.read_text(encoding="utf-8"), re.S)
+    found = re.search(r"^notebook:\s*(\S+)\s*$", match.group(1), re.M) if match else None
+    return found.group(1) if found else None
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_chapter_n_has_notebook_n_and_every_notebook_has_its_chapter(lang):
+    from autograde.notebooks import ASSIGNMENTS
+
+    owners = {}
+    for path in chapters(lang):
+        notebook = chapter_notebook(path)
+        if notebook is None:
+            continue
+        assert notebook[:2] == path.name[:2], (path.name, notebook)
+        owners.setdefault(notebook, []).append(path.name)
+        text = path.read_text(encoding="utf-8")
+        assert "{#in-the-notebook}" in text, path.name
+        section = text.split("{#in-the-notebook}", 1)[1].split("\n## ", 1)[0]
+        label = "Notebook" if lang == "en" else "노트북"
+        assert f"{label} {int(notebook[:2])}" in section, (path.name, section[:200])
+    assert sorted(owners) == sorted(ASSIGNMENTS) and all(len(v) == 1 for v in owners.values()), owners

@@ -1,4 +1,4 @@
-"""Notebook 6 (embeddings): the solution's steps pass on several seeds, correct code written another way
+"""Notebook 2 (embeddings): the solution's steps pass on several seeds, correct code written another way
 passes, the known mistakes are named, forbidden shortcuts are refused, the numbers that chapter 2 and the
 notebook quote come from the code (full marks in the grader's sandbox, and the exercise failing cleanly: tests/test_grader.py)."""
 import math
@@ -16,7 +16,7 @@ from autograde.checks.runner import LAST_RESULTS, run_check
 from autograde.reference.functional import sinusoidal_table
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCE = REPO / "solutions" / "src" / "06_embeddings.py"
+SOURCE = REPO / "solutions" / "src" / "02_embeddings.py"
 REFERENCE = REPO / "autograde" / "data" / "reference" / "model.safetensors"
 needs_reference = pytest.mark.skipif(not REFERENCE.exists(), reason="the reference model is not trained yet")
 STEPS = ("cosine_similarity", "nearest_neighbours", "sinusoidal_encoding", "embed_with_positions")
@@ -409,8 +409,8 @@ def test_the_chapters_toy_cosines_are_the_code(lang):
 @pytest.mark.parametrize("lang", ["en", "ko"])
 def test_the_chapter_points_to_notebook_6(lang):
     text = _chapter(lang)
-    assert text.startswith("---\nnotebook: 06_embeddings\n---\n")
-    assert "../notebooks/06_embeddings.md" in text
+    assert text.startswith("---\nnotebook: 02_embeddings\n---\n")
+    assert "../notebooks/02_embeddings.md" in text
 
 
 @needs_reference
@@ -500,7 +500,7 @@ def test_a_ready_made_table_from_transformers_fails_in_the_grader(tmp_path):
     def by_id(nb):
         return {c["metadata"]["nbgrader"]["grade_id"]: c for c in nb["cells"] if "nbgrader" in c.get("metadata", {})}
 
-    name = "06_embeddings"
+    name = "02_embeddings"
     nb = json.loads((REPO / "exercises" / "en" / name / f"{name}.ipynb").read_text(encoding="utf-8"))
     solution = by_id(json.loads((REPO / "solutions" / "en" / name / f"{name}.ipynb").read_text(encoding="utf-8")))
     for gid, cell in by_id(nb).items():

@@ -93,6 +93,9 @@ def graded():
         folder("link_shadow").symlink_to("/etc/shadow")
         folder("link_key").symlink_to(key_file)
         full = make_submission("full")
+        old = make_submission("full")
+        old["metadata"]["course"]["assignment"] = "02_attention"       # downloaded before the renaming
+        folder("old_download").write_text(json.dumps(old))
         folder("stripped").write_text(json.dumps(strip_metadata(make_submission("full"))))
         tokenizer = make_submission("full", assignment="01_tokenizer")
         folder("other_assignment").write_text(json.dumps(tokenizer))
@@ -143,6 +146,13 @@ def test_another_assignments_notebook_is_refused_and_the_summary_is_the_gradeboo
         assert state[student]["score"] == sum(cells.values()), student
 
 
+def test_a_notebook_downloaded_under_the_old_name_is_graded_in_full(graded):
+    """Its metadata says 02_attention (the name before December 2026): the same notebook, graded."""
+    _, _, state, _, _ = graded
+    entry = state["old_download"]
+    assert not entry.get("error") and entry["score"] == entry["max_score"] > 0, entry
+
+
 def test_a_student_folder_that_is_not_utf8_is_refused_by_name(graded):
     _, code, state, _, _ = graded
     entry = state["caf\\xe9"]
@@ -190,7 +200,7 @@ def test_a_missing_or_unmarked_answer_never_shows_the_instructors_code(graded):
 
 
 def test_a_notebook_sharing_a_test_cell_id_is_told_apart():
-    """03_ffn_block and 07_real_model both have `check_forward`: a notebook of 07 handed in as 03,
+    """04_ffn_block and 07_real_model both have `check_forward`: a notebook of 07 handed in as 03,
     with its metadata or without it, is refused rather than credited for the cell they share."""
     from autograde.grader.rebuild import SubmissionError, rebuild
 
@@ -199,7 +209,7 @@ def test_a_notebook_sharing_a_test_cell_id_is_told_apart():
     del bare["metadata"]["course"]
     for nb in (real, bare):
         with pytest.raises(SubmissionError, match="belongs to assignment 07_real_model"):
-            rebuild(nb, b"", Path("03_ffn_block.ipynb"), expected="03_ffn_block")
-    ffn = make_submission("blank", assignment="03_ffn_block")
+            rebuild(nb, b"", Path("04_ffn_block.ipynb"), expected="04_ffn_block")
+    ffn = make_submission("blank", assignment="04_ffn_block")
     del ffn["metadata"]["course"]
-    assert rebuild(ffn, b"", Path("anything.ipynb"), expected="03_ffn_block").assignment == "03_ffn_block"
+    assert rebuild(ffn, b"", Path("anything.ipynb"), expected="04_ffn_block").assignment == "04_ffn_block"

@@ -30,7 +30,7 @@ from autograde.grader.sandbox import Limits, sandbox_mode
 from autograde.protocol import WireError, dumps, loads
 
 REPO = Path(__file__).resolve().parent.parent
-ASSIGNMENT = "02_attention"
+ASSIGNMENT = "03_attention"
 REFERENCE = REPO / "autograde" / "data" / "reference" / "model.safetensors"
 needs_reference = pytest.mark.skipif(not REFERENCE.exists(), reason="the reference model is not trained yet")
 FAST = Limits(timeout=30, call_timeout=5)
@@ -284,7 +284,7 @@ def test_grade_resumes_after_a_kill(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------
-# notebook 4: the cases pass the reference model into the sandbox
+# notebook 5: the cases pass the reference model into the sandbox
 
 NO_CACHE_REUSE = """
 @torch.no_grad()
@@ -316,13 +316,13 @@ def generate(model_fn, prompt_ids, max_new_tokens, generator=None, **kwargs):
 def test_sampling_notebook_is_graded_with_the_reference_model_in_the_sandbox(tmp_path):
     from autograde.grader.pipeline import grade_notebook
 
-    full = make_submission("full", assignment="04_sampling")
-    mixed = make_submission("full", assignment="04_sampling")
+    full = make_submission("full", assignment="05_sampling")
+    mixed = make_submission("full", assignment="05_sampling")
     _cells_by_id(mixed)["generate_with_cache"]["source"] = NO_CACHE_REUSE
     _cells_by_id(mixed)["generate"]["source"] = CALLS_THE_REFERENCE
     results = {}
     for name, nb in (("full", full), ("mixed", mixed)):
-        path = tmp_path / name / "04_sampling.ipynb"
+        path = tmp_path / name / "05_sampling.ipynb"
         path.parent.mkdir()
         path.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
         results[name] = grade_notebook(path, Limits(timeout=240, call_timeout=60))
@@ -383,13 +383,13 @@ def transformer_block(x, weights, cfg, cos, sin):
 @needs_reference
 @pytest.mark.slow
 def test_a_forbidden_reference_function_is_caught_through_an_alias(tmp_path):
-    """Notebook 3's setup imports the reference model, so its functions are reachable in the sandbox:
+    """Notebook 4's setup imports the reference model, so its functions are reachable in the sandbox:
     calling a forbidden one, even through a saved alias, fails the step."""
     from autograde.grader.pipeline import grade_notebook
 
-    nb = make_submission("full", assignment="03_ffn_block")
+    nb = make_submission("full", assignment="04_ffn_block")
     _cells_by_id(nb)["transformer_block"]["source"] = BLOCK_THROUGH_AN_ALIAS
-    path = tmp_path / "03_ffn_block.ipynb"
+    path = tmp_path / "04_ffn_block.ipynb"
     path.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
     tests = {t["name"]: t for t in grade_notebook(path, Limits(timeout=240, call_timeout=60))["tests"]}
     block = tests["check_transformer_block"]

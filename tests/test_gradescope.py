@@ -16,7 +16,7 @@ from hostile.corpus import CELL_CASES, with_cell
 from test_grader import course_root, make_submission, needs_reference
 
 REPO = Path(__file__).resolve().parent.parent
-ASSIGNMENT = "02_attention"
+ASSIGNMENT = "03_attention"
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_the_unmodified_exercise_scores_zero(archive, tmp_path):
 
 BAD = {
     "no notebook": ({"notes.txt": b"hello"}, "No notebook"),
-    "two notebooks": ({"a.ipynb": b"{}", "b/02_attention.ipynb": b"{}"}, "several notebooks"),
+    "two notebooks": ({"a.ipynb": b"{}", "b/03_attention.ipynb": b"{}"}, "several notebooks"),
     "another assignment": ({"01_tokenizer.ipynb": "tokenizer"}, "belongs to assignment 01_tokenizer"),
     "invalid JSON": ({f"{ASSIGNMENT}.ipynb": b"{not json"}, "invalid JSON"),
     "nbformat 3": ({f"{ASSIGNMENT}.ipynb": (REPO / "tests/hostile/nbformat3.ipynb").read_bytes()}, "format 3"),

@@ -16,7 +16,7 @@ from hostile.corpus import REPO, all_cases, plant_course_files, solution_noteboo
 from test_grader import course_root
 
 pytestmark = pytest.mark.slow
-ASSIGNMENT = "02_attention"
+ASSIGNMENT = "03_attention"
 REFERENCE = REPO / "autograde" / "data" / "reference" / "model.safetensors"
 
 
@@ -34,7 +34,7 @@ def graded():
     with course_root("hostile") as root:                # in the checkout (git-ignored), removed after
         targets, markers = plant_course_files(root, ASSIGNMENT, victim="victim")
         paths = {"steps": str(REPO / "autograde/checks/steps/attention.py"), "weights": str(REFERENCE),
-                 "solution": str(REPO / "solutions/en/02_attention/02_attention.ipynb"), "course_files": targets}
+                 "solution": str(REPO / "solutions/en/03_attention/03_attention.ipynb"), "course_files": targets}
         cases = all_cases(paths)
         if not nproc_applies():
             cases = {k: v for k, v in cases.items() if not v[1].get("needs_nproc")}

@@ -57,7 +57,7 @@ def _submission(tmp_path, assignment: str, name: str, nb: dict):
 
 @pytest.mark.parametrize("assignment", sorted(ASSIGNMENTS))
 def test_attacks_on_the_worker_earn_nothing_in_every_notebook(tmp_path, assignment):
-    """The issue's case among them: notebook 2's sdpa calling torch's own, plus one line that
+    """The issue's case among them: notebook 3's sdpa calling torch's own, plus one line that
     rebinds a worker function, scored 9/9. Now every attack makes the whole notebook score 0,
     named in the feedback, without running the student's code at all."""
     for name, attack in ATTACKS.items():
@@ -73,13 +73,13 @@ def test_attacks_on_the_worker_earn_nothing_in_every_notebook(tmp_path, assignme
 
 
 def test_the_issue_case_torch_sdpa_plus_a_rebound_worker_function(tmp_path):
-    nb = make_submission("full", assignment="02_attention")
+    nb = make_submission("full", assignment="03_attention")
     _cells_by_id(nb)["sdpa"]["source"] = (
         "import __main__, torch\n"
         "__main__.call_case = lambda fn, args, kwargs, *rest, **kw: {'out': fn(*args, **kwargs)}\n"
         "def scaled_dot_product_attention(q, k, v, mask=None):\n"
         "    return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)\n")
-    result = grade_notebook(_submission(tmp_path, "02_attention", "issue", nb), Limits(timeout=60, call_timeout=10))
+    result = grade_notebook(_submission(tmp_path, "03_attention", "issue", nb), Limits(timeout=60, call_timeout=10))
     assert result["score"] == 0
 
 
@@ -88,10 +88,10 @@ def test_the_issue_case_torch_sdpa_plus_a_rebound_worker_function(tmp_path):
 def test_indirect_library_changes_are_caught_in_the_sandbox(tmp_path):
     """A route the static pass cannot see ([torch][0] is no name it can follow) is caught by the
     worker's identity snapshot of the libraries, and every later step fails."""
-    nb = make_submission("full", assignment="02_attention")
+    nb = make_submission("full", assignment="03_attention")
     cell = _cells_by_id(nb)["softmax"]
     cell["source"] = "import torch\n[torch][0].equal = lambda *a, **k: True\n" + "".join(cell["source"])
-    result = grade_notebook(_submission(tmp_path, "02_attention", "indirect", nb), Limits(timeout=120, call_timeout=30))
+    result = grade_notebook(_submission(tmp_path, "03_attention", "indirect", nb), Limits(timeout=120, call_timeout=30))
     assert result["static"]["escapes"] == []
     assert result["score"] == 0, result["output"]
     keys = {s["key"] for t in result["tests"] for s in t["steps"]}
@@ -108,9 +108,9 @@ def test_the_call_monitor_cannot_be_switched_off_in_the_sandbox(tmp_path):
     code in the process can remove) refuses the switch and reports it, and the parent fails the step."""
     from hostile.corpus import monitor_off
 
-    nb = make_submission("full", assignment="02_attention")
+    nb = make_submission("full", assignment="03_attention")
     _cells_by_id(nb)["softmax"]["source"] = monitor_off("formatter_get_field")
-    result = grade_notebook(_submission(tmp_path, "02_attention", "monitor", nb), Limits(timeout=120, call_timeout=30),
+    result = grade_notebook(_submission(tmp_path, "03_attention", "monitor", nb), Limits(timeout=120, call_timeout=30),
                             refuse_escapes=False)
     softmax = next(t for t in result["tests"] if t["name"] == "check_softmax")
     assert softmax["score"] == 0 and softmax["steps"][0]["key"] == "grader_tampered", softmax
@@ -166,10 +166,10 @@ def test_torch_rewrapping_its_own_function_is_not_the_students_tampering(tmp_pat
     """An op on a meta tensor imports torch._dynamo, which rebinds torch.manual_seed to a wrapper of
     itself. That is torch's doing: the steps after it were failed as "your code changed
     torch.manual_seed" (a false 3/9 in the grading benchmark). Only the mask's own step may fail."""
-    nb = make_submission("full", assignment="02_attention")
+    nb = make_submission("full", assignment="03_attention")
     _cells_by_id(nb)["causal_mask"]["source"] = (
         "import torch\ndef causal_mask(T):\n    return torch.ones(T, T, dtype=torch.bool, device='meta').tril()\n")
-    result = grade_notebook(_submission(tmp_path, "02_attention", "meta", nb), Limits(timeout=120, call_timeout=30))
+    result = grade_notebook(_submission(tmp_path, "03_attention", "meta", nb), Limits(timeout=120, call_timeout=30))
     keys = {s["key"] for t in result["tests"] for s in t["steps"]}
     assert "grader_tampered" not in keys, result["output"]
     failed = {t["name"] for t in result["tests"] if t["status"] != "passed"}
@@ -211,9 +211,9 @@ def generate_with_cache(model, prompt_ids, max_new_tokens, generator=None, tempe
 @needs_reference
 @pytest.mark.slow
 def test_the_model_spy_record_cannot_be_forged(tmp_path):
-    nb = make_submission("full", assignment="04_sampling")
+    nb = make_submission("full", assignment="05_sampling")
     _cells_by_id(nb)["generate_with_cache"]["source"] = NO_CACHE_BUT_A_FORGED_RECORD
-    result = grade_notebook(_submission(tmp_path, "04_sampling", "forged", nb), Limits(timeout=240, call_timeout=60))
+    result = grade_notebook(_submission(tmp_path, "05_sampling", "forged", nb), Limits(timeout=240, call_timeout=60))
     tests = {t["name"]: t for t in result["tests"]}
     assert tests["check_generate"]["status"] == "passed"
     cache = tests["check_generate_with_cache"]
@@ -225,7 +225,7 @@ def test_the_model_spy_record_cannot_be_forged(tmp_path):
 
 
 def test_hidden_seeds_derive_from_the_key_and_the_identity():
-    args = ("02_attention", "check_sdpa", "attention.sdpa", "alice")
+    args = ("03_attention", "check_sdpa", "attention.sdpa", "alice")
     assert case_seed(False, *args, key=b"k") == 0                       # visible: the same for all
     seed = case_seed(True, *args, key=b"k")
     assert seed == case_seed(True, *args, key=b"k") and 0 <= seed < 2**31
@@ -236,7 +236,7 @@ def test_hidden_seeds_derive_from_the_key_and_the_identity():
 
 
 def test_a_regrade_plans_exactly_the_same_cases(tmp_path):
-    path = _submission(tmp_path, "02_attention", "same", make_submission("full", assignment="02_attention"))
+    path = _submission(tmp_path, "03_attention", "same", make_submission("full", assignment="03_attention"))
     nb, raw = load_submission(path)
     rebuilt = rebuild(nb, raw, path)
     first, again = plan(rebuilt, b"course key", "alice"), plan(rebuilt, b"course key", "alice")
@@ -256,8 +256,8 @@ def test_a_regrade_plans_exactly_the_same_cases(tmp_path):
 @needs_reference
 @pytest.mark.slow
 def test_the_same_submission_gets_the_same_grade_and_feedback(tmp_path):
-    nb = make_submission("partial", assignment="02_attention")
-    path = _submission(tmp_path, "02_attention", "twice", nb)
+    nb = make_submission("partial", assignment="03_attention")
+    path = _submission(tmp_path, "03_attention", "twice", nb)
     limits = Limits(timeout=120, call_timeout=30)
     one = grade_notebook(path, limits, key=b"k" * 32, identity="alice")
     two = grade_notebook(path, limits, key=b"k" * 32, identity="alice")
@@ -284,10 +284,10 @@ def test_a_function_that_changes_its_input_in_place_fails_and_says_so():
 @needs_reference
 @pytest.mark.slow
 def test_the_sandbox_reports_an_input_changed_in_place(tmp_path):
-    nb = make_submission("full", assignment="04_sampling")
+    nb = make_submission("full", assignment="05_sampling")
     _cells_by_id(nb)["temperature"]["source"] = (
         "def apply_temperature(logits, temperature):\n    logits /= temperature\n    return logits\n")
-    result = grade_notebook(_submission(tmp_path, "04_sampling", "inplace", nb), Limits(timeout=240, call_timeout=60))
+    result = grade_notebook(_submission(tmp_path, "05_sampling", "inplace", nb), Limits(timeout=240, call_timeout=60))
     temperature = {t["name"]: t for t in result["tests"]}["check_temperature"]
     assert temperature["status"] == "failed" and temperature["steps"][0]["key"] == "mutated_input", temperature
 
@@ -330,15 +330,15 @@ def test_a_regrade_and_course_check_with_the_secret_agree_with_course_grade(tmp_
     from autograde.grader.check import check_notebook
     from autograde.grader.grade import STATE_DIR, grade_assignment
 
-    nb = make_submission("partial", assignment="02_attention")
-    path = tmp_path / "submitted" / "alice" / "02_attention" / "02_attention.ipynb"
+    nb = make_submission("partial", assignment="03_attention")
+    path = tmp_path / "submitted" / "alice" / "03_attention" / "03_attention.ipynb"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
     limits = Limits(timeout=120, call_timeout=30)
-    state_path = tmp_path / STATE_DIR / "02_attention.json"
+    state_path = tmp_path / STATE_DIR / "03_attention.json"
     runs = []
     for _ in range(2):
-        assert grade_assignment("02_attention", workers=1, root=tmp_path, limits=limits, quiet=True) == 0
+        assert grade_assignment("03_attention", workers=1, root=tmp_path, limits=limits, quiet=True) == 0
         runs.append(json.loads(state_path.read_text())["done"]["alice"])
         state_path.unlink()                                  # grade everything again
     secret = tmp_path / ".course-secret"

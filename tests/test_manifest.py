@@ -107,3 +107,39 @@ def test_a_malformed_manifest_is_refused_with_the_entry_named(tmp_path, monkeypa
         monkeypatch.undo()
         manifest.steps.cache_clear()
     assert json.dumps(sorted(manifest.steps()))       # the real one loads again
+
+
+# ---------------------------------------------------------------------------
+# Names before December 2026 (chapter n has notebook n since): a class that has them is still graded
+# ---------------------------------------------------------------------------
+
+def test_every_old_name_maps_to_a_current_notebook_and_none_is_a_current_name():
+    current = set(manifest.assignments())
+    assert set(manifest.FORMER_NAMES.values()) <= current
+    assert not set(manifest.FORMER_NAMES) & current
+    for old, new in manifest.FORMER_NAMES.items():
+        assert old.split("_", 1)[1] == new.split("_", 1)[1]                  # the same notebook, renumbered
+        assert manifest.test_cells(old) == manifest.test_cells(new) != []
+    assert manifest.current("01_tokenizer") == "01_tokenizer" and manifest.renamed_note("01_tokenizer") is None
+
+
+def test_an_old_name_finds_the_renamed_notebook_and_another_notebook_is_still_refused():
+    from autograde.grader.rebuild import SubmissionError, identify, pristine_path
+
+    assert pristine_path("02_attention", "ko") == pristine_path("03_attention", "ko")
+    nb = lambda name: {"metadata": {"course": {"assignment": name, "lang": "ko"}}, "cells": []}
+    assert identify(nb("02_attention"), Path("x.ipynb"), expected="03_attention") == ("03_attention", "ko")
+    assert identify(nb("03_attention"), Path("x.ipynb"), expected="02_attention") == ("02_attention", "ko")
+    with pytest.raises(SubmissionError, match="01_tokenizer"):
+        identify(nb("01_tokenizer"), Path("x.ipynb"), expected="02_attention")
+    with pytest.raises(SubmissionError):        # 02_embeddings is not the old 02_attention
+        identify(nb("02_embeddings"), Path("x.ipynb"), expected="02_attention")
+
+
+def test_release_refuses_an_old_name_and_names_the_new_one(tmp_path):
+    from autograde.classroom import release
+    from autograde.errors import CourseError
+
+    with pytest.raises(CourseError, match="now called 04_ffn_block.*course grade 03_ffn_block"):
+        release("03_ffn_block", root=tmp_path)
+    assert not any(tmp_path.iterdir())                                      # nothing was written

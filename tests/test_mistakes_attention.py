@@ -1,4 +1,4 @@
-"""Notebook 2: each mistake listed in autograde/checks/steps/attention.py, written the way a student
+"""Notebook 3: each mistake listed in autograde/checks/steps/attention.py, written the way a student
 would write it (not by calling the check's mutant), fails and is named by its own message key, on
 the visible cases and on the hidden cases of several seeds."""
 import math

@@ -1,4 +1,4 @@
-"""Notebook 3: each mistake listed in autograde/checks/steps/ffn.py, written the way a student would
+"""Notebook 4: each mistake listed in autograde/checks/steps/ffn.py, written the way a student would
 write it (not by calling the check's mutant), fails and is named by its own message key, on the
 visible cases and on the hidden cases of several seeds."""
 import math
@@ -155,7 +155,7 @@ CASES += [
 
 
 # ----------------------------------------------------------------------------
-# 4. the block (notebook 3 gives the students the reference multi-head attention)
+# 4. the block (notebook 4 gives the students the reference multi-head attention)
 
 
 def attention(h, w, cfg, cos, sin):

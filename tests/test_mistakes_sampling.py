@@ -1,4 +1,4 @@
-"""Notebook 4: every mistake listed in the docstring of autograde/checks/steps/sampling.py,
+"""Notebook 5: every mistake listed in the docstring of autograde/checks/steps/sampling.py,
 written the way a student writes it (not by calling the check's mutant), is named by its
 own message key on the visible cases and on hidden cases of several seeds; a wrong filter
 under a right sample_next is blamed on the filter; a wrong generated token names its

@@ -23,7 +23,7 @@ NOT_IMPLEMENTED = {"en": "not implemented yet", "ko": "아직 구현되지 않�
 
 @pytest.fixture(autouse=True)
 def short_training(monkeypatch):
-    """Notebook 5's training run takes ~5 minutes at its default 400 steps; 30 steps exercise the
+    """Notebook 6's training run takes ~5 minutes at its default 400 steps; 30 steps exercise the
     same cells (its figures are measured by bench/bench_notebooks.py, its checks in test_training)."""
     monkeypatch.setenv("COURSE_TRAIN_STEPS", "30")
 
@@ -156,7 +156,7 @@ def nbgrader_validate(path: Path, invert: bool, tmp_path: Path) -> str:
     copy = tmp_path / path.name
     shutil.copyfile(path, copy)
     # nbgrader's default is 30 s per cell (its Execute preprocessor reads Execute.timeout), and this
-    # copy is outside the course directory, so nbgrader_config.py does not apply: notebook 4's hidden
+    # copy is outside the course directory, so nbgrader_config.py does not apply: notebook 5's hidden
     # generation checks take ~10 s on a quiet machine and have needed over 30 s on a loaded 2-core
     # CI machine. The notebooks' own speed is measured by bench/bench_notebooks.py, not here.
     cmd = [sys.executable, "-m", "nbgrader", "validate", str(copy), "--Execute.timeout=600"] \
@@ -167,7 +167,7 @@ def nbgrader_validate(path: Path, invert: bool, tmp_path: Path) -> str:
 
 # nbgrader's own `validate` on one notebook per language: that nbgrader itself reads our cells as we
 # mean them (a solution passes, an exercise passes nothing); tests/test_grader.py's mixed class runs plain
-# `nbgrader autograde` on notebook 2 in both languages as well. Every notebook's checks are run by
+# `nbgrader autograde` on notebook 3 in both languages as well. Every notebook's checks are run by
 # test_solution_notebook_passes_every_check and test_exercise_notebook_fails_every_check_with_a_clear_message
 # above; validating all sixteen again ran each notebook a second time (9.4 of the suite's 42.5 worker-minutes).
 NBGRADER_VALIDATED = ("01_tokenizer",)

@@ -321,7 +321,7 @@ def test_export_hf_refuses_a_config_it_cannot_write(tmp_path, extra):
 
 
 # ----------------------------------------------------------------------------
-# notebook 4's assembly runs the students' pieces inside functional.forward (ops), not a copy of it
+# notebook 5's assembly runs the students' pieces inside functional.forward (ops), not a copy of it
 
 
 def test_the_assembly_of_pieces_is_the_reference_forward():

@@ -1,4 +1,4 @@
-"""Notebook 8 (reasoning): the solution's steps pass on several seeds, correct code written another way
+"""Notebook 9 (reasoning): the solution's steps pass on several seeds, correct code written another way
 passes, the mistakes students make are named, pass@k agrees with brute-force enumeration, the optional
 real-model cell skips cleanly offline (full marks in the grader's sandbox, and the exercise failing cleanly: tests/test_grader.py)."""
 import itertools
@@ -20,7 +20,7 @@ from autograde.checks.registry import get_check
 from autograde.checks.runner import LAST_RESULTS, run_check
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCE = REPO / "solutions" / "src" / "08_reasoning.py"
+SOURCE = REPO / "solutions" / "src" / "09_reasoning.py"
 STEPS = ("extract_answer", "majority_vote", "pass_at_k", "reward", "group_advantages")
 
 

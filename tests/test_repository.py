@@ -92,7 +92,7 @@ def test_course_build_warns_loudly_while_the_setting_is_the_placeholder(tmp_path
 
 def test_a_submission_handed_out_before_the_setting_changed_is_not_flagged(tmp_path):
     """The setup cell's install line names the repository: the grader compares it without."""
-    name = "02_attention"
+    name = "03_attention"
     exercise = json.loads((ROOT / "exercises" / "en" / name / f"{name}.ipynb").read_text(encoding="utf-8"))
     setup = next(c for c in exercise["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "setup")
     source = "".join(setup["source"])

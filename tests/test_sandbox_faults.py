@@ -183,7 +183,7 @@ def test_two_concurrent_checks_with_different_tmpdirs_both_score_full(tmp_path):
     checks = []
     for name in ("a", "b"):
         (tmp_path / name / "tmp").mkdir(parents=True)
-        path = tmp_path / name / "02_attention.ipynb"
+        path = tmp_path / name / "03_attention.ipynb"
         path.write_text(json.dumps(make_submission("full")), encoding="utf-8")
         checks.append(subprocess.Popen([sys.executable, "-m", "autograde.cli", "check", str(path), "--json"],
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -401,7 +401,7 @@ def test_a_function_that_blocks_sigalrm_fails_its_step_with_a_timeout(tmp_path):
     cell["source"] = ("import signal\ndef causal_mask(T):\n"
                       "    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM, signal.SIGPROF])\n"
                       "    while True:\n        pass\n")
-    path = tmp_path / "02_attention.ipynb"
+    path = tmp_path / "03_attention.ipynb"
     path.write_text(json.dumps(nb), encoding="utf-8")
     # the static pass refuses `import signal` before anything runs: turned off here, to show the sandbox alone
     result = grade_notebook(path, Limits(timeout=120, call_timeout=3), refuse_escapes=False)

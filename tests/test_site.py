@@ -228,12 +228,12 @@ def test_notebook_links_follow_config_changes():
     from autograde.site.hooks import notebook_links
 
     config = SimpleNamespace(extra={"repository": "someone/fork", "default_branch": "dev"})
-    links = notebook_links(config, "ko", "02_attention")
+    links = notebook_links(config, "ko", "03_attention")
     assert links["colab"] == ("https://colab.research.google.com/github/someone/fork/blob/dev/"
-                              "exercises/ko/02_attention/02_attention.ipynb")
-    assert links["download"] == "notebooks/02_attention.ipynb"      # from the site root
-    assert notebook_links(config, "ko", "02_attention", "chapters/03-attention.html")["download"] == \
-        "../notebooks/02_attention.ipynb"
+                              "exercises/ko/03_attention/03_attention.ipynb")
+    assert links["download"] == "notebooks/03_attention.ipynb"      # from the site root
+    assert notebook_links(config, "ko", "03_attention", "chapters/03-attention.html")["download"] == \
+        "../notebooks/03_attention.ipynb"
 
 
 def test_language_menu_marks_the_current_language(site):

@@ -332,17 +332,17 @@ def test_download_button_saves_the_notebook_offline(reader_browser, server, site
             browser.get(f"{base}/en/chapters/03-attention.html")
             settle(browser)
             browser.execute_script(
-                "const a = document.createElement('a'); a.href = '../notebooks/02_attention.ipynb';"
-                "a.download = '02_attention.ipynb'; document.body.append(a); a.click();")
-            WebDriverWait(browser, 30).until(lambda d: d.current_url.endswith("02_attention.ipynb"))
+                "const a = document.createElement('a'); a.href = '../notebooks/03_attention.ipynb';"
+                "a.download = '03_attention.ipynb'; document.body.append(a); a.click();")
+            WebDriverWait(browser, 30).until(lambda d: d.current_url.endswith("03_attention.ipynb"))
         for lang in LANGS:
             browser.get(f"{base}/{lang}/chapters/03-attention.html")
             settle(browser)
             start = browser.current_url
             browser.find_element(By.CSS_SELECTOR, "a.nb-download").click()
-            saved = folder / "02_attention.ipynb"
+            saved = folder / "03_attention.ipynb"
             WebDriverWait(browser, 60).until(lambda d: saved.is_file() and not list(folder.glob("*.crdownload")))
-            assert saved.read_bytes() == (ROOT / "exercises" / lang / "02_attention" / "02_attention.ipynb").read_bytes()
+            assert saved.read_bytes() == (ROOT / "exercises" / lang / "03_attention" / "03_attention.ipynb").read_bytes()
             assert browser.current_url == start   # the page stays; no error page
             saved.unlink()
         assert console_errors(browser) == []
@@ -520,7 +520,7 @@ KOREAN_TEXT = "h1, h2, h3, .md-nav--primary .md-nav__link, .md-typeset p, .md-ty
 @pytest.mark.browser
 @pytest.mark.slow
 def test_korean_words_are_not_split_across_lines_on_a_phone(phone, server, site):
-    pages_ko = ["index.html", "chapters/03-attention.html", "notebooks/02_attention.html"]
+    pages_ko = ["index.html", "chapters/03-attention.html", "notebooks/03_attention.html"]
     for page in pages_ko:
         phone.get(f"{server}/ko/{page}")
         settle(phone)

@@ -1,4 +1,4 @@
-"""Notebook 5 (training): the solution's steps pass on several seeds, correct code written another way
+"""Notebook 6 (training): the solution's steps pass on several seeds, correct code written another way
 passes, the known mistakes are named, forbidden shortcuts are refused, the loop follows the reference
 training run (full marks in the grader's sandbox, and the exercise failing cleanly: tests/test_grader.py)."""
 import json
@@ -16,7 +16,7 @@ from autograde.checks.runner import LAST_RESULTS, run_check
 from autograde.reference.model import ModelConfig, Transformer
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCE = REPO / "solutions" / "src" / "05_training.py"
+SOURCE = REPO / "solutions" / "src" / "06_training.py"
 REFERENCE = REPO / "autograde" / "data" / "reference" / "model.safetensors"
 needs_reference = pytest.mark.skipif(not REFERENCE.exists(), reason="the reference model is not trained yet")
 STEPS = ("cross_entropy", "perplexity", "get_batch", "lr_schedule", "clip_grad_norm", "adamw_step", "train_model")

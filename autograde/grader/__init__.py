@@ -17,7 +17,7 @@
 
 Nothing under autograde.grader imports autograde.reference except through the
 check modules in the parent, and worker.py for a job that needs the reference
-model (notebooks 3 and 4: it loads the model before any student code runs).
+model (notebooks 4 and 5: it loads the model before any student code runs).
 worker.py otherwise imports only torch, safetensors, autograde.protocol and the checks' runner.
 """
 

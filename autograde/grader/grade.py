@@ -52,6 +52,7 @@ from autograde.grader.secret import course_secret, secret_path
 from autograde.grader.rebuild import (EXERCISES, SubmissionError, _nbgrader, _source, load_submission, pristine_cells,
                                       pristine_path, show, submission_sha256, tamper_counts)
 from autograde.grader.sandbox import Limits, sandbox_mode
+from autograde.manifest import current, renamed_note
 
 STATE_DIR = ".course-grade"
 EXIT_NOT_GRADED = 3                 # some submissions were not graded (the grader's trouble): run again
@@ -194,6 +195,8 @@ def grade_assignment(assignment: str, workers: int = 2, root: Path = Path("."), 
         pristine = pristine_path(assignment, "en")
     except SubmissionError as exc:
         raise CourseError(str(exc)) from None
+    if renamed_note(assignment):
+        print(renamed_note(assignment), file=sys.stderr)
     submissions = find_submissions(root, assignment)
     state_path = root / STATE_DIR / f"{assignment}.json"
     state = load_state(state_path)
@@ -447,7 +450,7 @@ def _write_autograded(root: Path, assignment: str, student: str, path: Path, res
         gid = _nbgrader(cell).get("grade_id") if isinstance(cell, dict) else None
         if isinstance(gid, str) and gid not in sources and cell.get("cell_type") == "code":
             sources[gid] = _source(cell)
-    release = EXERCISES / result["lang"] / assignment / f"{assignment}.ipynb"
+    release = EXERCISES / result["lang"] / current(assignment) / f"{current(assignment)}.ipynb"
     if not release.is_file():
         return                          # no released notebook to show the answers in (never the solutions)
     out = root / "autograded" / student / assignment / f"{assignment}.ipynb"

@@ -135,7 +135,7 @@ def write_job(directory: Path, rebuilt: Rebuilt, planned: list[Planned], call_ti
 
 def needs_reference(rebuilt: Rebuilt, planned: list[Planned]) -> bool:
     """Whether the worker must load the reference model: a step's cases pass it, or a locked
-    setup cell imports it (notebook 3 builds its attention from the reference pieces)."""
+    setup cell imports it (notebook 4 builds its attention from the reference pieces)."""
     return any(get_check(p.step).needs_reference for p in planned) or \
         any(REFERENCE_IMPORT.search(c.source) for c in rebuilt.code_cells() if c.kind == "setup")
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from autograde.checks.messages import both, register_messages
 from autograde.errors import CourseError
+from autograde.manifest import current
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPO_ROOT / "solutions"
@@ -293,9 +294,9 @@ def identify(nb: dict, path: Path, expected: str | None = None) -> tuple[str, st
     found = course.get("assignment") if isinstance(course.get("assignment"), str) else None
     if found is None:
         found = infer_assignment(nb, expected) or expected or Path(path).stem
-    if expected is not None and found != expected:
+    if expected is not None and current(found) != current(expected):
         raise SubmissionError(both("submission_wrong_assignment", found=show(found)[:80], assignment=expected))
-    return found, lang
+    return (expected if expected is not None else found), lang
 
 
 @functools.lru_cache(maxsize=1)
@@ -333,6 +334,7 @@ def infer_assignment(nb: dict, expected: str | None = None) -> str | None:
 def pristine_path(assignment: str, lang: str, solutions: Path = SOLUTIONS) -> Path:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", assignment or ""):
         raise SubmissionError(f"unknown assignment {assignment!r}")
+    assignment = current(assignment)
     path = solutions / lang / assignment / f"{assignment}.ipynb"
     if not path.is_file():
         known = sorted(p.name for p in (solutions / lang).iterdir() if p.is_dir()) if (solutions / lang).is_dir() else []

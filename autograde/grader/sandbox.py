@@ -118,8 +118,8 @@ GRACE = 2.0                       # seconds past call_timeout before the parent 
 # Files the child must not read, relative to the repository (hidden in "namespaces" mode).
 HIDDEN = ("solutions", "autograde/reference", "autograde/data", "autograde/checks/steps", "tests", "submitted",
           "autograded", "feedback", "gradebook.db")
-# A job that uses the reference model (notebook 3's locked cells build attention from its pieces,
-# notebook 4's generation steps call it) needs the model's code, weights and tokenizer: those stay
+# A job that uses the reference model (notebook 4's locked cells build attention from its pieces,
+# notebook 5's generation steps call it) needs the model's code, weights and tokenizer: those stay
 # readable, the rest of the reference stays hidden.
 SHOWN_FOR_REFERENCE = ("autograde/reference", "autograde/data")
 HIDDEN_FOR_REFERENCE = ("autograde/reference/sampling.py", "autograde/reference/train.py",

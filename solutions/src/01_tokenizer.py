@@ -748,7 +748,7 @@ print(dot_ids, "->", [len(decode([i], dot_merges)) for i in dot_ids], "dots per 
 # must know by heart how many dots each id stands for and add the numbers in a
 # single forward pass, and one dot more or less reshuffles the pieces: the
 # token count below jumps up and down as the row grows. Either way the model
-# never sees the dots themselves, only ids. Chapter 7 shows the practical way
+# never sees the dots themselves, only ids. Chapter 8 shows the practical way
 # out: let the model write `"." * 37` into code and have the interpreter count.
 
 # %% [markdown] lang="ko"
@@ -756,7 +756,7 @@ print(dot_ids, "->", [len(decode([i], dot_merges)) for i in dot_ids], "dots per 
 # 모델은 id마다 점이 몇 개인지 외우고 있다가 순전파 한 번 안에서 그 수를 더해야
 # 합니다. 게다가 점이 하나만 늘거나 줄어도 조각이 완전히 달라집니다. 아래 그래프에서
 # 점이 늘어날 때 토큰 수가 오르내리는 것을 보세요. 어느 쪽이든 모델에게 보이는 것은
-# 점이 아니라 id뿐입니다. 7장에서 다루는 실용적인 해법은 모델이 `"." * 37` 같은
+# 점이 아니라 id뿐입니다. 8장에서 다루는 실용적인 해법은 모델이 `"." * 37` 같은
 # 코드를 쓰게 하고 세는 일은 인터프리터에 맡기는 것입니다.
 
 # %%

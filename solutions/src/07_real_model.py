@@ -9,9 +9,9 @@
 # %% [markdown] lang="en"
 # # Notebook 7: your code runs a real model
 #
-# [Open in Colab]({{colab_url}}) · companion of chapter 6, *A token's journey*
+# [Open in Colab]({{colab_url}}) · companion of chapter 7, *A token's journey*
 #
-# Chapter 6 followed one token through a model. Here you write that journey
+# Chapter 7 followed one token through a model. Here you write that journey
 # for a real open-weight model, Qwen3-0.6B (Apache-2.0, 596 million
 # parameters), and run its weights with your own code:
 #
@@ -37,9 +37,9 @@
 # %% [markdown] lang="ko"
 # # 노트북 7: 여러분의 코드로 실제 모델 돌리기
 #
-# [Colab에서 열기]({{colab_url}}) · 6장 *토큰의 여정*과 함께 보는 노트북
+# [Colab에서 열기]({{colab_url}}) · 7장 *토큰의 여정*과 함께 보는 노트북
 #
-# 6장에서는 토큰 하나가 모델 안을 지나가는 길을 따라갔습니다. 이번에는 그 길을 실제
+# 7장에서는 토큰 하나가 모델 안을 지나가는 길을 따라갔습니다. 이번에는 그 길을 실제
 # 공개 가중치 모델인 Qwen3-0.6B(Apache-2.0, 파라미터 5억 9,600만 개)에 맞춰 직접
 # 쓰고, 그 가중치를 여러분의 코드로 돌립니다.
 #
@@ -607,11 +607,11 @@ def forward(ids: torch.Tensor, weights: dict, cfg: dict, cache: list | None = No
 
 
 # %% [markdown] lang="en"
-# Chapter 6's table of shapes, measured on this model: one prompt of five
+# Chapter 7's table of shapes, measured on this model: one prompt of five
 # tokens through the first layer with your functions, then the logits.
 
 # %% [markdown] lang="ko"
-# 6장의 텐서 모양 표를 이 모델에서 직접 재 봅니다. 토큰 다섯 개짜리 프롬프트 하나를
+# 7장의 텐서 모양 표를 이 모델에서 직접 재 봅니다. 토큰 다섯 개짜리 프롬프트 하나를
 # 여러분의 함수로 첫 층에 통과시키고, 마지막에 로짓까지 구합니다.
 
 # %%
@@ -753,7 +753,7 @@ print(TEXT["kv_measured"].format(t=ids.shape[1], measured=measured,
 # %% [markdown] lang="en"
 # ## 8. Prefill against decode, measured
 #
-# Chapter 6 said that the prefill reads the whole prompt in one pass, many
+# Chapter 7 said that the prefill reads the whole prompt in one pass, many
 # tokens per matrix product, while each decode step brings one token and
 # must still read every weight. Here is the measurement with your `forward`:
 # tokens per second for a prompt of `PROMPT_LEN` tokens, then for
@@ -762,7 +762,7 @@ print(TEXT["kv_measured"].format(t=ids.shape[1], measured=measured,
 # %% [markdown] lang="ko"
 # ## 8. 프리필과 디코드, 직접 재기
 #
-# 6장에서 프리필은 프롬프트 전체를 한 번에 읽어 행렬 곱 하나에 토큰을 여럿 태우지만,
+# 7장에서 프리필은 프롬프트 전체를 한 번에 읽어 행렬 곱 하나에 토큰을 여럿 태우지만,
 # 디코드 단계는 토큰을 하나만 가져오면서도 가중치를 모두 읽어야 한다고 했습니다.
 # 여러분의 `forward`로 재 봅시다. 먼저 `PROMPT_LEN`개 토큰짜리 프롬프트를 프리필할
 # 때, 그다음 디코드 단계를 `NEW_TOKENS`번 돌 때의 초당 토큰 수를 잽니다.

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SOLUTION = REPO / "solutions" / "en" / "02_attention" / "02_attention.ipynb"
+SOLUTION = REPO / "solutions" / "en" / "03_attention" / "03_attention.ipynb"
 HERE = Path(__file__).resolve().parent
 TEST_CELLS = ["check_softmax", "check_sdpa", "check_causal_mask", "check_heads", "check_rope", "check_multi_head"]
 

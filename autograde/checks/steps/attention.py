@@ -1,4 +1,4 @@
-"""Checks for notebook 2: softmax, attention, the causal mask, heads, RoPE, multi-head attention.
+"""Checks for notebook 3: softmax, attention, the causal mask, heads, RoPE, multi-head attention.
 
 Visible cases use the trained reference model: the real activations of layer 0
 on a Korean and an English sentence, stacked as a batch of two (B=2, rows that

@@ -1,4 +1,4 @@
-"""Checks for notebook 6: cosine similarity, nearest neighbours in the reference model's embedding
+"""Checks for notebook 2: cosine similarity, nearest neighbours in the reference model's embedding
 table, the sinusoidal position table, and token plus position embeddings.
 
 Fixed cases hold the extremes (a zero vector, vectors of length 1e-6, exact ties made of copies

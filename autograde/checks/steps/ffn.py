@@ -1,4 +1,4 @@
-"""Checks for notebook 3: the FFN (ReLU, GELU, SwiGLU), RMSNorm, the pre-norm block, the full forward pass.
+"""Checks for notebook 4: the FFN (ReLU, GELU, SwiGLU), RMSNorm, the pre-norm block, the full forward pass.
 
 Fixed inputs come from the trained reference model: the weights of its layers
 and the real residual stream of a Korean and an English sentence flowing

@@ -1,4 +1,4 @@
-"""Checks for notebook 8: reading the answer out of a completion, majority voting, pass@k, a
+"""Checks for notebook 9: reading the answer out of a completion, majority voting, pass@k, a
 rule-based reward, and the group-relative advantages of GRPO.
 
 Fixed cases hold the extremes (a box after a marker, a typographic minus, a tie between answers,

@@ -1,4 +1,4 @@
-"""Checks for notebook 4: temperature, greedy decoding, top-k, top-p, sampling, generation, the KV cache.
+"""Checks for notebook 5: temperature, greedy decoding, top-k, top-p, sampling, generation, the KV cache.
 
 Fixed cases use hand-made logits with ties and top-p boundaries, and the real
 next-token logits of the trained reference model; hidden cases draw shapes,
@@ -219,9 +219,9 @@ register_messages({
         "ko": "멈춤 토큰이 나온 뒤에도 생성을 계속했습니다: stop_id가 나오면 바로 멈추세요"},
     "mistake_generate_sliding": {
         "en": "the window slid by one token per step: when the context is full, keep only the newest "
-              "context_length // 2 ids and go on from there (the rule of chapter 6, the same with and without a cache)",
+              "context_length // 2 ids and go on from there (the rule of chapter 7, the same with and without a cache)",
         "ko": "창을 한 토큰씩 밀었습니다: 컨텍스트가 가득 차면 가장 최근 id context_length // 2개만 남기고 거기서부터 "
-              "이어 가세요(6장의 규칙이며, 캐시를 쓰든 안 쓰든 같습니다)"},
+              "이어 가세요(7장의 규칙이며, 캐시를 쓰든 안 쓰든 같습니다)"},
     "mistake_generate_window": {
         "en": "the model saw more than context_length tokens: a longer prompt keeps its last context_length ids, "
               "and a full window keeps its newest half",

@@ -1,4 +1,4 @@
-"""Checks for notebook 5: cross-entropy, perplexity, batches, the learning-rate schedule, clipping,
+"""Checks for notebook 6: cross-entropy, perplexity, batches, the learning-rate schedule, clipping,
 one AdamW step, and the training loop.
 
 Fixed cases hold the extremes (logits of +-1000, every target but one ignored, a step exactly at

@@ -1,0 +1,716 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+# ---
+
+# %% [markdown] lang="en"
+# # Notebook 9: reasoning, votes and rewards
+#
+# [Open in Colab]({{colab_url}}) · companion of chapter 9, *Reasoning models*
+# (and of chapter 8, *Models need tokens to think*)
+#
+# A reasoning model writes a long chain of thought and then an answer. Around
+# that one act sits a good deal of plain code: something has to read the
+# answer out of the text, count votes when several chains disagree, measure
+# how often a model solves a problem when it may try $k$ times, and turn a
+# finished chain into the reward that reinforcement learning climbs. You write
+# each of these pieces here:
+#
+# 1. `extract_answer`, the number a completion commits to (or `None`);
+# 2. `majority_vote`, self-consistency over many chains;
+# 3. `pass_at_k`, the unbiased estimate of "solved within $k$ tries";
+# 4. `reward`, a rule-based reward for format and correctness;
+# 5. `group_advantages`, the group-relative advantages of GRPO.
+#
+# No model is needed for the graded part. A small simulated solver, seeded so
+# that every run prints the same numbers, stands in for one and shows what
+# voting and pass@k do as the number of samples grows. The last section is
+# optional: where a real chat model such as Qwen3-0.6B is already on your
+# disk, it compares thinking with answering at once; anywhere else it says so
+# in one line and does nothing.
+#
+# Budget: the whole notebook runs in well under a minute on one CPU core.
+
+# %% [markdown] lang="ko"
+# # 노트북 9: 추론, 투표, 보상
+#
+# [Colab에서 열기]({{colab_url}}) · 9장 *추론 모델*과 함께 보는 노트북
+# (8장 *모델은 토큰으로 생각한다*와도 이어집니다)
+#
+# 추론 모델은 긴 사고의 사슬을 쓴 다음 답을 씁니다. 이 일 하나를 둘러싸고 평범한
+# 코드가 꽤 많이 필요합니다. 글에서 답을 읽어 내야 하고, 사슬 여러 개가 서로 다른
+# 답을 내면 표를 세야 하고, $k$번 시도할 수 있을 때 모델이 문제를 얼마나 자주 푸는지
+# 재야 하고, 다 쓴 사슬을 강화학습이 끌어올릴 보상으로 바꿔야 합니다. 이 노트북에서
+# 그 조각을 하나씩 직접 씁니다.
+#
+# 1. 풀이가 내놓은 숫자 답(없으면 `None`)을 읽는 `extract_answer`
+# 2. 여러 사슬의 답으로 다수결을 내는 자기 일관성, `majority_vote`
+# 3. "$k$번 안에 풀었다"의 편향 없는 추정값, `pass_at_k`
+# 4. 형식과 정답 여부를 따지는 규칙 기반 보상, `reward`
+# 5. GRPO의 그룹 상대 이점, `group_advantages`
+#
+# 채점하는 부분에는 모델이 필요 없습니다. 시드를 고정해 실행할 때마다 같은 숫자를
+# 내는 작은 모의 풀이기가 모델 대신 답을 쓰고, 샘플 수가 늘 때 투표와 pass@k가 어떻게
+# 움직이는지 보여 줍니다. 마지막 절은 선택 사항입니다. Qwen3-0.6B 같은 실제 대화
+# 모델을 이미 내려받아 두었다면 생각하고 답할 때와 곧바로 답할 때를 비교하고,
+# 그렇지 않으면 한 줄로 알리고 아무것도 하지 않습니다.
+#
+# 시간: 노트북 전체가 CPU 코어 하나에서 1분도 채 걸리지 않습니다.
+
+# %% kind="setup" id="setup"
+COURSE_LANG = "en"
+# Installs the course package when it is missing (for example in a fresh Colab runtime).
+import importlib.util, subprocess, sys
+if importlib.util.find_spec("autograde") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "llm-course @ git+https://github.com/{{repository}}@{{branch}}"], check=True)
+
+import math
+import re
+from collections import Counter
+import torch
+from autograde.notebook import setup, check
+device = setup(COURSE_LANG)
+
+FORMAT_REWARD = 0.1          # the reward of a completion in the format whose answer is wrong
+
+# %% [markdown] lang="en"
+# ## 0. A simulated solver
+#
+# Real chains of thought are slow to produce on a CPU, so most of this
+# notebook uses made-up ones. `simulated_completion(target, p_correct, g)`
+# writes one completion for a question whose answer is `target`. It is right
+# with probability `p_correct`. When it is wrong, half the time it falls into
+# the same trap (an answer 10 too large, the kind of slip a whole class makes
+# on the same problem) and otherwise misses by a few units in a random
+# direction. One completion in ten is cut off before it gives any answer. The
+# wording changes from one completion to the next, in English and Korean, the
+# way real models vary theirs.
+
+# %% [markdown] lang="ko"
+# ## 0. 모의 풀이기
+#
+# 실제 사고의 사슬은 CPU에서 만들려면 오래 걸리므로, 이 노트북은 대부분 지어낸
+# 풀이를 씁니다. `simulated_completion(target, p_correct, g)`는 답이 `target`인 문제의
+# 풀이를 하나 씁니다. 확률 `p_correct`로 맞히고, 틀릴 때는 절반은 늘 같은 함정(정답보다
+# 10 큰 답. 한 반 학생들이 같은 문제에서 똑같이 저지르는 실수 같은 것)에 빠지고,
+# 나머지 절반은 무작위로 정답보다 몇 크거나 작은 답을 냅니다. 열 개 중 하나는 답을
+# 쓰기 전에 잘립니다. 실제 모델이 그렇듯 말투는 풀이마다 바뀌고, 영어로도 한국어로도
+# 나옵니다.
+
+# %%
+TEXT = {"en": {"samples": "chains per question (m)", "accuracy": "accuracy of the majority answer",
+               "single": "p = {p} (one chain)", "vote": "vote, p = {p}", "k": "k",
+               "pass": "pass@k (mean over questions)", "truth": "true pass@k",
+               "unbiased": "unbiased estimator", "plugin": "1 - (1 - c/n)^k",
+               "vote_title": "Self-consistency with a common trap",
+               "pass_title": "pass@k from n = {n} samples per question",
+               "reward_row": "{r:.1f}  {text}", "adv_row": "reward {r:.1f}  advantage {a:+.3f}",
+               "rounding": "all rewards {v} in a group of {g}: (r - mean) / (std + eps) gives {naive:.4f}, "
+                           "group_advantages gives {mine}",
+               "no_model": "optional section skipped: {name} is not in the local Hugging Face cache "
+                           "(nothing is downloaded here)",
+               "off": "optional section skipped: COURSE_REAL_MODEL is off",
+               "header": "{mode:>8}  {ok:>5}  {tokens:>6}  question", "direct": "direct",
+               "thinking": "thinking", "tokens": "tokens", "row": "{mode:>8}  {ok:>5}  {tokens:>6}  {q}"},
+        "ko": {"samples": "문제마다 뽑은 사슬 수 (m)", "accuracy": "다수결 답의 정확도",
+               "single": "p = {p} (사슬 하나)", "vote": "투표, p = {p}", "k": "k",
+               "pass": "pass@k (문제 평균)", "truth": "실제 pass@k",
+               "unbiased": "편향 없는 추정량", "plugin": "1 - (1 - c/n)^k",
+               "vote_title": "흔한 함정이 있을 때의 자기 일관성",
+               "pass_title": "문제마다 샘플 n = {n}개로 잰 pass@k",
+               "reward_row": "{r:.1f}  {text}", "adv_row": "보상 {r:.1f}  이점 {a:+.3f}",
+               "rounding": "그룹 {g}개의 보상이 모두 {v}일 때: (r - mean) / (std + eps)는 {naive:.4f}, "
+                           "group_advantages는 {mine}",
+               "no_model": "선택 절을 건너뜁니다: {name} 모델이 로컬 Hugging Face 캐시에 없습니다 "
+                           "(여기서는 아무것도 내려받지 않습니다)",
+               "off": "선택 절을 건너뜁니다: COURSE_REAL_MODEL이 off입니다",
+               "header": "{mode:>8}  {ok:>5}  {tokens:>6}  문제", "direct": "바로 답",
+               "thinking": "생각 후", "tokens": "토큰 수", "row": "{mode:>8}  {ok:>5}  {tokens:>6}  {q}"}}[COURSE_LANG]
+
+TRAP = 10                     # the wrong answer many chains share: target + TRAP
+
+
+def simulated_completion(target: int, p_correct: float, g: torch.Generator) -> str:
+    """One made-up completion for a question whose answer is `target`."""
+    roll = float(torch.rand(1, generator=g))
+    if roll < p_correct:
+        said = target
+    elif roll < p_correct + (1 - p_correct) / 2:
+        said = target + TRAP                                             # the common trap
+    else:
+        miss = int(torch.randint(1, 6, (1,), generator=g))
+        said = target + (miss if bool(torch.randint(0, 2, (1,), generator=g)) else -miss)
+    a = int(torch.randint(2, 50, (1,), generator=g))
+    work = f"{target - a} + {a} = {said}, checking: {said} - {a} = {said - a}"
+    style = int(torch.randint(0, 10, (1,), generator=g))
+    if style == 0:
+        return f"<think>{work}, and then"                               # cut off: no answer
+    endings = (f"Answer: {said:,}", f"\\boxed{{{said:,}}}", f"정답: {said:,}개", f"So the answer: {said}.")
+    return f"<think>{work}</think>\n{endings[style % 4]}"
+
+
+g = torch.Generator().manual_seed(0)
+for _ in range(4):
+    print(repr(simulated_completion(1234, 0.5, g)))
+
+# %% [markdown] lang="en"
+# ## 1. Reading the answer
+#
+# A grader cannot ask the model what it meant; it reads the text. Models are
+# taught to mark their final answer, and this notebook accepts two marks:
+#
+# - a LaTeX box, `\boxed{...}`: when the completion has one or more, the
+#   answer is the **first number inside the last box**;
+# - otherwise a marker, `Answer:` (in any letter case, spaces allowed before
+#   the colon) or the Korean `답:` (which also covers `정답:`): the answer is
+#   the **first number after the last marker**. A model may correct itself,
+#   so the last marker counts; the numbers after the answer are explanation,
+#   so the first one after it counts.
+#
+# With neither a box nor a marker, or with no number where the answer should
+# be, return `None`: a number somewhere in the text is not an answer.
+#
+# A number may start with a sign, `-`, `+` or the typographic minus `−`
+# (U+2212, what typesetting and many models write); may group its thousands
+# with commas, `1,234,567`; and may have a decimal part, `3.75`. Return it as
+# a `float` (`-1234.5`). The text around it may be English, Korean, LaTeX or
+# anything else.
+#
+# A regular expression for the number is the natural tool. Two details of
+# Python's `re` help: in an alternation `A|B` the first alternative that
+# leads to a match is taken, so put the comma form before plain digits; and
+# `re.IGNORECASE` makes `answer` match `Answer` and `ANSWER`.
+
+# %% [markdown] lang="ko"
+# ## 1. 답 읽어 내기
+#
+# 채점기는 모델에게 무슨 뜻이었는지 물어볼 수 없고 글만 읽습니다. 모델은 최종 답에
+# 표시를 하도록 배우며, 이 노트북은 두 가지 표시를 받아들입니다.
+#
+# - LaTeX 상자 `\boxed{...}`: 풀이에 상자가 하나라도 있으면 **마지막 상자 안의 첫
+#   숫자**가 답입니다.
+# - 상자가 없으면 표지: `Answer:`(대소문자 상관없고, 쌍점 앞에 빈칸이 있어도 됩니다)나
+#   한국어 `답:`(`정답:`도 여기에 들어갑니다)입니다. 답은 **마지막 표지 뒤의 첫
+#   숫자**입니다. 모델은 스스로 답을 고칠 수 있으니 마지막 표지를 따르고, 답 뒤에 오는
+#   숫자는 설명이니 표지 뒤의 첫 숫자를 씁니다.
+#
+# 상자도 표지도 없거나, 답이 있어야 할 자리에 숫자가 없으면 `None`을 돌려주세요.
+# 글 어딘가에 있는 숫자는 답이 아닙니다.
+#
+# 숫자는 부호 `-`, `+`, 또는 인쇄용 빼기 기호 `−`(U+2212, 조판에서 쓰고 많은 모델도
+# 쓰는 기호)로 시작할 수 있고, `1,234,567`처럼 천 단위를 쉼표로 묶을 수 있으며,
+# `3.75`처럼 소수 부분이 있을 수 있습니다. `float`로 돌려주세요(`-1234.5`). 숫자
+# 앞뒤의 글은 영어든 한국어든 LaTeX든 무엇이든 될 수 있습니다.
+#
+# 숫자를 찾는 데는 정규식이 제격입니다. 파이썬 `re`의 두 가지 성질이 도움이 됩니다.
+# `A|B` 같은 선택에서는 일치로 이어지는 첫 번째 대안이 쓰이니 쉼표가 있는 꼴을 맨
+# 숫자보다 앞에 두세요. `re.IGNORECASE`를 주면 `answer`가 `Answer`, `ANSWER`와도
+# 일치합니다.
+
+# %% kind="solution" id="extract_answer"
+def extract_answer(completion: str) -> float | None:
+    """The first number in the last \\boxed{...}, else after the last 'Answer:' / '답:'; else None."""
+    ### BEGIN SOLUTION
+    number = re.compile(r"[-+\u2212]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")     # -1,234.5  +7  −3
+    boxes = re.findall(r"\\boxed\{([^{}]*)\}", completion)
+    if boxes:
+        region = boxes[-1]
+    else:
+        markers = list(re.finditer(r"(?:answer|답)\s*:", completion, re.IGNORECASE))
+        if not markers:
+            return None
+        region = completion[markers[-1].end():]
+    found = number.search(region)
+    if found is None:
+        return None
+    return float(found.group().replace(",", "").replace("\u2212", "-"))
+    ### END SOLUTION
+
+# %% kind="test" id="check_extract_answer"
+
+
+# %% [markdown] lang="en"
+# Your function on the simulated solver's four styles, and on the cut-off
+# completion:
+
+# %% [markdown] lang="ko"
+# 모의 풀이기의 네 가지 말투와 잘린 풀이에 여러분의 함수를 써 봅시다.
+
+# %%
+g = torch.Generator().manual_seed(3)
+for _ in range(6):
+    text = simulated_completion(1234, 0.5, g)
+    print(f"{str(extract_answer(text)):>8}  <-  {text!r}")
+
+# %% [markdown] lang="en"
+# ## 2. Self-consistency: the majority vote
+#
+# Sample $m$ chains, read each one's answer $a_i$, and keep the most frequent:
+#
+# $$
+# \hat{a} = \arg\max_{a} \sum_{i=1}^{m} \mathbb{1}\left[a_i = a\right]
+# $$
+#
+# `majority_vote(answers)` takes the extracted answers, floats and `None`s.
+# A `None` is a chain that gave no answer: it does not vote. When no answer
+# is left, return `None`. Two answers can tie; the rule here is the one that
+# needs no randomness: among the answers with the most votes, return the one
+# that appears **first** in the list. (`collections.Counter` remembers the
+# order in which it first met each key, and its `most_common` keeps that
+# order among equal counts.)
+
+# %% [markdown] lang="ko"
+# ## 2. 자기 일관성: 다수결
+#
+# 사슬 $m$개를 뽑아 각 사슬의 답 $a_i$를 읽고, 가장 많이 나온 답을 고릅니다.
+#
+# $$
+# \hat{a} = \arg\max_{a} \sum_{i=1}^{m} \mathbb{1}\left[a_i = a\right]
+# $$
+#
+# `majority_vote(answers)`는 읽어 낸 답들, 곧 float와 `None`이 섞인 리스트를 받습니다.
+# `None`은 답을 내지 못한 사슬이라 투표하지 않습니다. 남은 답이 하나도 없으면 `None`을
+# 돌려주세요. 두 답이 동점일 수도 있습니다. 여기서는 무작위가 필요 없는 규칙을
+# 씁니다. 표가 가장 많은 답들 가운데 목록에서 **먼저** 나온 답을 돌려주세요.
+# (`collections.Counter`는 키를 처음 만난 순서를 기억하고, `most_common`은 개수가
+# 같은 키끼리 그 순서를 지킵니다.)
+
+# %% kind="solution" id="majority_vote"
+def majority_vote(answers: list[float | None]) -> float | None:
+    """The most frequent answer (None does not vote); ties go to the answer seen first."""
+    ### BEGIN SOLUTION
+    votes = Counter(a for a in answers if a is not None)        # keys in the order first seen
+    if not votes:
+        return None
+    return votes.most_common(1)[0][0]
+    ### END SOLUTION
+
+# %% kind="test" id="check_majority_vote"
+
+
+# %% [markdown] lang="en"
+# How much does voting help? Below, 400 questions, each answered by up to 25
+# simulated chains, for three levels of single-chain accuracy $p$. Half of
+# the wrong chains share the trap, so the trap gets $(1 - p)/2$ of the votes
+# on average. When $p$ is above that share, more chains push the majority
+# towards the right answer; when it is below, more chains make the vote
+# settle on the trap with more and more confidence. Voting amplifies
+# whatever answer is most likely; it cannot create a right answer the model
+# rarely gives.
+
+# %% [markdown] lang="ko"
+# 투표는 얼마나 도움이 될까요? 아래에서는 문제 400개마다 모의 사슬을 최대 25개까지
+# 뽑아, 사슬 하나의 정확도 $p$를 세 가지로 바꿔 가며 봅니다. 틀린 사슬의 절반이 같은
+# 함정에 빠지므로 함정은 평균 $(1 - p)/2$만큼 표를 얻습니다. $p$가 그 몫보다 크면
+# 사슬이 늘수록 다수결이 정답 쪽으로 기울고, 작으면 사슬이 늘수록 투표가 점점 더
+# 확신에 차서 함정으로 모입니다. 투표는 가장 그럴 법한 답을 키울 뿐, 모델이 좀처럼
+# 내지 않는 정답을 만들어 내지는 못합니다.
+
+# %%
+import matplotlib.pyplot as plt
+import koreanize_matplotlib                                       # a Hangul font (NanumGothic) for the labels
+
+plt.rcParams["font.family"] = ["NanumGothic", "DejaVu Sans"]
+
+N_QUESTIONS, MAX_CHAINS = 400, 25
+g = torch.Generator().manual_seed(8)
+targets = torch.randint(10, 2000, (N_QUESTIONS,), generator=g).tolist()
+fig, ax = plt.subplots(figsize=(8, 3.4))
+for p, color in ((0.2, "tab:red"), (0.4, "tab:orange"), (0.6, "tab:green")):
+    answers = [[extract_answer(simulated_completion(t, p, g)) for _ in range(MAX_CHAINS)] for t in targets]
+    accuracy = [sum(majority_vote(a[:m]) == t for a, t in zip(answers, targets)) / N_QUESTIONS
+                for m in range(1, MAX_CHAINS + 1)]
+    ax.plot(range(1, MAX_CHAINS + 1), accuracy, color=color, label=TEXT["vote"].format(p=p))
+    ax.axhline(p * 0.9, color=color, ls=":", lw=1,                  # one chain (10 % give no answer)
+               label=TEXT["single"].format(p=p))
+print(majority_vote([7.0, 5.0, 7.0, 12.0, 7.0]))                    # chapter 9, self-check 1
+ax.set_xlabel(TEXT["samples"])
+ax.set_ylabel(TEXT["accuracy"])
+ax.set_title(TEXT["vote_title"])
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown] lang="en"
+# ## 3. pass@k
+#
+# Voting needs agreement. A benchmark often asks something weaker: is *any*
+# of $k$ attempts right (a unit test passes, a proof checks)? Call that
+# probability pass@k. Estimating it from exactly $k$ samples per question is
+# noisy, so one draws $n \ge k$ samples, counts the $c$ correct ones, and
+# asks how often a random choice of $k$ of the $n$ holds at least one correct
+# sample (Chen et al., 2021, with the Codex model):
+#
+# $$
+# \mathrm{pass@}k = 1 - \frac{\binom{n-c}{k}}{\binom{n}{k}}
+# $$
+#
+# Averaged over questions, this is an unbiased estimate of the true pass@k.
+# The binomial coefficients grow astronomically ($\binom{3000}{1000}$ has
+# over 800 digits), so compute the ratio as a product of numbers between 0
+# and 1:
+#
+# $$
+# \frac{\binom{n-c}{k}}{\binom{n}{k}} = \prod_{i=n-c+1}^{n} \left(1 - \frac{k}{i}\right)
+# $$
+#
+# Three edges: with $c = 0$ the answer is 0; when $n - c < k$ every choice of
+# $k$ includes a correct sample and the answer is exactly 1; $k = n$ is
+# allowed. $k > n$ is not: raise a `ValueError` whose message says why.
+# Return a `float`.
+
+# %% [markdown] lang="ko"
+# ## 3. pass@k
+#
+# 투표는 답이 모여야 통합니다. 벤치마크는 흔히 그보다 약한 것을 묻습니다. $k$번
+# 시도 가운데 *하나라도* 맞았는가(단위 테스트를 통과하는가, 증명이 검증되는가)
+# 하는 것입니다. 이 확률을 pass@k라 합니다. 문제마다 샘플을 딱 $k$개만 뽑아 재면
+# 잡음이 크므로, $n \ge k$개를 뽑아 맞은 것 $c$개를 세고, $n$개 가운데 $k$개를
+# 무작위로 골랐을 때 맞는 샘플이 하나라도 들어 있을 확률을 구합니다(Codex 모델을
+# 다룬 Chen 외, 2021).
+#
+# $$
+# \mathrm{pass@}k = 1 - \frac{\binom{n-c}{k}}{\binom{n}{k}}
+# $$
+#
+# 문제들에 걸쳐 평균 내면 실제 pass@k의 편향 없는 추정값이 됩니다. 이항 계수는
+# 어마어마하게 커지므로($\binom{3000}{1000}$은 800자리가 넘습니다), 비율을 0과 1
+# 사이의 수들의 곱으로 계산하세요.
+#
+# $$
+# \frac{\binom{n-c}{k}}{\binom{n}{k}} = \prod_{i=n-c+1}^{n} \left(1 - \frac{k}{i}\right)
+# $$
+#
+# 경계 사례는 세 가지입니다. $c = 0$이면 답은 0입니다. $n - c < k$이면 어떻게 $k$개를
+# 골라도 맞는 샘플이 들어가므로 답은 정확히 1입니다. $k = n$은 허용됩니다. $k > n$은
+# 허용되지 않습니다. 이유를 밝히는 메시지와 함께 `ValueError`를 일으키세요. `float`를
+# 돌려주세요.
+
+# %% kind="solution" id="pass_at_k"
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c are correct: 1 - C(n-c, k) / C(n, k)."""
+    ### BEGIN SOLUTION
+    if k > n:
+        raise ValueError(f"pass@k needs k <= n: {k} samples cannot be chosen from {n}")
+    if n - c < k:
+        return 1.0                                      # every choice of k holds a correct sample
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+    ### END SOLUTION
+
+# %% kind="test" id="check_pass_at_k"
+
+
+# %% [markdown] lang="en"
+# Why not simply $1 - (1 - c/n)^k$, the chance that at least one of $k$
+# independent tries succeeds when each succeeds with probability $c/n$? Plugging an estimate
+# into a curved function biases it. Below, 2,000 simulated questions of mixed
+# difficulty get $n = 20$ samples each; the true pass@k is known because the
+# simulator knows each question's $p$. The unbiased estimator follows the
+# truth; the plug-in formula stays below it. Curves like these are the
+# evidence in chapter 9's open question about what RL adds: Yue et al.
+# compare base and RL-trained models by their pass@k at large $k$.
+
+# %% [markdown] lang="ko"
+# 그냥 $1 - (1 - c/n)^k$, 곧 한 번에 $c/n$의 확률로 성공하는 독립 시도를 $k$번 할 때
+# 하나라도 성공할 확률을 쓰면 안 될까요? 추정값을 휘어진 함수에 그대로 넣으면 편향이
+# 생깁니다. 아래에서는 난이도가 제각각인 모의 문제 2,000개에 샘플을 $n = 20$개씩
+# 뽑습니다. 모의 풀이기는 문제마다 $p$를 알고 있으니 실제 pass@k도 압니다. 편향 없는
+# 추정량은 실제 값을 따라가고, 대입한 공식은 그보다 낮게 머뭅니다. 9장의 열린 질문,
+# 곧 강화학습이 무엇을 더하는가를 다룰 때 근거가 되는 것이 바로 이런 곡선입니다.
+# Yue 외 연구진은 기반 모델과 강화학습 모델을 큰 $k$에서의 pass@k로 비교합니다.
+
+# %%
+n = 20
+g = torch.Generator().manual_seed(20)
+p_true = (torch.rand(2000, generator=g) ** 3).tolist()                  # many hard questions, a few easy
+correct = [int((torch.rand(n, generator=g) < p).sum()) for p in p_true]
+ks = range(1, n + 1)
+truth = [sum(1 - (1 - p) ** k for p in p_true) / len(p_true) for k in ks]
+unbiased = [sum(pass_at_k(n, c, k) for c in correct) / len(correct) for k in ks]
+plugin = [sum(1 - (1 - c / n) ** k for c in correct) / len(correct) for k in ks]
+fig, ax = plt.subplots(figsize=(7, 3.4))
+ax.plot(ks, truth, color="black", lw=3, alpha=0.3, label=TEXT["truth"])
+ax.plot(ks, unbiased, "o-", color="tab:blue", ms=3, label=TEXT["unbiased"])
+ax.plot(ks, plugin, "s--", color="tab:red", ms=3, label=TEXT["plugin"])
+ax.set_xlabel(TEXT["k"])
+ax.set_ylabel(TEXT["pass"])
+ax.set_title(TEXT["pass_title"].format(n=n))
+ax.legend()
+plt.tight_layout()
+plt.show()
+print(f"k=10: {truth[9]:.3f} {unbiased[9]:.3f} {plugin[9]:.3f}")
+
+# %% [markdown] lang="en"
+# ## 4. A rule-based reward
+#
+# DeepSeek-R1-Zero learned from two rule-based rewards: one for a correct
+# answer, one for the format (thinking inside `<think>` tags, then the
+# answer). Yours combines them into one number. A completion is **in the
+# format** when
+#
+# - after leading whitespace it starts with `<think>`,
+# - it holds exactly one `<think>` and exactly one `</think>`, and
+# - the text after `</think>` gives an answer (`extract_answer` is not `None`).
+#
+# The answer is read from the text after `</think>` only: whatever the
+# model tried inside its thinking does not count. Then
+#
+# $$
+# r = \begin{cases}
+# 1 & F \wedge |a - a^{*}| \le 10^{-6} \\
+# 0.1 & F \wedge |a - a^{*}| > 10^{-6} \\
+# 0 & \neg F
+# \end{cases}
+# $$
+#
+# where $F$ says that the completion is in the format, $a$ is the extracted
+# answer and $a^{*}$ the `target`. A correct
+# number outside the format earns nothing: the format is what lets the
+# grader find the answer at all. Use `FORMAT_REWARD` (0.1, set in the first
+# cell) and your `extract_answer`; return a `float`.
+
+# %% [markdown] lang="ko"
+# ## 4. 규칙 기반 보상
+#
+# DeepSeek-R1-Zero는 규칙 기반 보상 두 가지로 배웠습니다. 하나는 정답에 주는 보상,
+# 하나는 형식(생각은 `<think>` 태그 안에, 그다음 답)에 주는 보상입니다. 여러분의
+# 보상은 둘을 숫자 하나로 합칩니다. 다음을 모두 만족하면 풀이가 **형식을 지킨**
+# 것입니다.
+#
+# - 앞의 빈칸을 빼면 `<think>`로 시작합니다.
+# - `<think>`와 `</think>`를 정확히 하나씩 담고 있습니다.
+# - `</think>` 뒤의 글에 답이 있습니다(`extract_answer`가 `None`이 아닙니다).
+#
+# 답은 `</think>` 뒤의 글에서만 읽습니다. 모델이 생각하는 동안 이것저것 시도한 것은
+# 셈에 넣지 않습니다. 그러면 보상은 다음과 같습니다.
+#
+# $$
+# r = \begin{cases}
+# 1 & F \wedge |a - a^{*}| \le 10^{-6} \\
+# 0.1 & F \wedge |a - a^{*}| > 10^{-6} \\
+# 0 & \neg F
+# \end{cases}
+# $$
+#
+# 여기서 $F$는 풀이가 형식을 지켰다는 뜻이고, $a$는 읽어 낸 답, $a^{*}$는
+# `target`입니다. 형식을 지키지 않은 정답은 아무 보상도 받지 못합니다. 채점기가 답을
+# 찾을 수 있는 것부터가 형식 덕분이기 때문입니다.
+# `FORMAT_REWARD`(첫 셀에서 정한 0.1)와 여러분의 `extract_answer`를 쓰고, `float`를
+# 돌려주세요.
+
+# %% kind="solution" id="reward"
+def reward(completion: str, target: float) -> float:
+    """1.0 for a correct answer in the format, FORMAT_REWARD for a wrong one in the format, else 0.0."""
+    ### BEGIN SOLUTION
+    text = completion.strip()
+    if not text.startswith("<think>") or text.count("<think>") != 1 or text.count("</think>") != 1:
+        return 0.0
+    answer = extract_answer(text.split("</think>")[1])                  # the answer part only
+    if answer is None:
+        return 0.0
+    return 1.0 if abs(answer - target) <= 1e-6 else FORMAT_REWARD
+    ### END SOLUTION
+
+# %% kind="test" id="check_reward"
+
+
+# %% [markdown] lang="en"
+# A reward checker is itself a target: the model will find whatever it lets
+# through. Here are a few completions for the apple problem of chapter 8
+# (answer 7), including two that try their luck.
+
+# %% [markdown] lang="ko"
+# 보상 검사기 자체도 공략 대상입니다. 모델은 검사기가 흘려보내는 틈을 어떻게든
+# 찾아냅니다. 8장에 나온 사과 문제(답 7)의 풀이 몇 개를 봅시다. 요행을 바라는 풀이도
+# 두 개 섞여 있습니다.
+
+# %%
+apples = ["<think>177 × 4 = 708, 869 − 708 = 161, 161 / 23 = 7</think> Answer: 7",
+          "<think>869 / 177 is about 5</think> Answer: 5",
+          "Answer: 7",
+          "<think>\\boxed{7}? \\boxed{5}? \\boxed{12}?</think> Answer: 5, 7 or 12",
+          "<think>708 + 161 = 869</think><think>again</think> Answer: 7"]
+for text in apples:
+    print(TEXT["reward_row"].format(r=reward(text, 7.0), text=text))
+
+# %% [markdown] lang="en"
+# ## 5. Group-relative advantages (GRPO)
+#
+# GRPO samples a group of $G$ completions for each prompt, scores them, and
+# judges each one against its own group. For prompt $p$ with rewards
+# $r_{p,1}, \dots, r_{p,G}$:
+#
+# $$
+# A_{p,i} = \frac{r_{p,i} - \mu_p}{\sigma_p + \epsilon}, \qquad
+# \mu_p = \frac{1}{G} \sum_{j=1}^{G} r_{p,j}, \qquad
+# \sigma_p = \sqrt{\frac{1}{G} \sum_{j=1}^{G} \left(r_{p,j} - \mu_p\right)^2}
+# $$
+#
+# `rewards` has shape `(P, G)`: one row per prompt, one group per row.
+# Return the advantages in the same shape. Two rules to follow exactly:
+#
+# - $\sigma_p$ is the **population** standard deviation (divide by $G$), so
+#   `std(..., unbiased=False)`. `torch.std`'s default divides by $G - 1$ (the
+#   sample standard deviation), which some implementations use; here it is
+#   a mistake the check names. The $\epsilon$ (`eps`) is added to
+#   $\sigma_p$, outside the square root.
+# - A group whose rewards are **all equal** has nothing to teach and gets
+#   exactly 0 for every completion. Test for it with `==` on the rewards, not
+#   with $\sigma_p = 0$: float rounding can leave $r - \mu$ and $\sigma$ a
+#   hair away from zero, and dividing one hair by another hair plus $\epsilon$
+#   gives noise (the cell after the check shows it).
+#
+# Do not change `rewards` in place.
+
+# %% [markdown] lang="ko"
+# ## 5. 그룹 상대 이점(GRPO)
+#
+# GRPO는 프롬프트마다 풀이 $G$개를 한 그룹으로 뽑아 채점하고, 각 풀이를 그 그룹
+# 안에서 평가합니다. 프롬프트 $p$의 보상이 $r_{p,1}, \dots, r_{p,G}$이면 이점은
+# 다음과 같습니다.
+#
+# $$
+# A_{p,i} = \frac{r_{p,i} - \mu_p}{\sigma_p + \epsilon}, \qquad
+# \mu_p = \frac{1}{G} \sum_{j=1}^{G} r_{p,j}, \qquad
+# \sigma_p = \sqrt{\frac{1}{G} \sum_{j=1}^{G} \left(r_{p,j} - \mu_p\right)^2}
+# $$
+#
+# `rewards`의 모양은 `(P, G)`입니다. 프롬프트마다 한 행이고, 행 하나가 그룹
+# 하나입니다. 같은 모양으로 이점을 돌려주세요. 꼭 지킬 규칙이 두 가지 있습니다.
+#
+# - $\sigma_p$는 **모표준편차**($G$로 나누기), 곧 `std(..., unbiased=False)`입니다.
+#   `torch.std`의 기본값은 $G - 1$로 나누는 표본 표준편차이고 그렇게 구현한 곳도
+#   있지만, 여기서는 검사가 짚어 내는 실수입니다. $\epsilon$(`eps`)은 제곱근 밖에서
+#   $\sigma_p$에 더합니다.
+# - 보상이 **모두 같은** 그룹에서는 배울 것이 없으니 모든 풀이가 정확히 0을 받습니다.
+#   이런 그룹은 $\sigma_p = 0$으로 가리지 말고 보상끼리 `==`로 비교해 찾으세요.
+#   부동소수점 반올림 때문에 $r - \mu$와 $\sigma$가 0에서 아주 조금 어긋날 수 있고,
+#   그 작은 값을 또 다른 작은 값에 $\epsilon$을 더한 것으로 나누면 잡음이
+#   나옵니다(검사 다음 셀에서 보여 줍니다).
+#
+# `rewards`를 제자리에서 바꾸지 마세요.
+
+# %% kind="solution" id="group_advantages"
+def group_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """(P, G) rewards, one group per row -> (P, G) advantages (r - mean) / (std + eps), 0 for equal groups."""
+    ### BEGIN SOLUTION
+    mean = rewards.mean(dim=-1, keepdim=True)                              # (P, 1)
+    std = rewards.std(dim=-1, unbiased=False, keepdim=True)                # (P, 1) population std
+    advantages = (rewards - mean) / (std + eps)                            # (P, G)
+    equal = (rewards == rewards[:, :1]).all(dim=-1, keepdim=True)          # (P, 1) nothing to learn
+    return torch.where(equal, torch.zeros_like(advantages), advantages)
+    ### END SOLUTION
+
+# %% kind="test" id="check_group_advantages"
+
+
+# %% [markdown] lang="en"
+# One GRPO group of eight simulated completions for one question, their
+# rewards and their advantages: right answers are pushed up, wrong ones down,
+# and a completion with no answer most of all. Then the rounding trap: eight
+# rewards of 0.1 (eight wrong answers in the right format).
+
+# %% [markdown] lang="ko"
+# 한 문제의 모의 풀이 여덟 개로 이루어진 GRPO 그룹 하나와 그 보상, 이점입니다.
+# 맞는 답은 위로, 틀린 답은 아래로 밀리고, 답이 없는 풀이가 가장 세게 밀립니다.
+# 그다음은 반올림 함정입니다. 보상 0.1이 여덟 개(형식은 지켰지만 모두 틀린 답)인
+# 그룹입니다.
+
+# %%
+g = torch.Generator().manual_seed(2)
+group = [simulated_completion(1234, 0.4, g) for _ in range(8)]
+rewards = torch.tensor([[reward(text, 1234.0) for text in group]])     # (1, 8)
+for r, a in zip(rewards[0].tolist(), group_advantages(rewards)[0].tolist()):
+    print(TEXT["adv_row"].format(r=r, a=a))
+tenth = torch.full((1, 8), FORMAT_REWARD)
+naive = (tenth - tenth.mean(-1, keepdim=True)) / (tenth.std(-1, unbiased=False, keepdim=True) + 1e-6)
+print(TEXT["rounding"].format(v=FORMAT_REWARD, g=8, naive=float(naive.abs().max()),
+                              mine=group_advantages(tenth)[0].tolist()))
+
+# %% [markdown] lang="en"
+# ## 6. Optional: a real model, thinking or not
+#
+# **Optional, ungraded, and offline.** This cell runs only when a real chat
+# model is already in your local Hugging Face cache; it never downloads
+# anything. By default it looks for `Qwen/Qwen3-0.6B` (fetch it once, where
+# there is network, with `hf download Qwen/Qwen3-0.6B`); set the environment
+# variable `COURSE_REAL_MODEL` to another hub id or to a checkpoint
+# directory to try that one, or to `off` to skip the cell. The course's own code runs the model (chapter 7's KV
+# cache included), greedily.
+#
+# Each of three arithmetic questions in the style of chapter 8 is asked twice:
+# once with thinking switched off and the instruction to reply with the
+# number only, once with thinking on. Your `extract_answer` reads the answer
+# after `</think>` and the table shows whether it is right and how many
+# tokens the reply took. Replies are capped at 2,048 tokens on a GPU and 768
+# on a CPU (`budget`, or `COURSE_REAL_MODEL_TOKENS`), so the cell can take
+# several minutes. A model this
+# small can still be wrong after thinking; the two rows of each question show
+# where thinking made the difference.
+
+# %% [markdown] lang="ko"
+# ## 6. 선택: 실제 모델, 생각할 때와 하지 않을 때
+#
+# **선택 사항이며, 채점하지 않고, 오프라인으로 돕니다.** 이 셀은 실제 대화 모델이
+# 이미 로컬 Hugging Face 캐시에 있을 때만 돌고, 아무것도 내려받지 않습니다. 기본으로
+# `Qwen/Qwen3-0.6B`를 찾습니다(네트워크가 되는 곳에서 `hf download Qwen/Qwen3-0.6B`로
+# 한 번 받아 두세요). 다른 모델을 써 보려면 환경 변수 `COURSE_REAL_MODEL`에 그 허브
+# id나 체크포인트 디렉터리를 넣고, 이 셀을 건너뛰려면 `off`를 넣으세요. 모델은 이
+# 강좌의 코드가(7장의 KV 캐시까지) 탐욕적 디코딩으로 돌립니다.
+#
+# 8장에 나온 것 같은 산수 문제 세 개를 두 번씩 묻습니다. 한 번은 생각을 끄고 숫자만
+# 답하라고 하고, 한 번은 생각을 켭니다. `</think>` 뒤의 답은 여러분의 `extract_answer`가
+# 읽고, 표는 답이 맞았는지와 답하는 데 토큰을 몇 개 썼는지 보여 줍니다. 답의 길이는
+# GPU에서 2,048토큰, CPU에서 768토큰까지로 제한하므로(`budget`, 또는
+# `COURSE_REAL_MODEL_TOKENS`) 이 셀은 몇 분이 걸릴 수 있습니다. 이만큼 작은 모델은
+# 생각한 뒤에도 틀릴 수 있습니다. 문제마다 두 줄을 견주어 보면 생각이 어디서 차이를
+# 만들었는지 보입니다.
+
+# %%
+import os
+
+REAL_MODEL = os.environ.get("COURSE_REAL_MODEL", "Qwen/Qwen3-0.6B")
+QUESTIONS = [("Emily buys 23 apples and 177 oranges. Each orange costs $4. The total cost is $869. "
+              "What is the cost of one apple in dollars?", 7.0),
+             ("What is 47 × 38 - 129?", 1657.0),
+             ("A train leaves at 9:40 and arrives at 13:15. How many minutes is the trip?", 215.0)]
+
+
+def cached_checkpoint(name: str):
+    """A checkpoint directory on this machine: `name` itself, or the hub id's copy in the Hugging Face
+    cache; None when there is none. Never downloads."""
+    if os.path.isdir(name):
+        return name
+    try:
+        from huggingface_hub import snapshot_download
+        return snapshot_download(name, local_files_only=True)
+    except Exception:                      # not installed, not cached, not a hub id: skip
+        return None
+
+
+path = None if REAL_MODEL.lower() == "off" else cached_checkpoint(REAL_MODEL)
+if REAL_MODEL.lower() == "off":
+    print(TEXT["off"])
+elif path is None:
+    print(TEXT["no_model"].format(name=REAL_MODEL))
+else:
+    from autograde.reference.hf_load import chat_reply, load_model
+
+    loaded = load_model(path)
+    budget = int(os.environ.get("COURSE_REAL_MODEL_TOKENS", 2048 if device.type == "cuda" else 768))
+    print(TEXT["header"].format(mode="", ok="", tokens=TEXT["tokens"]))
+    for question, target in QUESTIONS:
+        for thinking in (False, True):
+            ask = question + (" End with a line 'Answer: <number>'." if thinking else
+                              " Reply with only 'Answer: <number>'.")
+            reply = chat_reply(loaded, [{"role": "user", "content": ask}], max_new_tokens=budget,
+                               thinking=thinking, greedy=True)
+            answer = extract_answer(reply.split("</think>")[-1])
+            ok = answer is not None and abs(answer - target) <= 1e-6
+            print(TEXT["row"].format(mode=TEXT["thinking" if thinking else "direct"], ok=str(ok),
+                                     tokens=len(loaded.tokenizer.encode(reply, add_special_tokens=False)),
+                                     q=question[:48]))
