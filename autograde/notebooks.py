@@ -189,17 +189,68 @@ def install_bytes(data: bytes, target: Path) -> bool:
 
 def generate_exercises(root: Path, solutions_dir: Path, exercises_dir: Path) -> list[Path]:
     """nbgrader generate_assignment per language (throwaway gradebooks). Every student notebook is
-    made first, in a temporary folder; only when all succeeded are they installed, each atomically."""
+    made first, in a temporary folder; only when all succeeded are they installed, each atomically.
+
+    All of them are made in one Python process (nbgrader_generate_many): starting nbgrader costs
+    about 4 s of CPU, paid once instead of once per notebook."""
     assignments = sorted(p.stem for p in (root / "solutions" / "src").glob("*.py"))
-    made = []
     with tempfile.TemporaryDirectory() as tmp:
-        for lang in LANGS:
-            for name in assignments:
-                made.append((nbgrader_generate(name, lang, solutions_dir, Path(tmp), Path(tmp) / f"gen-{lang}.db"),
-                             exercises_dir / lang / name / f"{name}.ipynb"))
-        for path, target in made:
+        jobs = [(name, lang) for lang in LANGS for name in assignments]
+        made = nbgrader_generate_many(jobs, solutions_dir, Path(tmp))
+        targets = [exercises_dir / lang / name / f"{name}.ipynb" for name, lang in jobs]
+        for path, target in zip(made, targets):
             install_file(path, target)
-    return [target for _, target in made]
+    return targets
+
+
+def nbgrader_generate_many(jobs: list[tuple[str, str]], solutions_dir: Path, staging: Path) -> list[Path]:
+    """nbgrader_generate for each (name, lang), in one subprocess that imports nbgrader once; one
+    throwaway gradebook per language in `staging`. CourseError naming the first notebook that failed."""
+    import json
+
+    spec = [{"name": name, "lang": lang, "root": str(staging), "source": str(solutions_dir / lang),
+             "release": str(staging / "release" / lang), "db": str(staging / f"gen-{lang}.db")}
+            for name, lang in jobs]
+    cmd = [sys.executable, "-c", "from autograde.notebooks import _generate_batch; _generate_batch()"]
+    try:
+        done = subprocess.run(cmd, input=json.dumps(spec), capture_output=True, text=True, env=tool_env(),
+                              cwd=staging)
+    except OSError as exc:
+        raise CourseError(f"cannot run nbgrader ({exc.strerror or exc}): is this the course's environment? "
+                          "run `python3 tasks.py build`") from None
+    made = [Path(job["release"]) / job["name"] / f"{job['name']}.ipynb" for job in spec]
+    for (name, lang), path in zip(jobs, made):
+        if done.returncode != 0 or not path.is_file():
+            raise CourseError(f"nbgrader generate_assignment failed for {lang}/{name}; no committed notebook was "
+                              f"changed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return made
+
+
+def _generate_batch() -> None:
+    """The subprocess of nbgrader_generate_many: the jobs as JSON on stdin; what
+    `nbgrader generate_assignment NAME --force` with the same settings does, once per job."""
+    import json
+    import logging
+
+    from nbgrader.converters import GenerateAssignment
+    from nbgrader.converters.base import NbGraderException
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import Config
+
+    logging.basicConfig(level=logging.WARNING)
+    for job in json.loads(sys.stdin.read()):
+        config = Config()
+        config.CourseDirectory.root = job["root"]
+        config.CourseDirectory.source_directory = job["source"]
+        config.CourseDirectory.release_directory = job["release"]
+        config.CourseDirectory.db_url = f"sqlite:///{job['db']}"
+        config.CourseDirectory.assignment_id = job["name"]
+        config.GenerateAssignment.force = True
+        converter = GenerateAssignment(coursedir=CourseDirectory(config=config), config=config)
+        try:
+            converter.start()
+        except NbGraderException:
+            sys.exit(f"nbgrader generate_assignment failed for {job['lang']}/{job['name']}")
 
 
 def build_all(root: Path, out_root: Path | None = None) -> list[Path]:
