@@ -18,6 +18,14 @@ from autograde.notebooks import LANG_LINE, LANGS, build_all, tool_env
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted(p.stem for p in (ROOT / "solutions" / "src").glob("*.py"))
 PAIRS = [(lang, name) for name in SOURCES for lang in LANGS]
+# Running a notebook end to end once proves what a second language would prove again: the code cells
+# are the same in both (test_code_cells_identical_across_languages), and every message the code picks
+# by COURSE_LANG has both languages (test_every_bilingual_message_has_both_languages). So each notebook
+# runs as a solution in one language and as an exercise in the other, alternating from one notebook to
+# the next: both languages of every notebook run, and each of its two runs once (about 6 worker-minutes
+# of the suite's 35).
+SOLUTION_RUNS = [(LANGS[i % 2], name) for i, name in enumerate(SOURCES)]
+EXERCISE_RUNS = [(LANGS[(i + 1) % 2], name) for i, name in enumerate(SOURCES)]
 NOT_IMPLEMENTED = {"en": "not implemented yet", "ko": "아직 구현되지 않았습니다"}
 
 
@@ -129,7 +137,7 @@ def outputs_of(cell) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lang, name", PAIRS)
+@pytest.mark.parametrize("lang, name", SOLUTION_RUNS)
 def test_solution_notebook_passes_every_check(lang, name, tmp_path):
     nb = execute(notebook_path("solutions", lang, name), tmp_path, allow_errors=False)
     test_cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
@@ -140,7 +148,7 @@ def test_solution_notebook_passes_every_check(lang, name, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lang, name", PAIRS)
+@pytest.mark.parametrize("lang, name", EXERCISE_RUNS)
 def test_exercise_notebook_fails_every_check_with_a_clear_message(lang, name, tmp_path):
     nb = execute(notebook_path("exercises", lang, name), tmp_path, allow_errors=True)
     test_cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
@@ -150,6 +158,33 @@ def test_exercise_notebook_fails_every_check_with_a_clear_message(lang, name, tm
         assert "❌" in text and NOT_IMPLEMENTED[lang] in text, text
         assert "Traceback" not in text
     assert nb.cells[-1].cell_type != "code" or nb.cells[-1].get("execution_count"), "the kernel died early"
+
+
+def bilingual_dicts(source: Path) -> list[tuple[int, set[str]]]:
+    """(line, keys) of every dict literal in the notebook's code whose keys include "en" or "ko"."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Dict):
+            keys = {k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+            if keys & set(LANGS):
+                found.append((node.lineno, keys))
+    return found
+
+
+@pytest.mark.parametrize("name", SOURCES)
+def test_every_bilingual_message_has_both_languages(name):
+    """What lets one language's run stand for both: no message the code picks by language is missing."""
+    found = bilingual_dicts(ROOT / "solutions" / "src" / f"{name}.py")
+    missing = [(line, sorted(keys)) for line, keys in found if not set(LANGS) <= keys]
+    assert not missing, f"{name}: dicts without both languages at lines {missing}"
+
+
+def test_the_bilingual_message_check_can_fail(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text('print({"en": "done", "kr": "끝"}[COURSE_LANG])\nok = {"en": 1, "ko": 2}\n', encoding="utf-8")
+    assert [keys for _, keys in bilingual_dicts(bad) if not set(LANGS) <= keys] == [{"en", "kr"}]
 
 
 def nbgrader_validate(path: Path, invert: bool, tmp_path: Path) -> str:
