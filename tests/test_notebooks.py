@@ -119,7 +119,7 @@ def test_what_a_learner_sees_when_run_all_stops(tmp_path):
 
 def execute(path: Path, workdir: Path, allow_errors: bool) -> nbformat.NotebookNode:
     nb = nbformat.read(path, as_version=4)
-    env_threads = {"OMP_NUM_THREADS": "2"}
+    env_threads = {"OMP_NUM_THREADS": "1"}         # see tests/conftest.py
     os.environ.update(env_threads)
     client = NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=allow_errors,
                             resources={"metadata": {"path": str(workdir)}})
