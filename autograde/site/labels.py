@@ -45,7 +45,7 @@ LABELS = {
         "samp.col_token": "Token",
         "samp.col_before": "Probability (temperature only)",
         "samp.col_after": "After top-k and top-p",
-        "samp.cut": "cut",
+        "samp.cut_mark": "cut",
         "samp.summary": "{kept} of {vocab} tokens are kept; they held {mass} of the probability and are "
                         "renormalized to 100%.",
         "samp.greedy": "Temperature 0 is greedy decoding: the most likely token every time (the sliders do not matter).",
@@ -136,7 +136,7 @@ LABELS = {
         "samp.col_token": "토큰",
         "samp.col_before": "확률 (온도만 적용)",
         "samp.col_after": "top-k와 top-p 적용 후",
-        "samp.cut": "잘림",
+        "samp.cut_mark": "잘림",
         "samp.summary": "어휘 집합의 토큰 {vocab}개 가운데 {kept}개가 남습니다. 남은 토큰이 확률의 {mass}를 "
                         "차지했고, 합이 100%가 되도록 다시 정규화합니다.",
         "samp.greedy": "온도 0은 탐욕적 디코딩입니다. 매번 가장 확률이 높은 토큰을 고릅니다(슬라이더는 상관없습니다).",

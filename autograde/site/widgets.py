@@ -291,7 +291,10 @@ def _labels(prefix: str, lang: str, notebook: str | None) -> dict[str, str]:
     labels = LABELS[lang]
     out = {k.split(".", 1)[1]: v for k, v in labels.items() if k.startswith(prefix + ".")}
     if prefix != "tok":
-        out.update({k.split(".", 1)[1]: v for k, v in labels.items() if k.startswith("model.")})
+        shared = {k.split(".", 1)[1]: v for k, v in labels.items() if k.startswith("model.")}
+        if shared.keys() & out.keys():   # one label would hide the other on the page
+            raise CourseError(f"labels {sorted(shared.keys() & out.keys())} exist as model.* and {prefix}.*")
+        out.update(shared)
     match = NOTEBOOK_NAME.fullmatch(notebook or "")
     if match:
         out["notebook"] = labels["notebook"].format(n=int(match.group(1)))

@@ -240,7 +240,7 @@
       order.forEach(function (id) {
         var row = el("tr", probs[id] > 0 ? "" : "llmc-cut");
         row.append(el("td", "llmc-dist-tok", tokenText(w.tok, id)), barCell(base[id]),
-                   probs[id] > 0 ? barCell(probs[id]) : el("td", "llmc-cut-label", L.cut));
+                   probs[id] > 0 ? barCell(probs[id]) : el("td", "llmc-cut-label", L.cut_mark));
         body.append(row);
       });
       var kept = 0, mass = 0;
