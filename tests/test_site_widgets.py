@@ -13,6 +13,7 @@ import contextlib
 import json
 import random
 import re
+import time
 
 import pytest
 
@@ -309,6 +310,54 @@ def test_site_ships_the_reference_tokenizer(site):
     assert "tokenizer-data.js" not in other   # data loads only where a widget is
 
 
+def test_site_ships_the_reference_model_only_where_a_model_widget_is(site):
+    """model-<hash>.js is the export of the committed checkpoint; the pages with
+    a model widget load it (once), chapter 1's tokenizer page and the others do not."""
+    from autograde.site.widgets import model_data_path, model_js
+
+    name = model_data_path()
+    for lang in LANGS:
+        assert (site / lang / name).read_text(encoding="utf-8") == model_js()
+        assert [p.name for p in (site / lang / "assets" / "llm-course").iterdir()
+                if re.fullmatch(r"model-[0-9a-f]{12}\.js", p.name)] == [name.split("/")[-1]]   # no stale copy
+        for page in MODEL_PAGES.values():
+            assert (site / lang / page).read_text(encoding="utf-8").count(f'src="../{name}"') == 1
+        for page in (CHAPTER, "chapters/02-embeddings.html", "index.html"):
+            assert name.split("/")[-1] not in (site / lang / page).read_text(encoding="utf-8"), page
+
+
+def test_model_export_follows_the_checkpoint(tmp_path):
+    """Another checkpoint is another file name and its own weights, bit for bit;
+    an architecture model.js does not implement is refused by name."""
+    import base64
+
+    import numpy as np
+    import torch
+
+    from autograde.errors import CourseError
+    from autograde.reference.checkpoint import save_checkpoint
+    from autograde.reference.model import ModelConfig, Transformer
+    from autograde.site.widgets import model_data, model_data_path
+
+    tok = BPETokenizer.load(TOKENIZER)
+    small = Transformer(ModelConfig.llama_style(vocab_size=tok.vocab_size, d_model=16, n_layer=1, n_head=2,
+                                                n_kv_head=1, d_ff=24, max_seq_len=16, tie_embeddings=True))
+    save_checkpoint(small, tok, tmp_path / "small")
+    assert model_data_path(tmp_path / "small") != model_data_path()
+    data = model_data(tmp_path / "small")
+    weights = np.frombuffer(base64.b64decode(data["weights"]), dtype="<f4")
+    for t in data["tensors"]:
+        n = int(np.prod(t["shape"]))
+        got = torch.from_numpy(weights[t["offset"]:t["offset"] + n].copy()).view(t["shape"])
+        assert torch.equal(got, small.state_dict()[t["name"]]), t["name"]
+    assert data["config"]["d_model"] == 16
+    gpt2 = Transformer(ModelConfig.gpt2_style(vocab_size=tok.vocab_size, d_model=16, n_layer=1, n_head=2,
+                                              n_kv_head=2, d_ff=24, max_seq_len=16))
+    save_checkpoint(gpt2, tok, tmp_path / "gpt2")
+    with pytest.raises(CourseError, match="position"):
+        model_data(tmp_path / "gpt2")
+
+
 def test_export_follows_the_checkpoint(tmp_path):
     """A retrained tokenizer is what the page gets: the export is made from the file."""
     from autograde.site.widgets import tokenizer_data, tokenizer_js
@@ -337,8 +386,8 @@ def test_labels_exist_in_both_languages():
     from autograde.site.labels import LABELS
 
     assert LABELS["en"].keys() == LABELS["ko"].keys()
-    assert all(LABELS["ko"][k] != LABELS["en"][k] for k in LABELS["en"] if k.startswith("tok.")
-               and k not in ("tok.example",)), "an untranslated label"
+    assert all(LABELS["ko"][k] != LABELS["en"][k] for k in LABELS["en"]
+               if k not in ("tok.example", "att.example", "att.cell")), "an untranslated label"
 
 
 # ----------------------------------------------------------------------------
@@ -364,7 +413,7 @@ const api = window.llmCourse;
 const logits = prompts.map(p => api.logits(api.encodeOrdinary(p)));
 const continued = greedy.map(([p, n]) => api.decode(api.generate(api.encodeOrdinary(p), {greedy: true, maxNewTokens: n})));
 const ids = api.encodeOrdinary(prompts[0]);
-const opts = {maxNewTokens: 20, temperature: 0.9, topK: 40, topP: 0.95};
+const opts = {maxNewTokens: 12, temperature: 0.9, topK: 40, topP: 0.95};
 const seeded = [api.generate(ids, {...opts, seed: 7}), api.generate(ids, {...opts, seed: 7}),
                 api.generate(ids, {...opts, seed: 8})];
 const refusals = [() => api.generate(ids, {seed: -1}), () => api.generate(ids, {temperature: 0}),
@@ -446,6 +495,7 @@ def check_model_against_python(got: dict, tok, model, text: str, capsys) -> None
 
     from autograde import cli
     from autograde.reference.functional import KVCache
+    from autograde.reference.sampling import generate
 
     worst = 0.0
     with torch.no_grad():
@@ -454,12 +504,14 @@ def check_model_against_python(got: dict, tok, model, text: str, capsys) -> None
             assert len(logits) == want.shape[0]
             worst = max(worst, float((torch.tensor(logits) - want).abs().max()))
     assert worst < 1e-4
-    for (prompt, n), text_out in zip(GREEDY, got["continued"]):
-        capsys.readouterr()
-        assert cli.main(["generate", prompt, "--greedy", "--max-new-tokens", str(n)]) == 0
-        assert capsys.readouterr().out == prompt + text_out + "\n"
+    (prompt, n), text_out = GREEDY[0], got["continued"][0]      # the command itself, in-process
+    capsys.readouterr()
+    assert cli.main(["generate", prompt, "--greedy", "--max-new-tokens", str(n)]) == 0
+    assert capsys.readouterr().out == prompt + text_out + "\n"
+    for (prompt, n), text_out in zip(GREEDY[1:], got["continued"][1:]):   # the function it calls
+        assert tok.decode(generate(model, tok.encode(prompt), n, greedy=True)) == text_out
     a, b, c = got["seeded"]
-    assert a == b and a != c and len(a) == 20
+    assert a == b and a != c and len(a) == 12
     assert got["refusals"] == ["ModelError"] * 5
 
     ids = tok.encode_ordinary(text)
@@ -539,9 +591,8 @@ def set_slider(drv, name: str, value) -> None:
 
 
 def click(drv, selector: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    drv.find_element(By.CSS_SELECTOR, selector).click()
+    """A click through the DOM: at 390 px Material's sticky header may cover the button."""
+    drv.execute_script("document.querySelector(arguments[0]).click()", selector)
 
 
 def filled(label: str, text: str) -> dict | None:
@@ -595,15 +646,16 @@ def check_sampling(drv, lang: str, state: dict, tok, labels: dict) -> None:
     state = widget_state(drv, "sampling", lang)
     assert labels["samp.greedy"] in state["message"] and sum(not r["cut"] for r in state["rows"]) == 1
     set_slider(drv, "temperature", 0.8)
-    drv.execute_script("document.querySelector('.llmc-seed').value = '11'")
+    drv.execute_script("document.querySelector('.llmc-seed').value = '11';"
+                       "document.querySelector('.llmc-max-new').value = '8'")
     click(drv, ".llmc-generate")
     first = widget_state(drv, "sampling", lang)["generated"]
     click(drv, ".llmc-generate")
     again = widget_state(drv, "sampling", lang)["generated"]
     api = drv.execute_script("const api = window.llmCourse, p = document.querySelector('.llmc-sampling .llmc-input');"
                              "return api.generate(api.encodeOrdinary(p.value), {seed: 11, temperature: 0.8, topK: 5,"
-                             " topP: 0.5, maxNewTokens: 24})")
-    assert first == again == api and len(first) == 24
+                             " topP: 0.5, maxNewTokens: 8})")
+    assert first == again == api and len(first) == 8
     drv.execute_script("document.querySelector('.llmc-seed').value = '-3'")
     click(drv, ".llmc-generate")
     assert labels["samp.bad_seed"] in widget_state(drv, "sampling", lang)["message"]
@@ -623,7 +675,9 @@ def check_generation(drv, lang: str, state: dict, tok, labels: dict, reference) 
     cut, fills the cache and stops; an empty one gets a message."""
     from autograde.reference.sampling import generate
 
-    assert state["stepDisabled"] and state["cache"] == {"length": 0, "bytes": 0}
+    click(drv, ".llmc-reset")                   # after the screenshots' steps: start over
+    state = widget_state(drv, "generation", lang)
+    assert state["stepDisabled"] and state["cache"] == {"length": 0, "bytes": 0} and state["ids"] is None
     click(drv, ".llmc-prefill")
     click(drv, ".llmc-step")
     click(drv, ".llmc-step")
@@ -646,84 +700,80 @@ def check_generation(drv, lang: str, state: dict, tok, labels: dict, reference) 
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["http", "file"])
-def test_model_widgets_work_and_handle_bad_input(browser, reader_browser, server, site, tok, reference, scheme):
-    """Each model widget, loaded once per scheme (English over http, Korean from
-    file:// in a reader's Chromium): ready, linked to its chapter's notebook,
-    the model's numbers, bad input answered in the page's language, no console
-    error, nothing from another host. Prints the time to interactive."""
-    lang = "en" if scheme == "http" else "ko"
+def test_model_widgets_work_fit_a_phone_and_handle_bad_input(browser, reader_browser, server, site, tok, reference,
+                                                             scheme):
+    """Each model widget, loaded once per scheme (English in the light scheme
+    over http, Korean in the dark scheme from file:// in a reader's Chromium),
+    on a 390 px phone: ready, linked to its chapter's notebook, the model's
+    numbers, bad input answered in the page's language, no horizontal scroll
+    and no text under 12 px even with a long unbroken prompt, no console error,
+    nothing from another host. Screenshots at 390 and 1280 px go to
+    .widget-screenshots/; the time to interactive is printed and recorded."""
+    lang, dark = ("en", False) if scheme == "http" else ("ko", True)
     base = server if scheme == "http" else site.as_uri()
     drv = browser if scheme == "http" else reader_browser
-    console_errors(drv)
     labels = LABELS[lang]
     notebooks = {"attention": "02_attention", "sampling": "04_sampling", "generation": "07_real_model"}
-    for kind, page in MODEL_PAGES.items():
-        state = open_widget(drv, f"{base}/{lang}/{page}", kind, lang)
-        assert state["ready"] and state["foreign"] == []
-        assert state["note"] == f"../notebooks/{notebooks[kind]}.html"
-        assert len(state["scripts"]) == len(set(state["scripts"])) == 3   # model-<hash>.js, model.js, the widgets
-        record_timing(f"{kind} widget interactive ({scheme}, {lang}), ms after navigation start", state["readyMs"])
-        check = {"attention": check_attention, "sampling": check_sampling}.get(kind)
-        if check:
-            check(drv, lang, state, tok, labels)
-        else:
-            check_generation(drv, lang, state, tok, labels, reference)
-        assert console_errors(drv) == [], kind
-
-
-@pytest.mark.browser
-@pytest.mark.slow
-def test_model_widgets_fit_a_phone_and_screenshots(browser, server, site):
-    """At 390 px no model widget widens the page (even with a long unbroken
-    prompt) and its text is at least 12 px. Screenshots at 390 and 1280 px per
-    language (English light, Korean dark) go to .widget-screenshots/."""
-    SHOTS.mkdir(exist_ok=True)
-    long_text = "https://example.com/" + "a" * 300 + " " + "가" * 200
-
-    def width(px: int) -> None:
-        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                                {**PHONE, "width": px, "height": 1400, "mobile": px < 600, "deviceScaleFactor": 1})
-
-    def shoot(kind: str, name: str) -> None:
-        root = browser.find_element("css selector", f".llmc-{kind}")
-        browser.execute_script("window.scrollTo(0, 0);"
-                               "window.scrollTo(0, arguments[0].getBoundingClientRect().top - 90)", root)
-        root.screenshot(str(SHOTS / f"{kind}-{name}.png"))
-
+    if scheme == "http":   # Material keeps the last palette in localStorage (another test chose dark)
+        drv.execute_cdp_cmd("Storage.clearDataForOrigin", {"origin": server, "storageTypes": "local_storage"})
+    drv.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [
+        {"name": "prefers-color-scheme", "value": "dark" if dark else "light"}]})
+    console_errors(drv)
     try:
-        for lang in LANGS:
-            dark = lang == "ko"
-            browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [
-                {"name": "prefers-color-scheme", "value": "dark" if dark else "light"}]})
-            for kind, page in MODEL_PAGES.items():
-                width(390)
-                browser.get(f"{server}/{lang}/{page}")
-                browser.execute_script("localStorage.clear()")   # Material keeps the last palette there
-                browser.get(f"{server}/{lang}/{page}")
-                widget_state(browser, kind, lang)
-                if kind == "generation":
-                    for button in (".llmc-prefill", ".llmc-step", ".llmc-step"):
-                        click(browser, button)
-                if kind == "sampling":
-                    click(browser, ".llmc-generate")
-                widget_state(browser, kind, lang)
-                scheme = browser.execute_script("return document.body.getAttribute('data-md-color-scheme')")
-                assert scheme == ("slate" if dark else "default")
-                shoot(kind, f"{lang}-390-{scheme}")
-                width(1280)
-                shoot(kind, f"{lang}-1280-{scheme}")
-                width(390)
-                set_text(browser, kind, long_text)
-                if kind == "generation":
-                    click(browser, ".llmc-prefill")
-                widget_state(browser, kind, lang)
-                got = browser.execute_script(FIT_WIDGET, kind)
-                assert got["scroll"] <= got["viewport"] and got["right"] <= got["viewport"] + 0.5, (lang, kind, got)
-                assert got["minFont"] >= 12, (lang, kind, got)
+        for kind, page in MODEL_PAGES.items():
+            phone_width(drv, 390)
+            state = open_widget(drv, f"{base}/{lang}/{page}", kind, lang)
+            assert state["ready"] and state["foreign"] == []
+            assert state["note"] == f"../notebooks/{notebooks[kind]}.html"
+            assert len(state["scripts"]) == len(set(state["scripts"])) == 3   # model-<hash>.js, model.js, widgets
+            record_timing(f"{kind} widget interactive ({scheme}, {lang}), ms after navigation start",
+                          state["readyMs"])
+            screenshots(drv, kind, lang, dark)
+            check = {"attention": check_attention, "sampling": check_sampling}.get(kind)
+            if check:
+                check(drv, lang, state, tok, labels)
+            else:
+                check_generation(drv, lang, state, tok, labels, reference)
+            check_fit(drv, kind, lang)
+            assert console_errors(drv) == [], kind
     finally:
-        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
-        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
-    print(f"screenshots: {SHOTS}")
+        drv.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+        drv.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def phone_width(drv, px: int) -> None:
+    drv.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                        {**PHONE, "width": px, "height": 1400, "mobile": px < 600, "deviceScaleFactor": 1})
+
+
+def screenshots(drv, kind: str, lang: str, dark: bool) -> None:
+    """The widget at 390 and 1280 px (after a generation, for the two that generate)."""
+    scheme = drv.execute_script("return document.body.getAttribute('data-md-color-scheme')")
+    assert scheme == ("slate" if dark else "default")
+    if kind == "generation":
+        for button in (".llmc-prefill", ".llmc-step", ".llmc-step"):
+            click(drv, button)
+    if kind == "sampling":
+        click(drv, ".llmc-generate")
+    widget_state(drv, kind, lang)
+    SHOTS.mkdir(exist_ok=True)
+    for px in (390, 1280):
+        phone_width(drv, px)
+        root = drv.find_element("css selector", f".llmc-{kind}")
+        drv.execute_script("window.scrollTo(0, 0);"
+                           "window.scrollTo(0, arguments[0].getBoundingClientRect().top - 90)", root)
+        root.screenshot(str(SHOTS / f"{kind}-{lang}-{px}-{scheme}.png"))
+    phone_width(drv, 390)
+
+
+def check_fit(drv, kind: str, lang: str) -> None:
+    set_text(drv, kind, "https://example.com/" + "a" * 300 + " " + "가" * 200)
+    if kind == "generation":
+        click(drv, ".llmc-prefill")
+    widget_state(drv, kind, lang)
+    got = drv.execute_script(FIT_WIDGET, kind)
+    assert got["scroll"] <= got["viewport"] and got["right"] <= got["viewport"] + 0.5, (lang, kind, got)
+    assert got["minFont"] >= 12, (lang, kind, got)
 
 
 FIT_WIDGET = FIT.replace("document.querySelector('.llmc-tokenizer')", "document.querySelector('.llmc-' + arguments[0])")
