@@ -777,3 +777,10 @@ def check_fit(drv, kind: str, lang: str) -> None:
 
 
 FIT_WIDGET = FIT.replace("document.querySelector('.llmc-tokenizer')", "document.querySelector('.llmc-' + arguments[0])")
+
+
+def test_korean_widget_labels_use_the_term_table():
+    from test_content import violations
+
+    found = [f"{key}: {v}" for key, text in LABELS["ko"].items() for v in violations(text)]
+    assert not found, "\n".join(found)
