@@ -434,13 +434,14 @@ return {logits, continued, seeded, refusals, attention, cache: {length: gen.cach
 """
 
 
+RECORDED: dict = {}   # this run's figures
+
+
 def record_timing(name: str, value) -> None:
     """Keep a measured figure of this run in .widget-screenshots/timings.json (and print it)."""
     SHOTS.mkdir(exist_ok=True)
-    path = SHOTS / "timings.json"
-    data = json.loads(path.read_text()) if path.is_file() else {}
-    data[name] = value
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    RECORDED[name] = value
+    (SHOTS / "timings.json").write_text(json.dumps(RECORDED, indent=2, ensure_ascii=False) + "\n")
     print(f"{name}: {value}")
 
 
@@ -714,10 +715,10 @@ def test_model_widgets_work_fit_a_phone_and_handle_bad_input(browser, reader_bro
     drv = browser if scheme == "http" else reader_browser
     labels = LABELS[lang]
     notebooks = {"attention": "02_attention", "sampling": "04_sampling", "generation": "07_real_model"}
-    if scheme == "http":   # Material keeps the last palette in localStorage (another test chose dark)
-        drv.execute_cdp_cmd("Storage.clearDataForOrigin", {"origin": server, "storageTypes": "local_storage"})
     drv.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [
         {"name": "prefers-color-scheme", "value": "dark" if dark else "light"}]})
+    drv.get(f"{base}/{lang}/index.html")   # Material keeps the last palette in localStorage (other tests')
+    drv.execute_script("localStorage.clear()")
     console_errors(drv)
     try:
         for kind, page in MODEL_PAGES.items():

@@ -422,7 +422,8 @@ def embed(name: str, lang: str, page_uri: str, notebook: str | None = None, load
     e = html.escape
     data = [TOKENIZER_DATA] + ([model_data_path()] if "model.js" in scripts else [])
     sources = [rel(d) for d in data] + [rel(f"{ASSET_DIR}/{s}") for s in scripts]
-    script_tags = "".join(f'<script src="{src}"></script>' for src in sources if src not in loaded)
+    # defer: the chapter's text shows before the data (5 MB for the model) has loaded
+    script_tags = "".join(f'<script src="{src}" defer></script>' for src in sources if src not in loaded)
     style = "" if loaded else f'<link rel="stylesheet" href="{rel(f"{ASSET_DIR}/widgets.css")}">'
     loaded.update(sources)
     return (

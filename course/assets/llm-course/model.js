@@ -46,9 +46,15 @@
   }
 
   function decodeWeights(base64) {
-    var text = atob(base64), bytes = new Uint8Array(text.length);
-    for (var i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
-    return new Float32Array(bytes.buffer);     // little-endian, as the export wrote it
+    var bytes;
+    if (typeof Uint8Array.fromBase64 === "function") {
+      bytes = Uint8Array.fromBase64(base64);     // newer browsers: native, several times faster
+    } else {
+      var text = atob(base64);
+      bytes = new Uint8Array(text.length);
+      for (var i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+    }
+    return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);   // little-endian, as exported
   }
 
   function Model(data) {
