@@ -405,6 +405,8 @@ PROMPTS = [
     "혼합 mixed 텍스트 text 123", "<|endoftext|> as text", "가나다라마바사" * 5,
     "The model reads tokens, not letters. " * 6,            # about 60 tokens
 ]
+# past the model's window (128 tokens) and the attention viewer's 32, and one unbroken run for the phone
+LONG = "https://example.com/" + "a" * 300 + " " + "가" * 200
 GREEDY = [("The model reads", 24), ("겨울에는 배가", 24), ("The model reads tokens, not letters. " * 15, 8)]
 
 MODEL_RUN = """
@@ -620,7 +622,7 @@ def check_attention(drv, lang: str, state: dict, tok, labels: dict) -> None:
     set_text(drv, "attention", "")
     state = widget_state(drv, "attention", lang)
     assert state["message"] == labels["model.empty"] and state["cells"] == 0
-    set_text(drv, "attention", "가나 다라 " * 40 + "<|endoftext|>")
+    set_text(drv, "attention", LONG + " <|endoftext|>")
     state = widget_state(drv, "attention", lang)
     assert str(MAX_VIEW_TOKENS) in state["message"] and "<|endoftext|>" in state["message"]
     assert state["cells"] == MAX_VIEW_TOKENS * (MAX_VIEW_TOKENS + 1) // 2
@@ -663,10 +665,9 @@ def check_sampling(drv, lang: str, state: dict, tok, labels: dict) -> None:
     set_text(drv, "sampling", "")
     state = widget_state(drv, "sampling", lang)
     assert labels["model.empty"] in state["message"] and state["rows"] == []
-    long_text = "배 " * 200
-    set_text(drv, "sampling", long_text)
+    set_text(drv, "sampling", LONG)
     state = widget_state(drv, "sampling", lang)
-    assert str(len(tok.encode_ordinary(long_text))) in state["message"] and "128" in state["message"]
+    assert str(len(tok.encode_ordinary(LONG))) in state["message"] and "128" in state["message"]
     assert len(state["rows"]) == 10
 
 
@@ -692,7 +693,7 @@ def check_generation(drv, lang: str, state: dict, tok, labels: dict, reference) 
     set_text(drv, "generation", "")
     click(drv, ".llmc-prefill")
     assert widget_state(drv, "generation", lang)["message"] == labels["model.empty"]
-    set_text(drv, "generation", "토큰 " * 150)
+    set_text(drv, "generation", LONG)
     click(drv, ".llmc-prefill")
     state = widget_state(drv, "generation", lang)
     assert "128" in state["message"] and state["stepDisabled"] and state["cache"]["length"] == 128
@@ -755,6 +756,7 @@ def screenshots(drv, kind: str, lang: str, dark: bool) -> None:
         for button in (".llmc-prefill", ".llmc-step", ".llmc-step"):
             click(drv, button)
     if kind == "sampling":
+        drv.execute_script("document.querySelector('.llmc-max-new').value = '12'")
         click(drv, ".llmc-generate")
     widget_state(drv, kind, lang)
     SHOTS.mkdir(exist_ok=True)
@@ -768,10 +770,9 @@ def screenshots(drv, kind: str, lang: str, dark: bool) -> None:
 
 
 def check_fit(drv, kind: str, lang: str) -> None:
-    set_text(drv, kind, "https://example.com/" + "a" * 300 + " " + "가" * 200)
-    if kind == "generation":
-        click(drv, ".llmc-prefill")
-    widget_state(drv, kind, lang)
+    """After the checks, which leave LONG in the widget (one unbroken run of letters)."""
+    assert drv.execute_script("return document.querySelector('.llmc-' + arguments[0] + ' .llmc-input').value",
+                              kind).startswith(LONG)
     got = drv.execute_script(FIT_WIDGET, kind)
     assert got["scroll"] <= got["viewport"] and got["right"] <= got["viewport"] + 0.5, (lang, kind, got)
     assert got["minFont"] >= 12, (lang, kind, got)
