@@ -718,8 +718,9 @@ def test_model_widgets_work_fit_a_phone_and_handle_bad_input(browser, reader_bro
     notebooks = {"attention": "02_attention", "sampling": "04_sampling", "generation": "07_real_model"}
     drv.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [
         {"name": "prefers-color-scheme", "value": "dark" if dark else "light"}]})
-    drv.get(f"{base}/{lang}/index.html")   # Material keeps the last palette in localStorage (other tests')
-    drv.execute_script("localStorage.clear()")
+    # Material keeps the last palette in localStorage (other tests chose one)
+    drv.execute_cdp_cmd("Storage.clearDataForOrigin", {"origin": server if scheme == "http" else "file://",
+                                                       "storageTypes": "local_storage"})
     console_errors(drv)
     try:
         for kind, page in MODEL_PAGES.items():

@@ -335,13 +335,18 @@ def _slider(name: str, labels: dict, e, lo, hi, step, value) -> str:
             f'<input type="range" class="llmc-{name}" min="{lo}" max="{hi}" step="{step}" value="{value}"></label>')
 
 
+def _loading(labels: dict, e) -> str:
+    """The message line, saying the model is loading until the widget's script replaces it."""
+    return f'<p class="llmc-message" role="status">{e(labels["model.loading"])}</p>'
+
+
 def _attention_body(labels: dict, e) -> str:
     return (
         _text_box("att", labels, e)
         + '<div class="llmc-options">'
         + "".join(_select("att", n, labels, e) for n in ("layer", "head", "query"))
-        + '</div><p class="llmc-message" role="status" hidden></p>'
-        f'<div class="llmc-heat" role="img" aria-label="{e(labels["att.heat_label"])}"></div>'
+        + '</div>' + _loading(labels, e)
+        + f'<div class="llmc-heat" role="img" aria-label="{e(labels["att.heat_label"])}"></div>'
         '<p class="llmc-reads-title"></p><ol class="llmc-reads"></ol>'
     )
 
@@ -353,8 +358,8 @@ def _sampling_body(labels: dict, e) -> str:
         + _slider("temperature", labels, e, 0, 2, 0.05, 1)
         + _slider("top_k", labels, e, 0, 50, 1, 0)
         + _slider("top_p", labels, e, 0.05, 1, 0.05, 1)
-        + '</div><p class="llmc-message" role="status" hidden></p>'
-        '<p class="llmc-summary" aria-live="polite"></p>'
+        + '</div>' + _loading(labels, e)
+        + '<p class="llmc-summary" aria-live="polite"></p>'
         f'<table class="llmc-dist"><caption>{e(labels["samp.table"])}</caption><thead><tr>'
         f'<th scope="col">{e(labels["samp.col_token"])}</th><th scope="col">{e(labels["samp.col_before"])}</th>'
         f'<th scope="col">{e(labels["samp.col_after"])}</th></tr></thead><tbody></tbody></table>'
@@ -375,8 +380,8 @@ def _generation_body(labels: dict, e) -> str:
         f'<button type="button" class="md-button md-button--primary llmc-prefill">{e(labels["gen.prefill"])}</button>'
         f'<button type="button" class="md-button llmc-step" disabled>{e(labels["gen.step"])}</button>'
         f'<button type="button" class="md-button llmc-reset" disabled>{e(labels["gen.reset"])}</button>'
-        '</div><p class="llmc-message" role="status" hidden></p>'
-        '<p class="llmc-status" aria-live="polite"></p>'
+        '</div>' + _loading(labels, e)
+        + '<p class="llmc-status" aria-live="polite"></p>'
         '<p class="llmc-output"></p>'
         f'<table class="llmc-cache"><caption>{e(labels["gen.table"])}</caption><thead><tr>'
         f'<th scope="col">{e(labels["gen.col_layer"])}</th><th scope="col">K</th><th scope="col">V</th>'
