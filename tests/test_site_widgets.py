@@ -337,7 +337,7 @@ def test_model_export_follows_the_checkpoint(tmp_path):
     from autograde.errors import CourseError
     from autograde.reference.checkpoint import save_checkpoint
     from autograde.reference.model import ModelConfig, Transformer
-    from autograde.site.widgets import model_data, model_data_path
+    from autograde.site.widgets import model_data, model_data_path, model_js
 
     tok = BPETokenizer.load(TOKENIZER)
     small = Transformer(ModelConfig.llama_style(vocab_size=tok.vocab_size, d_model=16, n_layer=1, n_head=2,
@@ -351,6 +351,10 @@ def test_model_export_follows_the_checkpoint(tmp_path):
         got = torch.from_numpy(weights[t["offset"]:t["offset"] + n].copy()).view(t["shape"])
         assert torch.equal(got, small.state_dict()[t["name"]]), t["name"]
     assert data["config"]["d_model"] == 16
+    before, name = model_js(tmp_path / "small"), model_data_path(tmp_path / "small")
+    small.reset_parameters(seed=1)                        # retrained, same directory
+    save_checkpoint(small, tok, tmp_path / "small")
+    assert model_data_path(tmp_path / "small") != name and model_js(tmp_path / "small") != before
     gpt2 = Transformer(ModelConfig.gpt2_style(vocab_size=tok.vocab_size, d_model=16, n_layer=1, n_head=2,
                                               n_kv_head=2, d_ff=24, max_seq_len=16))
     save_checkpoint(gpt2, tok, tmp_path / "gpt2")
