@@ -427,6 +427,7 @@ const refusals = [() => api.generate(ids, {seed: -1}), () => api.generate(ids, {
   .map(f => { try { f(); return null; } catch (e) { return e.name; } });
 const attention = api.model.forward(api.encodeOrdinary(attentionText), {record: true}).attention
   .map(layer => layer.map(head => Array.from(head)));
+const everyPosition = Array.from(api.model.forward(api.encodeOrdinary(attentionText), {allLogits: true}).logits);
 const gen = api.Generator(api.encodeOrdinary(attentionText), {greedy: true});
 gen.step(); gen.step(); gen.step();
 // a 64-token forward pass: warm up, then the median of 5
@@ -435,7 +436,7 @@ api.logits(ids64);
 const times = [];
 for (let i = 0; i < 5; i++) { const t0 = performance.now(); api.logits(ids64); times.push(performance.now() - t0); }
 times.sort((a, b) => a - b);
-return {logits, continued, seeded, refusals, attention, cache: {length: gen.cache.length, bytes: gen.cache.nbytes()},
+return {logits, continued, seeded, refusals, attention, everyPosition, cache: {length: gen.cache.length, bytes: gen.cache.nbytes()},
         n64: ids64.length, ms64: times[2], sha: api.model.sha256};
 """
 
@@ -526,7 +527,8 @@ def check_model_against_python(got: dict, tok, model, text: str, capsys) -> None
         block.attn.keep_weights = True
     try:
         with torch.no_grad():
-            model(torch.tensor([ids]))
+            every = model(torch.tensor([ids]))[0]                          # (T, V): every position's logits
+        assert torch.allclose(torch.tensor(got["everyPosition"]).view(every.shape), every, atol=1e-4)
         want = [block.attn.last_weights[0] for block in model.blocks]       # (H, T, T) per layer
     finally:
         for block in model.blocks:
