@@ -1,11 +1,14 @@
 """The browser widgets (issue 20): window.llmCourse's tokenizer gives the same
-ids as autograde/reference/tokenizer.py, and chapter 1's tokenizer playground
-works over http and from file://, in both languages, on a phone and a wide
+ids as autograde/reference/tokenizer.py and its model (model.js) the same
+logits, attention weights, KV cache and greedy text as autograde/reference/;
+chapter 1's tokenizer playground and the model widgets of chapters 3, 5 and 6
+work over http and from file://, in both languages, on a phone and a wide
 screen, with no console error and nothing fetched from another host.
 
 The site, browser and server fixtures come from tests/test_site.py. Screenshots
-of the playground (390 and 1280 px, English light and Korean dark)
-are written under pytest's tmp dir (printed with -s), never committed.
+of every widget (390 and 1280 px, English light and Korean dark) and the
+measured times (timings.json) are written to .widget-screenshots/ (git-ignored,
+printed with -s), never committed.
 """
 from __future__ import annotations
 
@@ -247,13 +250,14 @@ return {scroll: document.documentElement.scrollWidth, viewport: document.documen
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_playground_fits_a_phone_and_screenshots(browser, server, tmp_path_factory):
+def test_playground_fits_a_phone_and_screenshots(browser, server):
     """At 390 px the playground, even with a long unbroken text and ids shown,
     does not widen the page and its text is at least 12 px. Screenshots at 390
     and 1280 px in each language (English light, Korean dark), for a person to look at."""
     from selenium.webdriver.common.by import By
 
-    shots = tmp_path_factory.mktemp("widget-screenshots")
+    shots = SHOTS
+    shots.mkdir(exist_ok=True)
     sample = {"en": " The model reads tokens, not letters 😀 12345", "ko": " 모델은 글자가 아니라 토큰을 읽습니다 😀 12345"}
 
     def shoot(name: str) -> None:
