@@ -632,6 +632,11 @@ def check_attention(drv, lang: str, state: dict, tok, labels: dict) -> None:
     set_text(drv, "attention", "")
     state = widget_state(drv, "attention", lang)
     assert state["message"] == labels["model.empty"] and state["cells"] == 0
+    drv.execute_script("const box = document.querySelector('.llmc-attention .llmc-input');"
+                       "box.value = '\\uD83D 배 \\uDE00'; box.dispatchEvent(new Event('input', {bubbles: true}))")
+    state = widget_state(drv, "attention", lang)
+    n = len(tok.encode_ordinary("\ufffd 배 \ufffd"))           # what the browser reads: U+FFFD twice
+    assert state["message"] == labels["model.invalid"].format(n=2) and state["cells"] == n * (n + 1) // 2
     set_text(drv, "attention", LONG + " <|endoftext|>")
     state = widget_state(drv, "attention", lang)
     assert str(MAX_VIEW_TOKENS) in state["message"] and "<|endoftext|>" in state["message"]

@@ -16,6 +16,8 @@ LABELS = {
         "model.empty": "Type some text first: the model needs at least one token.",
         "model.cut": "The text is {n} tokens; the model's context window is {window}, so only the last {window} are used.",
         "model.special": "“<|endoftext|>” typed here is ordinary text ({n} tokens), not the special token.",
+        "model.invalid": "The text holds {n} broken characters (half of a UTF-16 pair); each is read as "
+                         "the replacement character \ufffd.",
         "model.console": "The same model runs behind llmCourse.logits(ids) and llmCourse.generate(ids, {...}) "
                          "in the browser console.",
         # the attention viewer (chapter 3)
@@ -110,6 +112,7 @@ LABELS = {
         "model.empty": "먼저 텍스트를 입력하세요. 모델에는 토큰이 하나 이상 있어야 합니다.",
         "model.cut": "텍스트가 토큰 {n}개입니다. 모델의 컨텍스트 창은 {window}개라서 마지막 {window}개만 씁니다.",
         "model.special": "여기에 입력한 “<|endoftext|>”는 특수 토큰이 아니라 보통 텍스트(토큰 {n}개)입니다.",
+        "model.invalid": "텍스트에 깨진 문자(UTF-16 쌍의 절반)가 {n}개 있습니다. 각각 대체 문자 \ufffd로 읽습니다.",
         "model.console": "브라우저 콘솔의 llmCourse.logits(ids)와 llmCourse.generate(ids, {...}) 뒤에서도 "
                          "같은 모델이 돌아갑니다.",
         "att.title": "어텐션 들여다보기",

@@ -9,6 +9,8 @@
   "use strict";
 
   var SPECIAL = "<|endoftext|>";
+  // half of a surrogate pair: TextEncoder (and so the tokenizer) reads it as U+FFFD
+  var LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?:^|[^\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
   var strict = new TextDecoder("utf-8", { fatal: true });
 
   function fill(template, values) {
@@ -70,6 +72,8 @@
       return [];
     }
     var ids = this.tok.encodeOrdinary(text), window = this.api.model.window;
+    var broken = text.match(LONE_SURROGATE);
+    if (broken) notes.push(fill(this.L.invalid, { n: broken.length }));
     if (text.indexOf(SPECIAL) >= 0) notes.push(fill(this.L.special, { n: this.tok.encodeOrdinary(SPECIAL).length }));
     if (ids.length > window) {
       notes.push(fill(this.L.cut, { n: ids.length, window: window }));
