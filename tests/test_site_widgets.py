@@ -364,6 +364,8 @@ def test_model_export_follows_the_checkpoint(tmp_path):
     save_checkpoint(gpt2, tok, tmp_path / "gpt2")
     with pytest.raises(CourseError, match="position"):
         model_data(tmp_path / "gpt2")
+    with pytest.raises(CourseError, match="train-reference"):
+        model_data_path(tmp_path / "missing")
 
 
 def test_export_follows_the_checkpoint(tmp_path):

@@ -68,7 +68,8 @@ def on_files(files, config):
     # The reference tokenizer for the browser widgets, from the checkpoint.
     files.append(File.generated(config, widgets.TOKENIZER_DATA, content=_widget_data(widgets.tokenizer_js)))
     # ... and the reference model (its name carries the checkpoint's hash)
-    files.append(File.generated(config, widgets.model_data_path(), content=_widget_data(widgets.model_js)))
+    model_path = _widget_data(widgets.model_data_path)
+    files.append(File.generated(config, model_path, content=_widget_data(widgets.model_js)))
     # The student notebooks, shipped in the site for the download buttons.
     for path in sorted((ROOT / "exercises" / _lang(config)).glob("*/*.ipynb")):
         if path.parent.name == path.stem:

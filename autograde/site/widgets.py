@@ -227,7 +227,11 @@ def checkpoint_hash(directory=None) -> str:
     directory = Path(directory or REFERENCE_DIR)
     digest = hashlib.sha256()
     for name in (CONFIG_FILE, WEIGHTS_FILE):
-        digest.update((directory / name).read_bytes())
+        try:
+            digest.update((directory / name).read_bytes())
+        except OSError as exc:
+            raise CourseError(f"{directory / name} cannot be read ({exc.strerror}); "
+                              "run `course train-reference` to create the reference model") from None
     return digest.hexdigest()
 
 
