@@ -1,20 +1,27 @@
 """The browser widgets (issue 20): window.llmCourse's tokenizer gives the same
-ids as autograde/reference/tokenizer.py, and chapter 1's tokenizer playground
-works over http and from file://, in both languages, on a phone and a wide
+ids as autograde/reference/tokenizer.py and its model (model.js) the same
+logits, attention weights, KV cache and greedy text as autograde/reference/;
+chapter 1's tokenizer playground and the model widgets of chapters 3, 5 and 6
+work over http and from file://, in both languages, on a phone and a wide
 screen, with no console error and nothing fetched from another host.
 
 The site, browser and server fixtures come from tests/test_site.py. Screenshots
-of the playground (390 and 1280 px, English light and Korean dark)
-are written under pytest's tmp dir (printed with -s), never committed.
+of every widget (390 and 1280 px, English light and Korean dark) and the
+measured times (timings.json) are written to .widget-screenshots/ (git-ignored,
+printed with -s), never committed.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+import re
+import time
 
 import pytest
 
 from autograde.reference.tokenizer import ENDOFTEXT, BPETokenizer
+from autograde.site.labels import LABELS
 from autograde.site.widgets import MAX_CHARS
 from test_site import LANGS, ROOT, browser, reader_browser, server, site  # noqa: F401  (fixtures)
 from test_site_offline import PHONE, console_errors, settle
@@ -243,13 +250,14 @@ return {scroll: document.documentElement.scrollWidth, viewport: document.documen
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_playground_fits_a_phone_and_screenshots(browser, server, tmp_path_factory):
+def test_playground_fits_a_phone_and_screenshots(browser, server):
     """At 390 px the playground, even with a long unbroken text and ids shown,
     does not widen the page and its text is at least 12 px. Screenshots at 390
     and 1280 px in each language (English light, Korean dark), for a person to look at."""
     from selenium.webdriver.common.by import By
 
-    shots = tmp_path_factory.mktemp("widget-screenshots")
+    shots = SHOTS
+    shots.mkdir(exist_ok=True)
     sample = {"en": " The model reads tokens, not letters 😀 12345", "ko": " 모델은 글자가 아니라 토큰을 읽습니다 😀 12345"}
 
     def shoot(name: str) -> None:
@@ -306,6 +314,60 @@ def test_site_ships_the_reference_tokenizer(site):
     assert "tokenizer-data.js" not in other   # data loads only where a widget is
 
 
+def test_site_ships_the_reference_model_only_where_a_model_widget_is(site):
+    """model-<hash>.js is the export of the committed checkpoint; the pages with
+    a model widget load it (once), chapter 1's tokenizer page and the others do not."""
+    from autograde.site.widgets import model_data_path, model_js
+
+    name = model_data_path()
+    for lang in LANGS:
+        assert (site / lang / name).read_text(encoding="utf-8") == model_js()
+        assert [p.name for p in (site / lang / "assets" / "llm-course").iterdir()
+                if re.fullmatch(r"model-[0-9a-f]{12}\.js", p.name)] == [name.split("/")[-1]]   # no stale copy
+        for page in MODEL_PAGES.values():
+            assert (site / lang / page).read_text(encoding="utf-8").count(f'src="../{name}"') == 1
+        for page in (CHAPTER, "chapters/02-embeddings.html", "index.html"):
+            assert name.split("/")[-1] not in (site / lang / page).read_text(encoding="utf-8"), page
+
+
+def test_model_export_follows_the_checkpoint(tmp_path):
+    """Another checkpoint is another file name and its own weights, bit for bit;
+    an architecture model.js does not implement is refused by name."""
+    import base64
+
+    import numpy as np
+    import torch
+
+    from autograde.errors import CourseError
+    from autograde.reference.checkpoint import save_checkpoint
+    from autograde.reference.model import ModelConfig, Transformer
+    from autograde.site.widgets import model_data, model_data_path, model_js
+
+    tok = BPETokenizer.load(TOKENIZER)
+    small = Transformer(ModelConfig.llama_style(vocab_size=tok.vocab_size, d_model=16, n_layer=1, n_head=2,
+                                                n_kv_head=1, d_ff=24, max_seq_len=16, tie_embeddings=True))
+    save_checkpoint(small, tok, tmp_path / "small")
+    assert model_data_path(tmp_path / "small") != model_data_path()
+    data = model_data(tmp_path / "small")
+    weights = np.frombuffer(base64.b64decode(data["weights"]), dtype="<f4")
+    for t in data["tensors"]:
+        n = int(np.prod(t["shape"]))
+        got = torch.from_numpy(weights[t["offset"]:t["offset"] + n].copy()).view(t["shape"])
+        assert torch.equal(got, small.state_dict()[t["name"]]), t["name"]
+    assert data["config"]["d_model"] == 16
+    before, name = model_js(tmp_path / "small"), model_data_path(tmp_path / "small")
+    small.reset_parameters(seed=1)                        # retrained, same directory
+    save_checkpoint(small, tok, tmp_path / "small")
+    assert model_data_path(tmp_path / "small") != name and model_js(tmp_path / "small") != before
+    gpt2 = Transformer(ModelConfig.gpt2_style(vocab_size=tok.vocab_size, d_model=16, n_layer=1, n_head=2,
+                                              n_kv_head=2, d_ff=24, max_seq_len=16))
+    save_checkpoint(gpt2, tok, tmp_path / "gpt2")
+    with pytest.raises(CourseError, match="position"):
+        model_data(tmp_path / "gpt2")
+    with pytest.raises(CourseError, match="train-reference"):
+        model_data_path(tmp_path / "missing")
+
+
 def test_export_follows_the_checkpoint(tmp_path):
     """A retrained tokenizer is what the page gets: the export is made from the file."""
     from autograde.site.widgets import tokenizer_data, tokenizer_js
@@ -334,5 +396,411 @@ def test_labels_exist_in_both_languages():
     from autograde.site.labels import LABELS
 
     assert LABELS["en"].keys() == LABELS["ko"].keys()
-    assert all(LABELS["ko"][k] != LABELS["en"][k] for k in LABELS["en"] if k.startswith("tok.")
-               and k not in ("tok.example",)), "an untranslated label"
+    assert all(LABELS["ko"][k] != LABELS["en"][k] for k in LABELS["en"]
+               if k not in ("tok.example", "att.example", "att.cell")), "an untranslated label"
+
+
+# ----------------------------------------------------------------------------
+# the model in the browser (model.js) and its widgets (chapters 3, 5 and 6)
+
+MODEL_PAGES = {"attention": "chapters/03-attention.html", "sampling": "chapters/05-sampling.html",
+               "generation": "chapters/06-token-journey.html"}
+# screenshots and timings of a test run, for a person to look at (git-ignored)
+SHOTS = ROOT / ".widget-screenshots"
+PROMPTS = [
+    "애, 겨울 배가 맛있단다!", "The model reads", "Hello world! It's 2024.", "모델은 토큰을", "a", " ", "배",
+    "학교에서 문장에서 먹었습니다", "The reference model is small enough to run in a browser.", "한국 AI 모델",
+    "겨울에는 배가", "Attention is a soft lookup: 쿼리, 키, 값", "12345 + 678 = ", "😀 emoji 이모지",
+    "def f(x):\n    return x", "\n\n", "Once upon a time", "그래서 우리는", "strawberry has three r",
+    "혼합 mixed 텍스트 text 123", "<|endoftext|> as text", "가나다라마바사" * 5,
+    "The model reads tokens, not letters. " * 6,            # about 60 tokens
+]
+# past the model's window (128 tokens) and the attention viewer's 32, and one unbroken run for the phone
+LONG = "https://example.com/" + "a" * 300 + " " + "가" * 200
+GREEDY = [("The model reads", 24), ("겨울에는 배가", 24), ("The model reads tokens, not letters. " * 15, 8)]
+
+MODEL_RUN = """
+const [prompts, greedy, attentionText] = arguments;
+const api = window.llmCourse;
+const logits = prompts.map(p => api.logits(api.encodeOrdinary(p)));
+const continued = greedy.map(([p, n]) => api.decode(api.generate(api.encodeOrdinary(p), {greedy: true, maxNewTokens: n})));
+const ids = api.encodeOrdinary(prompts[0]);
+const opts = {maxNewTokens: 12, temperature: 0.9, topK: 40, topP: 0.95};
+const seeded = [api.generate(ids, {...opts, seed: 7}), api.generate(ids, {...opts, seed: 7}),
+                api.generate(ids, {...opts, seed: 8})];
+const refusals = [() => api.generate(ids, {seed: -1}), () => api.generate(ids, {temperature: 0}),
+                  () => api.generate(ids, {topP: 1.5}), () => api.generate([], {}), () => api.logits([api.model.V])]
+  .map(f => { try { f(); return null; } catch (e) { return e.name; } });
+const attention = api.model.forward(api.encodeOrdinary(attentionText), {record: true}).attention
+  .map(layer => layer.map(head => Array.from(head)));
+const everyPosition = Array.from(api.model.forward(api.encodeOrdinary(attentionText), {allLogits: true}).logits);
+const gen = api.Generator(api.encodeOrdinary(attentionText), {greedy: true});
+gen.step(); gen.step(); gen.step();
+// a 64-token forward pass: warm up, then the median of 5
+const ids64 = api.encodeOrdinary("The model reads tokens, not letters. 모델은 글자가 아니라 토큰을 읽습니다. ".repeat(6)).slice(0, 64);
+api.logits(ids64);
+const times = [];
+for (let i = 0; i < 5; i++) { const t0 = performance.now(); api.logits(ids64); times.push(performance.now() - t0); }
+times.sort((a, b) => a - b);
+return {logits, continued, seeded, refusals, attention, everyPosition, cache: {length: gen.cache.length, bytes: gen.cache.nbytes()},
+        n64: ids64.length, ms64: times[2], sha: api.model.sha256};
+"""
+
+
+RECORDED: dict = {}   # this run's figures
+
+
+def record_timing(name: str, value) -> None:
+    """Keep a measured figure of this run in .widget-screenshots/timings.json (and print it)."""
+    SHOTS.mkdir(exist_ok=True)
+    RECORDED[name] = value
+    (SHOTS / "timings.json").write_text(json.dumps(RECORDED, indent=2, ensure_ascii=False) + "\n")
+    print(f"{name}: {value}")
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """torch's own thread pool on a shared 2-core machine spins against the
+    browser: a 24-token generation takes 5 s instead of 0.4 s."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    from autograde.reference.checkpoint import load_reference
+
+    return load_reference()
+
+
+@pytest.mark.browser
+def test_browser_model_equals_python(browser, server, site, reference, capsys):
+    """One page load, one call: the last position's logits of 23 prompts within
+    1e-4 of the Python model; greedy text equal to `course generate --greedy`
+    (cli.main in-process, a prompt past the window included); the same seed
+    the same text; bad arguments refused with ModelError; the attention weights
+    and the KV cache's size equal Python's. Measures a 64-token forward pass."""
+    from autograde.site.widgets import checkpoint_hash
+
+    browser.get(f"{server}/en/{MODEL_PAGES['sampling']}")
+    browser.execute_async_script("window.llmCourse.ready.then(() => arguments[arguments.length - 1]())")
+    text = EXAMPLE["ko"]
+    got = browser.execute_script(MODEL_RUN, PROMPTS, GREEDY, text)
+    assert got["sha"] == checkpoint_hash()
+    tok, model = reference.tokenizer, reference.model
+    with one_torch_thread():
+        check_model_against_python(got, tok, model, text, capsys)
+    with capsys.disabled():
+        print()
+        record_timing("logits_max_abs_difference", got["worst"])
+        record_timing(f"forward_{got['n64']}_tokens_ms (http, median of 5)", round(got["ms64"], 1))
+    assert got["n64"] == 64
+    assert console_errors(browser) == []
+
+
+def check_model_against_python(got: dict, tok, model, text: str, capsys) -> None:
+    import torch
+
+    from autograde import cli
+    from autograde.reference.functional import KVCache
+    from autograde.reference.sampling import generate
+
+    worst = 0.0
+    with torch.no_grad():
+        for prompt, logits in zip(PROMPTS, got["logits"]):
+            want = model(torch.tensor([tok.encode_ordinary(prompt)]))[0, -1]
+            assert len(logits) == want.shape[0]
+            worst = max(worst, float((torch.tensor(logits) - want).abs().max()))
+    assert worst < 1e-4
+    (prompt, n), text_out = GREEDY[0], got["continued"][0]      # the command itself, in-process
+    capsys.readouterr()
+    assert cli.main(["generate", prompt, "--greedy", "--max-new-tokens", str(n)]) == 0
+    assert capsys.readouterr().out == prompt + text_out + "\n"
+    for (prompt, n), text_out in zip(GREEDY[1:], got["continued"][1:]):   # the function it calls
+        assert tok.decode(generate(model, tok.encode(prompt), n, greedy=True)) == text_out
+    a, b, c = got["seeded"]
+    assert a == b and a != c and len(a) == 12
+    assert got["refusals"] == ["ModelError"] * 5
+
+    ids = tok.encode_ordinary(text)
+    for block in model.blocks:
+        block.attn.keep_weights = True
+    try:
+        with torch.no_grad():
+            every = model(torch.tensor([ids]))[0]                          # (T, V): every position's logits
+        assert torch.allclose(torch.tensor(got["everyPosition"]).view(every.shape), every, atol=1e-4)
+        want = [block.attn.last_weights[0] for block in model.blocks]       # (H, T, T) per layer
+    finally:
+        for block in model.blocks:
+            block.attn.keep_weights = False
+    for layer, heads in enumerate(got["attention"]):
+        for h, flat in enumerate(heads):
+            assert torch.allclose(torch.tensor(flat).view(len(ids), len(ids)), want[layer][h], atol=1e-5)
+    cache = KVCache(model.cfg.n_layer)
+    with torch.no_grad():
+        model(torch.tensor([ids]), cache=cache)                          # prefill
+        model(torch.tensor([[0]]), cache=cache)                          # two decode steps
+        model(torch.tensor([[0]]), cache=cache)
+    assert got["cache"] == {"length": cache.length, "bytes": cache.nbytes()}
+    got["worst"] = worst
+
+
+WIDGET_STATE = """
+const root = document.querySelector('.llmc-' + arguments[0]);
+const base = location.href.slice(0, location.href.indexOf('/' + arguments[1] + '/'));
+const msg = root.querySelector('.llmc-message');
+return {
+  ready: root.classList.contains('llmc-ready'), readyMs: Number(root.dataset.readyMs),
+  message: msg.hidden ? '' : msg.textContent,
+  note: root.querySelector('.llmc-note a').getAttribute('href'),
+  foreign: performance.getEntriesByType('resource').map(r => r.name).filter(u => !u.startsWith(base)),
+  scripts: [...document.scripts].map(s => s.getAttribute('src')).filter(s => s && s.includes('llm-course/model')),
+  // attention
+  cells: [...root.querySelectorAll('.llmc-heat-cell:not(.llmc-heat-masked)')].length,
+  query: root.querySelector('.llmc-query') && root.querySelector('.llmc-query').value,
+  reads: [...root.querySelectorAll('.llmc-read-pct')].map(e => e.textContent),
+  // sampling
+  rows: [...root.querySelectorAll('.llmc-dist tbody tr')].map(r => ({token: r.cells[0].textContent,
+         cut: r.classList.contains('llmc-cut'), after: r.cells[2].textContent})),
+  summary: root.querySelector('.llmc-summary') && root.querySelector('.llmc-summary').textContent,
+  generated: root.dataset.generated ? JSON.parse(root.dataset.generated) : null,
+  // generation
+  ids: root.dataset.ids ? JSON.parse(root.dataset.ids) : null,
+  cache: root.dataset.cache ? JSON.parse(root.dataset.cache) : null,
+  status: root.querySelector('.llmc-status') && root.querySelector('.llmc-status').textContent,
+  stepDisabled: root.querySelector('.llmc-step') ? root.querySelector('.llmc-step').disabled : null,
+};
+"""
+
+
+def open_widget(drv, url: str, kind: str, lang: str) -> dict:
+    drv.get(url)
+    settle(drv)
+    return widget_state(drv, kind, lang)
+
+
+def widget_state(drv, kind: str, lang: str) -> dict:
+    """The widget's state once it is ready and no redraw or generation is pending."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(drv, 30).until(lambda d: d.execute_script(
+        "const r = document.querySelector('.llmc-' + arguments[0]);"
+        "return r && r.classList.contains('llmc-ready') && !r.hasAttribute('data-busy')", kind))
+    return drv.execute_script(WIDGET_STATE, kind, lang)
+
+
+def set_text(drv, kind: str, text: str) -> None:
+    drv.execute_script("const box = document.querySelector('.llmc-' + arguments[0] + ' .llmc-input');"
+                       "box.value = arguments[1]; box.dispatchEvent(new Event('input', {bubbles: true}))", kind, text)
+
+
+def set_slider(drv, name: str, value) -> None:
+    drv.execute_script("const s = document.querySelector('.llmc-' + arguments[0]); s.value = arguments[1];"
+                       "s.dispatchEvent(new Event('input', {bubbles: true}))", name, str(value))
+
+
+def click(drv, selector: str) -> None:
+    """A click through the DOM: at 390 px Material's sticky header may cover the button."""
+    drv.execute_script("document.querySelector(arguments[0]).click()", selector)
+
+
+def filled(label: str, text: str) -> dict | None:
+    """The values a page filled into `label`'s {placeholders} to make `text` (None: not that label)."""
+    names = re.findall(r"\{(\w+)\}", label)
+    pattern = re.escape(label)
+    for name in names:
+        pattern = pattern.replace(re.escape("{" + name + "}"), f"(?P<{name}>.+?)", 1)
+    match = re.fullmatch(pattern, text)
+    return match and {k: filled.ANY if k == "mass" else v for k, v in match.groupdict().items()}
+
+
+filled.ANY = "any"
+
+
+def check_attention(drv, lang: str, state: dict, tok, labels: dict) -> None:
+    """The 배 sentence: its 배 token is the chosen one, the heat map has one cell
+    per (token, earlier token); bad input gets messages."""
+    from autograde.site.widgets import MAX_VIEW_TOKENS
+
+    ids = tok.encode_ordinary(EXAMPLE["ko"])
+    assert state["cells"] == len(ids) * (len(ids) + 1) // 2
+    assert "배" in tok.decode([ids[int(state["query"])]]) and state["reads"]
+    set_text(drv, "attention", "")
+    state = widget_state(drv, "attention", lang)
+    assert state["message"] == labels["model.empty"] and state["cells"] == 0
+    drv.execute_script("const box = document.querySelector('.llmc-attention .llmc-input');"
+                       "box.value = '\\uD83D 배 \\uDE00'; box.dispatchEvent(new Event('input', {bubbles: true}))")
+    state = widget_state(drv, "attention", lang)
+    n = len(tok.encode_ordinary("\ufffd 배 \ufffd"))           # what the browser reads: U+FFFD twice
+    assert state["message"] == labels["model.invalid"].format(n=2) and state["cells"] == n * (n + 1) // 2
+    set_text(drv, "attention", LONG + " <|endoftext|>")
+    state = widget_state(drv, "attention", lang)
+    assert str(MAX_VIEW_TOKENS) in state["message"] and "<|endoftext|>" in state["message"]
+    assert state["cells"] == MAX_VIEW_TOKENS * (MAX_VIEW_TOKENS + 1) // 2
+
+
+def check_sampling(drv, lang: str, state: dict, tok, labels: dict) -> None:
+    """Ten rows; top-k 5 cuts the rest; temperature 0 (by keyboard) is greedy and
+    near 0 says so; top-p 1 says it cuts nothing; the same seed gives the same
+    text as llmCourse.generate; bad seeds, empty and over-window prompts get messages."""
+    from selenium.webdriver.common.keys import Keys
+
+    assert len(state["rows"]) == 10 and not any(r["cut"] for r in state["rows"])
+    assert labels["samp.top_p_one"] in state["message"]
+    set_slider(drv, "top_k", 5)
+    state = widget_state(drv, "sampling", lang)
+    assert [r["cut"] for r in state["rows"]] == [False] * 5 + [True] * 5
+    assert filled(labels["samp.summary"], state["summary"]) == {"kept": "5", "vocab": "2,048", "mass": filled.ANY}
+    assert all(r["after"] == labels["samp.cut_mark"] for r in state["rows"][5:]), state["rows"]
+    set_slider(drv, "top_p", 0.5)
+    set_slider(drv, "temperature", 0.05)
+    state = widget_state(drv, "sampling", lang)
+    assert labels["samp.cold"] in state["message"] and labels["samp.top_p_one"] not in state["message"]
+    drv.find_element("css selector", ".llmc-temperature").send_keys(Keys.HOME)   # keyboard: temperature 0
+    state = widget_state(drv, "sampling", lang)
+    assert labels["samp.greedy"] in state["message"] and sum(not r["cut"] for r in state["rows"]) == 1
+    set_slider(drv, "temperature", 0.8)
+    drv.execute_script("document.querySelector('.llmc-seed').value = '11';"
+                       "document.querySelector('.llmc-max-new').value = '8'")
+    click(drv, ".llmc-generate")
+    first = widget_state(drv, "sampling", lang)["generated"]
+    click(drv, ".llmc-generate")
+    again = widget_state(drv, "sampling", lang)["generated"]
+    api = drv.execute_script("const api = window.llmCourse, p = document.querySelector('.llmc-sampling .llmc-input');"
+                             "return api.generate(api.encodeOrdinary(p.value), {seed: 11, temperature: 0.8, topK: 5,"
+                             " topP: 0.5, maxNewTokens: 8})")
+    assert first == again == api and len(first) == 8
+    drv.execute_script("document.querySelector('.llmc-seed').value = '-3'")
+    click(drv, ".llmc-generate")
+    assert labels["samp.bad_seed"] in widget_state(drv, "sampling", lang)["message"]
+    set_text(drv, "sampling", "")
+    state = widget_state(drv, "sampling", lang)
+    assert labels["model.empty"] in state["message"] and state["rows"] == []
+    set_text(drv, "sampling", LONG)
+    state = widget_state(drv, "sampling", lang)
+    assert str(len(tok.encode_ordinary(LONG))) in state["message"] and "128" in state["message"]
+    assert len(state["rows"]) == 10
+
+
+def check_generation(drv, lang: str, state: dict, tok, labels: dict, reference) -> None:
+    """Prefill and two decode steps give the greedy tokens of Python's generate
+    and a cache of (prompt + 2) positions, 2 KiB each; an over-window prompt is
+    cut, fills the cache and stops; an empty one gets a message."""
+    from autograde.reference.sampling import generate
+
+    click(drv, ".llmc-reset")                   # after the screenshots' steps: start over
+    state = widget_state(drv, "generation", lang)
+    assert state["stepDisabled"] and state["cache"] == {"length": 0, "bytes": 0} and state["ids"] is None
+    click(drv, ".llmc-prefill")
+    click(drv, ".llmc-step")
+    click(drv, ".llmc-step")
+    state = widget_state(drv, "generation", lang)
+    prompt = tok.encode_ordinary(labels["gen.example"])
+    with one_torch_thread():
+        assert state["ids"] == generate(reference.model, prompt, 3, greedy=True)
+    per_token = 2 * 4 * reference.model.cfg.n_layer * reference.model.cfg.n_kv_head * reference.model.cfg.head_dim
+    assert state["cache"] == {"length": len(prompt) + 2, "bytes": (len(prompt) + 2) * per_token}
+    assert str(len(prompt) + 2) in state["status"]
+    set_text(drv, "generation", "")
+    click(drv, ".llmc-prefill")
+    assert widget_state(drv, "generation", lang)["message"] == labels["model.empty"]
+    set_text(drv, "generation", LONG)
+    click(drv, ".llmc-prefill")
+    state = widget_state(drv, "generation", lang)
+    assert "128" in state["message"] and state["stepDisabled"] and state["cache"]["length"] == 128
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme", ["http", "file"])
+def test_model_widgets_work_fit_a_phone_and_handle_bad_input(browser, reader_browser, server, site, tok, reference,
+                                                             scheme):
+    """Each model widget, loaded once per scheme (English in the light scheme
+    over http, Korean in the dark scheme from file:// in a reader's Chromium),
+    on a 390 px phone: ready, linked to its chapter's notebook, the model's
+    numbers, bad input answered in the page's language, no horizontal scroll
+    and no text under 12 px even with a long unbroken prompt, no console error,
+    nothing from another host. Screenshots at 390 and 1280 px go to
+    .widget-screenshots/; the time to interactive is printed and recorded."""
+    lang, dark = ("en", False) if scheme == "http" else ("ko", True)
+    base = server if scheme == "http" else site.as_uri()
+    drv = browser if scheme == "http" else reader_browser
+    labels = LABELS[lang]
+    notebooks = {"attention": "02_attention", "sampling": "04_sampling", "generation": "07_real_model"}
+    drv.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [
+        {"name": "prefers-color-scheme", "value": "dark" if dark else "light"}]})
+    # Material keeps the last palette in localStorage (other tests chose one)
+    drv.execute_cdp_cmd("Storage.clearDataForOrigin", {"origin": server if scheme == "http" else "file://",
+                                                       "storageTypes": "local_storage"})
+    console_errors(drv)
+    try:
+        for kind, page in MODEL_PAGES.items():
+            phone_width(drv, 390)
+            state = open_widget(drv, f"{base}/{lang}/{page}", kind, lang)
+            assert state["ready"] and state["foreign"] == []
+            assert state["note"] == f"../notebooks/{notebooks[kind]}.html"
+            assert len(state["scripts"]) == len(set(state["scripts"])) == 3   # model-<hash>.js, model.js, widgets
+            record_timing(f"{kind} widget interactive ({scheme}, {lang}), ms after navigation start",
+                          state["readyMs"])
+            screenshots(drv, kind, lang, dark)
+            check = {"attention": check_attention, "sampling": check_sampling}.get(kind)
+            if check:
+                check(drv, lang, state, tok, labels)
+            else:
+                check_generation(drv, lang, state, tok, labels, reference)
+            check_fit(drv, kind, lang)
+            assert console_errors(drv) == [], kind
+    finally:
+        drv.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+        drv.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def phone_width(drv, px: int) -> None:
+    drv.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                        {**PHONE, "width": px, "height": 1400, "mobile": px < 600, "deviceScaleFactor": 1})
+
+
+def screenshots(drv, kind: str, lang: str, dark: bool) -> None:
+    """The widget at 390 and 1280 px (after a generation, for the two that generate)."""
+    scheme = drv.execute_script("return document.body.getAttribute('data-md-color-scheme')")
+    assert scheme == ("slate" if dark else "default")
+    if kind == "generation":
+        for button in (".llmc-prefill", ".llmc-step", ".llmc-step"):
+            click(drv, button)
+    if kind == "sampling":
+        drv.execute_script("document.querySelector('.llmc-max-new').value = '12'")
+        click(drv, ".llmc-generate")
+    widget_state(drv, kind, lang)
+    SHOTS.mkdir(exist_ok=True)
+    for px in (390, 1280):
+        phone_width(drv, px)
+        root = drv.find_element("css selector", f".llmc-{kind}")
+        drv.execute_script("window.scrollTo(0, 0);"
+                           "window.scrollTo(0, arguments[0].getBoundingClientRect().top - 90)", root)
+        root.screenshot(str(SHOTS / f"{kind}-{lang}-{px}-{scheme}.png"))
+    phone_width(drv, 390)
+
+
+def check_fit(drv, kind: str, lang: str) -> None:
+    """After the checks, which leave LONG in the widget (one unbroken run of letters)."""
+    assert drv.execute_script("return document.querySelector('.llmc-' + arguments[0] + ' .llmc-input').value",
+                              kind).startswith(LONG)
+    got = drv.execute_script(FIT_WIDGET, kind)
+    assert got["scroll"] <= got["viewport"] and got["right"] <= got["viewport"] + 0.5, (lang, kind, got)
+    assert got["minFont"] >= 12, (lang, kind, got)
+
+
+FIT_WIDGET = FIT.replace("document.querySelector('.llmc-tokenizer')", "document.querySelector('.llmc-' + arguments[0])")
+
+
+def test_korean_widget_labels_use_the_term_table():
+    from test_content import violations
+
+    found = [f"{key}: {v}" for key, text in LABELS["ko"].items() for v in violations(text)]
+    assert not found, "\n".join(found)

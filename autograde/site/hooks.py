@@ -10,8 +10,9 @@
 - on_page_markdown: the "Open in Colab" button (extra.repository and
   extra.default_branch) and the "Download notebook" button (a relative link to
   notebooks/<name>.ipynb inside the site) of pages with `notebook:` front matter;
-- on_files also writes assets/llm-course/tokenizer-data.js, the reference
-  tokenizer for the browser widgets (autograde/site/widgets.py);
+- on_files also writes assets/llm-course/tokenizer-data.js and
+  model-<hash>.js, the reference tokenizer and model for the browser widgets
+  (autograde/site/widgets.py);
 - on_page_content: figures from figures/*.png get their intended CSS width
   (figures.py draws them at 2x) so that the text keeps its designed size, and
   their dark twin (NAME-dark.png) for the dark colour scheme; a line
@@ -65,7 +66,10 @@ def on_files(files, config):
     if _lang(config) == "ko":
         files.append(File.generated(config, "assets/ko-search.js", content=korean.query_js()))
     # The reference tokenizer for the browser widgets, from the checkpoint.
-    files.append(File.generated(config, widgets.TOKENIZER_DATA, content=_tokenizer_js()))
+    files.append(File.generated(config, widgets.TOKENIZER_DATA, content=_widget_data(widgets.tokenizer_js)))
+    # ... and the reference model (its name carries the checkpoint's hash)
+    model_path = _widget_data(widgets.model_data_path)
+    files.append(File.generated(config, model_path, content=_widget_data(widgets.model_js)))
     # The student notebooks, shipped in the site for the download buttons.
     for path in sorted((ROOT / "exercises" / _lang(config)).glob("*/*.ipynb")):
         if path.parent.name == path.stem:
@@ -74,11 +78,11 @@ def on_files(files, config):
     return files
 
 
-def _tokenizer_js() -> str:
+def _widget_data(export) -> str:
     try:
-        return widgets.tokenizer_js()
+        return export()
     except CourseError as exc:
-        raise PluginError(f"the browser tokenizer could not be exported: {exc}") from None
+        raise PluginError(f"the browser widgets' data could not be exported: {exc}") from None
 
 
 def notebook_file(name: str) -> str:
@@ -181,7 +185,7 @@ def on_page_content(html_text, page, config, files):
     html_text = FIGURE_IMG.sub(sized, html_text)
     # the browser widgets a chapter asks for (<div data-llm-widget="NAME"></div>)
     try:
-        return widgets.embed_widgets(html_text, _lang(config), page.file.dest_uri)
+        return widgets.embed_widgets(html_text, _lang(config), page.file.dest_uri, page.meta.get("notebook"))
     except CourseError as exc:
         raise PluginError(f"{page.file.src_uri}: {exc}") from None
 
