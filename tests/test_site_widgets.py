@@ -404,7 +404,7 @@ def test_labels_exist_in_both_languages():
 # the model in the browser (model.js) and its widgets (chapters 3, 5 and 6)
 
 MODEL_PAGES = {"attention": "chapters/03-attention.html", "sampling": "chapters/05-sampling.html",
-               "generation": "chapters/06-token-journey.html"}
+               "generation": "chapters/07-token-journey.html"}
 # screenshots and timings of a test run, for a person to look at (git-ignored)
 SHOTS = ROOT / ".widget-screenshots"
 PROMPTS = [
@@ -732,7 +732,7 @@ def test_model_widgets_work_fit_a_phone_and_handle_bad_input(browser, reader_bro
     base = server if scheme == "http" else site.as_uri()
     drv = browser if scheme == "http" else reader_browser
     labels = LABELS[lang]
-    notebooks = {"attention": "02_attention", "sampling": "04_sampling", "generation": "07_real_model"}
+    notebooks = {"attention": "03_attention", "sampling": "05_sampling", "generation": "07_real_model"}
     drv.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [
         {"name": "prefers-color-scheme", "value": "dark" if dark else "light"}]})
     # Material keeps the last palette in localStorage (other tests chose one)

@@ -63,7 +63,7 @@ LABELS = {
                      "Draws use a small seeded generator (mulberry32), so a seed here does not give torch's text; "
                      "greedy decoding gives exactly `course generate --greedy`.",
         "samp.noscript": "The sampling playground needs JavaScript.",
-        # generation step by step (chapter 6)
+        # generation step by step (chapter 7)
         "gen.title": "Generation step by step",
         "gen.example": "The model reads tokens",
         "gen.input": "Prompt",

@@ -1,7 +1,7 @@
 // The widgets that run the reference model (model.js) on a chapter page:
 //   .llmc-attention   the attention viewer (chapter 3)
 //   .llmc-sampling    the next-token and sampling playground (chapter 5)
-//   .llmc-generation  generation step by step: prefill, decode, the KV cache (chapter 6)
+//   .llmc-generation  generation step by step: prefill, decode, the KV cache (chapter 7)
 // Labels come from the page (autograde/site/labels.py via data-labels). Each
 // widget marks itself .llmc-ready (data-ready-ms: since navigation start) and
 // sets data-busy while a redraw is scheduled, which the browser tests wait on.
