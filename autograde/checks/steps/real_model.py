@@ -564,17 +564,13 @@ def _mistaken_attention(q, k, v, d_model: int, variant: str):
     """Grouped-query attention with one known mistake in it. q: (B, H, T, D), k, v: (B, G, S, D)."""
     H, G, T, S, D = q.shape[1], k.shape[1], q.shape[2], k.shape[2], q.shape[3]
     if variant == "tiled":                                                # (k0, k1, k0, k1)
-        k_all, v_all = k.repeat(1, H // G, 1, 1), v.repeat(1, H // G, 1, 1)
-    else:
-        k_all, v_all = fn.repeat_kv(k, H // G), fn.repeat_kv(v, H // G)     # (B, H, S, D)
-    scale = math.sqrt(d_model if variant == "scale_d_model" else D)
-    scores = q @ k_all.transpose(-2, -1) / scale                          # (B, H, T, S)
-    if variant != "no_mask":
-        mask = fn.causal_mask(T, S)
-        if variant == "mask_no_offset":
-            mask = torch.ones(T, S, dtype=torch.bool).tril()                # as if the cache were not there
-        scores = scores.masked_fill(~mask, float("-inf"))
-    return torch.softmax(scores, -1) @ v_all                             # (B, H, T, D)
+        k, v = k.repeat(1, H // G, 1, 1), v.repeat(1, H // G, 1, 1)      # (B, H, S, D)
+    if variant == "scale_d_model":                 # the core divides by sqrt(D): this makes it sqrt(d_model)
+        q = q * math.sqrt(D / d_model)
+    mask = fn.causal_mask(T, S)
+    if variant == "mask_no_offset":
+        mask = torch.ones(T, S, dtype=torch.bool).tril()                # as if the cache were not there
+    return fn.grouped_query_attention(q, k, v, None if variant == "no_mask" else mask)   # (B, H, T, D)
 
 
 def _attention_case(label, g, cfg, B, T, past_len):
