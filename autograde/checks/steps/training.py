@@ -471,7 +471,8 @@ class LRSchedule(Check):
         settings = (3e-3, 3e-4, 100, 900)
         return [Case(f"step {s} of the reference run (max_lr 3e-3, min_lr 3e-4, warmup 100, total 900)", (s, *settings))
                 for s in (0, 49, 99, 100, 500, 899, 950)] + \
-            [Case("step 3, warmup 1, total 5", (3, 1.0, 0.0, 1, 5))]
+            [Case("step 3, warmup 1, total 5", (3, 1.0, 0.0, 1, 5)),
+             Case("step 2, warmup 3, total 6: the last warmup step, at max_lr", (2, 1.0, 0.0, 3, 6))]
 
     def reference(self, step, max_lr, min_lr, warmup, total_steps):
         return _lr(step, max_lr, min_lr, warmup, total_steps)
