@@ -436,7 +436,7 @@ class MergePair(TokenizerCheck):
                     Case(f"{label(ends)}, {pair}, {new}", (ends, pair, new)),
                     Case(f"{label(run)}, (9, 9), {new}", (run, (9, 9), new)),
                     Case(f"[4095, 4095, 4095], (4095, 4095), {new}", ([4095, 4095, 4095], (4095, 4095), new)),
-                    Case(f"[{new - 1}, {pair[0]}, {pair[1]}], {pair}, {new}: the pair at the end",
+                    Case(f"[{new - 1}, {pair[0]}, {pair[1]}], {pair}, {new}",
                          ([new - 1, *pair], pair, new)),
                     Case(f"[{new - 1}], (1, 2), {new}", ([new - 1], (1, 2), new)),
                     Case(f"[], (1, 2), {new}", ([], (1, 2), new))]
