@@ -10,6 +10,10 @@ Each submission runs through the step's visible cases and the hidden cases of tw
 named when every run fails with a key that says what is wrong (not one of GENERIC) and all runs that
 fail give the same key; wrongly passed when no run fails. No submission here is correct, so none
 can be wrongly failed; the correct ones (tests/test_checks_variants.py, the notebook tests) cover that.
+
+Issue 23, measured on this set: 18 of 53 named before its diagnoses, 50 of 53 after; 2 wrongly passed both times
+(top-p's `<=` against `<` and generate's `>=` at the window's edge: no case puts a value exactly on that
+boundary), visible and hidden naming different mistakes 4 times before, 0 after.
 """
 from __future__ import annotations
 
