@@ -14,6 +14,8 @@ import json
 import math
 from pathlib import Path
 
+from autograde.figure_style import MIN_FONT_PT, _pyplot, _save
+
 LANGS = ("en", "ko")
 FIGURE_NAME = "training-loss.png"     # written by autograde.figures.make_all (`course figures`)
 
@@ -40,8 +42,6 @@ def schedule(step: int, settings: dict) -> float:
 
 def loss_curve(log: dict, lang: str = "en"):
     """The figure (pyplot with the Hangul font registered; a notebook keeps its inline backend)."""
-    from autograde.figures import _pyplot
-
     plt = _pyplot()
 
     if lang not in LABELS:
@@ -71,15 +71,11 @@ def loss_curve(log: dict, lang: str = "en"):
         lr_ax.set_ylabel(L["lr"], color="#9467bd")
         lr_ax.tick_params(axis="y", colors="#9467bd")
     # below the axes, at the site's smallest text size, one entry a line
-    from autograde.figures import MIN_FONT_PT
-
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=MIN_FONT_PT, frameon=False)
     fig.tight_layout()
     return fig
 
 
 def fig_loss_curve(plt, log: dict, lang: str, path: Path) -> Path:
-    """Save the figure (plt: autograde.figures._pyplot(), which registers the Hangul font)."""
-    from autograde.figures import _save
-
+    """Save the figure (plt: autograde.figure_style._pyplot(), which registers the Hangul font)."""
     return _save(loss_curve(log, lang), Path(path))

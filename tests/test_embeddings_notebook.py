@@ -334,7 +334,7 @@ def embed_concat(ids, tok_emb, pos_table, start=0):
     ("cosine_similarity", cos_no_eps, "mistake_cos_zero_nan"),
     ("cosine_similarity", cos_eps_in_denominator, "mistake_cos_eps_product"),
     ("cosine_similarity", cos_rowwise, "mistake_cos_rowwise"),
-    ("cosine_similarity", cos_in_float32, "mistake_cos_float32"),
+    ("cosine_similarity", cos_in_float32, "lost_precision"),   # every step's float64 cases say so (core.py)
     ("cosine_similarity", cos_no_transpose, "mistake_cos_no_transpose"),
     ("cosine_similarity", cos_fixed_eps, "mistake_cos_eps_ignored"),
     ("cosine_similarity", cos_uses_torch, "forbidden_call"),

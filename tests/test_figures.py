@@ -57,3 +57,17 @@ def test_korean_labels_use_a_hangul_font():
 
     path = font_manager.findfont(font_manager.FontProperties(family=plt.rcParams["font.family"]))
     assert "Nanum" in path
+
+
+def test_the_figure_modules_import_no_circle():
+    """figures (the site's figures) and figures_training (the loss curve) share their drawing rules through
+    figure_style; figure_style imports neither, and figures_training does not import figures."""
+    import ast
+
+    def imported(name):
+        tree = ast.parse((ROOT / "autograde" / f"{name}.py").read_text(encoding="utf-8"))
+        return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)} | \
+            {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+
+    assert not {"autograde.figures", "autograde.figures_training"} & imported("figure_style")
+    assert "autograde.figures" not in imported("figures_training")

@@ -89,6 +89,7 @@ CASES += [
     ("ffn.gelu", gelu_with(coef=0.0), "mistake_gelu_cubic", True),
     ("ffn.gelu", gelu_with(power=2), "mistake_gelu_power", True),
     ("ffn.gelu", gelu_with(root=False), "mistake_gelu_sqrt", True),
+    ("ffn.gelu", gelu_with(coef=0.44715), "mistake_gelu_constant", True),          # the weight ten times too big
     ("ffn.gelu", lambda z: z * torch.sigmoid(1.702 * z), "mistake_gelu_sigmoid", True),
     ("ffn.gelu", gelu_with(tanh=tanh_by_hand), "mistake_gelu_tanh_overflow", True),
     ("ffn.gelu", gelu_with(tanh=tanh_by_hand_2), "mistake_gelu_tanh_overflow", True),

@@ -576,7 +576,7 @@ def adv_in_float32(rewards, eps=1e-6):
     ("reward", _reward_with(lambda a, t: round(a) == round(t)), "wrong_value"),
     ("reward", _reward_with(lambda a, t: abs(a - t) < 1e-4), "wrong_value"),       # 6.99999 is not 7
     ("extract_answer", extract_last_box_with_a_number, "mistake_extract_box_with_number"),
-    ("group_advantages", adv_in_float32, "wrong_values"),                          # float64 rewards
+    ("group_advantages", adv_in_float32, "wrong_dtype_precision"),   # float64 rewards: right to float32's precision
 ])
 def test_closed_holes_fail(step, fn, expected):
     assert key(step, fn) == expected

@@ -148,10 +148,11 @@ def test_relu_ffn_is_the_paper_formula():
 # one functional core: attention's arithmetic is written once
 
 
-# The functions outside reference/functional.py that may write attention out by hand: each builds
-# a known mistake into it (a variant the checks compare a student's output against).
-MISTAKE_VARIANTS = {("checks/steps/attention.py", "_attn"), ("checks/steps/attention.py", "_mha"),
-                    ("checks/steps/real_model.py", "_mistaken_attention")}
+# The functions outside reference/functional.py that may write part of attention out by hand: each
+# builds a known mistake into it (a variant the checks compare a student's output against). Both only
+# tile the key/value heads (k0, k1, k0, k1) and call the core for the rest; the sdpa check's variants
+# (attention.py's _attn) rescale the core's scores and need no entry.
+MISTAKE_VARIANTS = {("checks/steps/attention.py", "_mha"), ("checks/steps/real_model.py", "_mistaken_attention")}
 
 
 def _attention_arithmetic(tree):

@@ -201,8 +201,9 @@ def compare_outputs(output, expected, label: str = "") -> Verdict:
             diff = (out.double() - exp.double()).abs().nan_to_num(float("inf")) if out.dtype.is_floating_point \
                 else (out != exp).double()
             idx = _first_index(diff == diff.max())
-            return Verdict(False, "wrong_values", {"index": idx, "expected": _fmt(exp[idx]), "got": _fmt(out[idx]),
-                                                   "max_diff": f"{float(diff.max()):.3g}"}, label)
+            params = {"index": idx, "expected": _fmt(exp[idx]), "got": _fmt(out[idx]), "max_diff": f"{float(diff.max()):.3g}",
+                      "got_dtype": str(output.dtype).removeprefix("torch.")}
+            return Verdict(False, _precision_lost(out, exp, output.device) or "wrong_values", params, label)
         return Verdict(True, case=label)
     if isinstance(expected, (list, tuple)):
         if not isinstance(output, (list, tuple)):
@@ -228,6 +229,8 @@ def compare_outputs(output, expected, label: str = "") -> Verdict:
                 v.params.setdefault("index", k)
                 return v
         return Verdict(True, case=label)
+    if type(expected) is int and isinstance(output, float) and output == expected:
+        return Verdict(False, "float_for_int", {"expected": _fmt(expected), "got": _fmt(output)}, label)
     if isinstance(expected, float):
         if not isinstance(output, (int, float)) or isinstance(output, bool) or not math.isclose(
                 float(output), expected, rel_tol=1e-5, abs_tol=1e-6):
@@ -238,6 +241,18 @@ def compare_outputs(output, expected, label: str = "") -> Verdict:
     if type(output) is not type(expected) or output != expected:
         return Verdict(False, "wrong_value", {"expected": _fmt(expected), "got": _fmt(output)}, label)
     return Verdict(True, case=label)
+
+
+def _precision_lost(out: torch.Tensor, exp: torch.Tensor, device) -> str | None:
+    """A float64 result that misses float64's tolerance but meets float32's: the values are right, computed (or
+    returned) in float32 somewhere. "wrong_dtype_precision" when the output's dtype itself is float32 (or
+    half), "lost_precision" when it is float64 again. None otherwise: a real difference in the values."""
+    if exp.dtype != torch.float64 or not out.dtype.is_floating_point:
+        return None
+    smaller = out.dtype if out.dtype != torch.float64 else torch.float32
+    if not close(out, exp, tolerance_for(smaller, device)):
+        return None
+    return "wrong_dtype_precision" if out.dtype != torch.float64 else "lost_precision"
 
 
 def dtype_kept(verdict: Verdict, output, expected) -> Verdict:

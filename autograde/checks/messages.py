@@ -42,6 +42,23 @@ CATALOG: dict[str, dict[str, str]] = {
                     "ko": "모양이 다릅니다: 기대한 모양은 {expected}, 받은 모양은 {got}입니다"},
     "wrong_dtype": {"en": "expected dtype {expected}, got {got}",
                     "ko": "dtype이 다릅니다: 기대한 dtype은 {expected}, 받은 dtype은 {got}입니다"},
+    "wrong_dtype_precision": {
+        "en": "the values are right only to {got_dtype} precision (largest difference {max_diff}): your function returned a "
+              "lower-precision dtype than its float64 input; keep the input's dtype (no .float(), no torch.float32 "
+              "tensors made inside)",
+        "ko": "값이 {got_dtype} 정밀도까지만 맞습니다 (가장 큰 차이: {max_diff}): float64 입력에 대해 더 낮은 정밀도의 "
+              "dtype을 돌려주었습니다. 입력의 dtype을 그대로 유지하세요 (.float()나 안에서 만든 torch.float32 텐서 없이)"},
+    "lost_precision": {
+        "en": "the values are right only to float32 precision (largest difference {max_diff}): the dtype is float64, "
+              "but a step in between computes in float32 (a .float(), a tensor made without dtype=, a cast back with "
+              ".to(x.dtype)); keep float64 throughout",
+        "ko": "값이 float32 정밀도까지만 맞습니다 (가장 큰 차이: {max_diff}): dtype은 float64이지만 중간 단계가 float32로 "
+              "계산합니다 (.float(), dtype= 없이 만든 텐서, 마지막에 .to(x.dtype)로 되돌리기). 처음부터 끝까지 float64를 "
+              "유지하세요"},
+    "float_for_int": {
+        "en": "the value is right but it is a float ({got}); a count must be an int: use // for whole-number division, "
+              "or int(...) at the end",
+        "ko": "값은 맞지만 float({got})입니다. 개수는 int여야 합니다: 나눗셈에는 //를 쓰거나 마지막에 int(...)로 바꾸세요"},
     "nan_output": {"en": "the output has NaN at index {index}", "ko": "출력의 {index} 위치에 NaN 값이 있습니다"},
     "inf_output": {"en": "the output has inf at index {index}", "ko": "출력의 {index} 위치에 inf 값이 있습니다"},
     "wrong_values": {

@@ -24,6 +24,13 @@ register_messages({
               "(write x = x / t, not x /= t; copy a list before changing it)",
         "ko": "함수가 인자 {argument}의 값을 제자리에서 바꿨습니다. 호출한 쪽의 값은 그대로 돌아가야 합니다 "
               "(x /= t 대신 x = x / t로 쓰고, 리스트는 복사한 다음 고치세요)"},
+    "raised_for_input": {
+        "en": "your function raised {error} ({text}) for this input, though it returned for the others: something "
+              "that sets this input apart (its size, a length of 0 or 1, a value at a boundary, a missing field) breaks "
+              "an assumption of your code, and this step expects a result for it too",
+        "ko": "이 입력에서 함수가 {error} 예외를 일으켰습니다 ({text}). 다른 입력에서는 값을 돌려주었으므로, 이 입력만의 "
+              "특징(크기, 길이 0이나 1, 경계에 걸친 값, 빠진 항목)이 코드의 가정을 깨뜨린 것입니다. 이 단계는 이 입력에도 "
+              "결과를 기대합니다"},
     "dependency_failed": {
         "en": "this function calls {dependency}, which does not pass its own check yet: fix that first, "
               "this failure may only be its consequence. Here:",
@@ -214,7 +221,8 @@ def run_check(step: str, fn: Callable | None, hidden: bool = False, seed: int | 
         case = dataclasses.replace(case, args=tuple(_to(a, device) for a in case.args))
         output, failure = _call_on_copies(fn, case, check.forbidden, device)
         if failure is not None and failure.key == "raised":   # a known mistake that raises?
-            failure.key = check.explain_raised(case, failure.params["error"], failure.params["text"]) or "raised"
+            failure.key = check.explain_raised(case, failure.params["error"], failure.params["text"]) or \
+                _raised_here(fn, cases, index, check.forbidden, device)
         verdict = failure or check.judge(case, output)
         if not verdict.passed:
             if failure is None:                                  # which known mistake: the other cases decide
@@ -238,6 +246,13 @@ def _call_on_copies(fn, case: Case, forbidden, device):
     return call_student(fn, mine, forbidden)
 
 
+def _raised_here(fn, cases, failed: int, forbidden, device) -> str:
+    """"raised_for_input" when the function returns for another case (this input's own property broke it),
+    "raised" when it raises for every input."""
+    returned = next(_other_outputs(fn, cases, failed, forbidden, device), None)
+    return "raised" if returned is None else "raised_for_input"
+
+
 def _other_outputs(fn, cases, failed: int, forbidden, device):
     """(case, output) for every case but the failed one whose call returns (lazily: only as many
     as it takes to tell the candidate mistakes apart)."""
@@ -256,7 +271,8 @@ LAST_RESULTS: dict[str, bool] = {}     # step -> passed, the latest check of eac
 # of the step itself, a forbidden call, a changed input, a tampered library ... stay as they are.
 UNEXPLAINED = frozenset({"wrong_values", "wrong_value", "wrong_item", "wrong_shape", "wrong_type", "wrong_dtype",
                          "wrong_length", "wrong_keys", "nan_output", "inf_output", "raised", "timeout",
-                         "wrong_exception", "did_not_raise", "wrong_generated_token", "grader_crashed"})
+                         "wrong_exception", "did_not_raise", "wrong_generated_token", "grader_crashed",
+                         "wrong_dtype_precision", "lost_precision", "float_for_int", "raised_for_input"})
 
 
 def blame_dependency(result: dict, depends: tuple[str, ...], passed: dict[str, bool]) -> dict:

@@ -411,7 +411,7 @@ def _attn(q, k, v, mask=None, *, scale="sqrt", axis=-1, mask_how="fill", softmax
     d = q.shape[-1]
     divisor = {"sqrt": math.sqrt(d), "none": 1.0, "dk": float(d), "len_q": math.sqrt(q.shape[-2]),
                "len_k": math.sqrt(k.shape[-2])}[scale]
-    scores = q @ k.transpose(-2, -1) / divisor
+    scores = fn.attention_scores(q, k) * (math.sqrt(d) / divisor)     # the core's scores, rescaled
     if mask is not None:
         if mask_how == "fill":
             scores = scores.masked_fill(~mask, float("-inf"))
@@ -742,19 +742,11 @@ def _mha(x, W_q, W_k, W_v, W_o, n_head, n_kv_head, cos, sin, *, interleave=True,
     v = _split(x @ W_v, n_kv_head, split)
     q, k, v = (_rope(t, cos, sin) if name in rope else t for name, t in (("q", q), ("k", k), ("v", v)))
     t = x.shape[1]
-    if interleave and scale == "head" and mask:       # the attention itself is right: the reference's own
-        heads = fn.grouped_query_attention(q, k, v, fn.causal_mask(t, t, x.device))   # (B, H, T, D)
-    else:                                             # a mistake in the attention itself, written out
-        group = n_head // n_kv_head
-        if interleave:
-            k, v = fn.repeat_kv(k, group), fn.repeat_kv(v, group)
-        else:
-            k, v = k.repeat(1, group, 1, 1), v.repeat(1, group, 1, 1)
-        d = {"head": q.shape[-1], "model": x.shape[-1], "none": 1}[scale]
-        scores = q @ k.transpose(-2, -1) / math.sqrt(d)
-        if mask:
-            scores = scores.masked_fill(~fn.causal_mask(t, t, x.device), float("-inf"))
-        heads = torch.softmax(scores, dim=-1) @ v
+    if not interleave:                                # (k0, k1, k0, k1): already one key/value head per query head
+        k, v = k.repeat(1, n_head // n_kv_head, 1, 1), v.repeat(1, n_head // n_kv_head, 1, 1)
+    d = {"head": q.shape[-1], "model": x.shape[-1], "none": 1}[scale]
+    q = q * math.sqrt(q.shape[-1] / d)                # the core divides by sqrt(head_dim): this makes it sqrt(d)
+    heads = fn.grouped_query_attention(q, k, v, fn.causal_mask(t, t, x.device) if mask else None)   # (B, H, T, D)
     out = _merge(heads, merge)
     return out @ W_o if project else out
 

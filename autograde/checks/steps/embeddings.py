@@ -58,9 +58,6 @@ register_messages({
         "en": "the eps argument was ignored (a fixed value was used instead): clamp each length with the eps "
               "the caller passes",
         "ko": "인자로 받은 eps를 쓰지 않고 고정된 값을 썼습니다: 호출한 쪽이 넘긴 eps로 길이를 자르세요"},
-    "mistake_cos_float32": {
-        "en": "float64 inputs came back with float32 precision: compute in the inputs' dtype",
-        "ko": "float64 입력인데 결과의 정밀도가 float32 수준입니다: 입력의 dtype 그대로 계산하세요"},
     "mistake_nn_includes_self": {
         "en": "the query token is among its own neighbours (its cosine with itself is 1): leave query_id out",
         "ko": "기준 토큰이 자기 이웃 목록에 들어 있습니다(자기 자신과의 코사인은 1): query_id는 빼세요"},
@@ -80,6 +77,19 @@ register_messages({
               "among the other tokens",
         "ko": "이웃이 하나 모자랍니다: 상위 k개를 고른 다음에 기준 토큰을 뺐기 때문입니다. 기준 토큰을 "
               "뺀 나머지에서 상위 k개를 고르세요"},
+    "mistake_nn_k_plus_one": {
+        "en": "one neighbour too many: return exactly k token ids (the query itself left out)",
+        "ko": "이웃이 하나 더 많습니다: 기준 토큰을 뺀 토큰 id를 정확히 k개 돌려주세요"},
+    "mistake_nn_k_bound": {
+        "en": "your function refused k = V - 1 ({error}: {text}): with V rows there are V - 1 other tokens, and every "
+              "one of them may be asked for; refuse only k < 1 or k > V - 1",
+        "ko": "k = V - 1을 거부했습니다 ({error}: {text}): 행이 V개이면 기준 토큰 말고 V - 1개가 있고, 그 모두를 "
+              "요청할 수 있습니다. k < 1이거나 k > V - 1일 때만 거부하세요"},
+    "mistake_embed_bound_last": {
+        "en": "your bound check refused positions that fit ({error}: {text}): start + T may equal the table's length, "
+              "since the last position used is start + T - 1; refuse only start + T > len(pos_table)",
+        "ko": "범위 검사가 표에 들어가는 위치까지 거부했습니다 ({error}: {text}): 마지막으로 쓰는 위치는 start + T - 1이므로 "
+              "start + T가 표의 길이와 같아도 됩니다. start + T > len(pos_table)일 때만 거부하세요"},
     "mistake_pe_halves": {
         "en": "the sines and cosines were put in two halves ([sin | cos]): the table interleaves them, "
               "sin in the even columns 2i and cos in the odd columns 2i + 1",
@@ -93,6 +103,11 @@ register_messages({
               "10000 ** (2i / d), so both columns of a pair share one frequency",
         "ko": "지수에 2i 대신 열 번호를 썼습니다: 쌍 i(열 2i와 2i + 1)는 10000 ** (2i / d)를 쓰므로, 한 쌍의 "
               "두 열은 주파수가 같습니다"},
+    "mistake_pe_odd_exponent": {
+        "en": "the exponent is one off: pair i (columns 2i and 2i + 1) uses 10000 ** (2i / d), with the even column's "
+              "number 2i, not 2i + 1 (torch.arange(0, d, 2))",
+        "ko": "지수가 하나 어긋났습니다: 쌍 i(열 2i와 2i + 1)는 짝수 열의 번호 2i로 10000 ** (2i / d)를 씁니다. "
+              "2i + 1이 아닙니다 (torch.arange(0, d, 2))"},
     "mistake_pe_multiplied": {
         "en": "the position was multiplied by 10000 ** (2i / d): divide by it (the frequencies go down "
               "from 1, they do not grow)",
@@ -130,8 +145,9 @@ def _cosine(a, b, eps=EPS, *, mistake=None):
         if a.shape != b.shape:
             raise ValueError("rowwise needs equal shapes")
         return (a * b).sum(-1) / (a.norm(dim=-1).clamp_min(eps) * b.norm(dim=-1).clamp_min(eps))
-    axis = 0 if mistake == "wrong_axis" else -1
-    na, nb = a.norm(dim=axis, keepdim=True), b.norm(dim=axis, keepdim=True)      # (N, 1), (M, 1)
+    axis_a = 0 if mistake in ("wrong_axis", "wrong_axis_a") else -1
+    axis_b = 0 if mistake in ("wrong_axis", "wrong_axis_b") else -1
+    na, nb = a.norm(dim=axis_a, keepdim=True), b.norm(dim=axis_b, keepdim=True)      # (N, 1), (M, 1)
     if mistake == "no_sqrt":
         na, nb = na ** 2, nb ** 2
     if mistake == "zero_nan":
@@ -174,10 +190,9 @@ class CosineSimilarity(Check):
         "mistake_cos_dot_only": _variant("dot_only"),
         "mistake_cos_one_norm": [_variant("only_a"), _variant("only_b")],
         "mistake_cos_no_sqrt": _variant("no_sqrt"),
-        "mistake_cos_wrong_axis": _variant("wrong_axis"),
+        "mistake_cos_wrong_axis": [_variant("wrong_axis"), _variant("wrong_axis_a"), _variant("wrong_axis_b")],
         "mistake_cos_eps_product": [_variant("eps_added"), _variant("eps_clamped")],
         "mistake_cos_rowwise": _variant("rowwise"),
-        "mistake_cos_float32": lambda a, b, eps=EPS: _cosine(a.float(), b.float(), eps).to(a.dtype),
         "mistake_cos_eps_ignored": lambda a, b, eps=EPS: _cosine(a, b),
     }
 
@@ -272,6 +287,8 @@ def _neighbours(table, query_id, k, *, mistake=None):
         return order[:k].tolist()
     if mistake == "k_minus_one":
         return [i for i in order[:k].tolist() if i != query_id]
+    if mistake == "k_plus_one":
+        return [i for i in order.tolist() if i != query_id][:k + 1]
     return [i for i in order.tolist() if i != query_id][:k]
 
 
@@ -289,7 +306,7 @@ class NearestNeighbours(Check):
     forbidden = CosineSimilarity.forbidden
     forbidden_names = CosineSimilarity.forbidden_names + ("sklearn.neighbors.NearestNeighbors",)
     mutants = {f"mistake_nn_{m}": (lambda m: lambda t, q, k: _neighbours(t, q, k, mistake=m))(m)
-               for m in ("includes_self", "least_similar", "ties", "dot_product", "k_minus_one")}
+               for m in ("includes_self", "least_similar", "ties", "dot_product", "k_minus_one", "k_plus_one")}
 
     def cases(self, seed, hidden):
         table = reference_table()
@@ -323,6 +340,10 @@ class NearestNeighbours(Check):
 
     def reference(self, table, query_id, k):
         return _neighbours(table, query_id, k)
+
+    def explain_raised(self, case, error, text):
+        table, _, k = case.args
+        return "mistake_nn_k_bound" if k == table.shape[0] - 1 else None
 
     def judge(self, case, output):
         if isinstance(output, torch.Tensor) and output.dim() == 1 and not output.is_floating_point():
@@ -373,6 +394,8 @@ def _pe(n_positions, dim, *, mistake=None):
     pair = torch.arange(0, dim, 2, dtype=torch.float64)                  # (C/2,) the even columns 2i
     if mistake == "exponent":
         pair = pair * 2
+    elif mistake == "odd_exponent":
+        pair = pair + 1
     angle = pos / 10000.0 ** (pair / dim)                                # (P, C/2)
     first, second = (torch.cos, torch.sin) if mistake == "swapped" else (torch.sin, torch.cos)
     if mistake == "halves":
@@ -390,7 +413,7 @@ class SinusoidalEncoding(Check):
     forbidden_names = tuple(f"transformers.models.{m}.modeling_{m}.{f}" for m in ("distilbert", "xlm", "flaubert")
                             for f in ("create_sinusoidal_embeddings", "_create_sinusoidal_embeddings"))
     mutants = {f"mistake_pe_{m}": (lambda m: lambda p, d: _pe(p, d, mistake=m))(m)
-               for m in ("halves", "swapped", "exponent", "multiplied", "from_one")}
+               for m in ("halves", "swapped", "exponent", "odd_exponent", "multiplied", "from_one")}
 
     def cases(self, seed, hidden):
         if hidden:
@@ -493,6 +516,7 @@ class EmbedWithPositions(Check):
             ids = torch.randint(0, V, (B, T), generator=g)
             return [Case(f"random ({B}, {T}) ids, V={V}, C={C}, P={P}, start={start}", (ids, tok, pos, start)),
                     Case(f"float64 tables, ({B}, {T}) ids, start=0", (ids, tok.double(), pos.double())),
+                    Case(f"({B}, {T}) ids, start={P - T}: the last {T} positions of {P}", (ids, tok, pos, P - T)),
                     Case(f"({B}, {T}) ids, start={P - T + 1}: one position past the table",
                          (ids, tok, pos, P - T + 1), raises="ValueError")]
         g = gen(31)
@@ -519,4 +543,7 @@ class EmbedWithPositions(Check):
         ids, pos_table = case.args[0], case.args[2]
         if error == "IndexError" and int(ids.max()) >= pos_table.shape[0]:    # pos_table[ids]: ids past P rows
             return "mistake_embed_pos_by_token"
+        start = case.args[3] if len(case.args) > 3 else 0
+        if error == "ValueError" and start + ids.shape[-1] == pos_table.shape[0]:   # the positions fit exactly
+            return "mistake_embed_bound_last"
         return None

@@ -31,6 +31,7 @@ exception it raises, and a student-style test in tests/test_mistakes_ffn.py):
     - the 0.044715 x^3 term left out               -> mistake_gelu_cubic
     - x^2 instead of x^3                           -> mistake_gelu_power
     - 2/pi without the square root                 -> mistake_gelu_sqrt
+    - sqrt(2/pi) turned over (sqrt(pi/2)), 0.044715 off by a factor of ten -> mistake_gelu_constant
     - the sigmoid approximation x * sigmoid(1.702 x) -> mistake_gelu_sigmoid
     - tanh written with exp(), overflowing          -> mistake_gelu_tanh_overflow
   swiglu_ffn
@@ -174,6 +175,11 @@ register_messages({
     "mistake_gelu_power": {
         "en": "the term inside the tanh must be cubed: 0.044715 x^3, not x^2",
         "ko": "tanh 안의 항은 x의 제곱이 아니라 세제곱, 즉 0.044715 x^3입니다"},
+    "mistake_gelu_constant": {
+        "en": "a constant of the formula is off: the factor is sqrt(2/pi), about 0.7979 (not its inverse sqrt(pi/2), "
+              "about 1.2533), and the cubic term's weight is 0.044715",
+        "ko": "공식의 상수가 틀렸습니다: 계수는 약 0.7979인 sqrt(2/pi)이고(그 역수 sqrt(pi/2), 약 1.2533이 아닙니다), "
+              "세제곱 항의 가중치는 0.044715입니다"},
     "mistake_gelu_sqrt": {
         "en": "the factor inside the tanh is the square root sqrt(2/pi) (about 0.798), not 2/pi",
         "ko": "tanh 안의 계수는 2/pi가 아니라 그 제곱근 sqrt(2/pi)(약 0.798)입니다"},
@@ -391,8 +397,8 @@ class ReluFFN(FfnCheck):
 # 2. GELU and SwiGLU
 
 
-def _gelu(x, *, half=True, cubic=True, power=3, root=True, tanh=torch.tanh):
-    inner = (math.sqrt(2.0 / math.pi) if root else 2.0 / math.pi) * (x + (0.044715 * x ** power if cubic else 0.0))
+def _gelu(x, *, half=True, cubic=True, power=3, root=True, tanh=torch.tanh, factor=2.0 / math.pi, weight=0.044715):
+    inner = (math.sqrt(factor) if root else factor) * (x + (weight * x ** power if cubic else 0.0))
     return (0.5 if half else 1.0) * x * (1.0 + tanh(inner))
 
 
@@ -415,6 +421,8 @@ class Gelu(FfnCheck):
         "mistake_gelu_cubic": lambda x: _gelu(x, cubic=False),
         "mistake_gelu_power": lambda x: _gelu(x, power=2),
         "mistake_gelu_sqrt": lambda x: _gelu(x, root=False),
+        "mistake_gelu_constant": [lambda x: _gelu(x, factor=math.pi / 2), lambda x: _gelu(x, root=False, factor=math.pi / 2),
+                                  lambda x: _gelu(x, weight=0.44715), lambda x: _gelu(x, weight=0.0044715)],
         "mistake_gelu_sigmoid": lambda x: x * torch.sigmoid(1.702 * x),
         "mistake_gelu_tanh_overflow": [lambda x: _gelu(x, tanh=_tanh_exp2), lambda x: _gelu(x, tanh=_tanh_exp)],
     }

@@ -135,6 +135,16 @@ register_messages({
     "mistake_rm_swiglu_swapped": {
         "en": "gate and up were swapped: silu goes on x @ W_gate, then times x @ W_up",
         "ko": "gate와 up이 뒤바뀌었습니다: silu는 x @ W_gate에 적용하고, 그 결과에 x @ W_up을 곱합니다"},
+    "mistake_rm_cache_length_axis": {
+        "en": "the cache's length was read from the wrong axis: cached keys are (B, G, S, D), so the number of cached "
+              "tokens is shape[2] (time), not the key/value heads or another axis; the new tokens' positions start there",
+        "ko": "캐시 길이를 엉뚱한 축에서 읽었습니다: 캐시된 키는 (B, G, S, D)이므로 캐시된 토큰 수는 시간 축인 shape[2]이지, "
+              "키/값 헤드 수나 다른 축이 아닙니다. 새 토큰의 위치는 거기서 시작합니다"},
+    "mistake_rm_tie_rightmost": {
+        "en": "when the lowest-ranked pair occurs more than once in a piece, the rightmost one was merged first: "
+              "merge the leftmost occurrence first (min over (rank, position))",
+        "ko": "순위가 가장 낮은 쌍이 한 조각에 여러 번 나올 때 가장 오른쪽 것부터 합쳤습니다: 가장 왼쪽 것부터 "
+              "합치세요 ((순위, 위치)의 최솟값)"},
     "mistake_rm_positions_restart": {
         "en": "the positions restarted at 0 for the new tokens: with a cache holding `past` tokens, the new ones "
               "sit at positions past, past + 1, ...",
@@ -145,6 +155,13 @@ register_messages({
     "mistake_rm_kv_no_two": {
         "en": "only the keys were counted: the cache holds keys and values, a factor of 2",
         "ko": "키만 셌습니다: 캐시에는 키와 값이 함께 들어가니 2를 곱해야 합니다"},
+    "mistake_rm_kv_missing_default": {
+        "en": "this config has no {text} ({error}): some checkpoints leave fields out and mean their default; "
+              "num_key_value_heads defaults to num_attention_heads (no grouped-query attention) and head_dim to "
+              "hidden_size // num_attention_heads, so read them with config.get(...)",
+        "ko": "이 설정에는 {text} 항목이 없습니다 ({error}): 체크포인트에 따라 항목을 빼고 기본값을 뜻하기도 합니다. "
+              "num_key_value_heads의 기본값은 num_attention_heads(그룹 쿼리 어텐션 없음), head_dim의 기본값은 "
+              "hidden_size // num_attention_heads이므로 config.get(...)으로 읽으세요"},
     "mistake_rm_kv_all_heads": {
         "en": "the query heads were counted (num_attention_heads): the cache holds num_key_value_heads heads",
         "ko": "쿼리 헤드 수(num_attention_heads)로 셌습니다: 캐시에 드는 헤드 수는 num_key_value_heads입니다"},
@@ -255,7 +272,7 @@ def vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     return dict(model["vocab"]), merges
 
 
-def _bpe(text, vocab, merges, pattern, *, split=True, nfc=True, leftmost=False):
+def _bpe(text, vocab, merges, pattern, *, split=True, nfc=True, leftmost=False, rightmost_tie=False):
     import regex
 
     table = _byte_map()
@@ -269,12 +286,13 @@ def _bpe(text, vocab, merges, pattern, *, split=True, nfc=True, leftmost=False):
             found = [(rank[(a, b)], i) for i, (a, b) in enumerate(zip(symbols, symbols[1:])) if (a, b) in rank]
             if not found:
                 break
-            _, i = found[0] if leftmost else min(found)
+            _, i = found[0] if leftmost else min(found, key=lambda f: (f[0], -f[1]) if rightmost_tie else f)
             symbols[i:i + 2] = [symbols[i] + symbols[i + 1]]
         ids += [vocab[s] for s in symbols]
     return ids
 
 
+SPACE_RUNS = "언어 모델은  다음    토큰을 예측합니다."   # pieces "   " + " 토큰을": ("Ġ", "Ġ") twice in one piece
 FIXED_TEXTS = [
     ("Korean", "언어 모델은 다음 토큰을 예측합니다."),
     ("English", "The model reads tokens, not letters."),
@@ -296,7 +314,8 @@ class BpeEncode(Check):
                "mistake_rm_merges_ignored": lambda text, vocab, merges, pattern: _bpe(text, vocab, _all_merges(), pattern),
                "mistake_rm_no_nfc": lambda *a: _bpe(*a, nfc=False),
                "mistake_rm_no_split": lambda *a: _bpe(*a, split=False),
-               "mistake_rm_leftmost_merge": lambda *a: _bpe(*a, leftmost=True)}
+               "mistake_rm_leftmost_merge": lambda *a: _bpe(*a, leftmost=True),
+               "mistake_rm_tie_rightmost": lambda *a: _bpe(*a, rightmost_tie=True)}
     # the library's encoders, and its BPE model's own merge loop (tokenizers.models.BPE(vocab, merges)
     # .tokenize(piece)), which is the step's work once the text is split and mapped
     forbidden = ("tokenizers.Tokenizer.encode", "tokenizers.Tokenizer.encode_batch",
@@ -311,7 +330,9 @@ class BpeEncode(Check):
         if not hidden:
             return [Case(label, (text, vocab, merges, SPLIT_PATTERN)) for label, text in FIXED_TEXTS] + \
                 [Case("GPT-2's split pattern (digits stay together)", (FIXED_TEXTS[4][1], vocab, merges, GPT2_SPLIT)),
-                 Case("Korean, with only the first 40 merges", (FIXED_TEXTS[0][1], vocab, merges[:40], SPLIT_PATTERN))]
+                 Case("Korean, with only the first 40 merges", (FIXED_TEXTS[0][1], vocab, merges[:40], SPLIT_PATTERN)),
+                 Case("runs of 2 and 4 spaces (the run of 3 has the same pair twice: leftmost first)",
+                      (SPACE_RUNS, vocab, merges, SPLIT_PATTERN))]
         g = gen(seed)
         cases = []
         for i in range(4):
@@ -328,6 +349,8 @@ class BpeEncode(Check):
         n = int(torch.randint(20, len(merges) // 2, (1,), generator=g))
         cases.append(Case(f"random text 1 again, with only the first {n} merges", (cases[0].args[0], vocab, merges[:n],
                                                                                   SPLIT_PATTERN)))
+        cases.append(Case("runs of 2 and 4 spaces (split apart; the run of 3 has the same pair twice)",
+                          (SPACE_RUNS, vocab, merges, SPLIT_PATTERN)))
         return cases
 
     def reference(self, text, vocab, merges, pattern):
@@ -564,17 +587,13 @@ def _mistaken_attention(q, k, v, d_model: int, variant: str):
     """Grouped-query attention with one known mistake in it. q: (B, H, T, D), k, v: (B, G, S, D)."""
     H, G, T, S, D = q.shape[1], k.shape[1], q.shape[2], k.shape[2], q.shape[3]
     if variant == "tiled":                                                # (k0, k1, k0, k1)
-        k_all, v_all = k.repeat(1, H // G, 1, 1), v.repeat(1, H // G, 1, 1)
-    else:
-        k_all, v_all = fn.repeat_kv(k, H // G), fn.repeat_kv(v, H // G)     # (B, H, S, D)
-    scale = math.sqrt(d_model if variant == "scale_d_model" else D)
-    scores = q @ k_all.transpose(-2, -1) / scale                          # (B, H, T, S)
-    if variant != "no_mask":
-        mask = fn.causal_mask(T, S)
-        if variant == "mask_no_offset":
-            mask = torch.ones(T, S, dtype=torch.bool).tril()                # as if the cache were not there
-        scores = scores.masked_fill(~mask, float("-inf"))
-    return torch.softmax(scores, -1) @ v_all                             # (B, H, T, D)
+        k, v = k.repeat(1, H // G, 1, 1), v.repeat(1, H // G, 1, 1)      # (B, H, S, D)
+    if variant == "scale_d_model":                 # the core divides by sqrt(D): this makes it sqrt(d_model)
+        q = q * math.sqrt(D / d_model)
+    mask = fn.causal_mask(T, S)
+    if variant == "mask_no_offset":
+        mask = torch.ones(T, S, dtype=torch.bool).tril()                # as if the cache were not there
+    return fn.grouped_query_attention(q, k, v, None if variant == "no_mask" else mask)   # (B, H, T, D)
 
 
 def _attention_case(label, g, cfg, B, T, past_len):
@@ -706,7 +725,8 @@ class DecoderBlock(Check):
 
 
 def _forward(ids, weights, cfg, cache=None, *, variant="ok"):
-    past = 0 if cache is None else cache[0][0].shape[2]
+    axis = {"length_heads": 1, "length_batch": 0, "length_dim": 3}.get(variant, 2)   # the time axis is 2
+    past = 0 if cache is None else cache[0][0].shape[axis]
     start = 0 if variant == "restart" else past
     cos, sin = rope_tables(torch.arange(start, start + ids.shape[1]), cfg["head_dim"], cfg["rope_theta"])
     x = weights["tok_emb"][ids]                                            # (B, T, C)
@@ -744,7 +764,9 @@ class Forward(Check):
         "transformers.models.auto.modeling_auto.AutoModelForCausalLM", "transformers.models.auto.modeling_auto.AutoModel")
     depends = ("real_model.decoder_block",)
     mutants = {"mistake_rm_positions_restart": lambda *a: _forward(*a, variant="restart"),
-               "mistake_rm_no_final_norm": lambda *a: _forward(*a, variant="no_final_norm")}
+               "mistake_rm_no_final_norm": lambda *a: _forward(*a, variant="no_final_norm"),
+               "mistake_rm_cache_length_axis": [lambda *a, v=v: _forward(*a, variant=v)
+                                                for v in ("length_heads", "length_batch", "length_dim")]}
 
     def cases(self, seed, hidden):
         g = gen(seed + 15)
@@ -821,6 +843,8 @@ class KVCacheBytes(Check):
                 G = [1, 2, 4, H][int(torch.randint(4, (1,), generator=g))]
                 config = {"hidden_size": H * 32, "num_hidden_layers": int(torch.randint(1, 40, (1,), generator=g)),
                           "num_attention_heads": H, "num_key_value_heads": G}
+                if i == 2:                       # a config from before grouped-query attention: no such field
+                    del config["num_key_value_heads"]
                 if i % 2:
                     config["head_dim"] = 2 * int(torch.randint(8, 129, (1,), generator=g))
                 tokens = int(torch.randint(1, 200_000, (1,), generator=g))
@@ -833,3 +857,8 @@ class KVCacheBytes(Check):
 
     def reference(self, config, n_tokens, bytes_per_value=2):
         return _kv_bytes(config, n_tokens, bytes_per_value)
+
+    def explain_raised(self, case, error, text):
+        if error == "KeyError" and text.strip("'\"") in ("num_key_value_heads", "head_dim"):
+            return "mistake_rm_kv_missing_default"
+        return None

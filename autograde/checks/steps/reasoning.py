@@ -616,8 +616,9 @@ def _advantages(rewards, eps=1e-6, *, mistake=None):
     if mistake == "global":
         mean, std = r.mean(), r.std(unbiased=False)
     else:
-        mean = r.mean(-1, keepdim=True)                                    # (P, 1)
-        std = r.std(-1, unbiased=(mistake == "sample_std"), keepdim=True)   # (P, 1)
+        mean = r.mean() if mistake == "global_mean" else r.mean(-1, keepdim=True)                  # (P, 1)
+        std = r.std(unbiased=False) if mistake == "global_std" else \
+            r.std(-1, unbiased=(mistake == "sample_std"), keepdim=True)                           # (P, 1)
     if mistake == "no_std":
         out = r - mean
     elif mistake == "eps_inside":
@@ -659,7 +660,9 @@ class GroupAdvantages(Check):
     step = "reasoning.group_advantages"
     mutants = {
         "mistake_adv_sample_std": lambda r, eps=1e-6: _advantages(r, eps, mistake="sample_std"),
-        "mistake_adv_global": lambda r, eps=1e-6: _advantages(r, eps, mistake="global"),
+        "mistake_adv_global": [lambda r, eps=1e-6: _advantages(r, eps, mistake="global"),
+                               lambda r, eps=1e-6: _advantages(r, eps, mistake="global_mean"),
+                               lambda r, eps=1e-6: _advantages(r, eps, mistake="global_std")],
         "mistake_adv_wrong_axis": lambda r, eps=1e-6: _advantages(r, eps, mistake="wrong_axis"),
         "mistake_adv_no_std": lambda r, eps=1e-6: _advantages(r, eps, mistake="no_std"),
         "mistake_adv_eps_inside": lambda r, eps=1e-6: _advantages(r, eps, mistake="eps_inside"),

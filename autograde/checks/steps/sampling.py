@@ -100,6 +100,11 @@ register_messages({
               "keep exactly k, the lower id first (a stable descending sort)",
         "ko": "동점 때문에 top-k가 k개보다 많이 남겼습니다: `logits >= k번째 값`은 동점인 토큰을 모두 남깁니다. "
               "id가 작은 쪽부터 정확히 k개만 남기세요(내림차순 안정 정렬)"},
+    "mistake_filter_first_row": {
+        "en": "only the first row of the batch was filtered (or its cut-off used for every row): logits are (B, V), "
+              "and each row is filtered by its own values",
+        "ko": "배치의 첫 번째 행만 걸렀습니다(또는 그 행의 기준을 모든 행에 썼습니다): 로짓은 (B, V)이고, 각 행은 "
+              "자기 값으로 걸러야 합니다"},
     "mistake_topk_k_plus_one": {
         "en": "top-k kept k + 1 tokens even without ties: the k-th largest value is sorted[..., k - 1] "
               "(indices start at 0), and sorted indices [:k] are the k to keep",
@@ -441,6 +446,20 @@ def _tie_at_k(g, B, V, k):
     return z
 
 
+def first_row_filtered(filter_fn):
+    """Variants of a filter (logits (B, V), setting) -> (B, V) that work on the first row only: the other rows
+    left as they came, or masked where the first row is masked (its cut-off applied to every row)."""
+    def rest_unchanged(z, setting):
+        out = z.clone()
+        out[:1] = filter_fn(z[:1], setting)
+        return out
+
+    def first_row_mask(z, setting):
+        return z.masked_fill(filter_fn(z[:1], setting).isneginf(), float("-inf"))
+
+    return [rest_unchanged, first_row_mask]
+
+
 @register
 class TopK(SamplingCheck):
     """The first case has no ties, so that keeping k + 1 tokens is told apart from keeping the
@@ -454,6 +473,7 @@ class TopK(SamplingCheck):
         "mistake_topk_tie_order": _topk_by_topk,
         "mistake_topk_smallest": _topk_smallest,
         "mistake_filter_zero": lambda z, k: ref.top_k_filter(z, k).nan_to_num(neginf=0.0),
+        "mistake_filter_first_row": first_row_filtered(ref.top_k_filter),
     }
 
     def cases(self, seed, hidden):
@@ -536,6 +556,7 @@ class TopP(SamplingCheck):
         "mistake_topp_unsorted": lambda z, p: _topp(z, p, unsorted=True),
         "mistake_topp_probabilities": lambda z, p: _topp(z, p, probabilities=True),
         "mistake_filter_zero": lambda z, p: ref.top_p_filter(z, p).nan_to_num(neginf=0.0),
+        "mistake_filter_first_row": first_row_filtered(ref.top_p_filter),
     }
 
     def cases(self, seed, hidden):
@@ -575,10 +596,13 @@ class TopP(SamplingCheck):
 # 5. sample_next
 
 
-# the pieces sample_next normally calls, with the mistakes their own checks name
-PIECES = {"apply_temperature": ("temperature", Temperature.mutants),
-          "top_k_filter": ("top_k", TopK.mutants),
-          "top_p_filter": ("top_p", TopP.mutants)}
+# the pieces sample_next normally calls, with the mistakes their own checks name; a filter that works on the
+# first row only is left out: sample_next's cases repeat one row of logits many times, and a filter that
+# leaves most rows unfiltered would explain draws that some other mistake (the filters not used) made
+PIECES = {name: (arg, {k: v for k, v in mutants.items() if k != "mistake_filter_first_row"})
+          for name, (arg, mutants) in {"apply_temperature": ("temperature", Temperature.mutants),
+                                       "top_k_filter": ("top_k", TopK.mutants),
+                                       "top_p_filter": ("top_p", TopP.mutants)}.items()}
 
 
 def _distribution(logits, temperature=1.0, top_k=None, top_p=None, order="right", pieces=None):

@@ -96,6 +96,16 @@ register_messages({
         "en": "the occurrences were merged from the right: replace left to right, so [1, 1, 1] with (1, 1) "
               "becomes [new, 1]",
         "ko": "오른쪽부터 병합했습니다: 왼쪽부터 바꿔야 하므로 [1, 1, 1]에 (1, 1)을 적용하면 [new, 1]이 됩니다"},
+    "mistake_merge_end_pair": {
+        "en": "a pair at the very end of the list was not merged: the loop stops one position early; the last pair "
+              "starts at i = len(ids) - 2, so test i + 1 < len(ids)",
+        "ko": "리스트 맨 끝의 쌍을 병합하지 않았습니다: 반복이 한 칸 일찍 멈춥니다. 마지막 쌍은 i = len(ids) - 2에서 "
+              "시작하므로 i + 1 < len(ids)로 검사하세요"},
+    "mistake_merge_index_end": {
+        "en": "reading past the end ({error}: {text}) when the list ends with the pair's first id: the last id has "
+              "no right neighbour, so test i + 1 < len(ids) before looking at ids[i + 1]",
+        "ko": "리스트가 쌍의 첫 id로 끝날 때 끝을 넘어 읽었습니다 ({error}: {text}): 마지막 id에는 오른쪽 이웃이 없으므로 "
+              "ids[i + 1]을 보기 전에 i + 1 < len(ids)인지 검사하세요"},
     "mistake_merge_first_only": {
         "en": "only the first occurrence of the pair was merged: replace every occurrence, left to right",
         "ko": "쌍이 처음 나온 곳만 병합했습니다: 왼쪽부터 쌍이 나오는 곳을 모두 바꾸세요"},
@@ -380,6 +390,19 @@ def _merge_right_to_left(ids, pair, new_id):
     return out[::-1]
 
 
+def _merge_end_pair(ids, pair, new_id):
+    """The bound check i + 2 < len(ids): a pair at the very end stays unmerged."""
+    merged, i = [], 0
+    while i < len(ids):
+        if i + 2 < len(ids) and (ids[i], ids[i + 1]) == tuple(pair):
+            merged.append(new_id)
+            i += 2
+        else:
+            merged.append(ids[i])
+            i += 1
+    return merged
+
+
 def _merge_first_only(ids, pair, new_id):
     for i in range(len(ids) - 1):
         if (ids[i], ids[i + 1]) == tuple(pair):
@@ -396,6 +419,7 @@ class MergePair(TokenizerCheck):
         "mistake_merge_last_dropped": _merge_last_dropped,
         "mistake_merge_right_to_left": _merge_right_to_left,
         "mistake_merge_first_only": _merge_first_only,
+        "mistake_merge_end_pair": _merge_end_pair,
     }
     sequence = "ids"
 
@@ -412,6 +436,8 @@ class MergePair(TokenizerCheck):
                     Case(f"{label(ends)}, {pair}, {new}", (ends, pair, new)),
                     Case(f"{label(run)}, (9, 9), {new}", (run, (9, 9), new)),
                     Case(f"[4095, 4095, 4095], (4095, 4095), {new}", ([4095, 4095, 4095], (4095, 4095), new)),
+                    Case(f"[{new - 1}, {pair[0]}, {pair[1]}], {pair}, {new}",
+                         ([new - 1, *pair], pair, new)),
                     Case(f"[{new - 1}], (1, 2), {new}", ([new - 1], (1, 2), new)),
                     Case(f"[], (1, 2), {new}", ([], (1, 2), new))]
         ha = list(HAHA.encode())
@@ -425,6 +451,10 @@ class MergePair(TokenizerCheck):
 
     def reference(self, ids, pair, new_id):
         return ref.merge_pair(ids, tuple(pair), new_id)
+
+    def explain_raised(self, case, error, text):
+        ids, pair = case.args[0], case.args[1]
+        return "mistake_merge_index_end" if error == "IndexError" and ids and ids[-1] == pair[0] else None
 
 
 # ----------------------------------------------------------------------------

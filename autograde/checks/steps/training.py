@@ -68,6 +68,9 @@ register_messages({
     "mistake_ppl_mean_of_exp": {
         "en": "the mean of exp(per-token loss): take the exp of the mean loss instead",
         "ko": "토큰마다 exp를 취한 뒤 평균을 냈습니다: 평균 손실을 먼저 구하고 exp를 취하세요"},
+    "mistake_ppl_exp_of_sum": {
+        "en": "the exp of the summed loss: perplexity is the exp of the mean loss over the counted tokens",
+        "ko": "손실을 모두 더한 값에 exp를 취했습니다: 퍼플렉서티는 세는 토큰들의 평균 손실에 exp를 취한 값입니다"},
     "mistake_batch_no_shift": {
         "en": "the targets are the inputs: y must be x shifted by one token (ids[s + 1 : s + T + 1])",
         "ko": "정답이 입력과 같습니다: y는 x를 한 토큰 민 것(ids[s + 1 : s + T + 1])이어야 합니다"},
@@ -84,6 +87,18 @@ register_messages({
     "mistake_lr_warmup_zero": {
         "en": "the warmup starts at 0: step 0 already trains, with max_lr * (step + 1) / warmup",
         "ko": "예열이 0에서 시작합니다: 0번 스텝도 학습하므로 max_lr * (step + 1) / warmup입니다"},
+    "mistake_lr_warmup_ahead": {
+        "en": "the warmup runs one step ahead: step 0 gets max_lr * 1 / warmup, so the rate is max_lr * (step + 1) / warmup",
+        "ko": "예열이 한 스텝 앞서갑니다: 0번 스텝의 학습률이 max_lr * 1 / warmup이므로 max_lr * (step + 1) / warmup입니다"},
+    "mistake_lr_boundary": {
+        "en": "the warmup ends at the wrong step: it covers steps 0 to warmup - 1 (step < warmup), and step warmup "
+              "is the cosine's first, at max_lr",
+        "ko": "예열이 끝나는 스텝이 어긋났습니다: 예열은 0번부터 warmup - 1번 스텝까지(step < warmup)이고, "
+              "warmup번 스텝은 코사인의 첫 스텝으로 max_lr입니다"},
+    "mistake_lr_progress_off_by_one": {
+        "en": "the cosine's progress is off by one step: at step = warmup it is 0, (step - warmup) / (total_steps - warmup)",
+        "ko": "코사인의 진행도가 한 스텝 어긋났습니다: step = warmup에서 0이 되도록 (step - warmup) / (total_steps - warmup)로 "
+              "셉니다"},
     "mistake_lr_to_zero": {
         "en": "the cosine decays to 0: it ends at min_lr, lr = min_lr + (max_lr - min_lr) * 0.5 * (1 + cos(pi * progress))",
         "ko": "코사인이 0까지 내려갑니다: 끝은 min_lr이어서 lr = min_lr + (max_lr - min_lr) * 0.5 * (1 + cos(pi * progress))입니다"},
@@ -111,6 +126,9 @@ register_messages({
     "mistake_clip_norm_after": {
         "en": "the returned norm is the one after clipping: return the norm measured before",
         "ko": "자른 뒤의 노름을 돌려주었습니다: 자르기 전에 잰 노름을 돌려주세요"},
+    "mistake_clip_mean_square": {
+        "en": "the norm was taken from the mean of the squares: the global norm sums the squares of every entry",
+        "ko": "제곱의 평균으로 노름을 구했습니다: 전역 노름은 모든 원소의 제곱을 더해서 구합니다"},
     "mistake_clip_no_sqrt": {
         "en": "the norm is missing its square root: sqrt(sum of squares)",
         "ko": "노름에 제곱근이 빠졌습니다: 제곱합에 제곱근을 취하세요"},
@@ -129,8 +147,15 @@ register_messages({
         "en": "eps went inside the square root: the denominator is sqrt(v_hat) + eps",
         "ko": "eps를 제곱근 안에 넣었습니다: 분모는 sqrt(v_hat) + eps입니다"},
     "mistake_adam_step_off_by_one": {
-        "en": "the bias correction used the wrong step: `step` is already this update's number (1 for the first)",
-        "ko": "편향 보정에 엉뚱한 스텝을 썼습니다: `step`이 이미 이번 업데이트의 번호입니다 (첫 업데이트가 1)"},
+        "en": "the bias correction used the wrong step (one off, step - 1 or step + 1): `step` is already this "
+              "update's number (1 for the first), so divide by 1 - beta1**step and 1 - beta2**step",
+        "ko": "편향 보정에 한 칸 어긋난 스텝(step - 1이나 step + 1)을 썼습니다: `step`이 이미 이번 업데이트의 번호이므로 "
+              "(첫 업데이트가 1) 1 - beta1**step과 1 - beta2**step으로 나누세요"},
+    "mistake_adam_moment_weights": {
+        "en": "a moment's new term has the wrong weight: m = beta1 * m + (1 - beta1) * grad and "
+              "v = beta2 * v + (1 - beta2) * grad**2",
+        "ko": "모멘트에 새로 더하는 항의 가중치가 틀렸습니다: m = beta1 * m + (1 - beta1) * grad, "
+              "v = beta2 * v + (1 - beta2) * grad**2입니다"},
     "mistake_adam_betas_swapped": {
         "en": "beta1 and beta2 were swapped: beta1 (0.9) averages the gradient, beta2 (0.95 or 0.999) its square",
         "ko": "beta1과 beta2가 뒤바뀌었습니다: beta1(0.9)은 기울기의, beta2(0.95나 0.999)는 기울기 제곱의 평균에 씁니다"},
@@ -310,6 +335,7 @@ class Perplexity(Check):
         "mistake_ppl_base2": lambda z, t, ignore_index=-100: float(2 ** _per_token(z, t, ignore_index).mean()),
         "mistake_ppl_no_exp": lambda z, t, ignore_index=-100: float(_per_token(z, t, ignore_index).mean()),
         "mistake_ppl_mean_of_exp": lambda z, t, ignore_index=-100: float(_per_token(z, t, ignore_index).exp().mean()),
+        "mistake_ppl_exp_of_sum": lambda z, t, ignore_index=-100: math.exp(float(_per_token(z, t, ignore_index).sum())),
     }
 
     def cases(self, seed, hidden):
@@ -348,7 +374,7 @@ class Perplexity(Check):
 
 
 def _batch(ids, batch_size, seq_len, generator, *, mistake=None):
-    high = len(ids) - seq_len - (0 if mistake == "range" else 1)
+    high = len(ids) - seq_len - {"range": 0, "range_short": 2}.get(mistake, 1)
     starts = torch.randint(0, high, (batch_size,), generator=generator)
     x = torch.stack([ids[s:s + seq_len] for s in starts.tolist()])
     shift = 0 if mistake == "no_shift" else 1
@@ -375,7 +401,8 @@ class GetBatch(Check):
     step = "training.get_batch"
     mutants = {
         "mistake_batch_no_shift": lambda ids, b, t, g: _batch(ids, b, t, fresh(g), mistake="no_shift"),
-        "mistake_batch_range": lambda ids, b, t, g: _batch(ids, b, t, fresh(g), mistake="range"),
+        "mistake_batch_range": [lambda ids, b, t, g: _batch(ids, b, t, fresh(g), mistake="range"),
+                                lambda ids, b, t, g: _batch(ids, b, t, fresh(g), mistake="range_short")],
     }
 
     def cases(self, seed, hidden):
@@ -411,12 +438,14 @@ class GetBatch(Check):
 
 
 def _lr(step, max_lr, min_lr, warmup, total_steps, *, mistake=None):
-    if step < warmup and mistake != "no_warmup":
-        return max_lr * (step if mistake == "warmup_zero" else step + 1) / warmup
+    end = {"boundary_late": warmup + 1, "boundary_early": warmup - 1}.get(mistake, warmup)   # first cosine step
+    if step < end and mistake != "no_warmup":
+        return max_lr * {"warmup_zero": step, "warmup_ahead": step + 2}.get(mistake, step + 1) / warmup
     if mistake == "progress":
         progress = step / max(1, total_steps)
     else:
-        progress = (step - warmup) / max(1, total_steps - warmup)
+        shift = {"progress_ahead": 1, "progress_behind": -1}.get(mistake, 0)
+        progress = (step - warmup + shift) / max(1, total_steps - warmup)
     if mistake != "no_clamp":
         progress = min(1.0, progress)
     low = 0.0 if mistake == "to_zero" else min_lr
@@ -426,8 +455,12 @@ def _lr(step, max_lr, min_lr, warmup, total_steps, *, mistake=None):
 @register
 class LRSchedule(Check):
     step = "training.lr_schedule"
-    mutants = {f"mistake_lr_{m}": (lambda m: lambda *a: _lr(*a, mistake=m))(m)
-               for m in ("warmup_zero", "to_zero", "no_clamp", "progress", "no_warmup")}
+    mutants = {**{f"mistake_lr_{m}": (lambda m: lambda *a: _lr(*a, mistake=m))(m)
+                  for m in ("warmup_zero", "warmup_ahead", "to_zero", "no_clamp", "progress", "no_warmup")},
+               "mistake_lr_boundary": [lambda *a: _lr(*a, mistake="boundary_late"),     # step <= warmup
+                                       lambda *a: _lr(*a, mistake="boundary_early")],   # step < warmup - 1
+               "mistake_lr_progress_off_by_one": [lambda *a: _lr(*a, mistake="progress_ahead"),
+                                                  lambda *a: _lr(*a, mistake="progress_behind")]}
 
     def cases(self, seed, hidden):
         if hidden:
@@ -443,7 +476,8 @@ class LRSchedule(Check):
         settings = (3e-3, 3e-4, 100, 900)
         return [Case(f"step {s} of the reference run (max_lr 3e-3, min_lr 3e-4, warmup 100, total 900)", (s, *settings))
                 for s in (0, 49, 99, 100, 500, 899, 950)] + \
-            [Case("step 3, warmup 1, total 5", (3, 1.0, 0.0, 1, 5))]
+            [Case("step 3, warmup 1, total 5", (3, 1.0, 0.0, 1, 5)),
+             Case("step 2, warmup 3, total 6: the last warmup step, at max_lr", (2, 1.0, 0.0, 3, 6))]
 
     def reference(self, step, max_lr, min_lr, warmup, total_steps):
         return _lr(step, max_lr, min_lr, warmup, total_steps)
@@ -467,6 +501,8 @@ def _clip(grads, max_norm, *, mistake=None):
             float(torch.stack(norms).norm())
     if mistake == "sum_of_norms":
         total = float(sum(norms))
+    elif mistake == "mean_square":
+        total = math.sqrt(sum(float(g.double().pow(2).mean()) for g in grads))
     elif mistake == "no_sqrt":
         total = float(sum(n ** 2 for n in norms))
     else:
@@ -486,7 +522,7 @@ class ClipGradNorm(Check):
     forbidden = ("torch.nn.utils.clip_grad_norm_", "torch.nn.utils.clip_grad_norm", "torch.nn.utils.get_total_norm",
                  "torch.nn.utils.clip_grads_with_norm_")
     mutants = {f"mistake_clip_{m}": (lambda m: lambda g, n: _clip(g, n, mistake=m))(m)
-               for m in ("per_tensor", "scales_up", "sum_of_norms", "norm_after", "no_sqrt")}
+               for m in ("per_tensor", "scales_up", "sum_of_norms", "mean_square", "norm_after", "no_sqrt")}
 
     def cases(self, seed, hidden):
         if hidden:
@@ -556,9 +592,9 @@ def _adamw(param, grad, exp_avg, exp_avg_sq, step, lr, betas, eps, weight_decay,
         p = p * (1 - weight_decay)
     else:
         p = p * (1 - lr * weight_decay)
-    m = beta1 * exp_avg + (1 - beta1) * grad
-    v = beta2 * exp_avg_sq + (1 - beta2) * grad * grad
-    t = step - 1 if mistake == "step_off_by_one" else step
+    m = beta1 * exp_avg + (beta1 if mistake == "m_weight" else 1 - beta1) * grad
+    v = beta2 * exp_avg_sq + (beta2 if mistake == "v_weight" else 1 - beta2) * grad * grad
+    t = {"step_off_by_one": step - 1, "step_ahead": step + 1}.get(mistake, step)
     if mistake == "no_bias_correction":
         m_hat, v_hat = m, v
     else:
@@ -599,9 +635,12 @@ def _adam_state(g, shape, steps, betas, lr, eps, weight_decay):
 class AdamWStep(Check):
     step = "training.adamw_step"
     forbidden = ("torch.optim.AdamW", "torch.optim.Adam")
-    mutants = {f"mistake_adam_{m}": (lambda m: lambda *a: _adamw(*a, mistake=m))(m)
-               for m in ("no_bias_correction", "l2", "decay_no_lr", "step_off_by_one", "eps_inside",
-                         "betas_swapped", "no_sqrt")}
+    mutants = {**{f"mistake_adam_{m}": (lambda m: lambda *a: _adamw(*a, mistake=m))(m)
+                  for m in ("no_bias_correction", "l2", "decay_no_lr", "eps_inside", "betas_swapped", "no_sqrt")},
+               "mistake_adam_step_off_by_one": [lambda *a: _adamw(*a, mistake="step_off_by_one"),
+                                                lambda *a: _adamw(*a, mistake="step_ahead")],
+               "mistake_adam_moment_weights": [lambda *a: _adamw(*a, mistake="m_weight"),
+                                               lambda *a: _adamw(*a, mistake="v_weight")]}
 
     def cases(self, seed, hidden):
         if hidden:
