@@ -382,7 +382,7 @@ def grpo_step(policy, reference, optimizer, problems, s: GRPOSettings, gen: torc
     """One GRPO step: sample groups, score them, advantages, mu gradient steps on the clipped objective."""
     device = next(policy.parameters()).device
     prompts = prompt_batch(problems).to(device)
-    ids = sample_group(policy, prompts, s.group_size, s.temperature, generator=gen)        # (B, T)
+    ids = sample_group(policy, prompts, s.group_size, s.temperature, generator=gen, use_cache=False)  # (B, T)
     rewards = rewards_of(ids[:, PROMPT_LEN:].cpu(), problems, s.group_size)               # (P, G)
     check_step_inputs(rewards, problems, s.group_size)
     advantages = group_advantages(rewards).flatten().to(device)                          # (B,)
