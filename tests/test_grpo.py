@@ -130,3 +130,22 @@ def test_committed_start_model_is_current(tmp_path):
     for name in shipped:
         assert torch.allclose(fresh[name], shipped[name], atol=1e-4), name
 
+
+
+def test_chapter_quotes_the_committed_run():
+    """Chapter 9's numbers about the run are the committed run's, in both languages."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "course"
+    k = RUN["settings"]["pass_k_n"]
+    numbers = [f"{RUN['pass_at_1_before']:.1%}", f"{RUN['pass_at_1_after']:.1%}",
+               f"{RUN['pass_at_k_before'][0]:.1%}", f"{RUN['pass_at_k_after'][0]:.1%}",
+               f"{RUN['pass_at_k_before'][k - 1]:.1%}", f"{RUN['pass_at_k_after'][k - 1]:.1%}",
+               f"{RUN['never_solved_before']}", f"{RUN['never_solved_after']}", f"{RUN['rl_cpu_seconds']:.0f}",
+               f"{RUN['settings']['steps']}", f"{RUN['settings']['held_out']}", f"{RUN['settings']['pass_k_problems']}"]
+    for lang in ("en", "ko"):
+        text = (root / lang / "chapters" / "09-reasoning-models.md").read_text(encoding="utf-8")
+        section = text[text.index("{#grpo-tiny-run}"):text.index("{#what-rl-teaches}")]
+        assert '--8<-- "figures/grpo-results.md"' in section
+        missing = [n for n in numbers if n not in section]
+        assert not missing, (lang, missing)
