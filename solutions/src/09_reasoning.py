@@ -676,7 +676,6 @@ import os
 import time
 from autograde.reference import grpo as G
 from autograde import notebook_grpo as guard
-from autograde.reference.sampling import sample_next
 
 GRPO_TEXT = {"en": {"start": "starting model: greedy pass@1 {p:.1%} on {n} held-out problems",
                     "row": "{a}+{b}= {said:<4} (right: {right})", "never": "never ends",
@@ -896,8 +895,11 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
 # (`repeat_interleave`). Then, for each new token:
 #
 # 1. run `model(ids)` on all rows and keep the last position's logits;
-# 2. draw the next token of every row with **one** call of the course's
-#    `sample_next(logits, temperature, generator=generator)`;
+# 2. draw the next token of every row at once, the way the course's sampler
+#    of chapter 5 does without top-k or top-p: divide the logits by the
+#    temperature, `softmax`, then **one** call of
+#    `torch.multinomial(probs, 1, generator=generator)` for all rows (the
+#    same draws as the reference, so that the check can compare them);
 # 3. a row that has already written `end_id` gets `pad_id` instead;
 # 4. append the column; stop when every row has written `end_id`, or after
 #    `max_new_tokens` tokens: a completion that never ends stops there.
@@ -914,8 +916,10 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
 # $pG + G - 1$번 행입니다(`repeat_interleave`). 새 토큰마다 이렇게 합니다.
 #
 # 1. 모든 행에 `model(ids)`를 돌려 마지막 위치의 로짓을 얻습니다.
-# 2. 강좌의 `sample_next(logits, temperature, generator=generator)`를 **한 번**
-#    불러 모든 행의 다음 토큰을 뽑습니다.
+# 2. 모든 행의 다음 토큰을 한꺼번에 뽑습니다. 5장의 샘플러가 top-k나 top-p 없이
+#    하는 방식 그대로, 로짓을 온도로 나누고 `softmax`를 한 뒤 모든 행에 대해
+#    `torch.multinomial(probs, 1, generator=generator)`를 **한 번** 부릅니다(그래야
+#    기준 구현과 같은 값을 뽑아 검사가 비교할 수 있습니다).
 # 3. 이미 `end_id`를 쓴 행은 그 대신 `pad_id`를 받습니다.
 # 4. 그 열을 이어 붙입니다. 모든 행이 `end_id`를 썼거나 `max_new_tokens`개를 썼으면
 #    멈춥니다. 끝나지 않는 풀이는 거기서 멈춥니다.
@@ -934,7 +938,8 @@ def sample_group(model, prompts: torch.Tensor, group_size: int, temperature: flo
     ids = prompts.repeat_interleave(group_size, dim=0)                     # (P*G, Tp)
     done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
     for _ in range(max_new_tokens):
-        token = sample_next(model(ids)[:, -1, :], temperature, generator=generator)    # (P*G,)
+        probs = torch.softmax(model(ids)[:, -1, :].float() / temperature, dim=-1)     # (P*G, V)
+        token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)          # (P*G,)
         token = torch.where(done, torch.full_like(token, pad_id), token)
         ids = torch.cat([ids, token[:, None]], dim=1)
         done |= token == end_id

@@ -841,13 +841,14 @@ register_messages({
         "en": "the loop went on after every row had ended: stop as soon as all rows have written end_id",
         "ko": "모든 행이 끝났는데도 반복을 계속했습니다: 모든 행이 end_id를 쓰면 바로 멈추세요"},
     "mistake_group_temperature": {
-        "en": "the temperature was ignored: pass it to sample_next",
-        "ko": "온도를 무시했습니다: sample_next에 온도를 넘기세요"},
+        "en": "the temperature was ignored: divide the logits by it before the softmax",
+        "ko": "온도를 무시했습니다: softmax 전에 로짓을 온도로 나누세요"},
     "mistake_group_row_by_row": {
         "en": "the rows were sampled one at a time: draw each new token for all rows in one call of "
-              "sample_next (B, V) -> (B,), so that the generator gives the same draws as the reference",
-        "ko": "행을 하나씩 따로 샘플링했습니다: 새 토큰은 sample_next 한 번으로 모든 행에 대해 뽑으세요 "
-              "((B, V) -> (B,)). 그래야 생성기가 기준 구현과 같은 값을 뽑습니다"},
+              "torch.multinomial on the (B, V) probabilities, so that the generator gives the same draws as the "
+              "reference",
+        "ko": "행을 하나씩 따로 샘플링했습니다: 새 토큰은 (B, V) 확률에 torch.multinomial을 한 번만 불러 모든 "
+              "행에 대해 뽑으세요. 그래야 생성기가 기준 구현과 같은 값을 뽑습니다"},
 })
 
 
