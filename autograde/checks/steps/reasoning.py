@@ -1048,7 +1048,6 @@ def _likely_end(fn, prompts) -> int:
 @register
 class SampleGroup(Check):
     step = "reasoning.sample_group"
-    needs_reference = True
     mutants = {f"mistake_group_{m}": (lambda m: lambda *a, **k: _sample(*a, **k, mistake=m))(m)
                for m in ("not_grouped", "no_pad", "no_early_stop", "temperature", "row_by_row")}
 
