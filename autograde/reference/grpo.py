@@ -18,7 +18,7 @@ prompt, position j of a (B, T - 1) tensor is about token j + 1 (the model predic
 tokens 0..j). token_logprobs and completion_mask both use it, so the mask multiplies the
 log-probs directly.
 
-The starting model is trained here too (`build_start_model`, `course build-grpo-start`): the
+The starting model is trained here too (`build_start_model`, `course grpo-start`): the
 course's Llama-style model, 2 layers 64 wide, supervised on a part of the training problems
 for a fixed number of steps, so that it solves some held-out problems but not most.
 Everything is deterministic under the seeds in the settings and a fixed number of CPU threads.
@@ -311,7 +311,7 @@ def train_start_model(settings: SFTSettings | None = None, progress: bool = Fals
 
 
 def build_start_model(out_dir: Path = GRPO_DIR, settings: SFTSettings | None = None, progress: bool = False) -> dict:
-    """Train the starting model and write its weights, config and log (`course build-grpo-start`)."""
+    """Train the starting model and write its weights, config and log (`course grpo-start`)."""
     from safetensors.torch import save_file
 
     model, log = train_start_model(settings, progress)
@@ -331,7 +331,7 @@ def load_start_model(directory: Path = GRPO_DIR, device="cpu") -> Transformer:
     directory = Path(directory)
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (directory / name).is_file():
-            raise CourseError(f"{directory / name} is missing; run `course build-grpo-start` to create it")
+            raise CourseError(f"{directory / name} is missing; run `course grpo-start` to create it")
     model = Transformer(ModelConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text())))
     model.load_weights(load_file(str(directory / WEIGHTS_FILE)))
     return model.to(device).eval()
