@@ -186,6 +186,15 @@ def cmd_train_reference(args) -> int:
     return 0
 
 
+def cmd_grpo_start(args) -> int:
+    from autograde.reference.grpo import GRPO_DIR, SFTSettings, build_start_model
+
+    log = build_start_model(Path(args.out or GRPO_DIR), SFTSettings(), progress=not args.quiet)
+    print(f"trained the GRPO starting model ({log['parameters']:,} parameters) in {log['wall_seconds']} s: "
+          f"greedy pass@1 {log['pass_at_1_held_out']:.1%} on {log['settings']['held_out']} held-out problems")
+    return 0
+
+
 def cmd_corpus(args) -> int:
     from autograde.reference.corpus import build_corpus
 
@@ -414,6 +423,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output directory (default: autograde/data/reference)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_train_reference)
+
+    s = sub.add_parser("grpo-start", help="train the small model that notebook 9's GRPO run starts from",
+                       description="Train, deterministically on one CPU thread (about 10 s), the 2-layer model "
+                                   "that adds two-digit numbers partly right, and write model.safetensors, "
+                                   "config.json and sft_log.json (default: autograde/data/grpo). The GRPO run "
+                                   "itself is bench/bench_grpo.py.")
+    s.add_argument("--out", help="output directory (default: autograde/data/grpo)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_grpo_start)
 
     s = sub.add_parser("corpus", help="rebuild the versioned training corpus from the chapters",
                        description="Rebuild autograde/data/corpus/{en,ko}.txt and manifest.json from course/ "

@@ -315,7 +315,9 @@ def samples_md(log: dict, lang: str) -> str:
 
 def make_all(course_dir) -> list[Path]:
     """Write every figure and table for both languages; returns the paths."""
+    from autograde.figures_grpo import make_grpo_figures
     from autograde.figures_training import FIGURE_NAME as LOSS_FIGURE, fig_loss_curve
+    from autograde.reference.grpo import GRPO_DIR, RUN_FILE, SFT_LOG_FILE
     from autograde.reference.checkpoint import REFERENCE_DIR, load_reference
 
     plt = _pyplot()
@@ -324,6 +326,10 @@ def make_all(course_dir) -> list[Path]:
     if not log_path.is_file():
         raise CourseError(f"{log_path} is missing; run `course train-reference`")
     log = json.loads(log_path.read_text(encoding="utf-8"))
+    if not (GRPO_DIR / RUN_FILE).is_file():
+        raise CourseError(f"{GRPO_DIR / RUN_FILE} is missing; run `python bench/bench_grpo.py`")
+    grpo_run = json.loads((GRPO_DIR / RUN_FILE).read_text(encoding="utf-8"))
+    grpo_sft = json.loads((GRPO_DIR / SFT_LOG_FILE).read_text(encoding="utf-8"))
     rows = token_table_rows(ref.tokenizer, log["corpus"])
     written = []
     for lang in LANGS:
@@ -337,6 +343,7 @@ def make_all(course_dir) -> list[Path]:
             fig_softmax_temperature(plt, lang, out / "softmax-temperature.png"),
             fig_top_k_top_p(plt, ref, lang, out / "top-k-top-p.png"),
             fig_loss_curve(plt, log, lang, out / LOSS_FIGURE),
+            *make_grpo_figures(grpo_run, grpo_sft, lang, out),
         ]
         written += [dark_path(p) for p in written if p.parent == out and p.suffix == ".png"]
         for name, text in (("token-stats.md", token_stats_md(rows, lang)),

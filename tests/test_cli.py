@@ -13,7 +13,7 @@ from autograde.reference.checkpoint import REFERENCE_DIR, load_reference
 from autograde.reference.sampling import generate
 
 SUBCOMMANDS = ["build", "check", "grade", "release", "feedback", "export-grades", "export-gradescope", "tokenize", "detokenize", "generate", "export-hf", "train-reference",
-               "corpus", "figures"]
+               "grpo-start", "corpus", "figures"]
 
 
 def course(*args, env=None):

@@ -32,8 +32,11 @@ NOT_IMPLEMENTED = {"en": "not implemented yet", "ko": "아직 구현되지 않�
 @pytest.fixture(autouse=True)
 def short_training(monkeypatch):
     """Notebook 6's training run takes ~5 minutes at its default 400 steps; 30 steps exercise the
-    same cells (its figures are measured by bench/bench_notebooks.py, its checks in test_training)."""
+    same cells (its figures are measured by bench/bench_notebooks.py, its checks in test_training).
+    Notebook 9's GRPO run: 4 of its 600 steps (the full run is bench/bench_grpo.py; test_grpo_notebook
+    checks that the notebook's loop gives the reference run's numbers)."""
     monkeypatch.setenv("COURSE_TRAIN_STEPS", "30")
+    monkeypatch.setenv("COURSE_GRPO_STEPS", "4")
 
 
 def notebook_path(kind: str, lang: str, name: str) -> Path:

@@ -54,7 +54,9 @@ class Case:
     drive: None (one call), or "greedy:N": the function is a model's forward,
     ids (1, T) -> logits (1, T, V), and the output is the N tokens that greedy
     decoding with it writes after args[0] (runner.drive_greedy, run where the
-    student's code runs: in the notebook, or in the grader's sandbox).
+    student's code runs: in the notebook, or in the grader's sandbox); or "grad":
+    the function is a loss of log-probs args[0], and the output is (loss, its
+    gradient with respect to args[0]) (runner.drive_grad).
     """
     label: str
     args: tuple

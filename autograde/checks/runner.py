@@ -101,10 +101,27 @@ def drive_greedy(forward: Callable, ids: torch.Tensor, *rest, new_tokens: int, *
     return new_ids
 
 
+def drive_grad(loss_fn: Callable, logp: torch.Tensor, old_logp, *rest, **kwargs):
+    """A loss of log-probs and its gradient: (loss, d loss / d logp), both detached.
+
+    logp becomes a leaf that requires grad; old_logp None means "the same tensor as logp" (the
+    first gradient step on a batch, where the sampling policy is the policy): a loss that does not
+    detach it then loses the surrogate's gradient, which only the gradient shows. A loss that is not
+    a scalar tensor comes back as it is (the judge names it); one that no gradient reaches gives zeros."""
+    logp = logp.detach().clone().requires_grad_(True)
+    loss = loss_fn(logp, logp if old_logp is None else old_logp, *rest, **kwargs)
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.is_floating_point():
+        return loss
+    grad = torch.autograd.grad(loss.reshape(()), logp, allow_unused=True)[0] if loss.requires_grad else None
+    return loss.detach().reshape(()), torch.zeros_like(logp) if grad is None else grad.detach()
+
+
 def call(fn: Callable, args: tuple, kwargs: dict, drive: str | None = None):
     """fn(*args, **kwargs), or the driver named by a case's `drive` around it."""
     if drive is None:
         return fn(*args, **kwargs)
+    if drive == "grad":
+        return drive_grad(fn, *args, **kwargs)
     kind, _, n = drive.partition(":")
     if kind != "greedy" or not n.isdigit():
         raise ValueError(f"unknown driver {drive!r}")

@@ -23,16 +23,21 @@
 # 2. `majority_vote`, self-consistency over many chains;
 # 3. `pass_at_k`, the unbiased estimate of "solved within $k$ tries";
 # 4. `reward`, a rule-based reward for format and correctness;
-# 5. `group_advantages`, the group-relative advantages of GRPO.
+# 5. `group_advantages`, the group-relative advantages of GRPO;
+# 6. then GRPO itself, on a tiny model of the course that adds two-digit
+#    numbers: `token_logprobs`, `completion_mask`, `grpo_loss` and
+#    `sample_group`, and a run of reinforcement learning that lifts its
+#    pass@1 from 25% to about 80% on your CPU.
 #
-# No model is needed for the graded part. A small simulated solver, seeded so
+# The first five pieces need no model. A small simulated solver, seeded so
 # that every run prints the same numbers, stands in for one and shows what
 # voting and pass@k do as the number of samples grows. The last section is
 # optional: where a real chat model such as Qwen3-0.6B is already on your
 # disk, it compares thinking with answering at once; anywhere else it says so
 # in one line and does nothing.
 #
-# Budget: the whole notebook runs in well under a minute on one CPU core.
+# Budget: the graded part runs in seconds; the GRPO run of section 7 takes
+# about 1.5 minutes of CPU time (less with `COURSE_GRPO_STEPS`).
 
 # %% [markdown] lang="ko"
 # # 노트북 9: 추론, 투표, 보상
@@ -51,14 +56,18 @@
 # 3. "$k$번 안에 풀었다"의 편향 없는 추정값, `pass_at_k`
 # 4. 형식과 정답 여부를 따지는 규칙 기반 보상, `reward`
 # 5. GRPO의 그룹 상대 이점, `group_advantages`
+# 6. 그다음 GRPO 자체: 두 자리 덧셈을 하는 이 강좌의 작은 모델을 두고 `token_logprobs`,
+#    `completion_mask`, `grpo_loss`, `sample_group`을 쓰고, 강화학습을 직접 돌려 여러분의
+#    CPU에서 pass@1을 25%에서 80%쯤까지 끌어올립니다.
 #
-# 채점하는 부분에는 모델이 필요 없습니다. 시드를 고정해 실행할 때마다 같은 숫자를
+# 처음 다섯 조각에는 모델이 필요 없습니다. 시드를 고정해 실행할 때마다 같은 숫자를
 # 내는 작은 모의 풀이기가 모델 대신 답을 쓰고, 샘플 수가 늘 때 투표와 pass@k가 어떻게
 # 움직이는지 보여 줍니다. 마지막 절은 선택 사항입니다. Qwen3-0.6B 같은 실제 대화
 # 모델을 이미 내려받아 두었다면 생각하고 답할 때와 곧바로 답할 때를 비교하고,
 # 그렇지 않으면 한 줄로 알리고 아무것도 하지 않습니다.
 #
-# 시간: 노트북 전체가 CPU 코어 하나에서 1분도 채 걸리지 않습니다.
+# 시간: 채점하는 부분은 몇 초면 끝나고, 7절의 GRPO 실행은 CPU 시간으로 1분 30초쯤
+# 걸립니다(`COURSE_GRPO_STEPS`로 줄일 수 있습니다).
 
 # %% kind="setup" id="setup"
 COURSE_LANG = "en"
@@ -632,7 +641,489 @@ print(TEXT["rounding"].format(v=FORMAT_REWARD, g=8, naive=float(naive.abs().max(
                               mine=group_advantages(tenth)[0].tolist()))
 
 # %% [markdown] lang="en"
-# ## 6. Optional: a real model, thinking or not
+# ## 6. Learning from the reward: GRPO on a tiny model
+#
+# So far the rewards and advantages were computed for a simulated solver;
+# nothing learned from them. Now a real model does. It is the course's own
+# model at its smallest (2 layers, 64 wide, about 100,000 parameters),
+# trained by supervised learning, briefly and on purpose, on sums of two
+# two-digit numbers: `23+45=` followed by `68` and an end marker. It solves
+# about a quarter of the problems it never saw, and GRPO will lift that with
+# nothing but the rule-based reward: 1 for the right number followed by the end
+# marker, 0 for anything else. `course grpo-start` builds it in about ten
+# seconds; the course ships its weights, so the cell below only loads them.
+#
+# Each character is one token: `0`–`9`, `+`, `=`, `<end>` and `<pad>`. Every
+# prompt is six tokens long, so a batch needs no padding on the left.
+
+# %% [markdown] lang="ko"
+# ## 6. 보상으로 배우기: 작은 모델에 GRPO
+#
+# 지금까지 보상과 이점은 모의 풀이기를 두고 계산했을 뿐, 그것으로 배운 것은 없었습니다.
+# 이제 실제 모델이 배웁니다. 이 강좌의 모델을 가장 작게 줄인 것(2층, 폭 64, 파라미터 약
+# 10만 개)으로, 두 자리 수 두 개의 덧셈을 지도 학습으로 일부러 짧게만 배웠습니다.
+# `23+45=` 다음에 `68`과 끝 표시가 오는 식입니다. 처음 보는 문제의 4분의 1쯤을 풀고,
+# GRPO는 규칙 기반 보상 하나만으로 이 비율을 끌어올립니다. 맞는 숫자 뒤에 끝 표시가 오면
+# 1, 그 밖에는 모두 0입니다. 이 모델은 `course grpo-start`로 10초쯤이면 만들 수 있고,
+# 가중치가 강좌에 들어 있으니 아래 셀은 불러오기만 합니다.
+#
+# 글자 하나가 토큰 하나입니다. `0`–`9`, `+`, `=`, `<end>`, `<pad>`가 전부입니다.
+# 프롬프트는 모두 여섯 토큰이라 배치를 만들 때 왼쪽을 채울 필요가 없습니다.
+
+# %%
+import copy
+import os
+import time
+from autograde.reference import grpo as G
+from autograde import notebook_grpo as guard
+
+GRPO_TEXT = {"en": {"start": "starting model: greedy pass@1 {p:.1%} on {n} held-out problems",
+                    "row": "{a}+{b}= {said:<4} (right: {right})", "never": "never ends",
+                    "before": "before", "after": "after", "never_solved": "never solved: {c} / {n}"},
+             "ko": {"start": "시작 모델: 보류 문제 {n}개에서 탐욕적 디코딩 pass@1 {p:.1%}",
+                    "row": "{a}+{b}= {said:<4} (정답: {right})", "never": "끝나지 않음",
+                    "before": "전", "after": "후", "never_solved": "한 번도 못 푼 문제: {c} / {n}"}}[COURSE_LANG]
+
+start = G.load_start_model(device=device)
+train_problems, held_out = G.split_problems(G.SFTSettings().seed, G.GRPOSettings().held_out)
+greedy = G.sample_group(start, G.prompt_batch(held_out[:8]).to(device), 1, greedy=True)
+for (a, b), row in zip(held_out[:8], greedy[:, G.PROMPT_LEN:].tolist()):
+    said = G.decode(row) if G.END_ID in row else GRPO_TEXT["never"]
+    print(GRPO_TEXT["row"].format(a=a, b=b, said=said, right=a + b))
+print(GRPO_TEXT["start"].format(p=G.pass_at_1_greedy(start, held_out), n=len(held_out)))
+
+# %% [markdown] lang="en"
+# ### 6.1 The log-probability of each sampled token
+#
+# GRPO changes the probability of the tokens the model wrote. For sequences
+# `ids` of shape `(B, T)`, the model's `logits` have shape `(B, T, V)`, and
+# the logits at position $j$ predict token $j + 1$. Return, for every
+# position $j = 0, \dots, T - 2$, the log-probability the model gave to the
+# token that actually came next:
+#
+# $$
+# \ell_{b,j} = \log \mathrm{softmax}\left(z_{b,j}\right)_{x_{b,j+1}}
+# $$
+#
+# a tensor of shape `(B, T - 1)`. Use `torch.log_softmax` over the last axis
+# and `gather` at `ids[:, 1:]`. Computing `torch.log(torch.softmax(...))`
+# instead gives `-inf` for very unlikely tokens. Positions in the prompt are
+# computed too; the mask of the next step removes them.
+
+# %% [markdown] lang="ko"
+# ### 6.1 샘플링한 토큰 하나하나의 로그 확률
+#
+# GRPO는 모델이 쓴 토큰의 확률을 바꿉니다. 모양이 `(B, T)`인 시퀀스 `ids`에 대해
+# 모델의 `logits`는 `(B, T, V)` 모양이고, $j$번 위치의 로짓은 $j + 1$번째 토큰을
+# 예측합니다. 모든 위치 $j = 0, \dots, T - 2$에서 실제로 다음에 온 토큰에 모델이 준
+# 로그 확률을 돌려주세요.
+#
+# $$
+# \ell_{b,j} = \log \mathrm{softmax}\left(z_{b,j}\right)_{x_{b,j+1}}
+# $$
+#
+# 결과의 모양은 `(B, T - 1)`입니다. 마지막 축에 `torch.log_softmax`를 쓰고
+# `ids[:, 1:]` 자리를 `gather`하세요. `torch.log(torch.softmax(...))`로 계산하면
+# 확률이 아주 낮은 토큰에서 `-inf`가 나옵니다. 프롬프트 위치도 계산되지만, 다음
+# 단계의 마스크가 지워 줍니다.
+
+# %% kind="solution" id="token_logprobs"
+def token_logprobs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """(B, T, V) logits, (B, T) ids -> (B, T - 1): log-prob of ids[:, j + 1] given the tokens up to j."""
+    ### BEGIN SOLUTION
+    logp = torch.log_softmax(logits[:, :-1], dim=-1)                       # (B, T-1, V)
+    return logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)           # (B, T-1)
+    ### END SOLUTION
+
+# %% kind="test" id="check_token_logprobs"
+
+
+# %% [markdown] lang="en"
+# ### 6.2 Which tokens count: the completion mask
+#
+# Only what the model wrote is learned: not the prompt, which was given, and
+# not the padding after the end marker. `completion_mask(ids, prompt_len,
+# end_id)` returns a float mask of shape `(B, T - 1)`, aligned with
+# `token_logprobs`: position $j$ is about token $j + 1$. It is 1 for the
+# completion's tokens **up to and including the first end marker** (the
+# choice to stop is learned too) and 0 for the prompt and everything after
+# that end. The first completion token, `ids[:, prompt_len]`, is at position
+# `prompt_len - 1`. Look for the end marker only in the completion, and
+# remember that a completion may never end (all 1 then).
+
+# %% [markdown] lang="ko"
+# ### 6.2 어떤 토큰을 셀까: 풀이 마스크
+#
+# 배우는 것은 모델이 쓴 토큰뿐입니다. 주어진 프롬프트도, 끝 표시 뒤의 채움 토큰도
+# 아닙니다. `completion_mask(ids, prompt_len, end_id)`는 `token_logprobs`와 줄이 맞는
+# `(B, T - 1)` 모양의 float 마스크를 돌려줍니다. $j$번 위치는 $j + 1$번째 토큰에 대한
+# 것입니다. 풀이의 토큰 가운데 **첫 끝 표시까지(끝 표시 포함)**는 1이고(멈추기로 한
+# 선택도 배웁니다), 프롬프트와 그 끝 표시 뒤는 모두 0입니다. 풀이의 첫 토큰
+# `ids[:, prompt_len]`은 `prompt_len - 1`번 위치에 있습니다. 끝 표시는 풀이에서만
+# 찾고, 끝나지 않는 풀이도 있다는 것(그때는 전부 1)을 잊지 마세요.
+
+# %% kind="solution" id="completion_mask"
+def completion_mask(ids: torch.Tensor, prompt_len: int, end_id: int) -> torch.Tensor:
+    """(B, T) ids -> (B, T - 1) float mask: 1 on completion tokens up to and including the first end_id."""
+    ### BEGIN SOLUTION
+    is_end = (ids[:, prompt_len:] == end_id).long()                        # (B, L)
+    ended_before = is_end.cumsum(dim=1) - is_end                           # end markers strictly before
+    keep = (ended_before == 0).float()                                     # (B, L)
+    prompt = torch.zeros(ids.shape[0], prompt_len - 1, device=ids.device)  # (B, prompt_len - 1)
+    return torch.cat([prompt, keep], dim=1)                                # (B, T-1)
+    ### END SOLUTION
+
+# %% kind="test" id="check_completion_mask"
+
+
+# %% [markdown] lang="en"
+# ### 6.3 The GRPO loss
+#
+# DeepSeekMath writes GRPO's objective for one prompt $q$ and its group of
+# completions $o_1, \dots, o_G$, sampled by the policy $\pi_{\theta_\text{old}}$
+# as it was before this update:
+#
+# $$
+# \mathcal{J}(\theta) = \frac{1}{G}\sum_{i=1}^{G}\frac{1}{|o_i|}\sum_{t=1}^{|o_i|}
+# \Big[\min\big(\rho_{i,t} A_i,\ \mathrm{clip}(\rho_{i,t}, 1-\varepsilon, 1+\varepsilon) A_i\big)
+# - \beta\, \mathbb{D}_{i,t}\Big],
+# \qquad \rho_{i,t} = \frac{\pi_\theta(o_{i,t} \mid q, o_{i,<t})}{\pi_{\theta_\text{old}}(o_{i,t} \mid q, o_{i,<t})}
+# $$
+#
+# with $A_i$ the group-relative advantage of section 5 (the same for every
+# token of $o_i$) and the KL penalty to the frozen starting model
+# $\pi_\text{ref}$ estimated per token with what is called the k3 estimator:
+#
+# $$
+# \mathbb{D}_{i,t} = \frac{\pi_\text{ref}}{\pi_\theta} - \log\frac{\pi_\text{ref}}{\pi_\theta} - 1
+# = e^{\,\ell^\text{ref}_{i,t} - \ell_{i,t}} - \left(\ell^\text{ref}_{i,t} - \ell_{i,t}\right) - 1
+# $$
+#
+# It is never negative and its mean over tokens sampled from $\pi_\theta$ is
+# $\mathrm{KL}(\pi_\theta \,\|\, \pi_\text{ref})$. The ratio $\rho$ comes from
+# PPO: the clip keeps one batch from moving the policy too far. The loss is
+# $-\mathcal{J}$.
+#
+# `grpo_loss(logp, old_logp, ref_logp, advantages, mask, clip_eps, beta,
+# normalization)` takes log-probs of shape `(B, T - 1)` (the policy's, the
+# sampling policy's, the starting model's), one advantage per sequence
+# `(B,)` and the mask. Rules:
+#
+# - `old_logp` is a fixed number, not something to differentiate: use
+#   `old_logp.detach()` in the ratio. On the first gradient step of a batch
+#   `old_logp` *is* the policy's log-prob, the ratio is exactly 1, and
+#   without the detach its gradient vanishes.
+# - `normalization="sequence"` is the paper's average: over each sequence's
+#   masked tokens, then over sequences. `normalization="token"` divides the
+#   sum over every masked token of the batch by their number (DAPO's
+#   token-level average): a long completion then weighs more than a short
+#   one. Anything else: raise `ValueError`.
+# - Positions outside the mask may hold anything; they must not count.
+#
+# Return a scalar tensor.
+
+# %% [markdown] lang="ko"
+# ### 6.3 GRPO 손실
+#
+# DeepSeekMath는 프롬프트 $q$ 하나와, 이번 갱신 전의 정책 $\pi_{\theta_\text{old}}$가
+# 뽑은 풀이 그룹 $o_1, \dots, o_G$에 대해 GRPO의 목적 함수를 이렇게 씁니다.
+#
+# $$
+# \mathcal{J}(\theta) = \frac{1}{G}\sum_{i=1}^{G}\frac{1}{|o_i|}\sum_{t=1}^{|o_i|}
+# \Big[\min\big(\rho_{i,t} A_i,\ \mathrm{clip}(\rho_{i,t}, 1-\varepsilon, 1+\varepsilon) A_i\big)
+# - \beta\, \mathbb{D}_{i,t}\Big],
+# \qquad \rho_{i,t} = \frac{\pi_\theta(o_{i,t} \mid q, o_{i,<t})}{\pi_{\theta_\text{old}}(o_{i,t} \mid q, o_{i,<t})}
+# $$
+#
+# $A_i$는 5절의 그룹 상대 이점이고($o_i$의 모든 토큰에 같은 값), 고정해 둔 시작 모델
+# $\pi_\text{ref}$와의 KL 벌점은 흔히 k3 추정량이라 부르는 식으로 토큰마다 추정합니다.
+#
+# $$
+# \mathbb{D}_{i,t} = \frac{\pi_\text{ref}}{\pi_\theta} - \log\frac{\pi_\text{ref}}{\pi_\theta} - 1
+# = e^{\,\ell^\text{ref}_{i,t} - \ell_{i,t}} - \left(\ell^\text{ref}_{i,t} - \ell_{i,t}\right) - 1
+# $$
+#
+# 이 값은 음수가 되지 않고, $\pi_\theta$에서 뽑은 토큰으로 평균 내면
+# $\mathrm{KL}(\pi_\theta \,\|\, \pi_\text{ref})$가 됩니다. 비율 $\rho$는 PPO에서 온
+# 것으로, 잘라 내기(clip) 덕분에 배치 하나가 정책을 너무 멀리 옮기지 못합니다. 손실은
+# $-\mathcal{J}$입니다.
+#
+# `grpo_loss(logp, old_logp, ref_logp, advantages, mask, clip_eps, beta,
+# normalization)`는 `(B, T - 1)` 모양의 로그 확률 셋(지금 정책, 샘플링한 정책, 시작
+# 모델)과 시퀀스마다 하나씩인 이점 `(B,)`, 그리고 마스크를 받습니다. 규칙은 이렇습니다.
+#
+# - `old_logp`는 미분할 대상이 아니라 고정된 수입니다. 비율에는 `old_logp.detach()`를
+#   쓰세요. 배치의 첫 번째 경사 스텝에서는 `old_logp`가 곧 정책의 로그 확률이라 비율이
+#   정확히 1이고, detach하지 않으면 그 기울기가 사라집니다.
+# - `normalization="sequence"`는 논문의 평균입니다. 시퀀스마다 마스크된 토큰으로 평균을
+#   내고, 다시 시퀀스끼리 평균합니다. `normalization="token"`은 배치의 마스크된 토큰
+#   전체에 걸친 합을 그 개수로 나눕니다(DAPO의 토큰 단위 평균). 이때는 긴 풀이가 짧은
+#   풀이보다 무게가 큽니다. 그 밖의 값이면 `ValueError`를 일으키세요.
+# - 마스크 밖의 위치에는 어떤 값이든 들어 있을 수 있고, 셈에 넣으면 안 됩니다.
+#
+# 스칼라 텐서를 돌려주세요.
+
+# %% kind="solution" id="grpo_loss"
+def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor, advantages: torch.Tensor,
+              mask: torch.Tensor, clip_eps: float = 0.2, beta: float = 0.04,
+              normalization: str = "sequence") -> torch.Tensor:
+    """Minus GRPO's objective: clipped surrogate with the ratio to the sampling policy, minus beta * k3 KL."""
+    ### BEGIN SOLUTION
+    if normalization not in ("sequence", "token"):
+        raise ValueError(f"normalization must be 'sequence' or 'token', not {normalization!r}")
+    ratio = torch.exp(logp - old_logp.detach())                            # (B, T-1)
+    adv = advantages[:, None]                                              # (B, 1): one per sequence
+    surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * adv)
+    log_ratio = ref_logp - logp
+    kl = torch.exp(log_ratio) - log_ratio - 1                              # k3, per token
+    per_token = -(surrogate - beta * kl)
+    if normalization == "sequence":
+        return ((per_token * mask).sum(-1) / mask.sum(-1)).mean()
+    return (per_token * mask).sum() / mask.sum()
+    ### END SOLUTION
+
+# %% kind="test" id="check_grpo_loss"
+
+
+# %% [markdown] lang="en"
+# ### 6.4 Sampling a group
+#
+# `sample_group(model, prompts, group_size, temperature, max_new_tokens,
+# end_id, pad_id, generator)` writes $G$ completions for each of the $P$
+# prompts `(P, Tp)` and returns the whole sequences, shape
+# `(P * G, Tp + L)`, rows $pG, \dots, pG + G - 1$ for prompt $p$
+# (`repeat_interleave`). Then, for each new token:
+#
+# 1. run `model(ids)` on all rows and keep the last position's logits;
+# 2. draw the next token of every row at once, the way the course's sampler
+#    of chapter 5 does without top-k or top-p: divide the logits by the
+#    temperature, `softmax`, then **one** call of
+#    `torch.multinomial(probs, 1, generator=generator)` for all rows (the
+#    same draws as the reference, so that the check can compare them);
+# 3. a row that has already written `end_id` gets `pad_id` instead;
+# 4. append the column; stop when every row has written `end_id`, or after
+#    `max_new_tokens` tokens: a completion that never ends stops there.
+#
+# A group of one has no one to compare with: raise `ValueError` when
+# `group_size < 2`.
+
+# %% [markdown] lang="ko"
+# ### 6.4 그룹 샘플링
+#
+# `sample_group(model, prompts, group_size, temperature, max_new_tokens, end_id,
+# pad_id, generator)`는 프롬프트 $P$개 `(P, Tp)` 각각에 풀이 $G$개를 쓰고, 시퀀스
+# 전체를 `(P * G, Tp + L)` 모양으로 돌려줍니다. 프롬프트 $p$의 풀이는 $pG$번부터
+# $pG + G - 1$번 행입니다(`repeat_interleave`). 새 토큰마다 이렇게 합니다.
+#
+# 1. 모든 행에 `model(ids)`를 돌려 마지막 위치의 로짓을 얻습니다.
+# 2. 모든 행의 다음 토큰을 한꺼번에 뽑습니다. 5장의 샘플러가 top-k나 top-p 없이
+#    하는 방식 그대로, 로짓을 온도로 나누고 `softmax`를 한 뒤 모든 행에 대해
+#    `torch.multinomial(probs, 1, generator=generator)`를 **한 번** 부릅니다(그래야
+#    기준 구현과 같은 값을 뽑아 검사가 비교할 수 있습니다).
+# 3. 이미 `end_id`를 쓴 행은 그 대신 `pad_id`를 받습니다.
+# 4. 그 열을 이어 붙입니다. 모든 행이 `end_id`를 썼거나 `max_new_tokens`개를 썼으면
+#    멈춥니다. 끝나지 않는 풀이는 거기서 멈춥니다.
+#
+# 풀이가 하나뿐인 그룹은 비교할 상대가 없습니다. `group_size < 2`이면
+# `ValueError`를 일으키세요.
+
+# %% kind="solution" id="sample_group"
+@torch.no_grad()
+def sample_group(model, prompts: torch.Tensor, group_size: int, temperature: float, max_new_tokens: int,
+                 end_id: int, pad_id: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(P, Tp) prompts -> (P * G, Tp + L) sequences, G sampled completions per prompt, grouped by prompt."""
+    ### BEGIN SOLUTION
+    if group_size < 2:
+        raise ValueError(f"a group needs at least 2 completions to compare (got group_size={group_size})")
+    ids = prompts.repeat_interleave(group_size, dim=0)                     # (P*G, Tp)
+    done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+    for _ in range(max_new_tokens):
+        probs = torch.softmax(model(ids)[:, -1, :].float() / temperature, dim=-1)     # (P*G, V)
+        token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)          # (P*G,)
+        token = torch.where(done, torch.full_like(token, pad_id), token)
+        ids = torch.cat([ids, token[:, None]], dim=1)
+        done |= token == end_id
+        if bool(done.all()):
+            break
+    return ids
+    ### END SOLUTION
+
+# %% kind="test" id="check_sample_group"
+
+
+# %% [markdown] lang="en"
+# ## 7. The run
+#
+# One GRPO step: draw 32 training problems; sample a group of 8 completions
+# for each at temperature 1; reward each (1 or 0); turn the rewards into
+# advantages with your `group_advantages`; compute the log-probs of the
+# sampled tokens under the policy (`old_logp`, before any update), under the
+# frozen starting model (`ref_logp`), and once more with gradients; then one
+# gradient step on your `grpo_loss`. With one gradient step per batch the
+# ratio is exactly 1 when the gradient is taken, so the clip never acts and
+# the update is the plain policy gradient with the group baseline
+# (DeepSeekMath trains this way too); `updates_per_batch = 2` would let it act.
+#
+# Two things stop the run with a message instead of quietly doing harm: a
+# group of size 1 or rewards of the wrong shape, and a NaN or inf in the
+# log-probs or the loss (the message says which). A step in which every
+# group's rewards are equal changes nothing but the KL pull (all advantages
+# are 0): it is reported once. A completion that never writes `<end>` stops
+# after 6 tokens and gets reward 0.
+#
+# The full run is 600 steps and takes about 1.5 minutes of CPU time on one
+# thread (on a shared or slow machine the wall time is longer); with the
+# default settings it prints exactly the numbers of chapter 9. Set the
+# environment variable `COURSE_GRPO_STEPS` for a shorter run. A GPU is used
+# when the course's device choice finds one; the numbers may then differ in
+# the last digits.
+
+# %% [markdown] lang="ko"
+# ## 7. 학습 실행
+#
+# GRPO 한 스텝은 이렇습니다. 학습용 문제 32개를 뽑고, 문제마다 온도 1로 풀이 8개를
+# 한 그룹으로 샘플링합니다. 풀이마다 보상(1 또는 0)을 매기고, 여러분의
+# `group_advantages`로 보상을 이점으로 바꿉니다. 샘플링한 토큰의 로그 확률을 정책으로
+# (`old_logp`, 갱신하기 전), 고정한 시작 모델로(`ref_logp`), 그리고 기울기를 켜고 한 번
+# 더 계산한 뒤, 여러분의 `grpo_loss`로 경사 스텝을 한 번 밟습니다. 배치마다 경사
+# 스텝을 한 번만 밟으면 기울기를 구하는 순간 비율이 정확히 1이라 잘라 내기가 작동하지
+# 않고, 갱신은 그룹 기준선을 쓴 평범한 정책 경사가 됩니다(DeepSeekMath도 이렇게
+# 학습합니다). `updates_per_batch = 2`로 하면 잘라 내기가 작동합니다.
+#
+# 두 가지 경우에는 조용히 해를 끼치는 대신 메시지를 내고 멈춥니다. 그룹 크기가 1이거나
+# 보상의 모양이 틀렸을 때, 그리고 로그 확률이나 손실에 NaN이나 inf가 생겼을 때(어느
+# 값인지 알려 줍니다)입니다. 모든 그룹의 보상이 같은 스텝은 이점이 전부 0이라 KL이
+# 당기는 것 말고는 아무것도 바꾸지 못합니다. 이런 스텝은 한 번 알려 줍니다. `<end>`를
+# 끝내 쓰지 않는 풀이는 6토큰에서 멈추고 보상 0을 받습니다.
+#
+# 전체 실행은 600스텝이고, 스레드 하나로 CPU 시간 1분 30초쯤 걸립니다(다른 일과 함께
+# 쓰는 컴퓨터나 느린 컴퓨터에서는 실제 시간이 더 깁니다). 기본 설정으로 돌리면 9장의
+# 숫자를 그대로 출력합니다. 더 짧게 돌리려면 환경 변수 `COURSE_GRPO_STEPS`를 정하세요.
+# 강좌의 장치 선택이 GPU를 찾으면 GPU를 쓰며, 그때는 숫자의 끝자리가 다를 수 있습니다.
+
+# %%
+from tqdm.auto import tqdm
+from autograde.figures_grpo import grpo_curves
+
+s = G.GRPOSettings(steps=int(os.environ.get("COURSE_GRPO_STEPS", G.GRPOSettings().steps)))
+RUN_TEXT = {"en": {"done": "pass@1 on {n} held-out problems: {a:.1%} -> {b:.1%} after {steps} steps "
+                           "({wall:.0f} s wall, {cpu:.0f} s CPU)"},
+            "ko": {"done": "보류 문제 {n}개의 pass@1: {a:.1%} -> {b:.1%} ({steps}스텝 뒤, 실제 시간 {wall:.0f}초, "
+                           "CPU {cpu:.0f}초)"}}[COURSE_LANG]
+
+
+def grpo_step(policy, reference, optimizer, problems, gen, step):
+    """Sample, reward, advantages, then s.updates_per_batch gradient steps on grpo_loss."""
+    prompts = G.prompt_batch(problems).to(device)                          # (P, 6)
+    ids = sample_group(policy, prompts, s.group_size, s.temperature, G.MAX_NEW_TOKENS, G.END_ID, G.PAD_ID,
+                       gen)                                                # (P*G, T)
+    guard.check_lengths(ids, G.PROMPT_LEN, G.MAX_NEW_TOKENS)
+    rewards = G.rewards_of(ids[:, G.PROMPT_LEN:].cpu(), problems, s.group_size)   # (P, G)
+    guard.check_group(rewards, len(problems), s.group_size)
+    advantages = group_advantages(rewards).flatten().to(device)            # (P*G,)
+    mask = completion_mask(ids, G.PROMPT_LEN, G.END_ID)                    # (P*G, T-1)
+    with torch.no_grad():
+        old_logp = token_logprobs(policy(ids), ids)
+        ref_logp = token_logprobs(reference(ids), ids)
+    policy.train()
+    for _ in range(s.updates_per_batch):
+        logp = token_logprobs(policy(ids), ids)
+        loss = grpo_loss(logp, old_logp, ref_logp, advantages, mask, s.clip_eps, s.beta, s.normalization)
+        guard.check_finite(step, loss, logp=logp, old_logp=old_logp, ref_logp=ref_logp, advantages=advantages)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        optimizer.step()
+    policy.eval()
+    kl = (G.kl_k3(logp.detach(), ref_logp) * mask).sum() / mask.sum()
+    row = {"reward": rewards.mean().item(), "kl": kl.item(), "loss": loss.item(), "length": mask.sum(-1).mean().item()}
+    return row, guard.equal_groups(rewards, step)
+
+
+if device.type == "cpu":
+    torch.set_num_threads(s.threads)                                       # the reference run's bits
+torch.manual_seed(s.seed)
+policy, reference = copy.deepcopy(start), copy.deepcopy(start).eval()
+for p in reference.parameters():
+    p.requires_grad_(False)
+optimizer = torch.optim.AdamW(policy.parameters(), lr=s.lr, betas=(0.9, 0.99), weight_decay=0.0)
+gen = torch.Generator(device=device).manual_seed(s.seed)
+pick = torch.Generator().manual_seed(s.seed + 1)
+started, cpu_started = time.perf_counter(), time.process_time()
+history, told = [{"step": 0, "pass_at_1": G.pass_at_1_greedy(policy, held_out)}], False
+bar = tqdm(range(1, s.steps + 1), desc="GRPO", unit="step")
+for step in bar:
+    idx = torch.randint(0, len(train_problems), (s.prompts_per_step,), generator=pick).tolist()
+    row, note = grpo_step(policy, reference, optimizer, [train_problems[i] for i in idx], gen, step)
+    if note and not told:
+        print(note)
+        told = True
+    if step % s.eval_every == 0 or step == s.steps:
+        row["pass_at_1"] = G.pass_at_1_greedy(policy, held_out)
+    history.append({"step": step, **row})
+    bar.set_postfix(reward=f"{row['reward']:.2f}", kl=f"{row['kl']:.3f}")
+run = {"history": history, "pass_at_1_before": history[0]["pass_at_1"], "pass_at_1_after": history[-1]["pass_at_1"]}
+print(RUN_TEXT["done"].format(n=len(held_out), a=run["pass_at_1_before"], b=run["pass_at_1_after"], steps=s.steps,
+                              wall=time.perf_counter() - started, cpu=time.process_time() - cpu_started))
+grpo_curves(run, COURSE_LANG)
+plt.show()
+
+# %% [markdown] lang="en"
+# Read the four panels together. The reward of the sampled groups and the
+# greedy pass@1 on held-out problems climb; the KL to the starting model
+# rises and then stays at a few tenths of a nat per token, held there by the
+# $\beta$ term; and the completions stay 3 to 4 tokens long, because a sum of
+# two two-digit numbers has no use for a longer answer. Nothing here makes
+# answers longer: in DeepSeek-R1 the length grew because longer chains of
+# thought earned more reward, and this task has no room for one.
+
+# %% [markdown] lang="ko"
+# 네 그래프를 함께 읽어 보세요. 샘플링한 그룹의 보상과 보류 문제에서 잰 탐욕적
+# 디코딩 pass@1이 오릅니다. 시작 모델과의 KL은 오르다가 $\beta$ 항에 붙들려 토큰당 몇
+# 십분의 1 nat에 머뭅니다. 풀이 길이는 3~4토큰 그대로입니다. 두 자리 수 두 개의 합에는
+# 더 긴 답이 쓸모없기 때문입니다. 여기서는 답을 길게 만드는 힘이 없습니다.
+# DeepSeek-R1에서 길이가 늘어난 것은 긴 사고의 사슬이 보상을 더 받았기 때문이고, 이
+# 과제에는 그런 사슬이 들어설 자리가 없습니다.
+
+# %% [markdown] lang="en"
+# ## 8. pass@k before and after
+#
+# Does RL teach the model new sums, or does it make the right answer it
+# could already sample come out first? Compare pass@k, estimated with your
+# `pass_at_k` from $n = 16$ samples at temperature 1 for each of 200
+# held-out problems, before and after the run. Studies of large models
+# (Yue et al., 2025) find that RL raises pass@1 a lot while pass@k at large
+# $k$ changes little or even drops: the base model already had the answers
+# somewhere in its samples. Look at what this run shows before you read the
+# chapter's account of it.
+
+# %% [markdown] lang="ko"
+# ## 8. 강화학습 전후의 pass@k
+#
+# 강화학습은 모델에게 새로운 덧셈을 가르칠까요, 아니면 이미 샘플로는 낼 수 있던 정답이
+# 먼저 나오게 만들 뿐일까요? 보류 문제 200개마다 온도 1로 샘플 $n = 16$개를 뽑고,
+# 여러분의 `pass_at_k`로 강화학습 전후의 pass@k를 추정해 비교합니다. 큰 모델을 다룬
+# 연구(Yue 외, 2025)에서는 강화학습이 pass@1을 크게 올리지만 큰 $k$에서의 pass@k는
+# 거의 그대로이거나 오히려 떨어집니다. 기반 모델도 정답을 이미 샘플 어딘가에 갖고
+# 있었다는 뜻입니다. 9장의 설명을 읽기 전에 이번 실행이 무엇을 보여 주는지 먼저
+# 살펴보세요.
+
+# %%
+from autograde.figures_grpo import pass_at_k_figure
+
+KS = list(range(1, s.pass_k_n + 1))
+probe = held_out[:s.pass_k_problems]
+for name, model in (("before", start), ("after", policy)):
+    counts = G.correct_counts(model, probe, s.pass_k_n, s.pass_k_temperature, s.seed + 2)
+    run[f"pass_at_k_{name}"] = [sum(pass_at_k(s.pass_k_n, c, k) for c in counts) / len(counts) for k in KS]
+    run[f"never_solved_{name}"] = sum(c == 0 for c in counts)
+    print(f"{GRPO_TEXT[name]:>6}: " + " ".join(f"{v:.2f}" for v in run[f"pass_at_k_{name}"]),
+          "| " + GRPO_TEXT["never_solved"].format(c=run[f"never_solved_{name}"], n=len(probe)))
+pass_at_k_figure(run, COURSE_LANG)
+plt.show()
+
+# %% [markdown] lang="en"
+# ## 9. Optional: a real model, thinking or not
 #
 # **Optional, ungraded, and offline.** This cell runs only when a real chat
 # model is already in your local Hugging Face cache; it never downloads
@@ -653,7 +1144,7 @@ print(TEXT["rounding"].format(v=FORMAT_REWARD, g=8, naive=float(naive.abs().max(
 # where thinking made the difference.
 
 # %% [markdown] lang="ko"
-# ## 6. 선택: 실제 모델, 생각할 때와 하지 않을 때
+# ## 9. 선택: 실제 모델, 생각할 때와 하지 않을 때
 #
 # **선택 사항이며, 채점하지 않고, 오프라인으로 돕니다.** 이 셀은 실제 대화 모델이
 # 이미 로컬 Hugging Face 캐시에 있을 때만 돌고, 아무것도 내려받지 않습니다. 기본으로

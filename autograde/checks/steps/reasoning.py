@@ -734,3 +734,346 @@ class GroupAdvantages(Check):
         if bool(equal.any()) and not bool((output[equal] == 0).all()):
             return Verdict(False, "mistake_adv_equal_group", {}, case.label)
         return verdict
+
+
+# ----------------------------------------------------------------------------
+# 6. GRPO's pieces: token log-probs, the completion mask, the loss, group sampling
+#
+# Mistakes named (message key, each with a mutant, and a test in tests/test_reasoning_notebook.py):
+#   token_logprobs: no shift (no_shift), probabilities instead of log-probs (probs), log of the
+#     softmax, which gives -inf on large logits (unstable), log-softmax over the wrong axis (wrong_dim).
+#   completion_mask: prompt tokens in the mask (prompt_in_mask), the end marker left out
+#     (end_excluded), the tokens after the end kept (after_end), the mask of the tokens instead of the
+#     predictions, one place late (unaligned), an end marker in the prompt taken for the end (prompt_end).
+#   grpo_loss: the ratio not detached from the old policy (not_detached), the advantage's sign flipped
+#     (sign), the objective returned instead of the loss (not_negated), the KL of the wrong direction
+#     (kl_direction) or added with the wrong sign (kl_sign), the mean over padded tokens (padded_mean),
+#     clipping on one side only (one_side), no clipping (no_clip), the normalization ignored
+#     (normalization).
+#   sample_group: rows not grouped by prompt (not_grouped), tokens after the end kept (no_pad), no
+#     early stop (no_early_stop), the temperature ignored (temperature), one row at a time (row_by_row).
+
+from autograde.checks.runner import drive_grad  # noqa: E402
+from autograde.protocol import NoGradModel  # noqa: E402
+from autograde.reference import grpo as _grpo  # noqa: E402
+
+register_messages({
+    "mistake_logprobs_no_shift": {
+        "en": "the log-probs are not shifted: the logits at position j predict token j + 1, so gather "
+              "log_softmax(logits[:, :-1]) at ids[:, 1:]",
+        "ko": "로그 확률을 한 칸 밀지 않았습니다: 위치 j의 로짓은 j + 1번째 토큰을 예측하니 "
+              "log_softmax(logits[:, :-1])에서 ids[:, 1:] 자리를 gather하세요"},
+    "mistake_logprobs_probs": {
+        "en": "these are probabilities, not log-probabilities: use log_softmax",
+        "ko": "로그 확률이 아니라 확률입니다: log_softmax를 쓰세요"},
+    "mistake_logprobs_unstable": {
+        "en": "log(softmax(...)) underflows to -inf on large logits: use torch.log_softmax, which stays finite",
+        "ko": "log(softmax(...))는 로짓이 크면 -inf로 떨어집니다: 유한한 값을 주는 torch.log_softmax를 쓰세요"},
+    "mistake_logprobs_wrong_dim": {
+        "en": "the log-softmax ran over the wrong axis: normalize over the vocabulary, dim=-1",
+        "ko": "log-softmax를 엉뚱한 축으로 계산했습니다: 어휘 축(dim=-1)으로 정규화하세요"},
+    "mistake_mask_prompt_in_mask": {
+        "en": "the prompt's tokens are in the mask: the model did not write them, so they get 0 (the first "
+              "completion token is position prompt_len - 1)",
+        "ko": "프롬프트 토큰이 마스크에 들어갔습니다: 모델이 쓴 토큰이 아니니 0이어야 합니다 (풀이의 첫 토큰은 "
+              "prompt_len - 1번 위치입니다)"},
+    "mistake_mask_end_excluded": {
+        "en": "the end marker is left out: the model chose to stop there, and that choice is learned too: "
+              "keep it (1), and only what follows it gets 0",
+        "ko": "끝 표시를 뺐습니다: 멈추기로 한 것도 모델이 고른 것이니 배워야 합니다. 끝 표시는 1로 두고, "
+              "그 뒤만 0으로 하세요"},
+    "mistake_mask_after_end": {
+        "en": "the tokens after the end marker are kept: they are padding, not part of the answer; 0 after "
+              "the first end marker",
+        "ko": "끝 표시 뒤의 토큰을 남겼습니다: 답이 아니라 채움 토큰이니 첫 끝 표시 뒤는 0이어야 합니다"},
+    "mistake_mask_unaligned": {
+        "en": "the mask is one place late: position j is about token j + 1 (it lines up with token_logprobs), "
+              "so the first completion token is at position prompt_len - 1",
+        "ko": "마스크가 한 칸 늦습니다: j번 위치는 j + 1번째 토큰에 대한 것이라(token_logprobs와 줄이 맞습니다) "
+              "풀이의 첫 토큰은 prompt_len - 1번 위치입니다"},
+    "mistake_mask_prompt_end": {
+        "en": "an end marker inside the prompt was taken for the end of the completion: look for it only "
+              "from prompt_len on",
+        "ko": "프롬프트 안의 끝 표시를 풀이의 끝으로 잘못 봤습니다: 끝 표시는 prompt_len부터만 찾으세요"},
+    "mistake_grpo_not_detached": {
+        "en": "the ratio is not detached from the old policy: when old_logp is the policy's own log-prob (the "
+              "first step on a batch) the ratio is 1 and its gradient vanishes; use old_logp.detach()",
+        "ko": "비율을 이전 정책에서 떼어 내지(detach) 않았습니다: old_logp가 정책 자신의 로그 확률이면(배치의 첫 "
+              "스텝) 비율이 1이 되고 기울기가 사라집니다. old_logp.detach()를 쓰세요"},
+    "mistake_grpo_sign": {
+        "en": "the advantage's sign is flipped: this pushes good completions down and bad ones up; the "
+              "surrogate is ratio * A, and the loss is minus the objective",
+        "ko": "이점의 부호가 뒤집혔습니다: 좋은 풀이는 내리고 나쁜 풀이는 올리게 됩니다. 대리 목적은 비율 * A이고, "
+              "손실은 목적 함수에 마이너스를 붙인 것입니다"},
+    "mistake_grpo_not_negated": {
+        "en": "this is the objective, not the loss: the optimizer minimizes, so return minus the objective",
+        "ko": "손실이 아니라 목적 함수입니다: 옵티마이저는 최소화하므로 목적 함수에 마이너스를 붙여 돌려주세요"},
+    "mistake_grpo_kl_direction": {
+        "en": "the KL estimate has the wrong direction: k3 for KL(pi || pi_ref) is exp(ref_logp - logp) - "
+              "(ref_logp - logp) - 1",
+        "ko": "KL 추정의 방향이 반대입니다: KL(pi || pi_ref)의 k3는 exp(ref_logp - logp) - "
+              "(ref_logp - logp) - 1입니다"},
+    "mistake_grpo_kl_sign": {
+        "en": "the KL penalty has the wrong sign: the objective subtracts beta * KL, so the loss adds it",
+        "ko": "KL 벌점의 부호가 틀렸습니다: 목적 함수에서 beta * KL을 빼므로 손실에는 더해야 합니다"},
+    "mistake_grpo_padded_mean": {
+        "en": "the mean ran over padded positions too: divide by the number of masked tokens (per sequence "
+              "for 'sequence', over the batch for 'token'), not by the tensor's length",
+        "ko": "채움 위치까지 넣어 평균을 냈습니다: 텐서 길이가 아니라 마스크된 토큰 수로 나누세요('sequence'는 "
+              "시퀀스마다, 'token'은 배치 전체)"},
+    "mistake_grpo_one_side": {
+        "en": "the ratio is clipped on one side only: clamp it to [1 - eps, 1 + eps], both bounds",
+        "ko": "비율을 한쪽만 잘랐습니다: [1 - eps, 1 + eps]로 양쪽 다 자르세요"},
+    "mistake_grpo_no_clip": {
+        "en": "the ratio is not clipped: take min(ratio * A, clamp(ratio, 1 - eps, 1 + eps) * A)",
+        "ko": "비율을 자르지 않았습니다: min(비율 * A, clamp(비율, 1 - eps, 1 + eps) * A)를 쓰세요"},
+    "mistake_grpo_normalization": {
+        "en": "the other normalization was used: 'sequence' averages each sequence's tokens, then the "
+              "sequences; 'token' averages every masked token of the batch at once",
+        "ko": "다른 정규화를 썼습니다: 'sequence'는 시퀀스마다 토큰 평균을 낸 뒤 시퀀스끼리 평균하고, "
+              "'token'은 배치의 마스크된 토큰 전체를 한꺼번에 평균합니다"},
+    "mistake_group_not_grouped": {
+        "en": "the rows are not grouped by prompt: rows p * G .. p * G + G - 1 belong to prompt p "
+              "(repeat_interleave, not repeat)",
+        "ko": "행이 프롬프트별로 묶이지 않았습니다: p * G번부터 p * G + G - 1번 행이 프롬프트 p의 것입니다 "
+              "(repeat가 아니라 repeat_interleave)"},
+    "mistake_group_no_pad": {
+        "en": "tokens were kept after a row's end marker: from then on that row gets pad_id",
+        "ko": "끝 표시 뒤에도 토큰을 남겼습니다: 그 행은 끝 표시 다음부터 pad_id를 받습니다"},
+    "mistake_group_no_early_stop": {
+        "en": "the loop went on after every row had ended: stop as soon as all rows have written end_id",
+        "ko": "모든 행이 끝났는데도 반복을 계속했습니다: 모든 행이 end_id를 쓰면 바로 멈추세요"},
+    "mistake_group_temperature": {
+        "en": "the temperature was ignored: divide the logits by it before the softmax",
+        "ko": "온도를 무시했습니다: softmax 전에 로짓을 온도로 나누세요"},
+    "mistake_group_row_by_row": {
+        "en": "the rows were sampled one at a time: draw each new token for all rows in one call of "
+              "torch.multinomial on the (B, V) probabilities, so that the generator gives the same draws as the "
+              "reference",
+        "ko": "행을 하나씩 따로 샘플링했습니다: 새 토큰은 (B, V) 확률에 torch.multinomial을 한 번만 불러 모든 "
+              "행에 대해 뽑으세요. 그래야 생성기가 기준 구현과 같은 값을 뽑습니다"},
+})
+
+
+def _logprobs(logits, ids, *, mistake=None):
+    if mistake == "no_shift":
+        return torch.log_softmax(logits[:, 1:].float(), -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+    if mistake == "wrong_dim":
+        return torch.log_softmax(logits[:, :-1].float(), 1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+    if mistake == "probs":
+        return torch.softmax(logits[:, :-1].float(), -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+    if mistake == "unstable":
+        return torch.log(torch.softmax(logits[:, :-1].float(), -1)).gather(-1, ids[:, 1:, None]).squeeze(-1)
+    return _grpo.token_logprobs(logits, ids)
+
+
+@register
+class TokenLogprobs(Check):
+    step = "reasoning.token_logprobs"
+    mutants = {f"mistake_logprobs_{m}": (lambda m: lambda lg, ids: _logprobs(lg, ids, mistake=m))(m)
+               for m in ("no_shift", "probs", "unstable", "wrong_dim")}
+
+    def cases(self, seed, hidden):
+        g = gen(seed if hidden else 0)
+        B, T, V = (int(torch.randint(2, 5, (1,), generator=g)), int(torch.randint(6, 11, (1,), generator=g)),
+                   int(torch.randint(10, 30, (1,), generator=g))) if hidden else (2, 8, 14)
+        logits = torch.randn(B, T, V, generator=g) * 2
+        ids = torch.randint(0, V, (B, T), generator=g)
+        wide = torch.randn(B, T, V, generator=g) * 60                              # softmax underflows
+        wide_ids = logits.argmin(-1)                                                # unlikely tokens
+        return [Case(f"logits randn({B}, {T}, {V}) * 2, ids ({B}, {T})", (logits, ids)),
+                Case(f"logits randn({B}, {T}, {V}) * 60, unlikely ids", (wide, wide_ids)),
+                Case(f"logits ({B}, {T}, {V}) float64", (logits.double(), ids))]
+
+    def reference(self, logits, ids):
+        return _grpo.token_logprobs(logits, ids)
+
+
+def _mask(ids, prompt_len, end_id, *, mistake=None):
+    if mistake == "prompt_end":
+        hits = (ids == end_id).long()
+        hits[:, :prompt_len] = 0
+        first_any = (ids == end_id).long().cumsum(1) - (ids == end_id).long()
+        keep = (first_any == 0).float()[:, prompt_len:]
+        return torch.cat([torch.zeros(ids.shape[0], prompt_len - 1), keep], 1)
+    out = _grpo.completion_mask(ids, prompt_len, end_id)
+    completion = ids[:, prompt_len:]
+    if mistake == "prompt_in_mask":
+        out[:, :prompt_len - 1] = 1.0
+    elif mistake == "end_excluded":
+        out[:, prompt_len - 1:] *= (completion != end_id).float()
+    elif mistake == "after_end":
+        out[:, prompt_len - 1:] = 1.0
+    elif mistake == "unaligned":
+        out = torch.cat([torch.zeros(ids.shape[0], 1), out[:, :-1]], 1)
+    return out
+
+
+@register
+class CompletionMask(Check):
+    step = "reasoning.completion_mask"
+    mutants = {f"mistake_mask_{m}": (lambda m: lambda ids, p, e: _mask(ids, p, e, mistake=m))(m)
+               for m in ("prompt_in_mask", "end_excluded", "after_end", "unaligned", "prompt_end")}
+
+    def cases(self, seed, hidden):
+        end, pad = _grpo.END_ID, _grpo.PAD_ID
+        rows = [_grpo.encode("23+45=68") + [end, pad, pad], _grpo.encode("99+99=1981") + [pad],
+                _grpo.encode("10+10=") + [end, pad, pad, pad, pad], _grpo.encode("12+34=4") + [end, 6, end, pad]]
+        fixed = torch.tensor(rows)
+        cases = [Case("23+45=68<end><pad><pad> and three more, prompt_len=6", (fixed, 6, end))]
+        g = gen(seed if hidden else 3)
+        B, Tp, L, V = 4, int(torch.randint(3, 7, (1,), generator=g)), int(torch.randint(5, 9, (1,), generator=g)), 20
+        ids = torch.randint(0, V - 1, (B, Tp + L), generator=g)
+        e = V - 1
+        ids[0, Tp + 1] = e                                      # ends at its 2nd token
+        ids[1, Tp + L - 1] = e                                  # ends at its last token
+        ids[2, Tp] = e                                          # ends at once
+        ids[3, 1] = e                                           # never ends, but the prompt holds the end id
+        ids[0, Tp + 3] = e                                      # a second end after the first
+        cases.append(Case(f"random ({B}, {Tp + L}), prompt_len={Tp}, end_id={e}, one in a prompt", (ids, Tp, e)))
+        return cases
+
+    def reference(self, ids, prompt_len, end_id):
+        return _grpo.completion_mask(ids, prompt_len, end_id)
+
+
+def _loss(logp, old_logp, ref_logp, advantages, mask, clip_eps=0.2, beta=0.04, normalization="sequence", *,
+          mistake=None):
+    if normalization not in _grpo.NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {normalization!r}")
+    old = old_logp if mistake == "not_detached" else old_logp.detach()
+    ratio = torch.exp(logp - old)
+    adv = (-advantages if mistake == "sign" else advantages)[:, None]
+    if mistake == "one_side":
+        clipped = torch.clamp(ratio, max=1 + clip_eps)
+    else:
+        clipped = torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps)
+    surrogate = ratio * adv if mistake == "no_clip" else torch.minimum(ratio * adv, clipped * adv)
+    log_ratio = (logp - ref_logp) if mistake == "kl_direction" else (ref_logp - logp)
+    kl = torch.exp(log_ratio) - log_ratio - 1
+    objective = surrogate + beta * kl if mistake == "kl_sign" else surrogate - beta * kl
+    per_token = objective if mistake == "not_negated" else -objective
+    mask = mask.to(per_token.dtype)
+    if mistake == "normalization":
+        normalization = "token" if normalization == "sequence" else "sequence"
+    if normalization == "sequence":
+        count = torch.full_like(mask.sum(-1), mask.shape[-1]) if mistake == "padded_mean" else mask.sum(-1)
+        return ((per_token * mask).sum(-1) / count).mean()
+    count = mask.numel() if mistake == "padded_mean" else mask.sum()
+    return (per_token * mask).sum() / count
+
+
+def _driven(mistake=None):
+    return lambda *args, **kwargs: drive_grad(lambda *a, **k: _loss(*a, **k, mistake=mistake), *args, **kwargs)
+
+
+@register
+class GRPOLoss(Check):
+    step = "reasoning.grpo_loss"
+    mutants = {f"mistake_grpo_{m}": _driven(m) for m in (
+        "not_detached", "sign", "not_negated", "kl_direction", "kl_sign", "padded_mean", "one_side", "no_clip",
+        "normalization")}
+
+    def cases(self, seed, hidden):
+        g = gen(seed if hidden else 11)
+        B, T = (int(torch.randint(3, 7, (1,), generator=g)), int(torch.randint(5, 9, (1,), generator=g))) \
+            if hidden else (4, 6)
+        logp = -torch.rand(B, T, generator=g) * 3
+        old = logp + (torch.rand(B, T, generator=g) - 0.5) * 1.2          # ratios from e^-0.6 to e^0.6: both clips
+        ref = logp + torch.randn(B, T, generator=g) * 0.5
+        adv = torch.randn(B, generator=g)
+        adv[0], adv[1] = abs(adv[0]) + 0.5, -abs(adv[1]) - 0.5
+        lengths = torch.randint(1, T + 1, (B,), generator=g)
+        lengths[0] = T
+        mask = (torch.arange(T)[None, :] < lengths[:, None]).float()
+        mask[:, 0] = 0.0                                                    # a prompt position
+        mask[0, 0] = 0.0
+        junk = logp.masked_fill(mask == 0, 7.0)                            # padded positions hold junk
+        beta = round(float(torch.empty(1).uniform_(0.02, 0.2, generator=g)), 3) if hidden else 0.1
+        eps = round(float(torch.empty(1).uniform_(0.1, 0.3, generator=g)), 2) if hidden else 0.2
+        label = f"({B}, {T}) log-probs, advantages {[round(a, 2) for a in adv.tolist()][:3]}..."
+        return [Case(f"{label}, old = the policy itself, beta={beta}", (junk, None, ref, adv, mask),
+                     {"beta": beta}, drive="grad"),
+                Case(f"{label}, old_logp, clip_eps={eps}, beta={beta}", (junk, old, ref, adv, mask),
+                     {"clip_eps": eps, "beta": beta}, drive="grad"),
+                Case(f"{label}, old_logp, clip_eps={eps}, normalization='token'", (junk, old, ref, adv, mask),
+                     {"clip_eps": eps, "normalization": "token"}, drive="grad"),
+                Case(f"{label}, old = the policy, beta=0, normalization='token'", (junk, None, ref, adv, mask),
+                     {"beta": 0.0, "normalization": "token"}, drive="grad"),
+                Case(f"{label}, normalization='batch'", (junk, old, ref, adv, mask), {"normalization": "batch"},
+                     raises="ValueError", drive="grad")]
+
+    def reference(self, *args, **kwargs):
+        return _driven(None)(*args, **kwargs)
+
+
+def _sample(model, prompts, group_size, temperature, max_new_tokens, end_id, pad_id, generator=None, *,
+            mistake=None):
+    if group_size < 2:
+        raise ValueError("group_size must be >= 2")
+    generator = None if generator is None else gen(generator.initial_seed())
+    if mistake == "row_by_row":
+        outs = []
+        for row in prompts.repeat_interleave(group_size, 0):
+            outs.append(_grpo.sample_group(model, row[None], 1, temperature, max_new_tokens, generator, end_id=end_id,
+                                           pad_id=pad_id, use_cache=False)[0])
+        width = max(len(o) for o in outs)
+        return torch.stack([torch.cat([o, torch.full((width - len(o),), pad_id)]) for o in outs])
+    if mistake == "not_grouped":
+        return _grpo.sample_group(model, prompts.repeat(group_size, 1), 1, temperature, max_new_tokens, generator,
+                                  end_id=end_id, pad_id=pad_id, use_cache=False)
+    if mistake == "temperature":
+        temperature = 1.0
+    if mistake in ("no_pad", "no_early_stop"):
+        ids = prompts.repeat_interleave(group_size, 0)
+        done = torch.zeros(ids.shape[0], dtype=torch.bool)
+        for _ in range(max_new_tokens):
+            token = _grpo.sample_next(model(ids)[:, -1, :].float(), temperature, generator=generator)
+            if mistake == "no_early_stop":
+                token = torch.where(done, torch.full_like(token, pad_id), token)
+            ids = torch.cat([ids, token[:, None]], 1)
+            done |= token == end_id
+            if mistake == "no_pad" and bool(done.all()):
+                break
+        return ids
+    return _grpo.sample_group(model, prompts, group_size, temperature, max_new_tokens, generator, end_id=end_id,
+                              pad_id=pad_id, use_cache=False)
+
+
+def _likely_end(fn, prompts) -> int:
+    """A token the model often writes second: as the end marker it ends some rows early, not all."""
+    with torch.no_grad():
+        first = fn(prompts)[:, -1].argmax(-1)
+        second = fn(torch.cat([prompts, first[:, None]], 1))[:, -1].argmax(-1)
+    return int(second[0])
+
+
+@register
+class SampleGroup(Check):
+    step = "reasoning.sample_group"
+    mutants = {f"mistake_group_{m}": (lambda m: lambda *a, **k: _sample(*a, **k, mistake=m))(m)
+               for m in ("not_grouped", "no_pad", "no_early_stop", "temperature", "row_by_row")}
+
+    def cases(self, seed, hidden):
+        from autograde.checks.steps.sampling import reference as course_reference
+
+        model = course_reference().model
+        fn, V = NoGradModel(model), model.cfg.vocab_size
+        g = gen(seed if hidden else 5)
+        P, Tp = (int(torch.randint(2, 4, (1,), generator=g)), int(torch.randint(3, 7, (1,), generator=g)))
+        prompts = torch.randint(256, V - 1, (P, Tp), generator=g)
+        end = _likely_end(fn, prompts)
+        pad = 0
+        s = [int(x) for x in torch.randint(2**31 - 1, (3,), generator=g)]
+        t = round(float(torch.empty(1).uniform_(0.5, 0.9, generator=g)), 2)
+        return [Case(f"model, prompts ({P}, {Tp}), G=4, T=1, 6 new, end_id={end}", (fn, prompts, 4, 1.0, 6, end, pad),
+                     {"generator": gen(s[0])}),
+                Case(f"model, prompts ({P}, {Tp}), G=3, T={t}, 5 new, end_id={end}", (fn, prompts, 3, t, 5, end, pad),
+                     {"generator": gen(s[1])}),
+                Case(f"model, prompts ({P}, {Tp}), G=2, T=1, 8 new, end_id=-1 (never ends)",
+                     (fn, prompts, 2, 1.0, 8, -1, pad), {"generator": gen(s[2])}),
+                Case(f"model, prompts ({P}, {Tp}), G=1", (fn, prompts, 1, 1.0, 4, end, pad), {"generator": gen(1)},
+                     raises="ValueError")]
+
+    def reference(self, *args, **kwargs):
+        return _sample(*args, **kwargs)
