@@ -432,6 +432,7 @@ def samples_md(log: dict, lang: str) -> str:
 
 def make_all(course_dir) -> list[Path]:
     """Write every figure and table for both languages; returns the paths."""
+    from autograde.figures_thinking import RESULTS_MD, fig_thinking, figure_name, load_run, results_md
     from autograde.figures_training import FIGURE_NAME as LOSS_FIGURE, fig_loss_curve
     from autograde.reference.checkpoint import REFERENCE_DIR, load_reference
 
@@ -442,6 +443,7 @@ def make_all(course_dir) -> list[Path]:
         raise CourseError(f"{log_path} is missing; run `course train-reference`")
     log = json.loads(log_path.read_text(encoding="utf-8"))
     rows = token_table_rows(ref.tokenizer, log["corpus"])
+    thinking = load_run()
     written = []
     for lang in LANGS:
         out = Path(course_dir) / lang / "figures"
@@ -454,11 +456,13 @@ def make_all(course_dir) -> list[Path]:
             fig_softmax_temperature(plt, lang, out / "softmax-temperature.png"),
             fig_top_k_top_p(plt, ref, lang, out / "top-k-top-p.png"),
             fig_loss_curve(plt, log, lang, out / LOSS_FIGURE),
+            *(fig_thinking(plt, thinking, task, lang, out / figure_name(task)) for task in thinking["full"]),
         ]
         written += [dark_path(p) for p in written if p.parent == out and p.suffix == ".png"]
         for name, text in (("token-stats.md", token_stats_md(rows, lang)),
                            ("model-stats.md", model_stats_md(log, lang)),
-                           ("samples.md", samples_md(log, lang))):
+                           ("samples.md", samples_md(log, lang)),
+                           (RESULTS_MD, results_md(thinking, lang))):
             (out / name).write_text(text, encoding="utf-8")
             written.append(out / name)
         written.append(out / SIDECAR)

@@ -42,6 +42,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 
+from autograde.checks.core import get_language
+from autograde.checks.messages import message, register_messages
 from autograde.errors import CourseError
 from autograde.reference.model import ModelConfig, Transformer
 
@@ -52,6 +54,39 @@ VOCAB = "0123456789+" + PROMPT_END + ANSWER + EXPLAIN + END + PAD + BLANK
 STOI = {ch: i for i, ch in enumerate(VOCAB)}
 PAD_ID = STOI[PAD]
 CHANCE = {"parity": 0.5, "digits": 0.1}
+
+register_messages({
+    "thinking_format_type": {
+        "en": "format_completion returned a {got}, not a string: return the completion's characters as one str",
+        "ko": "format_completion이 문자열이 아닌 값을 돌려주었습니다(타입: {got}). 완성의 글자를 str 하나로 "
+              "돌려주세요"},
+    "thinking_format_char": {
+        "en": "format_completion wrote {char!r}, which is not in the vocabulary {vocab!r}",
+        "ko": "format_completion이 어휘 집합 {vocab!r}에 없는 글자를 썼습니다: {char!r}"},
+    "thinking_mask_shape": {
+        "en": "loss_mask({prompt_len}, {total_len}, {width}) must return a float tensor of shape ({width},), "
+              "not {got}",
+        "ko": "loss_mask({prompt_len}, {total_len}, {width})는 모양이 ({width},)인 float 텐서를 돌려줘야 합니다. "
+              "받은 값: {got}"},
+    "thinking_decode_shape": {
+        "en": "greedy_decode must return a tensor of token ids of shape ({rows}, n) with n at most {max_new}, "
+              "not {got}",
+        "ko": "greedy_decode는 모양이 ({rows}, n)이고 n이 {max_new} 이하인 토큰 id 텐서를 돌려줘야 합니다. "
+              "받은 값: {got}"},
+    "thinking_no_end": {
+        "en": "note: {count} of {total} completions never wrote the end marker '.' within {max_new} tokens; "
+              "they were cut there and count as whatever answer they hold",
+        "ko": "참고: 완성 {total}개 가운데 {count}개가 {max_new}토큰 안에 끝 표지 '.'를 쓰지 않았습니다. 거기서 "
+              "잘랐고, 그 안에 든 답으로 채점합니다"},
+    "thinking_match_type": {
+        "en": "exact_match must return a number between 0 and 1, not {got}",
+        "ko": "exact_match는 0과 1 사이의 숫자를 돌려줘야 합니다. 받은 값: {got}"},
+    "thinking_diverged": {
+        "en": "training diverged: the loss is {loss} at step {step}, so it stopped there. Look at the loss mask "
+              "(all zeros makes 0/0) and the learning rate",
+        "ko": "학습이 발산해서 멈췄습니다: {step}번째 스텝의 손실 값은 {loss}입니다. 손실 마스크(모두 0이면 "
+              "0/0이 됩니다)와 학습률을 살펴보세요"},
+})
 
 
 # ----------------------------------------------------------------------------
@@ -104,15 +139,19 @@ def random_problem(task: str, size: int, rng: random.Random, largest: int | None
     return make_problem(task, [rng.randint(0, top) for _ in range(size)], largest)
 
 
-def completion(problem: Problem, fmt: str) -> str:
+def format_completion(thoughts: str, answer: str, fmt: str) -> str:
     """What the model learns to write after the prompt, in one of the three formats."""
     if fmt == "at_once":
-        return ANSWER + problem.answer + END
+        return ANSWER + answer + END
     if fmt == "think":
-        return problem.thoughts + ANSWER + problem.answer + END
+        return thoughts + ANSWER + answer + END
     if fmt == "answer_first":
-        return ANSWER + problem.answer + EXPLAIN + problem.thoughts + END
-    raise CourseError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        return ANSWER + answer + EXPLAIN + thoughts + END
+    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def completion(problem: Problem, fmt: str) -> str:
+    return format_completion(problem.thoughts, problem.answer, fmt)
 
 
 def encode(text: str) -> list[int]:
@@ -133,20 +172,21 @@ def extract_answer(text: str) -> str | None:
     return rest
 
 
-def loss_mask(prompt_len: int, total_len: int, length: int) -> torch.Tensor:
-    """(length,) float mask over the *targets* of a sequence of total_len tokens padded to length + 1.
+def loss_mask(prompt_len: int, total_len: int, width: int) -> torch.Tensor:
+    """(width,) float mask over the *targets* of a sequence of total_len tokens padded to width + 1.
 
     Target t is token t + 1, so the completion's tokens (positions prompt_len .. total_len - 1)
     are targets prompt_len - 1 .. total_len - 2: 1 there, 0 on the prompt and on padding.
     """
-    mask = torch.zeros(length)
+    mask = torch.zeros(width)
     mask[prompt_len - 1:total_len - 1] = 1.0
     return mask
 
 
-def make_batch(problems: list[Problem], fmt: str):
+def make_batch(problems: list[Problem], fmt: str, pieces: "Pieces | None" = None):
     """Token inputs x (B, T), targets y (B, T) and the loss mask (B, T), padded on the right."""
-    seqs = [encode(p.prompt + completion(p, fmt)) for p in problems]
+    pieces = pieces or REFERENCE_PIECES
+    seqs = [encode(p.prompt + pieces.completion(p.thoughts, p.answer, fmt)) for p in problems]
     width = max(len(s) for s in seqs)
     x = torch.full((len(seqs), width - 1), PAD_ID, dtype=torch.long)
     y = torch.full((len(seqs), width - 1), PAD_ID, dtype=torch.long)
@@ -155,7 +195,7 @@ def make_batch(problems: list[Problem], fmt: str):
         ids = torch.tensor(seq)
         x[row, :len(seq) - 1] = ids[:-1]
         y[row, :len(seq) - 1] = ids[1:]
-        mask[row] = loss_mask(len(p.prompt), len(seq), width - 1)
+        mask[row] = pieces.loss_mask(len(p.prompt), len(seq), width - 1)
     return x, y, mask
 
 
@@ -171,37 +211,61 @@ def masked_loss(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> to
 
 
 @torch.no_grad()
-def greedy_complete(model, prompts: list[str], max_new: int) -> list[str]:
-    """Greedy continuation of prompts of equal length, stopping at `.` or after max_new tokens."""
-    if len({len(p) for p in prompts}) != 1:
-        raise CourseError("greedy_complete batches prompts of one length only")
-    device = next(model.parameters()).device
-    ids = torch.tensor([encode(p) for p in prompts], device=device)     # (B, T)
-    done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+def greedy_decode(model, prompt_ids: torch.Tensor, max_new: int, end_id: int) -> torch.Tensor:
+    """Greedy continuation of a batch of prompts of one length, (B, T) -> (B, n) new tokens.
+
+    Each step appends every row's most likely next token. A row that has written end_id
+    gets end_id from then on; decoding stops once every row has written it, or after
+    max_new steps (n <= max_new), so a model that never writes end_id cannot loop forever."""
+    ids = prompt_ids
+    done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
     out = []
     for _ in range(max_new):
         nxt = model(ids)[:, -1].argmax(-1)                               # (B,)
-        nxt = torch.where(done, torch.full_like(nxt, PAD_ID), nxt)
+        nxt = torch.where(done, torch.full_like(nxt, end_id), nxt)
         out.append(nxt)
-        ids = torch.cat([ids, nxt[:, None]], dim=1)
-        done |= nxt == STOI[END]
+        ids = torch.cat([ids, nxt[:, None]], dim=1)                      # (B, T + 1)
+        done |= nxt == end_id
         if bool(done.all()):
             break
-    texts = [decode(row) for row in torch.stack(out, dim=1).tolist()]
-    return [t.split(PAD, 1)[0] for t in texts]
+    return torch.stack(out, dim=1)                                       # (B, n)
 
 
-def accuracy(model, problems: list[Problem], fmt: str) -> float:
-    """Exact-match accuracy of greedy answers, problems grouped by prompt length."""
+def exact_match(completions: list[str], answers: list[str]) -> float:
+    """The fraction of completions whose extracted answer equals the answer exactly."""
+    return sum(extract_answer(c) == a for c, a in zip(completions, answers)) / len(answers)
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """The experiment's four exchangeable pieces: notebook 8 passes the student's versions."""
+    completion: object = format_completion        # (thoughts, answer, fmt) -> str
+    loss_mask: object = loss_mask                  # (prompt_len, total_len, width) -> (width,) tensor
+    greedy_decode: object = greedy_decode          # (model, ids (B, T), max_new, end_id) -> (B, n)
+    exact_match: object = exact_match              # (completions, answers) -> float
+
+
+REFERENCE_PIECES = Pieces()
+
+
+@torch.no_grad()
+def accuracy(model, problems: list[Problem], fmt: str, pieces: Pieces | None = None) -> float:
+    """Exact-match accuracy of greedy answers, problems grouped by prompt length.
+
+    The decoding budget is a correct completion's length plus 2 tokens."""
+    pieces = pieces or REFERENCE_PIECES
+    device = next(model.parameters()).device
     by_len: dict[int, list[Problem]] = {}
     for p in problems:
         by_len.setdefault(len(p.prompt), []).append(p)
-    right = 0
+    texts, answers = [], []
     for group in by_len.values():
         budget = len(completion(group[0], fmt)) + 2
-        texts = greedy_complete(model, [p.prompt for p in group], budget)
-        right += sum(extract_answer(t) == p.answer for t, p in zip(texts, group))
-    return right / len(problems)
+        ids = torch.tensor([encode(p.prompt) for p in group], device=device)     # (B, T)
+        new = pieces.greedy_decode(model, ids, budget, STOI[END])
+        texts += [decode(row).split(END, 1)[0] + (END if END in decode(row) else "") for row in new.tolist()]
+        answers += [p.answer for p in group]
+    return pieces.exact_match(texts, answers)
 
 
 # ----------------------------------------------------------------------------
@@ -277,11 +341,13 @@ def lr_at(step: int, s: ThinkingSettings) -> float:
     return s.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def train_format(s: ThinkingSettings, fmt: str, device: str = "cpu") -> dict:
+def train_format(s: ThinkingSettings, fmt: str, device: str = "cpu", pieces: Pieces | None = None,
+                 progress: bool = False) -> dict:
     """Train one model on format fmt; returns its accuracy history and final accuracy per size.
 
     The batches do not depend on the format: step k draws the same problems for every format,
-    so the three models differ only in the order of the completion's tokens.
+    so the three models differ only in the order of the completion's tokens. pieces: the
+    formatter, loss mask, decoding and scoring to use (notebook 8: the student's own).
     """
     torch.set_num_threads(s.threads)
     torch.manual_seed(s.seed)
@@ -297,13 +363,13 @@ def train_format(s: ThinkingSettings, fmt: str, device: str = "cpu") -> dict:
     history = []
     for step in range(s.steps):
         problems = training_problems(s, rng, banned, s.batch_size)
-        x, y, mask = (t.to(device) for t in make_batch(problems, fmt))
+        x, y, mask = (t.to(device) for t in make_batch(problems, fmt, pieces))
         for group in opt.param_groups:
             group["lr"] = lr_at(step, s)
         model.train()
         loss = masked_loss(model(x), y, mask)
         if not torch.isfinite(loss):
-            raise CourseError(f"training diverged: the loss is {loss.item()} at step {step + 1}")
+            raise CourseError(message("thinking_diverged", get_language(), loss=loss.item(), step=step + 1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -311,19 +377,23 @@ def train_format(s: ThinkingSettings, fmt: str, device: str = "cpu") -> dict:
         if (step + 1) % s.eval_every == 0 or step + 1 == s.steps:
             model.eval()
             history.append({"step": step + 1, "loss": round(loss.item(), 4),
-                            "accuracy": round(accuracy(model, tests[s.train_size], fmt), 4)})
+                            "accuracy": round(accuracy(model, tests[s.train_size], fmt, pieces), 4)})
+            if progress:
+                print(f"{fmt:>12}  step {step + 1:4d}  loss {loss.item():.4f}  "
+                      f"accuracy {history[-1]['accuracy']:.1%}", flush=True)
     model.eval()
-    by_size = {str(size): round(accuracy(model, tests[size], fmt), 4) for size in s.eval_sizes}
+    by_size = {str(size): round(accuracy(model, tests[size], fmt, pieces), 4) for size in s.eval_sizes}
     return {"format": fmt, "history": history, "accuracy": history[-1]["accuracy"], "by_size": by_size,
             "wall_seconds": round(time.perf_counter() - wall, 1),
             "cpu_seconds": round(time.process_time() - cpu, 1)}
 
 
-def run_experiment(s: ThinkingSettings, formats=FORMATS, device: str = "cpu") -> dict:
+def run_experiment(s: ThinkingSettings, formats=FORMATS, device: str = "cpu", pieces: Pieces | None = None,
+                   progress: bool = False) -> dict:
     """All formats with the same settings and seed: settings, chance level and one result per format."""
     return {"settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(s).items()},
             "chance": CHANCE[s.task],
-            "formats": {fmt: train_format(s, fmt, device) for fmt in formats}}
+            "formats": {fmt: train_format(s, fmt, device, pieces, progress) for fmt in formats}}
 
 
 def full_settings(task: str, seed: int = 0) -> ThinkingSettings:
@@ -341,3 +411,72 @@ def small_settings(task: str = "parity") -> ThinkingSettings:
     """A setting of a few seconds per format that still shows the gap (tests/test_thinking.py)."""
     return ThinkingSettings(task=task, train_size=8, eval_sizes=(4, 8), steps=200, batch_size=32, warmup=50,
                             eval_every=50, eval_problems=64, seed=0)
+
+
+# ----------------------------------------------------------------------------
+# notebook 8: the student's pieces, guarded
+
+
+class PieceError(CourseError):
+    """A student's piece returned something the experiment cannot use. In a notebook, IPython
+    shows only this message (in the notebook's language), not a traceback through the course."""
+
+    def _render_traceback_(self):
+        return [str(self)]
+
+
+def _say(key: str, **params) -> str:
+    return message(key, get_language(), **params)
+
+
+def guarded_pieces(completion, loss_mask_fn, greedy, match) -> Pieces:
+    """The student's four pieces, each wrapped so that a wrong type or shape stops the run with one
+    clear sentence, and decoding that never writes `.` is reported (it is bounded by max_new)."""
+
+    def checked_completion(thoughts, answer, fmt):
+        text = completion(thoughts, answer, fmt)
+        if not isinstance(text, str):
+            raise PieceError(_say("thinking_format_type", got=type(text).__name__))
+        bad = next((ch for ch in text if ch not in STOI or ch in (PAD, BLANK)), None)
+        if bad is not None:
+            raise PieceError(_say("thinking_format_char", char=bad, vocab=VOCAB[:-2]))
+        return text
+
+    def checked_mask(prompt_len, total_len, width):
+        mask = loss_mask_fn(prompt_len, total_len, width)
+        if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != (width,) or not mask.dtype.is_floating_point:
+            got = f"shape {tuple(mask.shape)}, {mask.dtype}" if isinstance(mask, torch.Tensor) else type(mask).__name__
+            raise PieceError(_say("thinking_mask_shape", prompt_len=prompt_len, total_len=total_len, width=width,
+                                  got=got))
+        return mask.detach().float().cpu()
+
+    def checked_greedy(model, ids, max_new, end_id):
+        new = greedy(model, ids, max_new, end_id)
+        ok = (isinstance(new, torch.Tensor) and new.dim() == 2 and new.shape[0] == ids.shape[0]
+              and 0 < new.shape[1] <= max_new and not new.dtype.is_floating_point
+              and bool(((new >= 0) & (new < len(VOCAB))).all()))
+        if not ok:
+            got = f"shape {tuple(new.shape)}, {new.dtype}" if isinstance(new, torch.Tensor) else type(new).__name__
+            raise PieceError(_say("thinking_decode_shape", rows=ids.shape[0], max_new=max_new, got=got))
+        unfinished = int((~(new == end_id).any(dim=1)).sum())
+        if unfinished:
+            print(_say("thinking_no_end", count=unfinished, total=new.shape[0], max_new=max_new))
+        return new
+
+    def checked_match(completions, answers):
+        value = match(completions, answers)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise PieceError(_say("thinking_match_type", got=repr(value)[:40]))
+        return float(value)
+
+    return Pieces(checked_completion, checked_mask, checked_greedy, checked_match)
+
+
+def notebook_settings(task: str, steps: int | None = None) -> ThinkingSettings:
+    """Notebook 8's settings: the recorded run's (seed 0), or a short run when steps is given
+    (the test suite's: fewer steps and fewer held-out problems, same code)."""
+    s = full_settings(task, seed=0)
+    if steps is not None and steps != s.steps:
+        s.steps, s.eval_every, s.eval_problems = steps, max(1, steps // 2), 32
+        s.warmup = min(s.warmup, max(1, steps // 2))
+    return s
