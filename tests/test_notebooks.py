@@ -34,6 +34,7 @@ def short_training(monkeypatch):
     """Notebook 6's training run takes ~5 minutes at its default 400 steps; 30 steps exercise the
     same cells (its figures are measured by bench/bench_notebooks.py, its checks in test_training)."""
     monkeypatch.setenv("COURSE_TRAIN_STEPS", "30")
+    monkeypatch.setenv("COURSE_THINKING_STEPS", "4")     # notebook 8: six 4-step runs exercise every cell
 
 
 def notebook_path(kind: str, lang: str, name: str) -> Path:
