@@ -66,8 +66,8 @@ register_messages({
     "thinking_mask_shape": {
         "en": "loss_mask({prompt_len}, {total_len}, {width}) must return a float tensor of shape ({width},), "
               "not {got}",
-        "ko": "loss_mask({prompt_len}, {total_len}, {width})는 모양이 ({width},)인 float 텐서를 돌려줘야 합니다. "
-              "받은 값: {got}"},
+        "ko": "loss_mask({prompt_len}, {total_len}, {width}) 호출은 모양이 ({width},)인 float 텐서를 돌려줘야 "
+              "합니다. 받은 값: {got}"},
     "thinking_decode_shape": {
         "en": "greedy_decode must return a tensor of token ids of shape ({rows}, n) with n at most {max_new}, "
               "not {got}",
