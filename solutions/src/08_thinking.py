@@ -67,12 +67,11 @@ import random
 import time
 import torch
 from autograde.notebook import setup, check
-from autograde.reference import thinking as lab
 device = setup(COURSE_LANG)
 if device.type == "cpu":
     torch.set_num_threads(1)     # as in the recorded run: the same sums in the same order, the same numbers
 
-END, ANSWER, EXPLAIN = lab.END, lab.ANSWER, lab.EXPLAIN      # ".", "=", ";"
+END, ANSWER, EXPLAIN = ".", "=", ";"     # ends a completion, opens the answer, ends an answer before its explanation
 
 # %% [markdown] lang="en"
 # ## 0. The problems
@@ -107,6 +106,8 @@ END, ANSWER, EXPLAIN = lab.END, lab.ANSWER, lab.EXPLAIN      # ".", "=", ";"
 # `thoughts`, `answer`가 있습니다.
 
 # %%
+from autograde.reference import thinking as lab     # the tasks, the model and the trainer
+
 for p in (lab.make_problem("parity", [1, 0, 1, 1, 0], largest=12), lab.make_problem("digits", [3, 5, 2, 7], 8)):
     print(f"prompt {p.prompt!r}  thoughts {p.thoughts!r}  answer {p.answer!r}")
 print("vocabulary:", repr(lab.VOCAB))
