@@ -28,8 +28,9 @@
 # the last digit of a sum of 8 digits), watch their accuracy during training
 # and measure it by problem size.
 #
-# Budget: the six training runs take about two minutes of CPU time in all
-# (the training cell prints its times); the other cells take seconds.
+# Budget: the six training runs took 180 s of CPU time in all on the course's
+# two-core test machine (one thread; the training cell prints each run's wall
+# and CPU time); the other cells take seconds.
 
 # %% [markdown] lang="ko"
 # # 노트북 8: 생각하려면 토큰이 필요한 모델
@@ -51,7 +52,8 @@
 # 그다음 두 과제(12비트의 홀짝, 숫자 8개 합의 끝자리)에서 형식마다 모델을 하나씩
 # 학습시키고, 학습 중 정확도와 문제 크기별 정확도를 봅니다.
 #
-# 시간: 학습 여섯 번에 CPU 시간으로 모두 2분쯤 걸립니다(학습 셀이 시간을 출력합니다).
+# 시간: 이 강좌의 코어 두 개짜리 시험용 컴퓨터에서 학습 여섯 번에 CPU 시간으로 모두
+# 180초가 걸렸습니다(스레드 하나. 학습 셀이 실행마다 경과 시간과 CPU 시간을 출력합니다).
 # 나머지 셀은 몇 초면 끝납니다.
 
 # %% kind="setup" id="setup"
