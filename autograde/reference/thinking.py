@@ -75,9 +75,10 @@ register_messages({
               "받은 값: {got}"},
     "thinking_no_end": {
         "en": "note: {count} of {total} completions never wrote the end marker '.' within {max_new} tokens; "
-              "they were cut there and count as whatever answer they hold",
+              "they were cut there and count as whatever answer they hold (said once: early in training "
+              "this is normal)",
         "ko": "참고: 완성 {total}개 가운데 {count}개가 {max_new}토큰 안에 끝 표지 '.'를 쓰지 않았습니다. 거기서 "
-              "잘랐고, 그 안에 든 답으로 채점합니다"},
+              "잘랐고, 그 안에 든 답으로 채점합니다(한 번만 알립니다. 학습 초기에는 흔한 일입니다)"},
     "thinking_match_type": {
         "en": "exact_match must return a number between 0 and 1, not {got}",
         "ko": "exact_match는 0과 1 사이의 숫자를 돌려줘야 합니다. 받은 값: {got}"},
@@ -450,6 +451,8 @@ def guarded_pieces(completion, loss_mask_fn, greedy, match) -> Pieces:
                                   got=got))
         return mask.detach().float().cpu()
 
+    noted = []
+
     def checked_greedy(model, ids, max_new, end_id):
         new = greedy(model, ids, max_new, end_id)
         ok = (isinstance(new, torch.Tensor) and new.dim() == 2 and new.shape[0] == ids.shape[0]
@@ -459,7 +462,8 @@ def guarded_pieces(completion, loss_mask_fn, greedy, match) -> Pieces:
             got = f"shape {tuple(new.shape)}, {new.dtype}" if isinstance(new, torch.Tensor) else type(new).__name__
             raise PieceError(_say("thinking_decode_shape", rows=ids.shape[0], max_new=max_new, got=got))
         unfinished = int((~(new == end_id).any(dim=1)).sum())
-        if unfinished:
+        if unfinished and not noted:
+            noted.append(unfinished)
             print(_say("thinking_no_end", count=unfinished, total=new.shape[0], max_new=max_new))
         return new
 
