@@ -316,6 +316,7 @@ def samples_md(log: dict, lang: str) -> str:
 def make_all(course_dir) -> list[Path]:
     """Write every figure and table for both languages; returns the paths."""
     from autograde.figures_grpo import make_grpo_figures
+    from autograde.figures_thinking import RESULTS_MD, fig_thinking, figure_name, load_run, results_md
     from autograde.figures_training import FIGURE_NAME as LOSS_FIGURE, fig_loss_curve
     from autograde.reference.grpo import GRPO_DIR, RUN_FILE, SFT_LOG_FILE
     from autograde.reference.checkpoint import REFERENCE_DIR, load_reference
@@ -331,6 +332,7 @@ def make_all(course_dir) -> list[Path]:
     grpo_run = json.loads((GRPO_DIR / RUN_FILE).read_text(encoding="utf-8"))
     grpo_sft = json.loads((GRPO_DIR / SFT_LOG_FILE).read_text(encoding="utf-8"))
     rows = token_table_rows(ref.tokenizer, log["corpus"])
+    thinking = load_run()
     written = []
     for lang in LANGS:
         out = Path(course_dir) / lang / "figures"
@@ -344,11 +346,13 @@ def make_all(course_dir) -> list[Path]:
             fig_top_k_top_p(plt, ref, lang, out / "top-k-top-p.png"),
             fig_loss_curve(plt, log, lang, out / LOSS_FIGURE),
             *make_grpo_figures(grpo_run, grpo_sft, lang, out),
+            *(fig_thinking(plt, thinking, task, lang, out / figure_name(task)) for task in thinking["full"]),
         ]
         written += [dark_path(p) for p in written if p.parent == out and p.suffix == ".png"]
         for name, text in (("token-stats.md", token_stats_md(rows, lang)),
                            ("model-stats.md", model_stats_md(log, lang)),
-                           ("samples.md", samples_md(log, lang))):
+                           ("samples.md", samples_md(log, lang)),
+                           (RESULTS_MD, results_md(thinking, lang))):
             (out / name).write_text(text, encoding="utf-8")
             written.append(out / name)
         written.append(out / SIDECAR)

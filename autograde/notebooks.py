@@ -33,7 +33,7 @@ from autograde.errors import CourseError
 
 LANGS = ("en", "ko")
 ASSIGNMENTS = ("01_tokenizer", "02_embeddings", "03_attention", "04_ffn_block", "05_sampling", "06_training",
-               "07_real_model", "09_reasoning")
+               "07_real_model", "08_thinking", "09_reasoning")
 LANG_LINE = re.compile(r'^COURSE_LANG = "(en|ko)"$', re.M)
 
 

@@ -37,6 +37,7 @@ def short_training(monkeypatch):
     checks that the notebook's loop gives the reference run's numbers)."""
     monkeypatch.setenv("COURSE_TRAIN_STEPS", "30")
     monkeypatch.setenv("COURSE_GRPO_STEPS", "4")
+    monkeypatch.setenv("COURSE_THINKING_STEPS", "4")     # notebook 8: six 4-step runs exercise every cell
 
 
 def notebook_path(kind: str, lang: str, name: str) -> Path:
