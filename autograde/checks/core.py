@@ -140,11 +140,14 @@ class Check:
         """The known mistakes whose output matches the student's, lazily, in the check's order.
 
         A mutant entry is one callable or a list/tuple of callables: several ways to make the
-        same mistake (the first variant that matches names it)."""
+        same mistake (the first variant that matches names it). A mutant is written like a student's
+        function, so it is called the way the student's is: through the case's driver, if any."""
+        from autograde.checks.runner import call
+
         for key, mutants in self.mutants.items():
             for mutant in mutants if isinstance(mutants, (list, tuple)) else (mutants,):
                 try:
-                    wrong = mutant(*case.args, **case.kwargs)
+                    wrong = call(mutant, case.args, case.kwargs, case.drive)
                 except Exception:
                     continue
                 if compare_outputs(output, wrong, label=case.label).passed:

@@ -970,7 +970,7 @@ def _driven(mistake=None):
 @register
 class GRPOLoss(Check):
     step = "reasoning.grpo_loss"
-    mutants = {f"mistake_grpo_{m}": _driven(m) for m in (
+    mutants = {f"mistake_grpo_{m}": (lambda m: lambda *a, **k: _loss(*a, **k, mistake=m))(m) for m in (
         "not_detached", "sign", "not_negated", "kl_direction", "kl_sign", "padded_mean", "one_side", "no_clip",
         "normalization")}
 
@@ -1063,6 +1063,8 @@ class SampleGroup(Check):
         P, Tp = (int(torch.randint(2, 4, (1,), generator=g)), int(torch.randint(3, 7, (1,), generator=g)))
         prompts = torch.randint(256, V - 1, (P, Tp), generator=g)
         end = _likely_end(fn, prompts)
+        with torch.no_grad():
+            first = int(fn(prompts[:1])[0, -1].argmax())
         pad = 0
         s = [int(x) for x in torch.randint(2**31 - 1, (3,), generator=g)]
         t = round(float(torch.empty(1).uniform_(0.5, 0.9, generator=g)), 2)
@@ -1072,6 +1074,9 @@ class SampleGroup(Check):
                      {"generator": gen(s[1])}),
                 Case(f"model, prompts ({P}, {Tp}), G=2, T=1, 8 new, end_id=-1 (never ends)",
                      (fn, prompts, 2, 1.0, 8, -1, pad), {"generator": gen(s[2])}),
+                Case(f"model, one prompt, G=3, T=0.01, 6 new, end_id={first} (its likeliest first token: every "
+                     f"row ends at once, so the loop stops)", (fn, prompts[:1], 3, 0.01, 6, first, pad),
+                     {"generator": gen(s[0] + 1)}),
                 Case(f"model, prompts ({P}, {Tp}), G=1", (fn, prompts, 1, 1.0, 4, end, pad), {"generator": gen(1)},
                      raises="ValueError")]
 
