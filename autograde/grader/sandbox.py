@@ -1330,9 +1330,10 @@ def _kill_uid(uid: int) -> None:
     """Kill whatever still runs as the sandbox uid (a process that left the group, the namespace and
     the cgroup, or one that a dead grader left behind). Usually nothing does: a look at /proc is
     enough, and the parent (with torch loaded, slow to fork) forks only when something is found."""
-    for _ in range(3):
+    for attempt in range(3):
         if not _kill_all(_uid_processes(uid)):
             return
+        time.sleep(0.02 * (attempt + 1))   # a killed process needs a moment to exit (longer under load)
     _kill_uid_by_fork(uid)                 # still some: a fork bomb that outruns the loop above
 
 
@@ -1357,4 +1358,12 @@ def _kill_uid_by_fork(uid: int) -> None:
         except OSError:
             pass
         os._exit(0)
-    os.waitpid(pid, 0)
+    # the grader's other threads may hold locks at the fork that the child's at-fork handlers need:
+    # never wait for the child for ever (a stuck child is killed; the uid is swept again next time)
+    deadline = time.monotonic() + 5.0
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return
+        time.sleep(0.01)
