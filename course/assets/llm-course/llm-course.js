@@ -178,7 +178,26 @@
     if (typeof text !== "string") throw TokenizerError("encode expects a string, got " + typeof text);
   }
 
+  // Small DOM helpers the widget scripts share (window.llmCourse.ui): a {key} template filler, an
+  // element maker, and whitespace made visible inside a token (a space as a middle dot, a newline as ↵,
+  // a tab as →).
+  function fill(template, values) {
+    return template.replace(/\{(\w+)\}/g, function (all, key) { return key in values ? values[key] : all; });
+  }
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function visible(text) {
+    return text.replace(/ /g, "\u00b7").replace(/\n/g, "\u21b5").replace(/\r/g, "\u240d").replace(/\t/g, "\u2192");
+  }
+
   var api = window.llmCourse = window.llmCourse || {};
+  api.ui = api.ui || { fill: fill, el: el, visible: visible };
   var data = (window.llmCourseData || {}).tokenizer;
   if (data && !api.tokenizer) {
     var tok = new Tokenizer(data);

@@ -13,20 +13,7 @@
   var LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?:^|[^\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
   var strict = new TextDecoder("utf-8", { fatal: true });
 
-  function fill(template, values) {
-    return template.replace(/\{(\w+)\}/g, function (all, key) { return key in values ? values[key] : all; });
-  }
-
-  function el(tag, className, text) {
-    var node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-
-  function visible(text) {
-    return text.replace(/ /g, "\u00b7").replace(/\n/g, "\u21b5").replace(/\r/g, "\u240d").replace(/\t/g, "\u2192");
-  }
+  var ui = window.llmCourse.ui, fill = ui.fill, el = ui.el, visible = ui.visible;   // llm-course.js
 
   function percent(p, lang) {
     return (100 * p).toLocaleString(lang, { maximumFractionDigits: p < 0.001 ? 3 : 1 }) + "%";

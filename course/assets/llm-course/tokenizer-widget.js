@@ -7,21 +7,7 @@
 
   var SPECIAL = "<|endoftext|>";
 
-  function fill(template, values) {
-    return template.replace(/\{(\w+)\}/g, function (all, key) { return key in values ? values[key] : all; });
-  }
-
-  function el(tag, className, text) {
-    var node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-
-  // Whitespace made visible inside a token: a space as a middle dot, a newline as ↵, a tab as →.
-  function visible(text) {
-    return text.replace(/ /g, "\u00b7").replace(/\n/g, "\u21b5").replace(/\r/g, "\u240d").replace(/\t/g, "\u2192");
-  }
+  var ui = window.llmCourse.ui, fill = ui.fill, el = ui.el, visible = ui.visible;   // llm-course.js
 
   function bytesPerToken(bytes, tokens, lang) {
     return tokens ? (bytes / tokens).toLocaleString(lang, { maximumFractionDigits: 2 }) : "–";
