@@ -436,13 +436,20 @@ const attention = api.model.forward(api.encodeOrdinary(attentionText), {record: 
 const everyPosition = Array.from(api.model.forward(api.encodeOrdinary(attentionText), {allLogits: true}).logits);
 const gen = api.Generator(api.encodeOrdinary(attentionText), {greedy: true});
 gen.step(); gen.step(); gen.step();
+// the tiled matrix product on shapes the model never has (rows and columns not multiples of 4)
+const shapes = [[1, 3, 1], [5, 7, 6], [4, 9, 4], [7, 2, 9], [8, 16, 13]];
+const products = shapes.map(([T, I, O]) => {
+  const x = Array.from({length: T * I}, (_, n) => Math.fround(Math.sin(n + 1)));
+  const wt = Array.from({length: O * I}, (_, n) => Math.fround(Math.cos(3 * n + 2)));
+  return {T, I, O, x, wt, out: Array.from(api.matmul(Float32Array.from(x), Float32Array.from(wt), T, I, O))};
+});
 // a 64-token forward pass: warm up, then the median of 5
 const ids64 = api.encodeOrdinary("The model reads tokens, not letters. 모델은 글자가 아니라 토큰을 읽습니다. ".repeat(6)).slice(0, 64);
 api.logits(ids64);
 const times = [];
 for (let i = 0; i < 5; i++) { const t0 = performance.now(); api.logits(ids64); times.push(performance.now() - t0); }
 times.sort((a, b) => a - b);
-return {logits, continued, seeded, refusals, attention, everyPosition, cache: {length: gen.cache.length, bytes: gen.cache.nbytes()},
+return {products, logits, continued, seeded, refusals, attention, everyPosition, cache: {length: gen.cache.length, bytes: gen.cache.nbytes()},
         n64: ids64.length, ms64: times[2], sha: api.model.sha256};
 """
 
@@ -511,6 +518,12 @@ def check_model_against_python(got: dict, tok, model, text: str, capsys) -> None
     from autograde.reference.functional import KVCache
     from autograde.reference.sampling import generate
 
+    for case in got["products"]:        # the matmul's edge tiles against float64
+        T, I, O = case["T"], case["I"], case["O"]
+        x = torch.tensor(case["x"], dtype=torch.float64).reshape(T, I)
+        w = torch.tensor(case["wt"], dtype=torch.float64).reshape(O, I).T
+        want = (x @ w).float().flatten()
+        assert torch.allclose(torch.tensor(case["out"], dtype=torch.float32), want, rtol=1e-6, atol=1e-7), (T, I, O)
     worst = 0.0
     with torch.no_grad():
         for prompt, logits in zip(PROMPTS, got["logits"]):
