@@ -400,6 +400,30 @@ def test_labels_exist_in_both_languages():
                if k not in ("tok.example", "att.example", "att.cell")), "an untranslated label"
 
 
+def test_widget_notes_quote_the_notebooks_step_numbers(monkeypatch):
+    """A widget's note names notebook steps by number; the numbers come from
+    the steps' headings in solutions/src/, both languages get the same ones,
+    and a heading that is renamed away fails the build by name."""
+    from autograde.errors import CourseError
+    from autograde.site import labels, widgets
+
+    for prefix, notebook in (("tok", "01_tokenizer"), ("att", "03_attention"), ("samp", "05_sampling"),
+                             ("gen", "07_real_model")):
+        notes = {lang: widgets._labels(prefix, lang, notebook)["note"] for lang in LANGS}
+        assert "{step_" not in notes["en"] + notes["ko"]
+        assert re.findall(r"\d+", notes["en"]) == re.findall(r"\d+", notes["ko"]), notes
+    source = (ROOT / "solutions" / "src" / "03_attention.py").read_text(encoding="utf-8")
+    assert "# ## 6. Multi-head attention with grouped-query heads" in source
+    assert "(step 6)" in widgets._labels("att", "en", "03_attention")["note"]
+    assert "(6단계)" in widgets._labels("att", "ko", "03_attention")["note"]
+
+    monkeypatch.setitem(labels.NOTEBOOK_STEPS, "step_mha", ("03_attention", "Multi-head attention, renamed"))
+    with pytest.raises(CourseError, match="has no step heading '# ## N. Multi-head attention, renamed'"):
+        widgets._labels("att", "en", "03_attention")
+    with pytest.raises(CourseError, match="names a step of 01_tokenizer, but the widget's page links to 02_embeddings"):
+        widgets._labels("tok", "en", "02_embeddings")
+
+
 # ----------------------------------------------------------------------------
 # the model in the browser (model.js) and its widgets (chapters 3, 5 and 6)
 

@@ -1,9 +1,24 @@
 """The site's labels: every Korean and English string the hooks and the
 browser widgets put on a page, one entry per language with the same keys.
 
-`{name}` placeholders are filled in by the page's script (course/assets/llm-course/).
+`{name}` placeholders are filled in by the page's script (course/assets/llm-course/),
+except `{step_...}`: the build writes there the number of a notebook step, read from
+that step's heading in solutions/src/ (NOTEBOOK_STEPS), so a renumbered notebook
+renumbers its widgets' notes.
 """
 from __future__ import annotations
+
+# placeholder: (notebook, the step's English heading after "# ## N. ")
+NOTEBOOK_STEPS = {
+    "step_encode": ("01_tokenizer", "Encoding new text"),
+    "step_presplit": ("01_tokenizer", "The regex pre-split"),
+    "step_mha": ("03_attention", "Multi-head attention with grouped-query heads"),
+    "step_heads": ("03_attention", "What does the trained model look at?"),
+    "step_temperature": ("05_sampling", "Temperature"),
+    "step_draw": ("05_sampling", "Drawing the next token"),
+    "step_kv_model": ("07_real_model", "The whole model, with a KV cache"),
+    "step_kv_memory": ("07_real_model", "How much memory the cache takes"),
+}
 
 LABELS = {
     "en": {
@@ -33,7 +48,8 @@ LABELS = {
         "att.reads": "Token {n} “{token}” (layer {layer}, head {head}) reads:",
         "att.too_many": "The viewer draws the first {max} of {n} tokens; the rest is cut.",
         "att.note": "The reference model's own attention weights, computed in your browser. {notebook} builds "
-                    "this attention step by step (step 6) and looks at these heads in step 7.",
+                    "this attention step by step (step {step_mha}) and looks at these heads in "
+                    "step {step_heads}.",
         "att.noscript": "The attention viewer needs JavaScript.",
         # the next-token and sampling playground (chapter 5)
         "samp.title": "Next-token and sampling playground",
@@ -59,7 +75,8 @@ LABELS = {
         "samp.bad_seed": "The seed must be a whole number from 0 to 4294967295.",
         "samp.bad_max": "New tokens must be a whole number from 1 to 64.",
         "samp.generated": "Seed {seed}: {n} new tokens. The same seed gives the same text.",
-        "samp.note": "The sampler applies temperature, then top-k, then top-p, like {notebook} (steps 1 to 5). "
+        "samp.note": "The sampler applies temperature, then top-k, then top-p, like {notebook} "
+                     "(steps {step_temperature} to {step_draw}). "
                      "Draws use a small seeded generator (mulberry32), so a seed here does not give torch's text; "
                      "greedy decoding gives exactly `course generate --greedy`.",
         "samp.noscript": "The sampling playground needs JavaScript.",
@@ -78,7 +95,8 @@ LABELS = {
         "gen.decoded": "Decode step {step}: one token in, “{token}” out ({ms} ms); the cache holds {n} positions.",
         "gen.full": "The cache holds {window} positions, the model's whole context window; generation stops here.",
         "gen.note": "Decoding is greedy, so the tokens match `course generate --greedy`. {notebook} builds "
-                    "the model with a KV cache in step 6 and measures its memory in step 7.",
+                    "the model with a KV cache in step {step_kv_model} and measures its memory in "
+                    "step {step_kv_memory}.",
         "gen.noscript": "The generation widget needs JavaScript.",
         # the tokenizer playground (chapter 1)
         "tok.title": "Tokenizer playground",
@@ -97,8 +115,8 @@ LABELS = {
         "tok.too_long": "Only the first {max} characters are tokenized here.",
         "tok.special_as_text": "“<|endoftext|>” typed as text is ordinary characters: {n} ordinary tokens, "
                                "never the special id {id}. Tick the box above to see the special token.",
-        "tok.note": "The same tokenizer as the reference model and the graders (encoding: step 5 of "
-                    "{notebook}; the regex pre-split: step 7). Try it in the browser console too: "
+        "tok.note": "The same tokenizer as the reference model and the graders (encoding: step {step_encode} of "
+                    "{notebook}; the regex pre-split: step {step_presplit}). Try it in the browser console too: "
                     "llmCourse.encode(\"...\"), llmCourse.decode([...]).",
         "tok.error": "The tokenizer could not run: {error}",
         "tok.noscript": "The tokenizer playground needs JavaScript.",
@@ -126,7 +144,7 @@ LABELS = {
         "att.reads": "{n}번째 토큰 “{token}”이(가) 앞쪽 토큰에서 읽어 오는 비율 (층 {layer}, 헤드 {head}):",
         "att.too_many": "토큰 {n}개 가운데 앞의 {max}개만 그립니다. 나머지는 잘립니다.",
         "att.note": "참고 모델의 실제 어텐션 가중치를 브라우저에서 계산한 것입니다. {notebook}에서 이 어텐션을 "
-                    "단계별로 만들고(6단계), 7단계에서 이 헤드들을 들여다봅니다.",
+                    "단계별로 만들고({step_mha}단계), {step_heads}단계에서 이 헤드들을 들여다봅니다.",
         "att.noscript": "어텐션 들여다보기는 JavaScript가 있어야 동작합니다.",
         "samp.title": "다음 토큰과 샘플링 놀이터",
         "samp.example": "겨울에는 배가",
@@ -151,7 +169,8 @@ LABELS = {
         "samp.bad_seed": "시드는 0부터 4294967295까지의 정수여야 합니다.",
         "samp.bad_max": "새 토큰 수는 1부터 64까지의 정수여야 합니다.",
         "samp.generated": "시드 {seed}: 새 토큰 {n}개. 같은 시드는 같은 텍스트를 냅니다.",
-        "samp.note": "샘플러는 {notebook}(1~5단계)처럼 온도, top-k, top-p 순서로 적용합니다. 뽑기에는 시드를 받는 "
+        "samp.note": "샘플러는 {notebook}({step_temperature}~{step_draw}단계)처럼 온도, top-k, top-p 순서로 "
+                     "적용합니다. 뽑기에는 시드를 받는 "
                      "작은 난수 생성기(mulberry32)를 써서, 같은 시드라도 torch와 같은 텍스트가 나오지는 않습니다. "
                      "탐욕적 디코딩은 `course generate --greedy`와 정확히 같습니다.",
         "samp.noscript": "샘플링 놀이터는 JavaScript가 있어야 동작합니다.",
@@ -168,8 +187,8 @@ LABELS = {
         "gen.prefilled": "프리필: 토큰 {n}개를 순전파 한 번에 처리했습니다({ms} ms). 캐시에 위치 {n}개가 있습니다.",
         "gen.decoded": "디코드 단계 {step}: 토큰 하나를 넣어 “{token}”을(를) 얻었습니다({ms} ms). 캐시에 위치 {n}개가 있습니다.",
         "gen.full": "캐시가 모델의 컨텍스트 창 전체인 위치 {window}개를 채웠습니다. 생성은 여기서 멈춥니다.",
-        "gen.note": "탐욕적 디코딩이라 토큰이 `course generate --greedy`와 같습니다. {notebook}의 6단계에서 KV 캐시가 "
-                    "있는 모델을 만들고, 7단계에서 캐시의 메모리를 잽니다.",
+        "gen.note": "탐욕적 디코딩이라 토큰이 `course generate --greedy`와 같습니다. "
+                    "{notebook}의 {step_kv_model}단계에서 KV 캐시가 있는 모델을 만들고, {step_kv_memory}단계에서 캐시의 메모리를 잽니다.",
         "gen.noscript": "한 단계씩 생성하기는 JavaScript가 있어야 동작합니다.",
         "tok.title": "토크나이저 놀이터",
         "tok.example": "애, 겨울 배가 맛있단다!",
@@ -187,8 +206,8 @@ LABELS = {
         "tok.too_long": "여기서는 앞의 {max}글자만 토큰으로 나눕니다.",
         "tok.special_as_text": "텍스트로 입력한 “<|endoftext|>”는 보통 글자입니다. 보통 토큰 {n}개가 되고, "
                                "특수 id {id}는 나오지 않습니다. 특수 토큰을 보려면 위의 칸을 체크하세요.",
-        "tok.note": "참고 모델과 채점기가 쓰는 바로 그 토크나이저입니다 (인코딩: {notebook}의 5단계, "
-                    "정규식 사전 분할: 7단계). 브라우저 콘솔에서도 써 보세요: "
+        "tok.note": "참고 모델과 채점기가 쓰는 바로 그 토크나이저입니다 (인코딩: {notebook}의 {step_encode}단계, "
+                    "정규식 사전 분할: {step_presplit}단계). 브라우저 콘솔에서도 써 보세요: "
                     "llmCourse.encode(\"...\"), llmCourse.decode([...]).",
         "tok.error": "토크나이저를 실행하지 못했습니다: {error}",
         "tok.noscript": "토크나이저 놀이터는 JavaScript가 있어야 동작합니다.",

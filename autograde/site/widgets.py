@@ -47,7 +47,7 @@ from pathlib import Path
 import regex
 
 from autograde.errors import CourseError
-from autograde.site.labels import LABELS
+from autograde.site.labels import LABELS, NOTEBOOK_STEPS
 
 ASSET_DIR = "assets/llm-course"
 TOKENIZER_DATA = f"{ASSET_DIR}/tokenizer-data.js"
@@ -312,7 +312,49 @@ def _labels(prefix: str, lang: str, notebook: str | None) -> dict[str, str]:
     match = NOTEBOOK_NAME.fullmatch(notebook or "")
     if match:
         out["notebook"] = labels["notebook"].format(n=int(match.group(1)))
-    return out
+    return {key: _fill_steps(text, notebook) for key, text in out.items()}
+
+
+STEP_PLACEHOLDER = re.compile(r"\{(step_[a-z_]+)\}")
+STEP_HEADING = re.compile(r"^# ## (\d+)\. (.+)$", re.M)
+SOURCES = Path(__file__).resolve().parents[2] / "solutions" / "src"
+
+
+@functools.cache
+def notebook_steps(notebook: str) -> dict[str, int]:
+    """A notebook's numbered step headings, {English title: number}, from its
+    source (the first heading of each number is the English one)."""
+    try:
+        text = (SOURCES / f"{notebook}.py").read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CourseError(f"{SOURCES / notebook}.py cannot be read ({exc.strerror}): the widgets quote its "
+                          "step numbers") from None
+    steps: dict[str, int] = {}
+    for number, title in STEP_HEADING.findall(text):
+        if int(number) not in steps.values():
+            steps[title.strip()] = int(number)
+    return steps
+
+
+def _fill_steps(text: str, notebook: str | None) -> str:
+    """Write the number of each `{step_...}` (labels.NOTEBOOK_STEPS) into a label.
+    A step of another notebook than the page's is refused: the note would send
+    the reader to the wrong notebook."""
+    def number(match: re.Match) -> str:
+        key = match.group(1)
+        if key not in NOTEBOOK_STEPS:
+            raise CourseError(f"label placeholder {{{key}}} is not in labels.NOTEBOOK_STEPS")
+        where, title = NOTEBOOK_STEPS[key]
+        if where != notebook:
+            raise CourseError(f"label placeholder {{{key}}} names a step of {where}, but the widget's page "
+                              f"links to {notebook}")
+        steps = notebook_steps(where)
+        if title not in steps:
+            raise CourseError(f"labels.NOTEBOOK_STEPS[{key!r}]: solutions/src/{where}.py has no step heading "
+                              f"'# ## N. {title}' (its steps: {', '.join(steps) or 'none'})")
+        return str(steps[title])
+
+    return STEP_PLACEHOLDER.sub(number, text)
 
 
 def _tokenizer_body(labels: dict, e) -> str:
