@@ -20,7 +20,8 @@ Values cross the boundary as one JSON document plus one safetensors file:
     torch.Generator  {"$generator": "t4"}        a CPU generator, its state as tensor t4
     reference model  {"$model": "model_fn"}      an object whose class sets __wire_model__: the
                                                  reader builds its own (the sandbox: the reference
-                                                 model behind a callable or a call-recording spy)
+                                                 model behind a callable or a call-recording spy,
+                                                 or the weightless WindowProbe)
     anything else    {"$object": "ndarray"}      only the type's name: the judge reports a wrong type
     list, str, int, float, bool, None as themselves
 
@@ -47,7 +48,7 @@ MAX_JSON_BYTES = 16 * 2**20
 MAX_TENSOR_BYTES = 256 * 2**20
 MAX_DEPTH = 32
 MAX_ITEMS = 200_000
-MODEL_KINDS = ("model_fn", "spy")
+MODEL_KINDS = ("model_fn", "spy", "window_probe")
 MAX_SPY_CALLS = 10_000           # model calls a spy records and reports (the rest are not recorded)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,59}$")
 
@@ -68,6 +69,36 @@ class NoGradModel:
 
     def __repr__(self):
         return "model_fn"
+
+
+class WindowProbe(torch.nn.Module):
+    """A stand-in model for generation loops whose greedy next id is the number of tokens it was fed:
+    ids (1, T) -> logits (1, T, VOCAB), every row 0 but a 1 at id T. A loop's new ids are then the
+    lengths of the windows it fed, so a window shifted one step early or late shows in the ids
+    themselves (with the real model the two windows may well give the same tokens). Its context
+    window is WINDOW tokens (cfg.max_seq_len, which autograde.reference.sampling.generate reads).
+    On the wire {"$model": "window_probe"}; it holds no weights, so the worker builds it as is."""
+
+    __wire_model__ = "window_probe"
+    WINDOW, VOCAB = 8, 32
+
+    def __init__(self):
+        super().__init__()
+        self.cfg = type("ProbeConfig", (), {"max_seq_len": self.WINDOW, "vocab_size": self.VOCAB, "n_layer": 1})()
+        self.anchor = torch.nn.Parameter(torch.zeros(()), requires_grad=False)   # for next(parameters())
+
+    @property
+    def model(self):                     # the checks' reference() reads model_fn.model
+        return self
+
+    def forward(self, ids, *args, **kwargs):
+        T = ids.shape[-1]
+        logits = torch.zeros(1, T, self.VOCAB)
+        logits[0, -1, min(T, self.VOCAB - 1)] = 1.0
+        return logits
+
+    def __repr__(self):
+        return "window_probe"
 
 
 class WireError(ValueError):

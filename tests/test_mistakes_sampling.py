@@ -142,6 +142,14 @@ def topp_probs(z, p):
     return kept / kept.sum(-1, keepdim=True)
 
 
+def topp_boundary(z, p):
+    probs = torch.softmax(z, dim=-1)
+    sorted_probs, order = torch.sort(probs, dim=-1, descending=True, stable=True)
+    before = sorted_probs.cumsum(-1) - sorted_probs
+    keep = torch.zeros_like(before, dtype=torch.bool).scatter(-1, order, before <= p)   # <= where < belongs
+    return z.masked_fill(~keep, NEG)
+
+
 def topp_zero(z, p):
     return top_p_ok(z, p).nan_to_num(neginf=0.0)
 
@@ -170,6 +178,7 @@ FILTER_MISTAKES = [
     ("top_p", topp_no_sort, "mistake_topp_no_sort"),
     ("top_p", topp_probs, "mistake_topp_probabilities"),
     ("top_p", topp_zero, "mistake_filter_zero"),
+    ("top_p", topp_boundary, "mistake_topp_boundary"),
 ]
 
 
@@ -308,7 +317,9 @@ def looper(mistake=None):
         ids, new = list(prompt_ids), []
         start = max(0, len(ids) - context_length) if context_length else 0
         for step in range(max_new_tokens):
-            if context_length and len(ids) - start > context_length:
+            full = context_length and (len(ids) - start >= context_length if mistake == "window_early"
+                                       else len(ids) - start > context_length)
+            if full:
                 start = len(ids) - context_length // 2
             window = ids[start:]
             if mistake == "window":
@@ -337,7 +348,7 @@ def looper(mistake=None):
 
 
 GENERATE_MISTAKES = ["prompt", "first_position", "no_feedback", "stop_excluded", "stop_ignored", "window", "sliding",
-                     "ignores_generator", "reseeded"]
+                     "window_early", "ignores_generator", "reseeded"]
 
 
 def test_the_student_loop_is_right_without_a_mistake():

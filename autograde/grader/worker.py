@@ -469,11 +469,11 @@ def main(directory: str) -> int:
     job = json.loads((directory / "job.json").read_text(encoding="utf-8"))
     progress = Progress(directory / "out" / "progress.jsonl")
     torch.set_num_threads(1)
-    models = None
+    models = {"window_probe": wire.WindowProbe}
     if job.get("reference") is True:
         private = private_reference_model()
         real = {name: sys.modules[name] for name in REFERENCE_MODULES}
-        models = {"model_fn": lambda: wire.NoGradModel(private), "spy": lambda: SandboxSpy(private)}
+        models.update({"model_fn": lambda: wire.NoGradModel(private), "spy": lambda: SandboxSpy(private)})
     targets = resolve_all({name for step in job["steps"] for name in step["forbidden"]})
     watch = LibraryWatch()
     global _GUARD
@@ -484,7 +484,7 @@ def main(directory: str) -> int:
     import autograde
     for attribute in ("reference", "checks", "grader", "protocol"):   # nor as attributes of the package
         autograde.__dict__.pop(attribute, None)
-    if models:
+    if job.get("reference") is True:
         expose_reference_modules(real)
     block_network()
     sys.modules["autograde.notebook"] = notebook_stub()

@@ -433,7 +433,10 @@ for seed in (0, 0, 1):
 #
 # Return only the new ids, as a list of ints. The check runs your loop on the
 # trained reference model and compares it with the course's
-# `autograde.reference.sampling.generate`, greedy and seeded.
+# `autograde.reference.sampling.generate`, greedy and seeded. One case hands
+# it `window_probe` instead, a stand-in model with a window of 8 whose next
+# token is always the number of tokens it was fed: the ids it returns are the
+# lengths of your windows, so you can read off the step where yours was cut.
 
 # %% [markdown] lang="ko"
 # ## 6. 자기회귀 반복문
@@ -473,7 +476,10 @@ for seed in (0, 0, 1):
 #
 # 새로 만든 id만 정수 리스트로 돌려주세요. 검사는 학습된 참고 모델로 여러분의
 # 반복문을 돌려서, 강좌의 `autograde.reference.sampling.generate`와 탐욕적 디코딩,
-# 시드를 준 샘플링 두 가지로 비교합니다.
+# 시드를 준 샘플링 두 가지로 비교합니다. 한 경우에는 참고 모델 대신
+# `window_probe`를 넘깁니다. 창이 8인 대역 모델로, 다음 토큰으로 늘 자기가 받은
+# 토큰의 개수를 내놓습니다. 그래서 돌려받은 id가 곧 여러분이 넘긴 창의 길이이고,
+# 창을 어느 단계에서 잘랐는지 그대로 읽을 수 있습니다.
 
 # %% kind="solution" id="generate"
 def generate(model_fn, prompt_ids: list[int], max_new_tokens: int, generator: torch.Generator | None = None,

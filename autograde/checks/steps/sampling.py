@@ -58,7 +58,7 @@ import torch
 from autograde.checks.core import Case, Check, Verdict, compare_outputs, gen
 from autograde.checks.messages import register_messages
 from autograde.checks.registry import register
-from autograde.protocol import NoGradModel  # model_fn for the checks ($model on the wire)
+from autograde.protocol import NoGradModel, WindowProbe  # model_fn for the checks ($model on the wire)
 from autograde.reference import sampling as ref
 
 PROMPTS = ("언어 모델은", "The model reads")
@@ -128,6 +128,11 @@ register_messages({
     "mistake_filter_zero": {
         "en": "removed tokens were set to 0: a logit of 0 still has probability; set them to -inf",
         "ko": "지운 토큰의 로짓을 0으로 두었습니다: 로짓 0에도 확률이 있으니 -inf로 바꾸세요"},
+    "mistake_topp_boundary": {
+        "en": "top-p kept a token whose probability ranked ahead of it is exactly p: the ones ahead already "
+              "hold p, so it is not needed; keep a token while mass_before < p, not <= p",
+        "ko": "top-p가 앞 순위 토큰들의 확률 합이 정확히 p인 토큰까지 남겼습니다: 앞의 토큰들로 이미 p가 채워졌으니 "
+              "이 토큰은 필요 없습니다. mass_before <= p가 아니라 mass_before < p인 토큰만 남기세요"},
     "mistake_topp_crossing": {
         "en": "top-p dropping the token that crosses p: keep a token while the probability ranked before it "
               "is still < p, i.e. mass_before = cumsum - sorted_probs (the mass strictly before each token) "
@@ -232,6 +237,12 @@ register_messages({
               "and a full window keeps its newest half",
         "ko": "모델이 context_length개보다 많은 토큰을 보았습니다: 프롬프트가 더 길면 마지막 context_length개의 "
               "id만 남기고, 창이 가득 차면 최근 절반만 남깁니다"},
+    "mistake_generate_window_early": {
+        "en": "the window was cut while it was exactly full: the model can still read context_length tokens, so "
+              "keep them all and cut to the newest half only when there are more (len(ids) - start > "
+              "context_length, not >=)",
+        "ko": "창이 딱 가득 찼을 때 잘랐습니다: 모델은 context_length개까지는 읽을 수 있으니 모두 두고, 그보다 "
+              "많아졌을 때만 최근 절반으로 줄이세요(len(ids) - start >= context_length가 아니라 > context_length)"},
     "mistake_generate_ignores_generator": {
         "en": "a generator was given but the tokens are the greedy ones: with a generator, draw with sample_next "
               "(temperature, top_k, top_p); greedy is only for generator=None",
@@ -512,7 +523,8 @@ def _topp(z, p, *, rule="before", unsorted=False, probabilities=False):
     probs = torch.softmax(z, dim=-1)
     sorted_probs, order = torch.sort(probs, dim=-1, descending=True, stable=True)
     cum = sorted_probs.cumsum(-1)
-    keep_sorted = {"before": cum - sorted_probs < p, "le": cum <= p, "lt": cum < p, "minus_p": cum - p < p}[rule]
+    keep_sorted = {"before": cum - sorted_probs < p, "before_le": cum - sorted_probs <= p, "le": cum <= p,
+                   "lt": cum < p, "minus_p": cum - p < p}[rule]
     keep = keep_sorted if unsorted else torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
     if probabilities:
         kept = probs.masked_fill(~keep, 0.0)
@@ -540,10 +552,21 @@ def _nucleus_rows(g, B, V):
     return z, p
 
 
+def _uniform_case(log2_vocab: int, g: torch.Generator) -> Case:
+    """2^k equal logits and p = m / 2^k: the m-th token's mass ranked ahead is exactly p, so only m
+    tokens stay (ties: the lowest ids)."""
+    V = 2 ** log2_vocab
+    m = int(torch.randint(1, V, (1,), generator=g))
+    return Case(f"zeros(1, {V}), p={m}/{V}", (torch.zeros(1, V), m / V))
+
+
 @register
 class TopP(SamplingCheck):
     """Every p lies well between two cumulative sums, so that any correct way
-    of summing (float32, float64, another order) keeps the same tokens."""
+    of summing (float32, float64, another order) keeps the same tokens, except
+    on uniform rows: there every probability is 1/2^k, every sum is exact in
+    any float format, and p sits exactly on a sum, so the rule at the boundary
+    (mass ranked ahead < p keeps the token, not <=) is checked too."""
     step = "sampling.top_p"
     forbidden = ("autograde.reference.sampling.top_p_filter", "autograde.reference.sampling.next_token_distribution")
     mutants = {
@@ -553,6 +576,7 @@ class TopP(SamplingCheck):
         "mistake_topp_no_sort": _topp_no_sort,
         "mistake_topp_crossing": (lambda z, p: _topp(z, p, rule="le"), lambda z, p: _topp(z, p, rule="lt"),
                                   lambda z, p: _topp(z, p, rule="minus_p")),     # mass_before = cumsum - p
+        "mistake_topp_boundary": lambda z, p: _topp(z, p, rule="before_le"),
         "mistake_topp_unsorted": lambda z, p: _topp(z, p, unsorted=True),
         "mistake_topp_probabilities": lambda z, p: _topp(z, p, probabilities=True),
         "mistake_filter_zero": lambda z, p: ref.top_p_filter(z, p).nan_to_num(neginf=0.0),
@@ -573,6 +597,7 @@ class TopP(SamplingCheck):
                     Case(f"log({_code(tied.exp()[:, shuffle])}), p=0.2", (tied[:, shuffle].contiguous(), 0.2)),
                     Case(f"randn({B}, {V}), p=1e-4", (_rows(g, B, V), 1e-4)),
                     Case(f"randn({B}, {V}), p=1", (_rows(g, B, V), 1.0)),
+                    _uniform_case(int(torch.randint(2, 5, (1,), generator=g)), g),
                     Case(f"model(“{PROMPTS[1]}”)[:, -1]", (real_logits(1), safe_p(real_logits(1)[0], rank % 20 + 1)))]
         return [Case("log([[0.5, 0.3, 0.15, 0.05]]), p=0.75", (_probs_logits(0.5, 0.3, 0.15, 0.05), 0.75)),
                 Case("log([[0.5, 0.3, 0.15, 0.05]]), p=0.85", (_probs_logits(0.5, 0.3, 0.15, 0.05), 0.85)),
@@ -580,6 +605,7 @@ class TopP(SamplingCheck):
                 Case("log([[0.5, 0.25, 0.125, 0.125]]), p=0.3", (_probs_logits(0.5, 0.25, 0.125, 0.125), 0.3)),
                 Case("log([[0.1, 0.45, 0.05, 0.4]]), p=0.4", (_probs_logits(0.1, 0.45, 0.05, 0.4), 0.4)),
                 Case("log([[0.2, 0.4, 0.4]]), p=0.3", (_probs_logits(0.2, 0.4, 0.4), 0.3)),
+                Case("zeros(1, 4), p=0.5", (torch.zeros(1, 4), 0.5)),
                 Case("log([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7]]), p=0.6",
                      (torch.cat([_probs_logits(0.5, 0.3, 0.2), _probs_logits(0.1, 0.2, 0.7)]), 0.6)),
                 Case("log([[0.3, 0.7], [0.6, 0.4]]), p=1e-4",
@@ -843,7 +869,8 @@ def generate_loop(model_fn, prompt_ids, max_new_tokens, generator=None, temperat
     ids, new_ids = list(prompt_ids), []
     start = max(0, len(ids) - context_length) if context_length else 0     # the model reads ids[start:]
     for _ in tqdm(range(max_new_tokens), disable=not progress, desc="generate"):
-        if context_length and len(ids) - start > context_length:           # window full: keep the newest half
+        early = mistake == "window_early" and len(ids) - start == context_length   # cut when just full
+        if context_length and (len(ids) - start > context_length or early):    # window full: keep the newest half
             start = len(ids) - context_length // 2
         window = ids[start:]
         if mistake == "window":
@@ -893,6 +920,15 @@ def as_id_list(output):
     return list(output) if isinstance(output, tuple) else output
 
 
+def probe_case(prompt_length: int, max_new_tokens: int) -> Case:
+    """A greedy case on protocol.WindowProbe, whose next id is the length of the window it was fed: the
+    new ids spell out every window, so the step where the window is cut is checked exactly."""
+    window = WindowProbe.WINDOW
+    prompt = [(5 * i + 1) % WindowProbe.VOCAB for i in range(prompt_length)]
+    return Case(f"window_probe, {prompt}, {max_new_tokens}, context_length={window}",
+                (WindowProbe(), prompt, max_new_tokens), {"context_length": window})
+
+
 def prompt_ids(index: int) -> list[int]:
     return reference().tokenizer.encode(PROMPTS[index])
 
@@ -914,6 +950,7 @@ class Generate(SamplingCheck):
         "mistake_generate_stop_ignored": lambda *a, **kw: generate_loop(*a, **kw, mistake="stop_ignored"),
         "mistake_generate_window": lambda *a, **kw: generate_loop(*a, **kw, mistake="window"),
         "mistake_generate_sliding": lambda *a, **kw: generate_loop(*a, **kw, mistake="sliding"),
+        "mistake_generate_window_early": lambda *a, **kw: generate_loop(*a, **kw, mistake="window_early"),
         "mistake_generate_ignores_generator": lambda *a, **kw: generate_loop(*a, **kw, mistake="ignores_generator"),
         "mistake_generate_reseeded": lambda *a, **kw: generate_loop(*a, **kw, mistake="reseeded"),
     }
@@ -943,7 +980,8 @@ class Generate(SamplingCheck):
                          (fn, torch.randint(256, V - 1, (window - 4,), generator=g).tolist(), 24),
                          {"context_length": window}),
                     Case(f"model, [{window} ids], 6, T=1, context_length={window}",
-                         (fn, long_prompt(window), 6), {"generator": gen(s[3]), "context_length": window})]
+                         (fn, long_prompt(window), 6), {"generator": gen(s[3]), "context_length": window}),
+                    probe_case(int(torch.randint(1, 2 * WindowProbe.WINDOW, (1,), generator=g)), 21)]
         ko, en = prompt_ids(0), prompt_ids(1)
         greedy_ko = generate_loop(fn, ko, 10)
         stop = greedy_ko[3]
@@ -956,7 +994,8 @@ class Generate(SamplingCheck):
                 Case(f"model, [{window + 80} ids], 12, context_length={window}",
                      (fn, long_prompt(window + 80), 12), {"context_length": window}),
                 Case(f"model, [{window - 4} ids], 24, T=1, context_length={window}",
-                     (fn, long_prompt(window - 4), 24), {"generator": gen(2), "context_length": window})]
+                     (fn, long_prompt(window - 4), 24), {"generator": gen(2), "context_length": window}),
+                probe_case(3, 14)]
 
     def reference(self, model_fn, prompt, max_new_tokens, generator=None, temperature=1.0, top_k=None,
                   top_p=None, stop_id=None, context_length=None):
