@@ -234,7 +234,8 @@ def test_ctrl_c_stops_the_queue_records_what_finished_and_resumes(tmp_path):
     sleeper.write_text(json.dumps(nb))
     sandbox_tmp = tmp_path / "sandboxes"
     sandbox_tmp.mkdir()
-    env = env_with_venv(COURSE_GRADE_TIMEOUT="3000", COURSE_GRADE_CALL_TIMEOUT="3000", TMPDIR=str(sandbox_tmp))
+    env = env_with_venv(COURSE_GRADE_TIMEOUT="3000", COURSE_GRADE_CALL_TIMEOUT="3000", TMPDIR=str(sandbox_tmp),
+                        PYTHONFAULTHANDLER="1")      # a hang below dumps every thread's stack (SIGABRT)
     proc = subprocess.Popen([sys.executable, "-m", "autograde.cli", "grade", ASSIGNMENT, "--root", str(root),
                              "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -245,7 +246,12 @@ def test_ctrl_c_stops_the_queue_records_what_finished_and_resumes(tmp_path):
         proc.send_signal(signal.SIGINT)
         # the sleeper's sandbox would run for an hour, and two more wait in the queue: only
         # stopping them ends the process (the guard is far above a few seconds, far below an hour)
-        out, err = proc.communicate(timeout=120)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            out, err = proc.communicate(timeout=30)
+            pytest.fail(f"course grade did not exit within 120 s of Ctrl-C; its threads:\n{err[-6000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()
