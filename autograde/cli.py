@@ -317,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "same gradebook nbgrader uses. Exit status: 0 all graded; 3 some submissions "
                                    "NOT graded because of the grader's own trouble (full disk, no memory, a "
                                    "sandbox that could not start; they are named, nothing is recorded for them: "
-                                   "run again); 130 after Ctrl-C (what finished is recorded; run again to resume).")
+                                   "run again); 130 after Ctrl-C or SIGTERM (what finished is recorded; run again "
+                                   "to resume).")
     s.add_argument("assignment", help="assignment name, e.g. 01_tokenizer")
     s.add_argument("--workers", type=int, default=2, help="parallel sandboxes (default 2)")
     s.add_argument("--root", default=".", help="nbgrader course root (default: current directory)")

@@ -27,11 +27,12 @@ written to the gradebook nor marked done, and the next run grades it.
 
 Exit status: 0 when every submission is graded; 3 when some are not graded
 because of the grader's trouble (they are named, with the command to run
-again); 130 after Ctrl-C (queued submissions are cancelled, running sandboxes
-stopped, every finished one recorded, and the command to resume printed).
+again); 130 after Ctrl-C or SIGTERM (queued submissions are cancelled, running
+sandboxes stopped, every finished one recorded, and the command to resume printed).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -215,10 +216,11 @@ def grade_assignment(assignment: str, workers: int = 2, root: Path = Path("."), 
     with _open_gradebook(Gradebook, url) as gb:
         notebook = ensure_assignment(gb, assignment, pristine)
         max_score = float(sum(c.points for c in pristine_cells(pristine) if c.kind == "test"))
-        outcome = _run_all(todo, workers, limits, root, quiet,
-                           lambda student, path, result: _record(gb, assignment, notebook, student, path, result,
-                                                                 state, state_path, root), max_score, key,
-                           assignment)
+        with _sigterm_as_ctrl_c():
+            outcome = _run_all(todo, workers, limits, root, quiet,
+                               lambda student, path, result: _record(gb, assignment, notebook, student, path,
+                                                                     result, state, state_path, root),
+                               max_score, key, assignment)
     if not quiet:
         _print_summary(assignment, submissions, todo, outcome, state, mode)
     again = resume_command(assignment, root, workers)
@@ -281,6 +283,28 @@ class Outcome:
 
     def settled(self, student: str) -> bool:
         return student in self.results or student in self.not_graded
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c():
+    """SIGTERM (`kill`, `timeout`, a scheduler or CI job that stops the grader) stops grading the way
+    Ctrl-C does: what finished is recorded and the command to resume is printed. Without this the
+    process would end at once and the resume hint would be lost (pdeathsig still ends the sandboxes).
+    Only the main thread may set a handler; elsewhere SIGTERM keeps its default."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _run_all(todo: dict[str, Path], workers: int, limits: Limits, root: Path, quiet: bool, record,
