@@ -87,7 +87,7 @@ def _loss_variant(**change):
         ratio = torch.exp(logp - old)
         adv = advantages[:, None] * (-1 if change.get("flip") else 1)
         low = None if change.get("upper_only") else 1 - clip_eps
-        clipped = torch.clamp(ratio, low, 1 + clip_eps)
+        clipped = ratio if change.get("no_clip") else torch.clamp(ratio, low, 1 + clip_eps)
         surrogate = torch.minimum(ratio * adv, clipped * adv)
         d = (logp - ref_logp) if change.get("kl_reversed") else (ref_logp - logp)
         kl = torch.exp(d) - d - 1
@@ -95,7 +95,7 @@ def _loss_variant(**change):
         per_token = objective if change.get("no_minus") else -objective
         if change.get("plain_mean"):
             return (per_token * mask).mean(-1).mean() if normalization == "sequence" else (per_token * mask).mean()
-        if normalization == "sequence":
+        if normalization == "sequence" or change.get("always_sequence"):
             return ((per_token * mask).sum(-1) / mask.sum(-1)).mean()
         return (per_token * mask).sum() / mask.sum()
     return loss
@@ -130,6 +130,37 @@ def sample_no_pad(model, prompts, group_size, temperature, max_new_tokens, end_i
 
 
 @torch.no_grad()
+def sample_no_early_stop(model, prompts, group_size, temperature, max_new_tokens, end_id, pad_id, generator=None):
+    ids = prompts.repeat_interleave(group_size, 0)
+    done = torch.zeros(ids.shape[0], dtype=torch.bool)
+    for _ in range(max_new_tokens):                          # always max_new_tokens steps
+        probs = torch.softmax(model(ids)[:, -1, :].float() / temperature, dim=-1)
+        token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        token = torch.where(done, torch.full_like(token, pad_id), token)
+        ids = torch.cat([ids, token[:, None]], 1)
+        done |= token == end_id
+    return ids
+
+
+@torch.no_grad()
+def sample_row_by_row(model, prompts, group_size, temperature, max_new_tokens, end_id, pad_id, generator=None):
+    if group_size < 2:
+        raise ValueError("group_size < 2")
+    rows = []
+    for row in prompts.repeat_interleave(group_size, 0):     # each completion on its own
+        ids = row[None]
+        for _ in range(max_new_tokens):
+            probs = torch.softmax(model(ids)[:, -1, :].float() / temperature, dim=-1)
+            token = torch.multinomial(probs, 1, generator=generator)
+            ids = torch.cat([ids, token], 1)
+            if int(token) == end_id:
+                break
+        rows.append(ids[0])
+    width = max(len(r) for r in rows)
+    return torch.stack([torch.cat([r, torch.full((width - len(r),), pad_id)]) for r in rows])
+
+
+@torch.no_grad()
 def sample_cold(model, prompts, group_size, temperature, max_new_tokens, end_id, pad_id, generator=None):
     return SOL["sample_group"](model, prompts, group_size, 1.0, max_new_tokens, end_id, pad_id, generator)
 
@@ -150,9 +181,13 @@ def sample_cold(model, prompts, group_size, temperature, max_new_tokens, end_id,
     ("grpo_loss", _loss_variant(kl_plus=True), "mistake_grpo_kl_sign"),
     ("grpo_loss", _loss_variant(plain_mean=True), "mistake_grpo_padded_mean"),
     ("grpo_loss", _loss_variant(upper_only=True), "mistake_grpo_one_side"),
+    ("grpo_loss", _loss_variant(no_clip=True), "mistake_grpo_no_clip"),
+    ("grpo_loss", _loss_variant(always_sequence=True), "mistake_grpo_normalization"),
     ("sample_group", _sample_tiled, "mistake_group_not_grouped"),
     ("sample_group", sample_no_pad, "mistake_group_no_pad"),
     ("sample_group", sample_cold, "mistake_group_temperature"),
+    ("sample_group", sample_no_early_stop, "mistake_group_no_early_stop"),
+    ("sample_group", sample_row_by_row, "mistake_group_row_by_row"),
 ])
 def test_mistakes_are_named(step, fn, expected):
     assert key(step, fn) == expected
