@@ -425,7 +425,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 # %% [markdown] lang="ko"
 # 그냥 $1 - (1 - c/n)^k$, 곧 한 번에 $c/n$의 확률로 성공하는 독립 시도를 $k$번 할 때
-# 하나라도 성공할 확률을 쓰면 안 될까요? 추정값을 휘어진 함수에 그대로 넣으면 편향이
+# 하나라도 성공할 확률을 쓰면 안 될까요? 추정값을 비선형 함수에 그대로 넣으면 편향이
 # 생깁니다. 아래에서는 난이도가 제각각인 모의 문제 2,000개에 샘플을 $n = 20$개씩
 # 뽑습니다. 모의 풀이기는 문제마다 $p$를 알고 있으니 실제 pass@k도 압니다. 편향 없는
 # 추정량은 실제 값을 따라가고, 대입한 공식은 그보다 낮게 머뭅니다. 9장의 열린 질문,
@@ -917,8 +917,8 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
 #
 # 1. 모든 행에 `model(ids)`를 돌려 마지막 위치의 로짓을 얻습니다.
 # 2. 모든 행의 다음 토큰을 한꺼번에 뽑습니다. 5장의 샘플러가 top-k나 top-p 없이
-#    하는 방식 그대로, 로짓을 온도로 나누고 `softmax`를 한 뒤 모든 행에 대해
-#    `torch.multinomial(probs, 1, generator=generator)`를 **한 번** 부릅니다(그래야
+#    하는 방식 그대로, 로짓을 온도로 나누고 `softmax`를 한 뒤 모든 행의
+#    확률을 한꺼번에 넣어 `torch.multinomial(probs, 1, generator=generator)`를 **한 번** 부릅니다(그래야
 #    참고 구현과 같은 값을 뽑아 검사가 비교할 수 있습니다).
 # 3. 이미 `end_id`를 쓴 행은 그 대신 `pad_id`를 받습니다.
 # 4. 새로 뽑은 열을 이어 붙입니다. 모든 행이 `end_id`를 썼거나 `max_new_tokens`개를 썼으면
