@@ -130,7 +130,7 @@ LABELS = {
         "model.empty": "먼저 텍스트를 입력하세요. 모델에는 토큰이 하나 이상 있어야 합니다.",
         "model.cut": "텍스트가 토큰 {n}개입니다. 모델의 컨텍스트 창은 {window}개라서 마지막 {window}개만 씁니다.",
         "model.special": "여기에 입력한 “<|endoftext|>”는 특수 토큰이 아니라 보통 텍스트(토큰 {n}개)입니다.",
-        "model.invalid": "텍스트에 깨진 문자(UTF-16 쌍의 절반)가 {n}개 있습니다. 각각 대체 문자 \ufffd로 읽습니다.",
+        "model.invalid": "텍스트에 깨진 문자(UTF-16 쌍에서 짝이 없는 한쪽)가 {n}개 있습니다. 각각 대체 문자 \ufffd로 읽습니다.",
         "model.console": "브라우저 콘솔의 llmCourse.logits(ids)와 llmCourse.generate(ids, {...}) 뒤에서도 "
                          "같은 모델이 돌아갑니다.",
         "att.title": "어텐션 들여다보기",
@@ -158,8 +158,8 @@ LABELS = {
         "samp.col_before": "확률 (온도만 적용)",
         "samp.col_after": "top-k와 top-p 적용 후",
         "samp.cut_mark": "잘림",
-        "samp.summary": "어휘 집합의 토큰 {vocab}개 가운데 {kept}개가 남습니다. 남은 토큰이 확률의 {mass}를 "
-                        "차지했고, 합이 100%가 되도록 다시 정규화합니다.",
+        "samp.summary": "어휘 집합의 토큰 {vocab}개 가운데 {kept}개가 남습니다. 남은 토큰은 확률의 {mass}를 "
+                        "차지하며, 합이 100%가 되도록 다시 정규화합니다.",
         "samp.greedy": "온도 0은 탐욕적 디코딩입니다. 매번 가장 확률이 높은 토큰을 고릅니다(슬라이더는 상관없습니다).",
         "samp.cold": "온도가 0에 가까우면 확률이 거의 모두 1위 토큰에 몰려서, 샘플링이 탐욕적 디코딩과 거의 같아집니다.",
         "samp.top_p_one": "top-p가 1이면 아무것도 잘리지 않습니다.",
@@ -193,8 +193,8 @@ LABELS = {
         "tok.title": "토크나이저 놀이터",
         "tok.example": "애, 겨울 배가 맛있단다!",
         "tok.input": "토큰으로 나눌 텍스트",
-        "tok.special": "<|endoftext|>를 특수 토큰으로 바꾸기 (신뢰하는 코드처럼)",
-        "tok.show_ids": "토큰 아래에 id 보이기",
+        "tok.special": "<|endoftext|>를 특수 토큰으로 바꾸기 (신뢰할 수 있는 코드가 하듯이)",
+        "tok.show_ids": "토큰 아래에 id 표시하기",
         "tok.tokens": "토큰",
         "tok.ids": "id",
         "tok.stats": "토큰 {tokens}개 · 글자 {chars}개 · {bytes}바이트 · 토큰당 {bpt}바이트",

@@ -188,7 +188,7 @@ register_messages({
     "mistake_adv_threshold": {
         "en": "a group whose rewards differ, if only by a hair, got all zeros, as if they were equal (a threshold "
               "on the std, or isclose): only rewards that are exactly equal (==) make a zero group",
-        "ko": "보상이 아주 조금이라도 다른 그룹을 같은 그룹처럼 모두 0으로 만들었습니다(표준편차에 문턱값을 두거나 "
+        "ko": "보상이 아주 조금이라도 다른 그룹을 보상이 모두 같은 그룹처럼 0으로 채웠습니다(표준편차에 문턱값을 두거나 "
               "isclose를 썼습니다): 보상이 정확히 같을(==) 때만 그룹이 0이 됩니다"},
     "mistake_adv_equal_group": {
         "en": "a group whose rewards are all equal must give exactly 0: float rounding leaves r - mean a "
@@ -789,7 +789,7 @@ register_messages({
     "mistake_mask_unaligned": {
         "en": "the mask is one place late: position j is about token j + 1 (it lines up with token_logprobs), "
               "so the first completion token is at position prompt_len - 1",
-        "ko": "마스크가 한 칸 늦습니다: j번 위치는 j + 1번째 토큰에 대한 것이라(token_logprobs와 줄이 맞습니다) "
+        "ko": "마스크가 한 칸 늦습니다: j번 위치는 j + 1번째 토큰을 가리키므로(token_logprobs와 줄이 맞습니다) "
               "풀이의 첫 토큰은 prompt_len - 1번 위치입니다"},
     "mistake_mask_prompt_end": {
         "en": "an end marker inside the prompt was taken for the end of the completion: look for it only "
@@ -803,11 +803,11 @@ register_messages({
     "mistake_grpo_sign": {
         "en": "the advantage's sign is flipped: this pushes good completions down and bad ones up; the "
               "surrogate is ratio * A, and the loss is minus the objective",
-        "ko": "이점의 부호가 뒤집혔습니다: 좋은 풀이는 내리고 나쁜 풀이는 올리게 됩니다. 대리 목적은 비율 * A이고, "
-              "손실은 목적 함수에 마이너스를 붙인 것입니다"},
+        "ko": "이점의 부호가 뒤집혔습니다: 좋은 풀이는 내리고 나쁜 풀이는 올리게 됩니다. 대리 목적 함수는 비율 * A이고, "
+              "손실은 목적 함수의 부호를 바꾼 값입니다"},
     "mistake_grpo_not_negated": {
         "en": "this is the objective, not the loss: the optimizer minimizes, so return minus the objective",
-        "ko": "손실이 아니라 목적 함수입니다: 옵티마이저는 최소화하므로 목적 함수에 마이너스를 붙여 돌려주세요"},
+        "ko": "손실이 아니라 목적 함수입니다: 옵티마이저는 값을 최소화하므로 목적 함수의 부호를 바꿔 돌려주세요"},
     "mistake_grpo_kl_direction": {
         "en": "the KL estimate has the wrong direction: k3 for KL(pi || pi_ref) is exp(ref_logp - logp) - "
               "(ref_logp - logp) - 1",
@@ -850,8 +850,8 @@ register_messages({
         "en": "the rows were sampled one at a time: draw each new token for all rows in one call of "
               "torch.multinomial on the (B, V) probabilities, so that the generator gives the same draws as the "
               "reference",
-        "ko": "행을 하나씩 따로 샘플링했습니다: 새 토큰은 (B, V) 확률에 torch.multinomial을 한 번만 불러 모든 "
-              "행에 대해 뽑으세요. 그래야 생성기가 기준 구현과 같은 값을 뽑습니다"},
+        "ko": "행을 하나씩 따로 샘플링했습니다: 모든 행의 새 토큰을 (B, V) 확률에 torch.multinomial을 한 번만 "
+              "불러 한꺼번에 뽑으세요. 그래야 생성기가 참고 구현과 같은 값을 뽑습니다"},
 })
 
 

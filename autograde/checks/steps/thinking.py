@@ -69,7 +69,7 @@ register_messages({
     "mistake_mask_short": {
         "en": "the last target, the end marker '.', is not scored: the model must learn to write it, or "
               "decoding never stops",
-        "ko": "마지막 정답인 끝 표지 '.'를 세지 않습니다: 모델이 이것을 쓰는 법을 배워야 디코딩이 멈춥니다"},
+        "ko": "마지막 정답인 끝 표지 '.'를 세지 않습니다: 모델이 끝 표지를 쓰는 법을 배워야 디코딩이 멈춥니다"},
     "mistake_mask_dtype": {
         "en": "return a float tensor of 1.0 and 0.0 (the loss multiplies by it and divides by its sum), "
               "not {got}",
@@ -81,7 +81,7 @@ register_messages({
     "mistake_decode_stop_ignored": {
         "en": "a row went on writing after its end marker: once a row has written end_id, it gets end_id "
               "from then on",
-        "ko": "끝 표지를 쓴 행이 계속 토큰을 썼습니다: end_id를 쓴 행에는 그 뒤로 계속 end_id를 채우세요"},
+        "ko": "끝 표지를 쓴 행이 그 뒤에도 다른 토큰을 썼습니다: end_id를 쓴 행에는 그 뒤로 계속 end_id를 채우세요"},
     "mistake_decode_first_stop": {
         "en": "decoding stopped when the first row ended: stop when every row has written end_id (or "
               "after max_new steps)",
@@ -104,10 +104,10 @@ register_messages({
         "ko": "'=' 뒤의 첫 글자만 남겼습니다: 답은 ';'나 '.'까지(없으면 끝까지) 이어집니다"},
     "mistake_match_raw": {
         "en": "the whole completions were compared with the answers: compare extract_answer(completion)",
-        "ko": "완성 전체를 답과 비교했습니다: extract_answer(완성)를 비교하세요"},
+        "ko": "완성 전체를 답과 비교했습니다: extract_answer(completion)로 꺼낸 답을 비교하세요"},
     "mistake_match_count": {
         "en": "this is the number of right answers: return the fraction, between 0 and 1",
-        "ko": "맞힌 개수입니다: 0과 1 사이의 비율을 돌려주세요"},
+        "ko": "맞힌 개수를 돌려주었습니다: 0과 1 사이의 비율을 돌려주세요"},
 })
 
 
