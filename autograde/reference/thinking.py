@@ -77,7 +77,7 @@ register_messages({
         "en": "note: {count} of {total} completions never wrote the end marker '.' within {max_new} tokens; "
               "they were cut there and count as whatever answer they hold (said once: early in training "
               "this is normal)",
-        "ko": "참고: 완성 {total}개 가운데 {count}개가 {max_new}토큰 안에 끝 표지 '.'를 쓰지 않았습니다. 거기서 "
+        "ko": "참고: 완성 {total}개 가운데 {count}개가 {max_new}토큰 안에 끝 표시 '.'를 쓰지 않았습니다. 거기서 "
               "잘랐고, 그 안에 든 답으로 채점합니다(한 번만 알립니다. 학습 초기에는 흔한 일입니다)"},
     "thinking_match_type": {
         "en": "exact_match must return a number between 0 and 1, not {got}",

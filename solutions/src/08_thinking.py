@@ -45,7 +45,7 @@
 #
 # 1. 세 형식을 만드는 `format_completion`
 # 2. 프롬프트는 빼고 완성만 세는 `loss_mask`
-# 3. 끝 표지가 나올 때까지(길이 한도 안에서) 배치 단위로 하는 탐욕적 디코딩 `greedy_decode`
+# 3. 끝 표시가 나올 때까지(길이 한도 안에서) 배치 단위로 하는 탐욕적 디코딩 `greedy_decode`
 # 4. 완성에서 답을 꺼내는 `extract_answer`
 # 5. 정확도를 재는 `exact_match`
 #
@@ -191,7 +191,7 @@ for fmt in lab.FORMATS:
 # 프롬프트의 비트는 무작위이니 그 비트를 예측하게 하면 잡음만 더해지고, 패딩에는 진짜
 # 토큰이 아예 없습니다. `loss_mask(prompt_len, total_len, width)`는 모양이 `(width,)`인
 # float 텐서를 돌려줍니다. 정답이 완성의 토큰인 위치(첫 위치는 `prompt_len - 1`, 마지막은
-# 끝 표지의 위치인 `total_len - 2`)에서 `1.0`, 나머지에서는 `0.0`입니다. 손실은 마스크가
+# 끝 표시의 위치인 `total_len - 2`)에서 `1.0`, 나머지에서는 `0.0`입니다. 손실은 마스크가
 # 1인 위치에서 낸 교차 엔트로피의 평균입니다.
 
 # %% kind="solution" id="loss_mask"
@@ -236,13 +236,13 @@ for row in range(len(shown)):
 # tokens, shape `(B, n)` with `n <= max_new`.
 
 # %% [markdown] lang="ko"
-# ## 3. 끝 표지까지 탐욕적 디코딩
+# ## 3. 끝 표시까지 탐욕적 디코딩
 #
 # `greedy_decode(model, prompt_ids, max_new, end_id)`는 길이가 같은 프롬프트 배치,
 # 모양 `(B, T)`의 `prompt_ids`를 이어 씁니다. 스텝마다 `model(ids)`를 부르고(로짓의 모양은
 # `(B, T', V)`), 행마다 **마지막** 위치에서 가장 그럴듯한 다음 토큰을 골라 뒤에 붙입니다.
 # `end_id`를 쓴 행은 끝난 것이니 그 뒤로는 계속 `end_id`를 받습니다. 모든 행이 끝나거나
-# `max_new` 스텝이 지나면, 둘 중 먼저 일어나는 쪽에서 멈추세요. 끝 표지를 끝내 쓰지 않는
+# `max_new` 스텝이 지나면, 둘 중 먼저 일어나는 쪽에서 멈추세요. 끝 표시를 끝내 쓰지 않는
 # 모델 때문에 반복문이 영원히 돌면 안 됩니다. 새 토큰만, 모양 `(B, n)`(`n <= max_new`)으로
 # 돌려주세요.
 

@@ -35,7 +35,7 @@ from autograde.reference import thinking as th
 register_messages({
     "mistake_format_no_end": {
         "en": "the completion does not end with '.': the end marker is what tells decoding to stop",
-        "ko": "완성이 '.'으로 끝나지 않습니다: 디코딩을 멈출 때를 알려 주는 것이 바로 끝 표지입니다"},
+        "ko": "완성이 '.'으로 끝나지 않습니다: 디코딩을 멈출 때를 알려 주는 것이 바로 끝 표시입니다"},
     "mistake_format_no_marker": {
         "en": "the answer has no '=' before it: every format writes '=' and then the answer, so that "
               "extract_answer can find it",
@@ -69,7 +69,7 @@ register_messages({
     "mistake_mask_short": {
         "en": "the last target, the end marker '.', is not scored: the model must learn to write it, or "
               "decoding never stops",
-        "ko": "마지막 정답인 끝 표지 '.'를 세지 않습니다: 모델이 끝 표지를 쓰는 법을 배워야 디코딩이 멈춥니다"},
+        "ko": "마지막 정답인 끝 표시 '.'를 세지 않습니다: 모델이 끝 표시를 쓰는 법을 배워야 디코딩이 멈춥니다"},
     "mistake_mask_dtype": {
         "en": "return a float tensor of 1.0 and 0.0 (the loss multiplies by it and divides by its sum), "
               "not {got}",
@@ -81,7 +81,7 @@ register_messages({
     "mistake_decode_stop_ignored": {
         "en": "a row went on writing after its end marker: once a row has written end_id, it gets end_id "
               "from then on",
-        "ko": "끝 표지를 쓴 행이 그 뒤에도 다른 토큰을 썼습니다: end_id를 쓴 행에는 그 뒤로 계속 end_id를 채우세요"},
+        "ko": "끝 표시를 쓴 행이 그 뒤에도 다른 토큰을 썼습니다: end_id를 쓴 행에는 그 뒤로 계속 end_id를 채우세요"},
     "mistake_decode_first_stop": {
         "en": "decoding stopped when the first row ended: stop when every row has written end_id (or "
               "after max_new steps)",
