@@ -109,3 +109,21 @@ def test_the_steps_refuse_clearly_before_touching_anything(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("error: ") and fragment in err and len(err.strip().splitlines()) == 1, err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("lang, framing", [("en", "When the grader ran this cell, it stopped with an error"),
+                                           ("ko", "채점기가 이 셀을 실행했을 때 오류가 나서 멈췄습니다")])
+def test_the_feedback_notebook_says_why_an_answer_cell_failed(lang, framing):
+    """A syntax error or a time limit in an answer cell: without the cell's own error, the feedback
+    says only "there is no function `greedy` yet: run the cell that defines it first"."""
+    from autograde.grader.gradebook import autograded_notebook
+
+    release = REPO / "exercises" / lang / "05_sampling" / "05_sampling.ipynb"
+    syntax = "SyntaxError: expected ':' (<cell greedy>, line 1)"
+    result = {"lang": lang, "tests": [], "cell_errors": [{"cell": "greedy", "error": syntax}]}
+    nb = autograded_notebook(release, {"greedy": "def greedy(logits)\n    return logits.argmax(-1)\n"}, result)
+    by_id = {c["metadata"].get("nbgrader", {}).get("grade_id"): c for c in nb["cells"] if c["cell_type"] == "code"}
+    [shown] = by_id["greedy"]["outputs"]
+    assert shown["output_type"] == "error" and shown["traceback"][0].startswith(framing)
+    assert syntax in shown["traceback"][0]
+    assert by_id["temperature"]["outputs"] == [] and by_id["top_k"]["outputs"] == []
