@@ -198,3 +198,21 @@ def test_nbgrader_finds_nbconvert_templates_wherever_nbconvert_is_installed():
     env = notebooks.tool_env()
     places = [*filter(None, env.get("JUPYTER_PATH", "").split(os.pathsep)), str(Path(sys.prefix) / "share" / "jupyter")]
     assert any((Path(p) / "nbconvert" / "templates" / "classic").is_dir() for p in places), places
+
+
+def test_one_notebook_per_student_as_the_guide_says(tmp_path):
+    """instructors.md: ASSIGNMENT.ipynb, else the folder's first .ipynb by name; the others are not graded."""
+    from autograde.grader.grade import find_submissions
+
+    for student, names in {"ana": ["zz.ipynb", f"{ASSIGNMENT}.ipynb"], "ben": ["b.ipynb", "a.ipynb", "notes.txt"],
+                           "cy": ["notes.txt"]}.items():
+        folder = tmp_path / "submitted" / student / ASSIGNMENT
+        folder.mkdir(parents=True)
+        for name in names:
+            (folder / name).write_text("{}", encoding="utf-8")
+    found = {student: path.name for student, path in find_submissions(tmp_path, ASSIGNMENT).items()}
+    assert found == {"ana": f"{ASSIGNMENT}.ipynb", "ben": "a.ipynb"}
+    for lang in ("en", "ko"):
+        guide = " ".join((REPO / "course" / lang / "instructors.md").read_text(encoding="utf-8").split())
+        assert f"`submitted/STUDENT/ASSIGNMENT/ASSIGNMENT.ipynb` (" in guide or \
+            "`submitted/STUDENT/ASSIGNMENT/ASSIGNMENT.ipynb`를" in guide
