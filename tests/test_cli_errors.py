@@ -115,3 +115,14 @@ def test_export_hf_into_a_read_only_place(read_only_dir):
     assert_one_error_line(course("export-hf", str(read_only_dir)), "cannot write the model")
     assert_one_error_line(course("export-hf", str(read_only_dir / "sub" / "dir")), "cannot write the model")
     assert list(Path(read_only_dir).iterdir()) == []
+
+
+def test_check_as_a_student_without_the_course_secret_is_refused():
+    """`course check --student NAME` alone drew the public cases, the same for every student, and said
+    nothing: an instructor reproducing a student's grade got other hidden cases than `course grade`."""
+    notebook = Path(__file__).resolve().parent.parent / "exercises" / "en" / "05_sampling" / "05_sampling.ipynb"
+    env = {k: v for k, v in os.environ.items() if k != "COURSE_SECRET_FILE"}
+    done = subprocess.run([sys.executable, "-m", "autograde.cli", "check", str(notebook), "--student", "dan"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert_one_error_line((done.returncode, done.stdout, done.stderr), "--student dan needs the course secret",
+                          "--secret FILE")
