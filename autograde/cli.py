@@ -265,14 +265,35 @@ def cmd_export_gradescope(args) -> int:
 
 
 def cmd_grade(args) -> int:
+    from autograde.classroom import gradebook_path
     from autograde.grader.grade import grade_assignment
 
-    status = grade_assignment(_text(args.assignment, "ASSIGNMENT"), workers=args.workers, root=Path(args.root))
+    assignment, root = _text(args.assignment, "ASSIGNMENT"), Path(args.root)
+    _something_to_grade(assignment, root)
+    status = grade_assignment(assignment, workers=args.workers, root=root)
+    if status == 0:
+        print(f"scores in {gradebook_path(root.resolve())}, graded notebooks under {root.resolve() / 'autograded'}; "
+              f"next: course feedback {assignment}, then course export-grades")
     # everything finished is recorded already and the gradebook closed: a sandbox thread still winding
     # down after Ctrl-C must not hold the exit, and torch's interpreter teardown costs 0.3-0.5 s
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
+
+
+def _something_to_grade(assignment: str, root: Path) -> None:
+    """Refuse, before the gradebook is opened, an assignment nobody handed in: grading it anyway
+    recorded the assignment in the gradebook, and every later export gave each student a 0 for it
+    (`course grade 02_attention` out of habit after the renaming, or before collecting)."""
+    from autograde.classroom import _course_root, _known
+    from autograde.grader.grade import find_submissions
+
+    _known(assignment)
+    root = _course_root(root)
+    if not find_submissions(root, assignment):
+        raise CourseError(f"nothing to grade for {assignment}: no notebook in {root / 'submitted'}/*/{assignment}/ "
+                          f"(each student's goes to submitted/STUDENT/{assignment}/{assignment}.ipynb); "
+                          "the gradebook is unchanged")
 
 
 # ----------------------------------------------------------------------------

@@ -126,3 +126,16 @@ def test_check_as_a_student_without_the_course_secret_is_refused():
                           capture_output=True, text=True, env=env, timeout=300)
     assert_one_error_line((done.returncode, done.stdout, done.stderr), "--student dan needs the course secret",
                           "--secret FILE")
+
+
+def test_grading_an_assignment_nobody_handed_in_changes_nothing(tmp_path):
+    """It used to print an empty table, exit 0 and record the assignment in the gradebook, so that
+    every later `course export-grades` gave each student a 0 for it."""
+    (tmp_path / "submitted" / "ana" / "03_attention").mkdir(parents=True)     # ana handed in notebook 3 only
+    (tmp_path / "submitted" / "ana" / "03_attention" / "03_attention.ipynb").write_text("{}", encoding="utf-8")
+    (tmp_path / "submitted" / "ben" / "05_sampling").mkdir(parents=True)      # ben made the folder, no notebook
+    before = sorted(tmp_path.rglob("*"))
+    result = course("grade", "05_sampling", "--root", str(tmp_path))
+    assert_one_error_line(result, "nothing to grade for 05_sampling", "submitted/STUDENT/05_sampling/05_sampling.ipynb",
+                          "the gradebook is unchanged")
+    assert sorted(tmp_path.rglob("*")) == before
