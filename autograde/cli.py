@@ -290,10 +290,27 @@ def _something_to_grade(assignment: str, root: Path) -> None:
 
     _known(assignment)
     root = _course_root(root)
-    if not find_submissions(root, assignment):
+    found = find_submissions(root, assignment)
+    if not found:
         raise CourseError(f"nothing to grade for {assignment}: no notebook in {root / 'submitted'}/*/{assignment}/ "
                           f"(each student's goes to submitted/STUDENT/{assignment}/{assignment}.ipynb); "
                           "the gradebook is unchanged")
+    for student, path in sorted(found.items()):
+        others = _other_notebooks(path)
+        if others:
+            print(f"note: {student} has {len(others) + 1} notebooks in {path.parent}: grading {path.name}, not "
+                  f"{', '.join(others)} (leave only the one to grade there)", file=sys.stderr)
+
+
+def _other_notebooks(graded: Path) -> list[str]:
+    """The notebooks beside the one graded, which `course grade` does not look at: a student whose
+    real work is in b.ipynb beside a blank a.ipynb scored 0 without a word. A folder that is a link
+    is not listed (its notebook is refused when read)."""
+    folder = graded.parent
+    if folder.is_symlink() or not folder.is_dir():
+        return []
+    with os.scandir(folder) as scan:
+        return sorted(e.name for e in scan if e.name.endswith(".ipynb") and e.name != graded.name)
 
 
 # ----------------------------------------------------------------------------

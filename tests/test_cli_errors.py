@@ -139,3 +139,20 @@ def test_grading_an_assignment_nobody_handed_in_changes_nothing(tmp_path):
     assert_one_error_line(result, "nothing to grade for 05_sampling", "submitted/STUDENT/05_sampling/05_sampling.ipynb",
                           "the gradebook is unchanged")
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_grading_names_the_notebooks_it_leaves_aside(tmp_path, capsys):
+    """One notebook per student is graded; the others in the folder are named, never silently skipped
+    (said before the grading starts, by what `course grade` runs first)."""
+    from autograde.cli import _something_to_grade
+
+    folder = tmp_path / "submitted" / "yuki" / "05_sampling"
+    folder.mkdir(parents=True)
+    for name in ("a.ipynb", "b.ipynb", "notes.txt"):
+        (folder / name).write_text("{}", encoding="utf-8")
+    (tmp_path / "submitted" / "zoe" / "05_sampling").mkdir(parents=True)
+    (tmp_path / "submitted" / "zoe" / "05_sampling" / "05_sampling.ipynb").write_text("{}", encoding="utf-8")
+    _something_to_grade("05_sampling", tmp_path)
+    err = capsys.readouterr().err
+    assert err == f"note: yuki has 2 notebooks in {folder.resolve()}: grading a.ipynb, not b.ipynb " \
+                  "(leave only the one to grade there)\n", err
