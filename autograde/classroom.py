@@ -18,6 +18,7 @@ again is harmless: an unchanged notebook is not rewritten, a recorded assignment
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -33,6 +34,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # nbgrader's note in a course root without nbgrader_config.py: harmless here, since every setting the
 # step needs (root, gradebook, source folder) is given on its command line
 NO_CONFIG = "No nbgrader_config.py file found"
+# nbgrader's warning, once per student, when `course feedback` runs again: rewriting the feedback is
+# what the command does (its --force), not something the instructor must act on
+REWRITTEN = "Removing existing assignment:"
 
 
 @dataclass
@@ -147,8 +151,24 @@ def run_nbgrader(args: list[str], root: Path) -> str:
     said = "\n".join(line for line in (done.stdout + done.stderr).splitlines()
                      if line.strip() and NO_CONFIG not in line)
     if done.returncode != 0:
-        raise CourseError(f"nbgrader {args[0]} failed (exit status {done.returncode}):\n{said[-2000:]}")
+        raise CourseError(f"nbgrader {args[0]} failed (exit status {done.returncode}): {nbgrader_failure(said)}")
     return said
+
+
+# the last line of a Python traceback: `ValueError: ...`, `nbgrader.api.MissingEntry`, `KeyboardInterrupt`
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Entry|Warning)\b:?")
+
+
+def nbgrader_failure(said: str) -> str:
+    """What went wrong, from nbgrader's output: its own log lines and the exception that ended it,
+    never the frames of its traceback (the instructor gets one line, not 40 lines of nbconvert)."""
+    lines = said.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")), None)
+    if start is None:
+        return "\n".join(lines[-8:])[-1000:]
+    logged = [line for line in lines[:start] if line.startswith("[")][-3:]
+    last = max((i for i in range(start, len(lines)) if EXCEPTION_LINE.match(lines[i])), default=len(lines) - 1)
+    return "\n".join(logged + lines[last:])[-1000:]
 
 
 def _root_args(root: Path, repo: Path) -> list[str]:
@@ -170,6 +190,7 @@ def feedback(assignment: str, root: Path = Path("."), repo: Path = REPO_ROOT) ->
         raise CourseError(f"there is no gradebook at {gradebook_path(root)}: run `course release {assignment}` "
                           f"and `course grade {assignment}` first")
     said = run_nbgrader(["generate_feedback", assignment, "--force", *_root_args(root, Path(repo).resolve())], root)
+    said = "\n".join(line for line in said.splitlines() if REWRITTEN not in line)
     if said:
         print(said, file=sys.stderr)
     made = sorted((root / "feedback").glob(f"*/{assignment}/*.html"))

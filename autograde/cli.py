@@ -265,14 +265,52 @@ def cmd_export_gradescope(args) -> int:
 
 
 def cmd_grade(args) -> int:
+    from autograde.classroom import gradebook_path
     from autograde.grader.grade import grade_assignment
 
-    status = grade_assignment(_text(args.assignment, "ASSIGNMENT"), workers=args.workers, root=Path(args.root))
+    assignment, root = _text(args.assignment, "ASSIGNMENT"), Path(args.root)
+    _something_to_grade(assignment, root)
+    status = grade_assignment(assignment, workers=args.workers, root=root)
+    if status == 0:
+        print(f"scores in {gradebook_path(root.resolve())}, graded notebooks under {root.resolve() / 'autograded'}; "
+              f"next: course feedback {assignment}, then course export-grades")
     # everything finished is recorded already and the gradebook closed: a sandbox thread still winding
     # down after Ctrl-C must not hold the exit, and torch's interpreter teardown costs 0.3-0.5 s
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
+
+
+def _something_to_grade(assignment: str, root: Path) -> None:
+    """Refuse, before the gradebook is opened, an assignment nobody handed in: grading it anyway
+    recorded the assignment in the gradebook, and every later export gave each student a 0 for it
+    (`course grade 02_attention` out of habit after the renaming, or before collecting)."""
+    from autograde.classroom import _course_root, _known
+    from autograde.grader.grade import find_submissions
+
+    _known(assignment)
+    root = _course_root(root)
+    found = find_submissions(root, assignment)
+    if not found:
+        raise CourseError(f"nothing to grade for {assignment}: no notebook in {root / 'submitted'}/*/{assignment}/ "
+                          f"(each student's goes to submitted/STUDENT/{assignment}/{assignment}.ipynb); "
+                          "the gradebook is unchanged")
+    for student, path in sorted(found.items()):
+        others = _other_notebooks(path)
+        if others:
+            print(f"note: {student} has {len(others) + 1} notebooks in {path.parent}: grading {path.name}, not "
+                  f"{', '.join(others)} (leave only the one to grade there)", file=sys.stderr)
+
+
+def _other_notebooks(graded: Path) -> list[str]:
+    """The notebooks beside the one graded, which `course grade` does not look at: a student whose
+    real work is in b.ipynb beside a blank a.ipynb scored 0 without a word. A folder that is a link
+    is not listed (its notebook is refused when read)."""
+    folder = graded.parent
+    if folder.is_symlink() or not folder.is_dir():
+        return []
+    with os.scandir(folder) as scan:
+        return sorted(e.name for e in scan if e.name.endswith(".ipynb") and e.name != graded.name)
 
 
 # ----------------------------------------------------------------------------

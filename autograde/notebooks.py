@@ -133,11 +133,22 @@ def write_solutions(root: Path, out_dir: Path | None = None) -> list[Path]:
 
 def tool_env() -> dict:
     """Environment for nbgrader subprocesses: it runs `alembic` by name, so the
-    interpreter's bin directory (the venv's) must be on PATH. Nothing needs activating."""
+    interpreter's bin directory (the venv's) must be on PATH. Nothing needs activating.
+
+    nbgrader generate_feedback renders with nbconvert's templates, which Jupyter looks for under
+    the interpreter's prefix (share/jupyter); where nbconvert was installed under another prefix (a
+    venv that reuses another environment's packages), they are added from there, after any
+    JUPYTER_PATH of the instructor's own."""
+    import importlib.util
     import os
 
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    spec = importlib.util.find_spec("nbconvert")
+    if spec and spec.origin:
+        share = Path(spec.origin).resolve().parents[4] / "share" / "jupyter"
+        if (share / "nbconvert" / "templates").is_dir() and share != Path(sys.prefix).resolve() / "share" / "jupyter":
+            env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [env.get("JUPYTER_PATH"), str(share)]))
     return env
 
 

@@ -109,3 +109,110 @@ def test_the_steps_refuse_clearly_before_touching_anything(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("error: ") and fragment in err and len(err.strip().splitlines()) == 1, err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("lang, framing", [("en", "When the grader ran this cell, it stopped with an error"),
+                                           ("ko", "채점기가 이 셀을 실행했을 때 오류가 나서 멈췄습니다")])
+def test_the_feedback_notebook_says_why_an_answer_cell_failed(lang, framing):
+    """A syntax error or a time limit in an answer cell: without the cell's own error, the feedback
+    says only "there is no function `greedy` yet: run the cell that defines it first"."""
+    from autograde.grader.gradebook import autograded_notebook
+
+    release = REPO / "exercises" / lang / "05_sampling" / "05_sampling.ipynb"
+    syntax = "SyntaxError: expected ':' (<cell greedy>, line 1)"
+    result = {"lang": lang, "tests": [], "cell_errors": [{"cell": "greedy", "error": syntax}]}
+    nb = autograded_notebook(release, {"greedy": "def greedy(logits)\n    return logits.argmax(-1)\n"}, result)
+    by_id = {c["metadata"].get("nbgrader", {}).get("grade_id"): c for c in nb["cells"] if c["cell_type"] == "code"}
+    [shown] = by_id["greedy"]["outputs"]
+    assert shown["output_type"] == "error" and shown["traceback"][0].startswith(framing)
+    assert syntax in shown["traceback"][0]
+    assert by_id["temperature"]["outputs"] == [] and by_id["top_k"]["outputs"] == []
+
+
+NBCONVERT_FAILURE = """\
+Traceback (most recent call last):
+  File "/venv/lib/python3.11/site-packages/traitlets/traitlets.py", line 652, in get
+    value = obj._trait_values[self.name]
+KeyError: 'template_paths'
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File "<frozen runpy>", line 198, in _run_module_as_main
+  File "/venv/lib/python3.11/site-packages/nbconvert/exporters/templateexporter.py", line 669, in get_template_names
+    raise ValueError(msg)
+ValueError: No template sub-directory with name 'classic' found in the following paths:
+\t/venv/share/jupyter
+\t/usr/share/jupyter
+"""
+
+
+def test_a_failing_nbgrader_is_one_line_naming_its_error(tmp_path, capsys, monkeypatch):
+    """nbgrader's traceback (40 lines of nbconvert's frames) is not the instructor's business: the
+    error line names the step and the exception that ended it; the old CSV is untouched."""
+    import subprocess
+
+    from autograde.cli import main
+
+    (tmp_path / "gradebook.db").write_bytes(b"")
+    (tmp_path / "grades.csv").write_text("the old export\n", encoding="utf-8")
+    monkeypatch.setattr(classroom.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(
+        cmd, 1, stdout="", stderr="[ExportApp | ERROR] the export failed\n" + NBCONVERT_FAILURE))
+    assert main(["export-grades", "-o", str(tmp_path / "grades.csv"), "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "File " not in err and "KeyError" not in err, err
+    assert err.startswith("error: nbgrader export failed (exit status 1): [ExportApp | ERROR] the export failed "
+                          "ValueError: No template sub-directory with name 'classic'"), err
+    assert (tmp_path / "grades.csv").read_text(encoding="utf-8") == "the old export\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gradebook.db", "grades.csv"]
+
+
+def test_feedback_again_does_not_warn_about_rewriting_it(tmp_path, capsys, monkeypatch):
+    """Writing the feedback again is what `course feedback` does: nbgrader's per-student 'Removing
+    existing assignment' warnings are not shown; its other warnings are."""
+    from autograde.cli import main
+
+    (tmp_path / "autograded" / "ana" / ASSIGNMENT).mkdir(parents=True)
+    (tmp_path / "autograded" / "ana" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").write_text("{}", encoding="utf-8")
+    (tmp_path / "gradebook.db").write_bytes(b"")
+
+    def nbgrader(args, root):
+        (root / "feedback" / "ana" / ASSIGNMENT).mkdir(parents=True)
+        (root / "feedback" / "ana" / ASSIGNMENT / f"{ASSIGNMENT}.html").write_text("<html/>", encoding="utf-8")
+        return (f"[GenerateFeedbackApp | WARNING] Removing existing assignment: {root}/feedback/ana/{ASSIGNMENT}\n"
+                "[GenerateFeedbackApp | WARNING] something else")
+
+    monkeypatch.setattr(classroom, "run_nbgrader", nbgrader)
+    assert main(["feedback", ASSIGNMENT, "--root", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "Removing existing" not in captured.err and "something else" in captured.err
+    assert f"wrote 1 feedback file(s) under {tmp_path.resolve() / 'feedback'}" in captured.out
+
+
+def test_nbgrader_finds_nbconvert_templates_wherever_nbconvert_is_installed():
+    """`course feedback` renders with nbconvert's `classic` template; a venv that reuses another
+    environment's packages has none under its own prefix, and nbgrader failed there."""
+    import os
+    import sys
+
+    env = notebooks.tool_env()
+    places = [*filter(None, env.get("JUPYTER_PATH", "").split(os.pathsep)), str(Path(sys.prefix) / "share" / "jupyter")]
+    assert any((Path(p) / "nbconvert" / "templates" / "classic").is_dir() for p in places), places
+
+
+def test_one_notebook_per_student_as_the_guide_says(tmp_path):
+    """instructors.md: ASSIGNMENT.ipynb, else the folder's first .ipynb by name; the others are not graded."""
+    from autograde.grader.grade import find_submissions
+
+    for student, names in {"ana": ["zz.ipynb", f"{ASSIGNMENT}.ipynb"], "ben": ["b.ipynb", "a.ipynb", "notes.txt"],
+                           "cy": ["notes.txt"]}.items():
+        folder = tmp_path / "submitted" / student / ASSIGNMENT
+        folder.mkdir(parents=True)
+        for name in names:
+            (folder / name).write_text("{}", encoding="utf-8")
+    found = {student: path.name for student, path in find_submissions(tmp_path, ASSIGNMENT).items()}
+    assert found == {"ana": f"{ASSIGNMENT}.ipynb", "ben": "a.ipynb"}
+    for lang in ("en", "ko"):
+        guide = " ".join((REPO / "course" / lang / "instructors.md").read_text(encoding="utf-8").split())
+        assert f"`submitted/STUDENT/ASSIGNMENT/ASSIGNMENT.ipynb` (" in guide or \
+            "`submitted/STUDENT/ASSIGNMENT/ASSIGNMENT.ipynb`를" in guide

@@ -115,3 +115,44 @@ def test_export_hf_into_a_read_only_place(read_only_dir):
     assert_one_error_line(course("export-hf", str(read_only_dir)), "cannot write the model")
     assert_one_error_line(course("export-hf", str(read_only_dir / "sub" / "dir")), "cannot write the model")
     assert list(Path(read_only_dir).iterdir()) == []
+
+
+def test_check_as_a_student_without_the_course_secret_is_refused():
+    """`course check --student NAME` alone drew the public cases, the same for every student, and said
+    nothing: an instructor reproducing a student's grade got other hidden cases than `course grade`."""
+    notebook = Path(__file__).resolve().parent.parent / "exercises" / "en" / "05_sampling" / "05_sampling.ipynb"
+    env = {k: v for k, v in os.environ.items() if k != "COURSE_SECRET_FILE"}
+    done = subprocess.run([sys.executable, "-m", "autograde.cli", "check", str(notebook), "--student", "dan"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert_one_error_line((done.returncode, done.stdout, done.stderr), "--student dan needs the course secret",
+                          "--secret FILE")
+
+
+def test_grading_an_assignment_nobody_handed_in_changes_nothing(tmp_path):
+    """It used to print an empty table, exit 0 and record the assignment in the gradebook, so that
+    every later `course export-grades` gave each student a 0 for it."""
+    (tmp_path / "submitted" / "ana" / "03_attention").mkdir(parents=True)     # ana handed in notebook 3 only
+    (tmp_path / "submitted" / "ana" / "03_attention" / "03_attention.ipynb").write_text("{}", encoding="utf-8")
+    (tmp_path / "submitted" / "ben" / "05_sampling").mkdir(parents=True)      # ben made the folder, no notebook
+    before = sorted(tmp_path.rglob("*"))
+    result = course("grade", "05_sampling", "--root", str(tmp_path))
+    assert_one_error_line(result, "nothing to grade for 05_sampling", "submitted/STUDENT/05_sampling/05_sampling.ipynb",
+                          "the gradebook is unchanged")
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_grading_names_the_notebooks_it_leaves_aside(tmp_path, capsys):
+    """One notebook per student is graded; the others in the folder are named, never silently skipped
+    (said before the grading starts, by what `course grade` runs first)."""
+    from autograde.cli import _something_to_grade
+
+    folder = tmp_path / "submitted" / "yuki" / "05_sampling"
+    folder.mkdir(parents=True)
+    for name in ("a.ipynb", "b.ipynb", "notes.txt"):
+        (folder / name).write_text("{}", encoding="utf-8")
+    (tmp_path / "submitted" / "zoe" / "05_sampling").mkdir(parents=True)
+    (tmp_path / "submitted" / "zoe" / "05_sampling" / "05_sampling.ipynb").write_text("{}", encoding="utf-8")
+    _something_to_grade("05_sampling", tmp_path)
+    err = capsys.readouterr().err
+    assert err == f"note: yuki has 2 notebooks in {folder.resolve()}: grading a.ipynb, not b.ipynb " \
+                  "(leave only the one to grade there)\n", err

@@ -458,6 +458,8 @@ def test_a_mixed_class_as_the_guide_runs_it(tmp_path):
 
     done = course("grade", ASSIGNMENT, "--root", str(tmp_path), "--workers", "2")
     assert done.returncode == 0 and "warning" not in done.stderr.lower(), done.stderr
+    assert f"gradebook.db, graded notebooks under {tmp_path.resolve() / 'autograded'}; next: course feedback " \
+        f"{ASSIGNMENT}, then course export-grades" in " ".join(done.stdout.split()), done.stdout[-500:]
     done = course("feedback", ASSIGNMENT, "--root", str(tmp_path))
     assert done.returncode == 0 and not done.stderr, done.stderr
     by_course = export_scores(tmp_path, "grades.csv")

@@ -103,3 +103,48 @@ def test_authoring_lists_every_chapter_and_its_notebook():
     listed = re.search(r"Chapter \*n\* has notebook \*n\*: ([\w, ]+?) \(", " ".join(text.split())).group(1)
     said = {int(a[:2]): a for a in listed.split(", ")}
     assert said == {n: nb for n, nb in NOTEBOOKS.items() if nb}
+
+
+def section(text: str, anchor: str) -> str:
+    """The text of the section whose heading ends with {#anchor}, up to the next heading."""
+    return re.search(r"^#+ .*\{#" + anchor + r"\}\n(.*?)(?=^#)", text, re.M | re.S).group(1)
+
+
+def test_both_instructors_guides_have_the_same_sections():
+    headings = {lang: re.findall(r"^(#+) .*?(\{#[\w-]+\})?$", (COURSE / lang / "instructors.md").read_text(
+        encoding="utf-8"), re.M) for lang in LANGS}
+    assert headings["en"] == headings["ko"]
+
+
+def test_both_instructors_guides_name_the_same_notebooks():
+    """A renumbering that reached one guide and not the other ("노트북 4과 4는" for "Notebooks 4 and 5")."""
+    en = (COURSE / "en" / "instructors.md").read_text(encoding="utf-8")
+    ko = (COURSE / "ko" / "instructors.md").read_text(encoding="utf-8")
+    said = {"en": re.findall(r"\b[Nn]otebooks? (\d)(?: and (\d))?", en),
+            "ko": re.findall(r"노트북 (\d)(?:[과와] (\d))?", ko)}
+    numbers = {lang: sorted(n for found in pairs for n in found if n) for lang, pairs in said.items()}
+    assert numbers["en"] == numbers["ko"] and numbers["en"]
+
+
+READ_WITH_A_FINAL_CONSONANT = set("013678")        # 영 일 삼 육 칠 팔 (and 십 for 10); 이 사 오 구 have none
+
+
+@pytest.mark.parametrize("page", sorted(p.relative_to(COURSE / "ko").as_posix() for p in (COURSE / "ko").rglob("*.md")))
+def test_korean_particles_after_a_notebook_number_fit_how_it_is_read(page):
+    """노트북 4는, 노트북 9는, 노트북 3은: a renumbered notebook keeps the particle of its old number
+    unless someone reads the sentence aloud."""
+    text = (COURSE / "ko" / page).read_text(encoding="utf-8")
+    wrong = []
+    for m in re.finditer(r"(노트북|과제|단계) ?(\d+)(은|는|과|와|이|가|을|를)(?=[\s,.)])", text):
+        final = m.group(2)[-1] in READ_WITH_A_FINAL_CONSONANT
+        if (m.group(3) in "은과이을") != final:
+            wrong.append(m.group(0))
+    assert not wrong, wrong
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_instructors_edit_a_notebook_where_the_build_keeps_it(lang):
+    """`course build` writes solutions/en and solutions/ko again from solutions/src: the guide must send
+    an instructor who changes a notebook there, or the change is lost at the next build."""
+    release = " ".join(section((COURSE / lang / "instructors.md").read_text(encoding="utf-8"), "release").split())
+    assert "`solutions/src/NN_name.py`" in release and "`course build --skip-figures`" in release

@@ -42,6 +42,9 @@ def check_notebook(path: Path, as_json: bool = False, limits: Limits | None = No
     path = Path(path)
     if not os.path.lexists(path):
         raise CourseError(f"{path} does not exist")
+    if student and not secret and not os.environ.get(ENV):
+        raise CourseError(f"--student {student} needs the course secret (--secret FILE, or {ENV}): without it "
+                          "the hidden cases are the public ones, the same for every student")
     prestart()                          # the warm start's zygote imports torch while the grader does
     from autograde.grader.pipeline import grade_notebook
     key = optional_secret(Path(secret) if secret else None)

@@ -95,6 +95,11 @@ register_messages({
               "# so nothing of yours was graded here: its checks scored 0.\n",
         "ko": "# 제출한 노트북에 이 답안 셀이 없었습니다 (셀을 지웠거나 nbgrader 메타데이터가 지워졌습니다).\n"
               "# 그래서 여기서는 채점할 코드가 없었고, 이 셀의 검사는 0점입니다.\n"},
+    "autograded_cell_error": {
+        "en": "When the grader ran this cell, it stopped with an error, so whatever the cell defines was "
+              "missing for the checks that need it:\n{error}\n",
+        "ko": "채점기가 이 셀을 실행했을 때 오류가 나서 멈췄습니다. 그래서 이 셀에서 정의하는 것이 그것을 "
+              "쓰는 검사에 없었습니다:\n{error}\n"},
 })
 
 
@@ -103,9 +108,12 @@ def autograded_notebook(release: Path, solution_sources: dict[str, str], result:
     them, no hidden tests, no answers) with the student's own solution cells and the results as
     test-cell outputs, for autograded/<student>/<assignment>/ (what `nbgrader generate_feedback`
     renders). A solution cell the student did not submit shows a note, never the instructor's code:
-    nothing of the solutions notebook is read here."""
+    nothing of the solutions notebook is read here. A cell that failed when the grader ran it (a syntax
+    error, a time limit) shows why under it: otherwise the feedback says only that a function is
+    missing, which a student who did run the cell cannot make sense of."""
     nb = json.loads(Path(release).read_text(encoding="utf-8"))
     tests = {t["name"]: t for t in result["tests"]}
+    failed = {e["cell"]: e["error"] for e in result.get("cell_errors", [])}
     lang = result.get("lang", "en")
     for cell in nb["cells"]:
         meta = cell.get("metadata", {}).get("nbgrader", {})
@@ -116,6 +124,10 @@ def autograded_notebook(release: Path, solution_sources: dict[str, str], result:
         if meta.get("solution"):
             cell["source"] = solution_sources[gid] if gid in solution_sources else \
                 message("autograded_missing_cell", lang)
+        if gid in failed and not meta.get("grade"):
+            text = message("autograded_cell_error", lang, error=failed[gid])
+            cell["outputs"] = [{"output_type": "error", "ename": "CellError", "evalue": failed[gid],
+                                "traceback": [text]}]
         if meta.get("grade") and gid in tests:
             test = tests[gid]
             text = test["output"] + "\n"
