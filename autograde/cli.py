@@ -483,9 +483,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _sigterm_stops() -> None:
+    """`course grade`: SIGTERM from here on stops it as Ctrl-C does (grade_assignment keeps this up
+    while it grades, and says what finished); before grading starts it ends in "interrupted", 130."""
+    import signal
+    import threading
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "command", None) == "grade":
+        _sigterm_stops()
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

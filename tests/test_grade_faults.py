@@ -11,6 +11,7 @@ and Ctrl-C stops the queue at once while keeping what finished.
   submissions are recorded, exit 130 with the command to resume.
 """
 import json
+import re
 import os
 import signal
 import sqlite3
@@ -303,3 +304,47 @@ def _processes_mentioning(text: str, wait_s: float = 10.0) -> list[str]:
         if not found or time.monotonic() > deadline:
             return found
         time.sleep(0.2)
+
+
+def test_the_summarys_error_column_is_english_and_names_failed_cells():
+    """The instructor's table (English) shows the English half of a message given in both languages,
+    the answer cells that failed when the submission itself was readable, and cuts long text visibly."""
+    from autograde.checks.messages import both
+    from autograde.grader.grade import _error_column
+
+    import autograde.grader.grade  # noqa: F401  (registers the grader's messages)
+
+    bilingual = both("submission_folder_not_utf8", name="b'\\xff'")
+    assert re.search(r"[\uac00-\ud7a3]", bilingual)
+    column = _error_column({"error": bilingual})
+    assert column and not re.search(r"[\uac00-\ud7a3]", column), column
+    cells = _error_column({"error": None, "cell_errors": [{"cell": "greedy", "error": "SyntaxError: expected ':'"}]})
+    assert cells == "cell greedy: SyntaxError: expected ':'"
+    long = _error_column({"error": "x" * 500})
+    assert len(long) == 100 and long.endswith("…")
+    assert _error_column({"error": None}) == ""
+
+
+def test_sigterm_before_grading_starts_is_an_interruption_too(tmp_path):
+    """SIGTERM while `course grade` still starts (imports, the gradebook) ends it as Ctrl-C would:
+    one line, exit 130, no traceback (it used to die with -15 before its handler was set)."""
+    root = tmp_path / "class"
+    write_submissions(root, {"a_first": "full"})
+    proc = subprocess.Popen([sys.executable, "-m", "autograde.cli", "grade", ASSIGNMENT, "--root", str(root)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_with_venv())
+    deadline = time.monotonic() + 60
+    while not _catches(proc.pid, signal.SIGTERM):        # its handler is set: main() has begun
+        assert proc.poll() is None and time.monotonic() < deadline, "course grade never set a SIGTERM handler"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, (proc.returncode, err[-500:])
+    assert "Traceback" not in err and "interrupted" in err
+
+
+def _catches(pid: int, sig: signal.Signals) -> bool:
+    """Whether process `pid` has a handler for `sig` (the SigCgt mask of /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False

@@ -175,7 +175,14 @@ def save_state(path: Path, state: dict) -> None:
 
 def grade_assignment(assignment: str, workers: int = 2, root: Path = Path("."), limits: Limits | None = None,
                      quiet: bool = False) -> int:
-    """Grade the class; returns the exit status (0, EXIT_NOT_GRADED or EXIT_INTERRUPTED)."""
+    """Grade the class; returns the exit status (0, EXIT_NOT_GRADED or EXIT_INTERRUPTED). SIGTERM
+    counts as Ctrl-C from the first line on (a KeyboardInterrupt before the queue starts reaches the
+    CLI, which says "interrupted" and exits 130)."""
+    with _sigterm_as_ctrl_c():
+        return _grade_assignment(assignment, workers, root, limits, quiet)
+
+
+def _grade_assignment(assignment: str, workers: int, root: Path, limits: Limits | None, quiet: bool) -> int:
     import warnings
 
     if workers >= 1 and Path(root).is_dir():
@@ -216,11 +223,10 @@ def grade_assignment(assignment: str, workers: int = 2, root: Path = Path("."), 
     with _open_gradebook(Gradebook, url) as gb:
         notebook = ensure_assignment(gb, assignment, pristine)
         max_score = float(sum(c.points for c in pristine_cells(pristine) if c.kind == "test"))
-        with _sigterm_as_ctrl_c():
-            outcome = _run_all(todo, workers, limits, root, quiet,
-                               lambda student, path, result: _record(gb, assignment, notebook, student, path,
-                                                                     result, state, state_path, root),
-                               max_score, key, assignment)
+        outcome = _run_all(todo, workers, limits, root, quiet,
+                           lambda student, path, result: _record(gb, assignment, notebook, student, path, result,
+                                                                 state, state_path, root), max_score, key,
+                           assignment)
     if not quiet:
         _print_summary(assignment, submissions, todo, outcome, state, mode)
     again = resume_command(assignment, root, workers)
@@ -445,6 +451,8 @@ def _record(gb, assignment, notebook, student, path, result, state, state_path, 
     state["done"][student] = {"sha256": result.get("submission_sha256") or sha256(path, root / "submitted"),
                               "score": sum(s for s, _ in written.values()), "max_score": total,
                               "error": result.get("error"),
+                              "cell_errors": [{"cell": e.get("cell"), "error": str(e.get("error"))[:200]}
+                                              for e in result.get("cell_errors", []) if isinstance(e, dict)],
                               "tests": {name: s for name, (s, _) in written.items()},
                               "sandbox_mode": result.get("sandbox", {}).get("mode"),
                               "tamper": list(counts), "tamper_counts": counts,
@@ -483,6 +491,22 @@ def _write_autograded(root: Path, assignment: str, student: str, path: Path, res
                    encoding="utf-8")
 
 
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+
+
+def _error_column(entry: dict, width: int = 100) -> str:
+    """What went wrong with a graded submission, for the instructor's table (in English, as the rest of
+    the table): the submission's own error (the English half of a message given in both languages),
+    else the answer cells that failed and why."""
+    error = entry.get("error") or ""
+    korean, _, english = error.partition(" / ")
+    if english and HANGUL.search(korean):
+        error = english
+    if not error and entry.get("cell_errors"):
+        error = "; ".join(f"cell {e['cell']}: {e['error']}" for e in entry["cell_errors"])
+    return error if len(error) <= width else error[:width - 1] + "…"
+
+
 def _print_summary(assignment, submissions, todo, outcome: Outcome, state, mode: str = "") -> None:
     from rich.console import Console
     from rich.table import Table
@@ -492,7 +516,7 @@ def _print_summary(assignment, submissions, todo, outcome: Outcome, state, mode:
     if outcome.not_graded:
         title += f", {len(outcome.not_graded)} NOT graded (run again)"
     if outcome.interrupted:
-        title += f", {sum(1 for s in todo if not outcome.settled(s))} left by Ctrl-C"
+        title += f", {sum(1 for s in todo if not outcome.settled(s))} left by the interruption"
     table = Table(title=title)
     for column in ("student", "score", "tamper", "error"):
         table.add_column(column, justify="right" if column == "score" else "left")
@@ -508,5 +532,5 @@ def _print_summary(assignment, submissions, todo, outcome: Outcome, state, mode:
         counts = entry.get("tamper_counts") or {k: 1 for k in entry.get("tamper", [])}
         tamper = ", ".join(k if n == 1 else f"{k} x{n}" for k, n in counts.items())
         table.add_row(student + mark, f"{entry.get('score', 0):g} / {entry.get('max_score', 0):g}",
-                      tamper, (entry.get("error") or "")[:60])
+                      tamper, _error_column(entry))
     Console(highlight=False).print(table)
