@@ -216,3 +216,37 @@ def test_one_notebook_per_student_as_the_guide_says(tmp_path):
         guide = " ".join((REPO / "course" / lang / "instructors.md").read_text(encoding="utf-8").split())
         assert f"`submitted/STUDENT/ASSIGNMENT/ASSIGNMENT.ipynb` (" in guide or \
             "`submitted/STUDENT/ASSIGNMENT/ASSIGNMENT.ipynb`를" in guide
+
+
+def test_the_graders_own_words_about_a_failed_cell_are_in_the_students_language():
+    """A cell the grader had to stop (a time limit, a killed process) is explained in Korean in a
+    Korean notebook's feedback and `course check` table; Python's own exception text stays as it is.
+    The worker's time-limit text is the one the catalogue recognises."""
+    import signal
+    import time
+
+    from autograde.grader.gradebook import autograded_notebook
+    from autograde.grader.pipeline import cell_error_text
+    from autograde.grader.worker import CallTimeout, alarm
+
+    try:
+        with alarm(0.05):
+            while True:
+                time.sleep(0.01)
+    except CallTimeout as exc:
+        worker_text = f"{type(exc).__name__}: {exc}"
+    finally:
+        signal.signal(signal.SIGPROF, signal.SIG_DFL)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    assert cell_error_text(worker_text, "ko") == "CallTimeout: 시간 제한 0.05초를 넘겼습니다"
+    assert cell_error_text(worker_text, "en") == worker_text
+    stopped = "the cell stopped the notebook (time limit of 10 s)"
+    assert cell_error_text(stopped, "ko") == "이 셀에서 노트북 실행이 멈췄습니다(시간 제한 10초)"
+    assert cell_error_text("the cell stopped the notebook (exit status -9)", "ko").endswith("(종료 코드 -9)")
+    assert cell_error_text("SyntaxError: invalid syntax", "ko") == "SyntaxError: invalid syntax"
+
+    release = REPO / "exercises" / "ko" / "05_sampling" / "05_sampling.ipynb"
+    result = {"lang": "ko", "tests": [], "cell_errors": [{"cell": "greedy", "error": stopped}]}
+    nb = autograded_notebook(release, {}, result)
+    [shown] = next(c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "greedy")["outputs"]
+    assert "시간 제한 10초" in shown["traceback"][0] and "time limit" not in shown["traceback"][0]

@@ -65,6 +65,8 @@ def print_table(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from autograde.grader.pipeline import cell_error_text
+
     lang = result.get("lang", "en")
     console = Console(highlight=False, soft_wrap=False, width=max(100, Console().width))
     table = Table(title=f"{result.get('assignment', '')} ({Path(result['notebook']).name})")
@@ -85,7 +87,8 @@ def print_table(result: dict) -> None:
     for kind, cells in _tamper_by_kind(result.get("tamper", [])).items():
         console.print("⚠ " + message("table_tamper", lang, what=f"{kind} {', '.join(cells)}".strip()))
     for err in result.get("cell_errors", []):
-        console.print("⚠ " + message("table_cell_error", lang, cell=err["cell"], error=err["error"]))
+        console.print("⚠ " + message("table_cell_error", lang, cell=err["cell"],
+                                     error=cell_error_text(err["error"], lang)))
     sys.stdout.flush()
 
 

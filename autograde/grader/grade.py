@@ -186,6 +186,9 @@ def _grade_assignment(assignment: str, workers: int, root: Path, limits: Limits 
     import warnings
 
     if workers >= 1 and Path(root).is_dir():
+        if not quiet:                   # the progress bar comes after some 10 s of set-up: say what happens
+            print(f"{assignment}: starting the sandbox and the gradebook, then reading the submissions…",
+                  flush=True)
         sandbox_module.prestart()       # the zygote imports torch while nbgrader is imported (~3 s)
     from nbgrader.api import Gradebook
     from sqlalchemy.exc import SAWarning

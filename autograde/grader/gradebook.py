@@ -113,8 +113,10 @@ def autograded_notebook(release: Path, solution_sources: dict[str, str], result:
     missing, which a student who did run the cell cannot make sense of."""
     nb = json.loads(Path(release).read_text(encoding="utf-8"))
     tests = {t["name"]: t for t in result["tests"]}
-    failed = {e["cell"]: e["error"] for e in result.get("cell_errors", [])}
+    from autograde.grader.pipeline import cell_error_text
+
     lang = result.get("lang", "en")
+    failed = {e["cell"]: cell_error_text(e["error"], lang) for e in result.get("cell_errors", [])}
     for cell in nb["cells"]:
         meta = cell.get("metadata", {}).get("nbgrader", {})
         gid = meta.get("grade_id")

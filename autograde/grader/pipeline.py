@@ -39,6 +39,13 @@ MAX_ATTEMPTS = 4
 REFERENCE_IMPORT = re.compile(r"^\s*(from|import)\s+autograde\.reference\b", re.M)
 
 register_messages({
+    # what the grader itself says of a cell that failed (the rest is Python's own exception text)
+    "cell_stopped_time": {"en": "the cell stopped the notebook (time limit of {seconds} s)",
+                          "ko": "이 셀에서 노트북 실행이 멈췄습니다(시간 제한 {seconds}초)"},
+    "cell_stopped_exit": {"en": "the cell stopped the notebook (exit status {status})",
+                          "ko": "이 셀에서 노트북 실행이 멈췄습니다(종료 코드 {status})"},
+    "cell_took_too_long": {"en": "CallTimeout: took longer than {seconds} s",        # the worker's CallTimeout
+                           "ko": "CallTimeout: 시간 제한 {seconds}초를 넘겼습니다"},
     "grader_crashed": {"en": "the notebook's process ended before this step finished ({reason})",
                        "ko": "이 단계가 끝나기 전에 노트북 프로세스가 끝났습니다 ({reason})"},
     "grader_bad_output": {"en": "the output could not be read back: {reason}",
@@ -206,8 +213,8 @@ def run_sandbox(directory: Path, n_steps: int, writable: list[str], limits: Limi
         if state["done"]:
             break
         # the limit that fired: one cell or call (call_timeout, enforced from outside) or the whole run
-        why = f"time limit of {(run.limit_seconds or limits.timeout):g} s" if run.timed_out \
-            else f"exit status {run.returncode}"
+        seconds = f"{(run.limit_seconds or limits.timeout):g}"
+        why = f"time limit of {seconds} s" if run.timed_out else f"exit status {run.returncode}"
         job = json.loads(job_path.read_text(encoding="utf-8"))
         if state["step_running"] is not None:          # a step hung or killed the process: skip it,
             hung = state["step_running"]                # and every later step of the same function
@@ -218,7 +225,8 @@ def run_sandbox(directory: Path, n_steps: int, writable: list[str], limits: Limi
             job["skip_steps"] = sorted(set(job.get("skip_steps", [])) | set(same))
             job["start_step"] = hung + 1
         elif state["cell_running"] is not None:        # a cell did: run again without it
-            cell_failures[state["cell_running"]] = f"the cell stopped the notebook ({why})"
+            cell_failures[state["cell_running"]] = message("cell_stopped_time", seconds=seconds) if run.timed_out \
+                else message("cell_stopped_exit", status=run.returncode)
             job["skip_cells"] = sorted(set(job["skip_cells"]) | {state["cell_running"]})
             job["start_step"] = 0
         else:                                          # died before any cell: nothing more to learn
@@ -479,6 +487,23 @@ def assemble(path: Path, rebuilt: Rebuilt, planned: list[Planned], steps: list[d
                     "output": "".join(r.output for r in runs)[:4000], "seconds": round(seconds, 2),
                     "timing": sandbox.get("timing", {})},
     }
+
+
+_CELL_ERROR_KEYS = ("cell_stopped_time", "cell_stopped_exit", "cell_took_too_long")
+
+
+def cell_error_text(text: str, lang: str) -> str:
+    """A failed cell's error in the student's language: the grader's own words (the
+    _CELL_ERROR_KEYS messages, recorded in English) are said again in `lang`; Python's exception
+    text stays as Python wrote it."""
+    for key in _CELL_ERROR_KEYS:
+        template = message(key, "en")
+        pattern = re.escape(template).replace(r"\{seconds\}", r"(?P<seconds>[0-9.]+)") \
+            .replace(r"\{status\}", r"(?P<status>-?[0-9]+|None)")
+        match = re.fullmatch(pattern, text)
+        if match:
+            return message(key, lang, **match.groupdict())
+    return text
 
 
 def _summary(tests: list[dict], rebuilt: Rebuilt, cell_errors: list[dict]) -> str:
