@@ -250,3 +250,24 @@ def test_the_graders_own_words_about_a_failed_cell_are_in_the_students_language(
     nb = autograded_notebook(release, {}, result)
     [shown] = next(c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "greedy")["outputs"]
     assert "시간 제한 10초" in shown["traceback"][0] and "time limit" not in shown["traceback"][0]
+
+
+def test_a_hidden_check_failing_like_the_visible_one_is_said_once():
+    """Feedback names each failing check once: a hidden check with the visible one's mistake adds a
+    short line; a hidden check that finds another mistake is shown in full."""
+    from autograde.checks.messages import message
+    from autograde.grader.pipeline import _failure_text
+
+    def step(hidden, key, case):
+        return {"step": "sampling.top_p", "hidden": hidden, "passed": False, "key": key, "params": {},
+                "case": case, "n": 5}
+
+    same = _failure_text([step(False, "mistake_topp_boundary", "zeros(1, 4), p=0.5"),
+                          step(True, "mistake_topp_boundary", "zeros(1, 8), p=3/8")], "ko")
+    lines = same.splitlines()
+    assert len(lines) == 2 and "zeros(1, 4)" in lines[0] and lines[1] == message("hidden_same_failure", "ko")
+    other = _failure_text([step(False, "mistake_topp_boundary", "zeros(1, 4), p=0.5"),
+                           step(True, "mistake_topp_tie_order", "log(...), p=0.2")], "en")
+    assert len(other.splitlines()) == 2 and message("hidden_same_failure", "en") not in other
+    only_hidden = _failure_text([step(True, "mistake_topp_tie_order", "log(...), p=0.2")], "en")
+    assert only_hidden.startswith("❌") and len(only_hidden.splitlines()) == 1

@@ -40,6 +40,8 @@ REFERENCE_IMPORT = re.compile(r"^\s*(from|import)\s+autograde\.reference\b", re.
 
 register_messages({
     # what the grader itself says of a cell that failed (the rest is Python's own exception text)
+    "hidden_same_failure": {"en": "The hidden cases of this check fail for the same reason.",
+                            "ko": "이 검사의 숨은 사례도 같은 이유로 통과하지 못했습니다."},
     "cell_stopped_time": {"en": "the cell stopped the notebook (time limit of {seconds} s)",
                           "ko": "이 셀에서 노트북 실행이 멈췄습니다(시간 제한 {seconds}초)"},
     "cell_stopped_exit": {"en": "the cell stopped the notebook (exit status {status})",
@@ -464,7 +466,7 @@ def assemble(path: Path, rebuilt: Rebuilt, planned: list[Planned], steps: list[d
         elif passed:
             text = "\n".join(describe(s, lang) for s in mine if not s["hidden"]) or message("ok", lang)
         else:
-            text = "\n".join(describe(s, lang) for s in failed)
+            text = _failure_text(failed, lang)
         tests.append({"name": cell.grade_id, "score": float(cell.points if passed else 0),
                       "max_score": float(cell.points), "status": "passed" if passed else "failed",
                       "output": text, "visibility": "visible",
@@ -487,6 +489,18 @@ def assemble(path: Path, rebuilt: Rebuilt, planned: list[Planned], steps: list[d
                     "output": "".join(r.output for r in runs)[:4000], "seconds": round(seconds, 2),
                     "timing": sandbox.get("timing", {})},
     }
+
+
+def _failure_text(failed: list[dict], lang: str) -> str:
+    """A failed test cell's feedback: each failing check once. A hidden check that fails for the same
+    reason as its visible one (same step, same message key) adds only a short line, not the same
+    message again on other inputs; one that finds another problem is shown in full."""
+    visible = {(s["step"], s["key"]) for s in failed if not s["hidden"]}
+    shown = [s for s in failed if not s["hidden"] or (s["step"], s["key"]) not in visible]
+    lines = [describe(s, lang) for s in shown]
+    if len(shown) < len(failed):
+        lines.append(message("hidden_same_failure", lang))
+    return "\n".join(lines)
 
 
 _CELL_ERROR_KEYS = ("cell_stopped_time", "cell_stopped_exit", "cell_took_too_long")
