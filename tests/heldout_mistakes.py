@@ -13,10 +13,10 @@ can be wrongly failed; the correct ones (tests/test_checks_variants.py, the note
 
 Issue 23, measured on this set: 18 of 53 named before its diagnoses, 50 of 53 after; 2 wrongly passed both times
 (top-p's `<=` against `<` and generate's `>=` at the window's edge: no case put a value exactly on that
-boundary), visible and hidden naming different mistakes 4 times before, 0 after. Since 2026-12-07: 52 of 53
+boundary), visible and hidden naming different mistakes 4 times before, 0 after. Since 2026-12-07: 53 of 53
 named, 0 wrongly passed (top-p gets uniform rows, where p lies exactly on a cumulative sum; generate gets
-protocol.WindowProbe, whose next id is the length of the window it was fed); the one left unnamed is
-cross_entropy over the wrong axis, reported as an exception the call raised.
+protocol.WindowProbe, whose next id is the length of the window it was fed; cross_entropy's log-sum-exp
+over the positions is named from the shape clash it raises).
 """
 from __future__ import annotations
 

@@ -178,6 +178,15 @@ def ce_no_mask(logits, targets, ignore_index=-100):
     return (lse - z[torch.arange(len(y)), y]).mean()
 
 
+def ce_max_over_positions(logits, targets, ignore_index=-100):
+    z, y = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
+    keep = y != ignore_index
+    m = z.max(dim=0, keepdim=True).values                      # dim=0: over the positions, not the vocabulary
+    lse = m[:, 0] + (z - m).exp().sum(dim=0).log()             # (V,) where (N,) belongs: a shape clash
+    picked = z.gather(1, torch.where(keep, y, 0)[:, None])[:, 0]
+    return ((lse - picked) * keep).sum() / keep.sum()
+
+
 def ce_sum(logits, targets, ignore_index=-100):
     return ce_log_softmax_by_hand(logits, targets, ignore_index) * (targets != ignore_index).sum()
 
@@ -261,6 +270,7 @@ def batch_global_rng(ids, batch_size, seq_len, generator):
     ("cross_entropy", ce_mean_over_all, "mistake_ce_ignored_in_mean"),
     ("cross_entropy", ce_no_mask, "mistake_ce_ignore_index_raised"),
     ("cross_entropy", ce_sum, "mistake_ce_sum"),
+    ("cross_entropy", ce_max_over_positions, "mistake_ce_wrong_axis"),
     ("cross_entropy", ce_uses_torch, "forbidden_call"),
     ("perplexity", ppl_base2, "mistake_ppl_base2"),
     ("lr_schedule", lr_warmup_from_zero, "mistake_lr_warmup_zero"),

@@ -13,6 +13,7 @@ torch.nn.utils.clip_grad_norm_) within LOSS_TOL.
 from __future__ import annotations
 
 import math
+import re
 from functools import lru_cache
 
 import torch
@@ -249,6 +250,10 @@ def _random_ce_case(g, label):
     return z, y, V, f"{label} {(B, T, V)}, scale {scale:.1f}"
 
 
+# torch's broadcasting error: "The size of tensor a (7) must match the size of tensor b (10) at ..."
+SHAPE_CLASH = re.compile(r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\)")
+
+
 @register
 class CrossEntropy(Check):
     step = "training.cross_entropy"
@@ -311,6 +316,13 @@ class CrossEntropy(Check):
         return verdict
 
     def explain_raised(self, case, error, text):
+        logits = case.args[0]
+        V, N = logits.shape[-1], logits.numel() // max(1, logits.shape[-1])
+        sizes = SHAPE_CLASH.search(text)
+        # a log-sum-exp over the wrong axis often ends not in wrong numbers but in a shape clash:
+        # a vector of the vocabulary's size meets the vector of the N positions
+        if error == "RuntimeError" and sizes and V != N and {int(sizes[1]), int(sizes[2])} == {V, N}:
+            return "mistake_ce_wrong_axis"
         ignore = case.kwargs.get("ignore_index", -100)
         if error in ("IndexError", "RuntimeError") and bool((case.args[1] == ignore).any()) and ignore < 0:
             return "mistake_ce_ignore_index_raised"
