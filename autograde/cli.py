@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from autograde import __version__
+from autograde import __version__, interrupt
 from autograde.errors import CourseError, describe_os_error
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -483,24 +483,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _sigterm_stops() -> None:
-    """`course grade`: SIGTERM from here on stops it as Ctrl-C does (grade_assignment keeps this up
-    while it grades, and says what finished); before grading starts it ends in "interrupted", 130."""
-    import signal
-    import threading
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, stop)
-
-
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "command", None) == "grade":
-        _sigterm_stops()
+        interrupt.install()     # SIGTERM stops it as Ctrl-C does, from the first import on
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
@@ -527,6 +514,8 @@ def main(argv=None) -> int:
         print(f"error: internal error in `course {args.command}`: {type(exc).__name__}: "
               f"{_one_line(str(exc))[:300]} (please report it; COURSE_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 1
+    finally:
+        interrupt.forget_caught_interrupt()   # the exit status is ours to give, never a SIGINT death
 
 
 def _one_line(text: str) -> str:

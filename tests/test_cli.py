@@ -155,3 +155,58 @@ def test_the_check_table_keeps_every_korean_character_where_it_wraps(monkeypatch
         rows = [line.split("│") for line in capsys.readouterr().out.splitlines() if line.count("│") == 5]
         text = "".join(row[4].strip() for row in rows if row[1].strip() != "합계")
         assert text.replace(" ", "") == KOREAN_FEEDBACK.replace(" ", "").replace("\n", ""), width
+
+
+# The probe module runs `main()` on a command that is interrupted inside code that `exec` compiled
+# from a string (as a dataclass's methods are while a module imports): CPython then marks the
+# KeyboardInterrupt "unhandled" for good, and `python -m` used to end with SIGINT (-2), not 130.
+INTERRUPTED_IN_EXEC = """
+import argparse, sys
+from autograde import cli
+
+class Parser:
+    def parse_args(self, argv):
+        return argparse.Namespace(command="probe", func=lambda args: exec("raise KeyboardInterrupt"))
+
+cli.build_parser = Parser
+sys.exit(cli.main([]))
+"""
+
+
+def test_an_interruption_inside_exec_still_exits_130(tmp_path):
+    (tmp_path / "interrupted_probe.py").write_text(INTERRUPTED_IN_EXEC)
+    import autograde
+    from pathlib import Path
+
+    env = {"PYTHONPATH": f"{tmp_path}:{Path(autograde.__file__).parents[1]}", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "interrupted_probe"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    assert (done.returncode, done.stderr.strip()) == (130, "interrupted"), (done.returncode, done.stderr[-1000:])
+
+
+def test_a_stop_whose_exception_was_swallowed_is_raised_again(monkeypatch):
+    """Ctrl-C or SIGTERM whose KeyboardInterrupt fell in a weakref callback (Python prints it as
+    "Exception ignored" and goes on) is remembered: the next safe point raises it again."""
+    import gc
+    import signal
+    import weakref
+
+    from autograde import interrupt
+
+    swallowed = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: swallowed.append(info.exc_type))
+
+    class Thing:
+        pass
+
+    with interrupt.installed():
+        thing = Thing()
+        ref = weakref.ref(thing, lambda _: signal.raise_signal(signal.SIGTERM))   # noqa: F841 (kept alive)
+        del thing
+        gc.collect()
+        assert swallowed == [KeyboardInterrupt]          # Python lost the exception...
+        assert interrupt.stopped()                       # ...the stop is not lost
+        with pytest.raises(KeyboardInterrupt):
+            interrupt.raise_if_stopped()
+    with interrupt.installed():                          # a new run starts un-stopped
+        assert not interrupt.stopped()

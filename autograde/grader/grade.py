@@ -32,7 +32,6 @@ sandboxes stopped, every finished one recorded, and the command to resume printe
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -44,6 +43,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
+from autograde import interrupt
 from autograde.checks.messages import both, register_messages
 from autograde.errors import CourseError, describe_os_error
 from autograde.grader import GRADER_VERSION
@@ -178,7 +178,7 @@ def grade_assignment(assignment: str, workers: int = 2, root: Path = Path("."), 
     """Grade the class; returns the exit status (0, EXIT_NOT_GRADED or EXIT_INTERRUPTED). SIGTERM
     counts as Ctrl-C from the first line on (a KeyboardInterrupt before the queue starts reaches the
     CLI, which says "interrupted" and exits 130)."""
-    with _sigterm_as_ctrl_c():
+    with interrupt.installed():
         return _grade_assignment(assignment, workers, root, limits, quiet)
 
 
@@ -226,6 +226,7 @@ def _grade_assignment(assignment: str, workers: int, root: Path, limits: Limits 
     with _open_gradebook(Gradebook, url) as gb:
         notebook = ensure_assignment(gb, assignment, pristine)
         max_score = float(sum(c.points for c in pristine_cells(pristine) if c.kind == "test"))
+        interrupt.raise_if_stopped()    # a stop whose exception an import's callback swallowed
         outcome = _run_all(todo, workers, limits, root, quiet,
                            lambda student, path, result: _record(gb, assignment, notebook, student, path, result,
                                                                  state, state_path, root), max_score, key,
@@ -294,28 +295,6 @@ class Outcome:
         return student in self.results or student in self.not_graded
 
 
-@contextlib.contextmanager
-def _sigterm_as_ctrl_c():
-    """SIGTERM (`kill`, `timeout`, a scheduler or CI job that stops the grader) stops grading the way
-    Ctrl-C does: what finished is recorded and the command to resume is printed. Without this the
-    process would end at once and the resume hint would be lost (pdeathsig still ends the sandboxes).
-    Only the main thread may set a handler; elsewhere SIGTERM keeps its default."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    before = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, before)
-
-
 def _run_all(todo: dict[str, Path], workers: int, limits: Limits, root: Path, quiet: bool, record,
              max_score: float = 0.0, key: bytes | None = None, assignment: str | None = None) -> Outcome:
     """Grade in parallel; `record` is called in this thread as each one finishes.
@@ -345,7 +324,8 @@ def _run_all(todo: dict[str, Path], workers: int, limits: Limits, root: Path, qu
                 futures[job] = (student, path)
             pending = set(futures)
             while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                interrupt.raise_if_stopped()     # a stop whose exception a callback swallowed
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
                     _finish(future, *futures[future], outcome, record, max_score)
                     bar.advance(task)
