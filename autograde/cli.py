@@ -4,8 +4,8 @@ Every user error is a CourseError, printed as `error: ...` with exit status 2;
 so is an OSError (a path that cannot be read or written, a full disk). Any
 other exception is a bug: one line `error: internal error ...` with exit
 status 1 (COURSE_DEBUG=1 shows the traceback). `course grade` returns 3 when
-some submissions were not graded because of the grader's own trouble, and 130
-after Ctrl-C.
+some submissions were not graded (the grader's own trouble, or a timestamp.txt
+that holds no time), and 130 after Ctrl-C or SIGTERM.
 """
 from __future__ import annotations
 
@@ -354,8 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Hardened, parallel, resumable grading of submitted/*/ASSIGNMENT into the "
                                    "same gradebook nbgrader uses. Exit status: 0 all graded; 3 some submissions "
                                    "NOT graded because of the grader's own trouble (full disk, no memory, a "
-                                   "sandbox that could not start; they are named, nothing is recorded for them: "
-                                   "run again); 130 after Ctrl-C or SIGTERM (what finished is recorded; run again "
+                                   "sandbox that could not start) or a timestamp.txt that holds no time (they "
+                                   "are named, nothing is recorded for them: run again); 130 after Ctrl-C or SIGTERM (what finished is recorded; run again "
                                    "to resume).")
     s.add_argument("assignment", help="assignment name, e.g. 01_tokenizer")
     s.add_argument("--workers", type=int, default=2, help="parallel sandboxes (default 2)")

@@ -325,6 +325,24 @@ def test_the_summarys_error_column_is_english_and_names_failed_cells():
     assert _error_column({"error": None}) == ""
 
 
+def test_the_summary_prints_names_and_errors_as_they_are(capsys):
+    """A folder name or a student's exception text that looks like rich markup ("[/]" once crashed the
+    table after every grade was recorded) is printed as it is; the title is a line of its own."""
+    from autograde.grader.grade import Outcome, _print_summary
+
+    outcome = Outcome()
+    outcome.results = {"[/]": {}, "[bold]x": {}}
+    state = {"done": {"[/]": {"score": 3, "max_score": 9, "cell_errors": [{"cell": "causal_mask",
+                                                                         "error": "ValueError: [/red] [link=x]"}]},
+                      "[bold]x": {"score": 9, "max_score": 9, "late_penalty": 9.0}}}
+    _print_summary("03_attention", {"[/]": None, "[bold]x": None}, {"[/]": None, "[bold]x": None}, outcome, state,
+                   "namespaces")
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "03_attention: 2 graded now, 0 already done (sandbox: namespaces)"
+    for text in ("[/]", "[bold]x", "[/red]", "[link=x]", "9 / 9 (late: -9)"):
+        assert text in " ".join(out.split()), (text, out)
+
+
 def test_sigterm_before_grading_starts_is_an_interruption_too(tmp_path):
     """SIGTERM while `course grade` still starts (imports, the gradebook) ends it as Ctrl-C would:
     one line, exit 130, no traceback (it used to die with -15 before its handler was set)."""

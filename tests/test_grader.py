@@ -478,6 +478,98 @@ def test_a_mixed_class_as_the_guide_runs_it(tmp_path):
 
 
 # ----------------------------------------------------------------------------
+# submission times and late penalties, as nbgrader's autograder records them
+
+DUE = "2026-12-01 23:59:00 UTC"
+ON_TIME, LATE = "2026-12-01 20:00:00.000000 UTC", "2026-12-02 09:30:00.000000 UTC"
+
+
+def submission_rows(db: Path) -> dict[str, tuple]:
+    with sqlite3.connect(db) as con:
+        return {row[0]: row[1:] for row in con.execute("""
+            SELECT student.id, submitted_assignment.timestamp, submitted_notebook.late_submission_penalty
+            FROM submitted_notebook
+            JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id
+            JOIN student ON submitted_assignment.student_id = student.id""")}
+
+
+@needs_reference
+@pytest.mark.slow
+def test_submission_times_and_late_penalties_reach_the_gradebook_and_the_csv(tmp_path):
+    """nbgrader collect leaves timestamp.txt beside each notebook; `course grade` records it (the
+    CSV's timestamp column) and applies the course's late rule (here nbgrader's 'zero') against the
+    due date set as the guide says, like `nbgrader autograde`. A time that cannot be read leaves that
+    one submission ungraded, named, until it is fixed; a new time alone is graded again."""
+    write_submissions(tmp_path, {"ana": "full", "ben": "full", "cho": "partial", "dan": "full", "eve": "full"})
+    stamps = {"ana": ON_TIME, "ben": LATE, "cho": ON_TIME, "dan": "the day before yesterday"}
+    for student, text in stamps.items():
+        (tmp_path / "submitted" / student / ASSIGNMENT / "timestamp.txt").write_text(text + "\n")
+    (tmp_path / "nbgrader_config.py").write_text('c = get_config()\nc.LateSubmissionPlugin.penalty_method = "zero"\n')
+    nbgrader(tmp_path, "db", "assignment", "add", ASSIGNMENT, f"--duedate={DUE}")
+
+    done = course("grade", ASSIGNMENT, "--root", str(tmp_path), "--workers", "2")
+    assert done.returncode == 3, done.stderr                               # dan: not graded, said why
+    assert "dan" in done.stderr and "the day before yesterday" in done.stderr and "Traceback" not in done.stderr
+    assert "late: -9" in done.stdout                                       # ben's row in the summary
+    assert "due date: 2026-12-01 23:59:00 UTC (the gradebook's); late rule: LateSubmissionPlugin, " \
+        "penalty_method = 'zero'" in done.stdout
+    rows = submission_rows(tmp_path / "gradebook.db")
+    assert set(rows) == {"ana", "ben", "cho", "eve"}
+    assert rows["ana"] == ("2026-12-01 20:00:00.000000", None)
+    assert rows["ben"] == ("2026-12-02 09:30:00.000000", 9.0)             # 'zero': the penalty is the score
+    assert rows["eve"] == (None, None)                                     # no timestamp.txt: never late
+    with open(export(tmp_path), newline="", encoding="utf-8") as f:
+        csv_rows = {r["student_id"]: r for r in csv.DictReader(f) if r["assignment"] == ASSIGNMENT}
+    assert (csv_rows["ben"]["raw_score"], csv_rows["ben"]["late_submission_penalty"], csv_rows["ben"]["score"]) \
+        == ("9.0", "9.0", "0.0")
+    assert csv_rows["ana"]["timestamp"].startswith("2026-12-01 20:00:00") and csv_rows["ana"]["score"] == "9.0"
+    assert csv_rows["ben"]["duedate"].startswith("2026-12-01 23:59:00")
+
+    # dan's time fixed: dan is graded; ben's time made on time (same notebook) and a later due date
+    # for everyone: no sandbox runs again, but every time and penalty is written anew
+    (tmp_path / "submitted" / "dan" / ASSIGNMENT / "timestamp.txt").write_text(LATE)
+    (tmp_path / "submitted" / "ben" / ASSIGNMENT / "timestamp.txt").write_text(ON_TIME)
+    done = course("grade", ASSIGNMENT, "--root", str(tmp_path), "--workers", "2")
+    assert done.returncode == 0 and "1 graded now, 4 already done" in done.stdout, done.stdout[-800:]
+    rows = submission_rows(tmp_path / "gradebook.db")
+    assert rows["ben"] == ("2026-12-01 20:00:00.000000", None) and rows["dan"][1] == 9.0
+    nbgrader(tmp_path, "db", "assignment", "add", ASSIGNMENT, "--duedate=2026-12-03 00:00:00 UTC")
+    done = course("grade", ASSIGNMENT, "--root", str(tmp_path), "--workers", "2")
+    assert done.returncode == 0 and "0 graded now, 5 already done" in done.stdout, done.stdout[-800:]
+    assert {s: row[1] for s, row in submission_rows(tmp_path / "gradebook.db").items()} == dict.fromkeys(rows)
+
+
+def export(root: Path) -> Path:
+    done = course("export-grades", "-o", str(root / "grades.csv"), "--root", str(root))
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    return root / "grades.csv"
+
+
+def test_the_late_rule_is_the_course_config_s_own_plugin(tmp_path):
+    """A late-penalty plugin of the instructor's own, beside nbgrader_config.py, is the one applied
+    (as nbgrader documents it); a config that fails to load is one clear error, not a traceback."""
+    from autograde.errors import CourseError
+    from autograde.grader.gradebook import LatePolicy
+
+    assert LatePolicy(tmp_path).plugin.late_submission_penalty("ana", 8.0, 3600) is None      # nbgrader's default
+    (tmp_path / "half_off.py").write_text(
+        "from nbgrader.plugins import LateSubmissionPlugin\n"
+        "class HalfOff(LateSubmissionPlugin):\n"
+        "    def late_submission_penalty(self, student_id, score, total_seconds_late):\n"
+        "        return score / 2\n")
+    (tmp_path / "nbgrader_config.py").write_text(
+        'c = get_config()\nc.AssignLatePenalties.plugin_class = "half_off.HalfOff"\n')
+    assert LatePolicy(tmp_path).plugin.late_submission_penalty("ana", 8.0, 3600) == 4.0
+    assert str(tmp_path) not in sys.path
+    (tmp_path / "nbgrader_config.py").write_text('c = get_config()\nc.AssignLatePenalties.plugin_class = "nowhere.X"\n')
+    with pytest.raises(CourseError, match="late-submission plugin"):
+        LatePolicy(tmp_path)
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config(\n")
+    with pytest.raises(CourseError, match="nbgrader_config.py could not be read"):
+        LatePolicy(tmp_path)
+
+
+# ----------------------------------------------------------------------------
 # the course out of the sandbox's reach, wherever it lives
 
 

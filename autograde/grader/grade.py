@@ -195,7 +195,7 @@ def _grade_assignment(assignment: str, workers: int, root: Path, limits: Limits 
 
     warnings.filterwarnings("ignore", category=SAWarning)   # nbgrader's own add_submission warns
 
-    from autograde.grader.gradebook import ensure_assignment
+    from autograde.grader.gradebook import LatePolicy, ensure_assignment
 
     root = Path(root).resolve()
     if workers < 1:
@@ -212,7 +212,10 @@ def _grade_assignment(assignment: str, workers: int, root: Path, limits: Limits 
     state_path = root / STATE_DIR / f"{assignment}.json"
     state = load_state(state_path)
     inside = root / "submitted"
-    todo = {s: p for s, p in submissions.items() if state["done"].get(s, {}).get("sha256") != sha256(p, inside)}
+    times, no_time = _submission_times(submissions, inside)
+    todo = {s: p for s, p in submissions.items()
+            if s not in no_time and state["done"].get(s, {}).get("sha256") != sha256(p, inside)}
+    late = LatePolicy(root)
     limits = limits or Limits.from_env()
     key = course_secret(root)           # hidden cases: the same for a submission at every regrade
     mode = sandbox_mode()               # probe once, before the threads start
@@ -225,12 +228,19 @@ def _grade_assignment(assignment: str, workers: int, root: Path, limits: Limits 
     _alembic_on_path()
     with _open_gradebook(Gradebook, url) as gb:
         notebook = ensure_assignment(gb, assignment, pristine)
+        due = gb.find_assignment(assignment).duedate
+        if due is not None and not quiet:   # nbgrader reads some zones wrongly without a word: show its reading
+            print(f"due date: {due:%Y-%m-%d %H:%M:%S} UTC (the gradebook's); late rule: {late.describe()}")
         max_score = float(sum(c.points for c in pristine_cells(pristine) if c.kind == "test"))
         interrupt.raise_if_stopped()    # a stop whose exception an import's callback swallowed
         outcome = _run_all(todo, workers, limits, root, quiet,
                            lambda student, path, result: _record(gb, assignment, notebook, student, path, result,
-                                                                 state, state_path, root), max_score, key,
-                           assignment)
+                                                                 state, state_path, root, times.get(student), late),
+                           max_score, key, assignment)
+        if not outcome.interrupted:
+            _refresh_late(gb, assignment, notebook, [s for s in submissions if s not in todo and s not in no_time],
+                          times, late, state, state_path)
+    outcome.not_graded.update(no_time)
     if not quiet:
         _print_summary(assignment, submissions, todo, outcome, state, mode)
     again = resume_command(assignment, root, workers)
@@ -241,8 +251,8 @@ def _grade_assignment(assignment: str, workers: int, root: Path, limits: Limits 
         return EXIT_INTERRUPTED
     if outcome.not_graded:
         names = ", ".join(sorted(outcome.not_graded))
-        print(f"error: {len(outcome.not_graded)} submission(s) not graded because of the grader's own trouble "
-              f"(nothing was recorded for them): {names}", file=sys.stderr)
+        print(f"error: {len(outcome.not_graded)} submission(s) not graded (nothing was recorded for them): {names}",
+              file=sys.stderr)
         for student, why in sorted(outcome.not_graded.items()):
             print(f"  {student}: {why}", file=sys.stderr)
         print(f"fix the cause above, then run again to grade them: {again}", file=sys.stderr)
@@ -254,6 +264,57 @@ def resume_command(assignment: str, root: Path, workers: int) -> str:
     """The exact command that grades what is left (the state file skips what is done)."""
     return " ".join(["course", "grade", shlex.quote(assignment), "--root", shlex.quote(str(root)),
                      "--workers", str(workers)])
+
+
+def _submission_times(submissions: dict[str, Path], inside: Path) -> tuple[dict, dict[str, str]]:
+    """student -> when nbgrader recorded the submission (None: no timestamp.txt), and student -> why
+    the time could not be read: those are not graded this run (nbgrader's autograde fails them too)."""
+    from autograde.grader.gradebook import submission_time
+
+    times, unreadable = {}, {}
+    for student, path in submissions.items():
+        try:
+            times[student] = submission_time(path, inside)
+        except CourseError as exc:
+            unreadable[student] = str(exc)
+    return times, unreadable
+
+
+def _refresh_late(gb, assignment: str, notebook: str, students: list[str], times: dict, late, state: dict,
+                  state_path: Path) -> None:
+    """Submissions graded in an earlier run keep their scores, but their time (a new timestamp.txt),
+    the due date (`nbgrader db assignment add --duedate`) or the late rule (nbgrader_config.py) may
+    have changed since: their submission time and late penalty are written again (no sandbox)."""
+    from nbgrader.api import MissingEntry
+
+    from autograde.grader.gradebook import save_time
+
+    changed = False
+    for student in students:
+        entry = state["done"].get(student)
+        try:
+            gb.find_submission(assignment, student)
+        except MissingEntry:            # a refused folder name, kept in the state alone
+            continue
+        if not entry:
+            continue
+        try:
+            save_time(gb, assignment, student, times.get(student))
+            seconds_late, penalty = late.apply(gb, assignment, notebook, student)
+        except Exception:
+            gb.db.rollback()
+            raise
+        now = {"submitted_at": _iso(times.get(student)) or entry.get("submitted_at"),
+               "seconds_late": seconds_late, "late_penalty": penalty}
+        if any(entry.get(k) != v for k, v in now.items()):
+            entry.update(now)
+            changed = True
+    if changed:
+        save_state(state_path, state)
+
+
+def _iso(when) -> str | None:
+    return when.isoformat(sep=" ") if when is not None else None
 
 
 def _alembic_on_path() -> None:
@@ -356,14 +417,14 @@ def _finish(future, student: str, path: Path, outcome: Outcome, record, max_scor
     try:
         result = future.result()
     except Exception as exc:            # GraderFault, or a grader bug: not the student's doing
-        outcome.not_graded[student] = _fault_text(exc)
+        outcome.not_graded[student] = "grader trouble: " + _fault_text(exc)
         return
     if result.get("error") and not result.get("max_score"):
         result["max_score"] = max_score
     try:
         record(student, path, result)
     except Exception as exc:            # the gradebook or the disk: not marked done, graded again next run
-        outcome.not_graded[student] = "its grade could not be recorded: " + _fault_text(exc)
+        outcome.not_graded[student] = "grader trouble: its grade could not be recorded: " + _fault_text(exc)
         return
     outcome.results[student] = result
 
@@ -414,17 +475,21 @@ def _wind_down(running: list, seconds: float = 10.0) -> None:
             _stop_sandboxes()
 
 
-def _record(gb, assignment, notebook, student, path, result, state, state_path, root) -> None:
+def _record(gb, assignment, notebook, student, path, result, state, state_path, root, submitted_at=None,
+            late=None) -> None:
     """Gradebook first, then the autograded notebook, then the state file. The state (and so the
     summary) records exactly the scores written to the gradebook: the two never disagree."""
     from autograde.grader.gradebook import save_result
 
+    seconds_late, penalty = 0.0, None
     if result.get("refused_name"):       # not a student id the gradebook can hold: the state alone
         written = {t["name"]: (t["score"], t["max_score"]) for t in result.get("tests", [])}
         total = result["max_score"]
     else:
         try:
-            written = save_result(gb, assignment, notebook, student, result)
+            written = save_result(gb, assignment, notebook, student, result, submitted_at)
+            if late is not None:
+                seconds_late, penalty = late.apply(gb, assignment, notebook, student)
         except BaseException:
             gb.db.rollback()
             raise
@@ -441,6 +506,8 @@ def _record(gb, assignment, notebook, student, path, result, state, state_path, 
                               "tamper": list(counts), "tamper_counts": counts,
                               "grader_version": GRADER_VERSION, "seeds": result.get("seeds", {}),
                               "timing": result.get("sandbox", {}).get("timing", {}),
+                              "submitted_at": _iso(submitted_at), "seconds_late": seconds_late,
+                              "late_penalty": penalty,
                               "graded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     try:
         save_state(state_path, state)
@@ -493,6 +560,7 @@ def _error_column(entry: dict, width: int = 100) -> str:
 def _print_summary(assignment, submissions, todo, outcome: Outcome, state, mode: str = "") -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     title = f"{assignment}: {len(outcome.results)} graded now, {len(submissions) - len(todo)} already done"
     title += f" (sandbox: {mode})" if mode else ""
@@ -500,20 +568,28 @@ def _print_summary(assignment, submissions, todo, outcome: Outcome, state, mode:
         title += f", {len(outcome.not_graded)} NOT graded (run again)"
     if outcome.interrupted:
         title += f", {sum(1 for s in todo if not outcome.settled(s))} left by the interruption"
-    table = Table(title=title)
+    table = Table()                     # the title on a line of its own: as the table's title it wrapped
     for column in ("student", "score", "tamper", "error"):
         table.add_column(column, justify="right" if column == "score" else "left")
+
+    def row(*cells: str) -> None:       # plain text: a folder name or a student's error like "[/]" is no markup
+        table.add_row(*(Text(cell) for cell in cells))
+
     for student in sorted(submissions):
         if student in outcome.not_graded:
-            table.add_row(student, "not graded", "", ("grader trouble: " + outcome.not_graded[student])[:160])
+            row(student, "not graded", "", outcome.not_graded[student][:160])
             continue
         if student in todo and student not in outcome.results:
-            table.add_row(student, "not graded", "", "interrupted: graded on the next run")
+            row(student, "not graded", "", "interrupted: graded on the next run")
             continue
         entry = state["done"].get(student, {})
         mark = "" if student in outcome.results else " (earlier)"
         counts = entry.get("tamper_counts") or {k: 1 for k in entry.get("tamper", [])}
         tamper = ", ".join(k if n == 1 else f"{k} x{n}" for k, n in counts.items())
-        table.add_row(student + mark, f"{entry.get('score', 0):g} / {entry.get('max_score', 0):g}",
-                      tamper, _error_column(entry))
-    Console(highlight=False).print(table)
+        score = f"{entry.get('score', 0):g} / {entry.get('max_score', 0):g}"
+        if entry.get("late_penalty"):
+            score += f" (late: -{entry['late_penalty']:g})"
+        row(student + mark, score, tamper, _error_column(entry))
+    console = Console(highlight=False)
+    console.print(title, soft_wrap=True, markup=False)
+    console.print(table)

@@ -9,12 +9,20 @@ up by `nbgrader generate_assignment` keeps its records.
 from __future__ import annotations
 
 import json
+import os
+import stat
+import sys
+from datetime import datetime
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
 from autograde.checks.messages import message, register_messages
-from autograde.grader.rebuild import pristine_cells
+from autograde.errors import CourseError
+from autograde.grader.rebuild import SubmissionError, open_submission, pristine_cells
+
+TIMESTAMP_FILE = "timestamp.txt"    # nbgrader's submit writes it, `nbgrader collect` copies it beside the notebook
+MAX_TIMESTAMP_BYTES = 200
 
 
 def ensure_assignment(gb: Gradebook, assignment: str, pristine: Path) -> str:
@@ -68,16 +76,15 @@ def _ensure_source_cell(gb: Gradebook, cell, notebook: str, assignment: str) -> 
                        checksum=compute_checksum(code))
 
 
-def save_result(gb: Gradebook, assignment: str, notebook: str, student: str, result: dict) -> dict[str, tuple]:
-    """One student's auto scores (0 for every cell when the submission could not be graded).
+def save_result(gb: Gradebook, assignment: str, notebook: str, student: str, result: dict,
+                submitted_at: datetime | None = None) -> dict[str, tuple]:
+    """One student's auto scores (0 for every cell when the submission could not be graded), and the
+    time it was handed in when nbgrader recorded one (`submission_time`), as `nbgrader autograde` does.
 
     Returns what was written, grade cell -> (score, max score): the gradebook's own cells decide,
     so `course grade`'s state and summary, built from this, always say what the gradebook says."""
     gb.update_or_create_student(student)
-    try:
-        gb.find_submission(assignment, student)
-    except MissingEntry:
-        gb.add_submission(assignment, student)
+    save_time(gb, assignment, student, submitted_at)
     scores = {t["name"]: t["score"] for t in result["tests"]}
     submission_nb = gb.find_submission_notebook(notebook, assignment, student)
     written = {}
@@ -87,6 +94,109 @@ def save_result(gb: Gradebook, assignment: str, notebook: str, student: str, res
         written[grade.name] = (grade.auto_score, float(grade.max_score or 0.0))
     gb.db.commit()
     return written
+
+
+def save_time(gb: Gradebook, assignment: str, student: str, submitted_at: datetime | None) -> None:
+    """The submission's row, with its time when there is one (a time recorded earlier stays when
+    timestamp.txt is gone, as with nbgrader's autograde)."""
+    if submitted_at is not None:
+        gb.update_or_create_submission(assignment, student, timestamp=submitted_at)
+        return
+    try:
+        gb.find_submission(assignment, student)
+    except MissingEntry:
+        gb.add_submission(assignment, student)
+
+
+def submission_time(notebook: Path, inside: Path) -> datetime | None:
+    """When the student handed the notebook in, as nbgrader recorded it: timestamp.txt in the same
+    folder, read as nbgrader reads it (UTC, naive); None without that file or with an empty one.
+    The folder is the student's, so the file is opened as a submission is (no link followed, no wait
+    on a pipe, a few bytes at most). CourseError naming the file when it holds something else: that
+    submission is not graded until the instructor fixes or deletes the file (a time nobody can read
+    could hide a late submission; nbgrader's autograde fails it too)."""
+    from nbgrader.utils import parse_utc
+
+    path = Path(notebook).parent / TIMESTAMP_FILE
+    try:
+        fd = open_submission(path, inside)
+    except (FileNotFoundError, SubmissionError):   # none, or a link (the student's own doing): no time,
+        return None                                # as with a time they wrote themselves (nbgrader trusts it)
+    except OSError as exc:
+        raise CourseError(f"{path} cannot be read as nbgrader's submission time: {exc}") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_TIMESTAMP_BYTES:
+            raise CourseError(f"{path} is not nbgrader's submission time (not a small text file); fix or "
+                              f"delete it, then run again")
+        raw = f.read(MAX_TIMESTAMP_BYTES + 1)
+    try:
+        text = raw.decode("utf-8").strip()
+        return parse_utc(text) if text else None
+    except (UnicodeDecodeError, ValueError, OverflowError, TypeError):
+        raise CourseError(f"{path} holds {raw[:60]!r}, not a time nbgrader reads (it writes e.g. "
+                          f"'2026-12-01 09:30:00.000000 UTC'); fix or delete it, then run again") from None
+
+
+class LatePolicy:
+    """Late submissions, as nbgrader's autograder treats them: the rule is the course's own
+    nbgrader_config.py (`c.AssignLatePenalties.plugin_class`, by default nbgrader's
+    LateSubmissionPlugin with `c.LateSubmissionPlugin.penalty_method`, 'none' unless set to
+    'zero'), the due date the assignment's in the gradebook (`nbgrader db assignment add NAME
+    --duedate=...`), and the penalty is kept between 0 and the notebook's score."""
+
+    def __init__(self, root: Path):
+        from nbgrader.preprocessors import AssignLatePenalties
+
+        root = Path(root)
+        config = _course_config(root)
+        sys.path.insert(0, str(root))       # a plugin class of the instructor's own, beside the config
+        try:
+            preprocessor = AssignLatePenalties(config=config)
+            preprocessor.init_plugin()
+        except Exception as exc:
+            raise CourseError(f"the late-submission plugin set in {root / 'nbgrader_config.py'} could not be "
+                              f"loaded: {type(exc).__name__}: {str(exc)[:200]}") from None
+        finally:
+            sys.path.remove(str(root))
+        self.plugin = preprocessor.plugin_inst
+
+    def describe(self) -> str:
+        """The rule in a few words, for `course grade`'s output."""
+        method = getattr(self.plugin, "penalty_method", None)
+        kind = type(self.plugin)
+        if method is not None:
+            return f"{kind.__name__}, penalty_method = {method!r}"
+        return f"{kind.__module__}.{kind.__qualname__}"
+
+    def apply(self, gb: Gradebook, assignment: str, notebook: str, student: str) -> tuple[float, float | None]:
+        """Write the notebook's late penalty (None when on time); returns (seconds late, penalty)."""
+        submission = gb.find_submission(assignment, student)
+        submitted_nb = gb.find_submission_notebook(notebook, assignment, student)
+        seconds_late = float(submission.total_seconds_late or 0)
+        penalty = None
+        if seconds_late > 0:
+            score = float(submitted_nb.score or 0.0)
+            penalty = self.plugin.late_submission_penalty(student, score, seconds_late)
+            if penalty is not None:
+                penalty = min(max(float(penalty), 0.0), score)
+        submitted_nb.late_submission_penalty = penalty
+        gb.db.commit()
+        return seconds_late, penalty
+
+
+def _course_config(root: Path):
+    """The course root's nbgrader_config.py, loaded as nbgrader loads it (an empty config without one)."""
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    path = root / "nbgrader_config.py"
+    if not path.is_file():
+        return Config()
+    try:
+        return PyFileConfigLoader(path.name, path=str(root)).load_config()
+    except Exception as exc:
+        raise CourseError(f"{path} could not be read: {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
 register_messages({
