@@ -157,6 +157,23 @@ def test_the_check_table_keeps_every_korean_character_where_it_wraps(monkeypatch
         assert text.replace(" ", "") == KOREAN_FEEDBACK.replace(" ", "").replace("\n", ""), width
 
 
+def test_the_check_table_prints_a_students_text_as_it_is(capsys, monkeypatch):
+    """What comes from the student's run (an exception's text, a cell name) may look like rich markup:
+    "[/]" used to crash `course check` after grading, "[link=...]" to turn into a link."""
+    from autograde.grader.check import print_table
+
+    result = {"lang": "en", "assignment": "03_attention", "notebook": "x.ipynb", "score": 0, "max_score": 2,
+              "tests": [{"name": "check_causal_mask", "score": 0, "max_score": 2, "status": "failed",
+                         "output": "❌ raised ValueError: [/] [link=file:///etc/passwd]x[/link]"}],
+              "tamper": [{"event": "cell_added", "cell": "[/red]"}],
+              "cell_errors": [{"cell": "[bold]mask", "error": "ValueError: [/]"}]}
+    monkeypatch.setenv("COLUMNS", "200")            # one line per row
+    print_table(result)
+    out = capsys.readouterr().out
+    for text in ("[/] [link=file:///etc/passwd]x[/link]", "[/red]", "[bold]mask", "ValueError: [/]"):
+        assert text in out, (text, out)
+
+
 # The probe module runs `main()` on a command that is interrupted inside code that `exec` compiled
 # from a string (as a dataclass's methods are while a module imports): CPython then marks the
 # KeyboardInterrupt "unhandled" for good, and `python -m` used to end with SIGINT (-2), not 130.

@@ -64,6 +64,7 @@ def check_notebook(path: Path, as_json: bool = False, limits: Limits | None = No
 def print_table(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from autograde.grader.pipeline import cell_error_text
 
@@ -78,17 +79,19 @@ def print_table(result: dict) -> None:
     table.add_column(message("table_message", lang), overflow="fold")
     for test in result["tests"]:
         ok = test["status"] == "passed"
-        table.add_row(test["name"], f"{test['score']:g} / {test['max_score']:g}",
+        # what comes from the student's run (their exception's text, a cell's name) is plain text:
+        # "[/]" in it would make rich raise, "[link=...]" would become a link
+        table.add_row(Text(test["name"]), f"{test['score']:g} / {test['max_score']:g}",
                       f"[green]{message('table_pass', lang)}[/]" if ok else f"[red]{message('table_fail', lang)}[/]",
-                      test["output"], end_section=False)
+                      Text(test["output"]), end_section=False)
     table.add_row(f"[bold]{message('table_total', lang)}[/]", f"[bold]{result['score']:g} / {result['max_score']:g}[/]",
                   "", "")
     console.print(table)
     for kind, cells in _tamper_by_kind(result.get("tamper", [])).items():
-        console.print("⚠ " + message("table_tamper", lang, what=f"{kind} {', '.join(cells)}".strip()))
+        console.print("⚠ " + message("table_tamper", lang, what=f"{kind} {', '.join(cells)}".strip()), markup=False)
     for err in result.get("cell_errors", []):
         console.print("⚠ " + message("table_cell_error", lang, cell=err["cell"],
-                                     error=cell_error_text(err["error"], lang)))
+                                     error=cell_error_text(err["error"], lang)), markup=False)
     sys.stdout.flush()
 
 
