@@ -14,6 +14,7 @@ gradebook, and only when every language succeeded does it move the copy over the
 changed student notebook over the committed one, each with one rename. A failure leaves the gradebook
 and every committed notebook as they were, and says what failed (a CourseError). Running a step
 again is harmless: an unchanged notebook is not rewritten, a recorded assignment keeps its grades.
+`release` and `course grade` never run at once on one course (autograde/courselock.py).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autograde import courselock
 from autograde.errors import CourseError
 from autograde.notebooks import LANGS, install_file, nbgrader_generate, tool_env
 
@@ -111,6 +113,11 @@ def release(assignment: str, root: Path = Path("."), gradebook_lang: str = "en",
     db = gradebook_path(root)
     if not db.parent.is_dir():
         raise CourseError(f"the gradebook's folder {db.parent} does not exist")
+    with courselock.releasing(root):    # never while `course grade` writes into the gradebook it replaces
+        return _release(assignment, root, repo, db, gradebook_lang)
+
+
+def _release(assignment: str, root: Path, repo: Path, db: Path, gradebook_lang: str) -> Released:
     report = Released(assignment, db, gradebook_lang)
     staging = Path(tempfile.mkdtemp(prefix=".course-release-", dir=root))
     # the new gradebook is made beside the old one, so that it can replace it with one rename

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from autograde import classroom, notebooks
+from autograde import classroom, courselock, notebooks
 from autograde.errors import CourseError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,7 +30,9 @@ def copy_of_the_course(where: Path) -> Path:
 
 
 def snapshot(*folders: Path) -> dict[Path, bytes]:
-    return {p: p.read_bytes() for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file's bytes, but the lock file (an empty file `course release` leaves, by design)."""
+    return {p: p.read_bytes() for folder in folders for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != courselock.COURSE_LOCK}
 
 
 def a_gradebook(root: Path, pristine: Path) -> Path:
@@ -84,7 +86,7 @@ def test_a_release_failing_midway_changes_nothing_then_succeeds(tmp_path, monkey
                                           r"was changed.*alembic"):
         classroom.release(ASSIGNMENT, root=root, repo=repo)
     assert snapshot(repo, root) == before                        # every byte, the gradebook included
-    assert sorted(p.name for p in root.iterdir()) == ["gradebook.db"]      # no staging folder left behind
+    assert sorted(p.name for p in root.iterdir()) == [".course-lock", "gradebook.db"]    # no staging folder left
 
     monkeypatch.undo()
     done = classroom.release(ASSIGNMENT, root=root, repo=repo)
@@ -95,7 +97,7 @@ def test_a_release_failing_midway_changes_nothing_then_succeeds(tmp_path, monkey
         assert con.execute("SELECT name FROM assignment").fetchall() == [(ASSIGNMENT,)]
         cells = con.execute("SELECT COUNT(*) FROM source_cell WHERE source != ''").fetchone()[0]
     assert cells >= 2 and scores(db) == graded                   # the locked cells' source; ana's grades kept
-    assert sorted(p.name for p in root.iterdir()) == ["gradebook.db"]
+    assert sorted(p.name for p in root.iterdir()) == [".course-lock", "gradebook.db"]
 
 
 def test_the_steps_refuse_clearly_before_touching_anything(tmp_path, capsys):

@@ -366,3 +366,37 @@ def _catches(pid: int, sig: signal.Signals) -> bool:
         if line.startswith("SigCgt:"):
             return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
     return False
+
+
+def test_release_and_grade_never_overlap_and_say_who_holds_the_course(tmp_path):
+    """`course release` replaces the gradebook with a new file: grades written meanwhile would be
+    lost, so it never runs beside `course grade`; nor do two runs of the same assignment. The one
+    that comes second stops at once, changes nothing, and says what holds the course."""
+    from autograde import courselock
+
+    root = tmp_path / "class"
+    write_submissions(root, {"ana": "full"})
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+
+    with courselock.grading(root, ASSIGNMENT):           # as `course grade` holds them while it runs
+        release = course("release", ASSIGNMENT, "--root", str(root))
+        again = course("grade", ASSIGNMENT, "--root", str(root))
+        with courselock.grading(root, "04_ffn"):         # another assignment may be graded beside it
+            pass
+    assert release.returncode == 2 and "a `course grade` (or another `course release`) is working on the course" \
+        in release.stderr and "Traceback" not in release.stderr, release.stderr
+    assert again.returncode == 2, again.stderr
+    assert f"`course grade {ASSIGNMENT}` is already running on the course at {root} (pid {os.getpid()}: course " \
+           f"grade {ASSIGNMENT})" in again.stderr, again.stderr
+
+    with courselock.releasing(root):
+        grade = course("grade", ASSIGNMENT, "--root", str(root))
+    assert grade.returncode == 2 and "`course release` is changing the course" in grade.stderr, grade.stderr
+
+    locks = {Path(courselock.COURSE_LOCK), Path(STATE_DIR), Path(STATE_DIR) / f"{ASSIGNMENT}.lock",
+             Path(STATE_DIR) / "04_ffn.lock"}
+    assert sorted(p.relative_to(root) for p in root.rglob("*") if p.relative_to(root) not in locks) == before
+    assert not (root / "gradebook.db").exists()
+
+    with courselock.grading(root, ASSIGNMENT):           # a lock is free again once its holder ended
+        pass

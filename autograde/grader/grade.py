@@ -43,7 +43,8 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from autograde import interrupt
+from autograde import courselock, interrupt
+from autograde.courselock import STATE_DIR
 from autograde.checks.messages import both, register_messages
 from autograde.errors import CourseError, describe_os_error
 from autograde.grader import GRADER_VERSION
@@ -55,7 +56,6 @@ from autograde.grader.rebuild import (EXERCISES, SubmissionError, _nbgrader, _so
 from autograde.grader.sandbox import Limits, sandbox_mode
 from autograde.manifest import current, renamed_note
 
-STATE_DIR = ".course-grade"
 EXIT_NOT_GRADED = 3                 # some submissions were not graded (the grader's trouble): run again
 EXIT_INTERRUPTED = 130              # Ctrl-C: what finished is recorded, the rest runs on the next call
 
@@ -183,13 +183,21 @@ def grade_assignment(assignment: str, workers: int = 2, root: Path = Path("."), 
 
 
 def _grade_assignment(assignment: str, workers: int, root: Path, limits: Limits | None, quiet: bool) -> int:
+    root = Path(root).resolve()
+    if workers < 1:
+        raise CourseError(f"--workers must be at least 1 (got {workers})")
+    if not root.is_dir():
+        raise CourseError(f"--root {root} is not a directory")
+    if not quiet:                       # the progress bar comes after some 10 s of set-up: say what happens
+        print(f"{assignment}: starting the sandbox and the gradebook, then reading the submissions…", flush=True)
+    with courselock.grading(root, assignment):      # no `course release` and no other run of it beside this one
+        return _grade_locked(assignment, workers, root, limits, quiet)
+
+
+def _grade_locked(assignment: str, workers: int, root: Path, limits: Limits | None, quiet: bool) -> int:
     import warnings
 
-    if workers >= 1 and Path(root).is_dir():
-        if not quiet:                   # the progress bar comes after some 10 s of set-up: say what happens
-            print(f"{assignment}: starting the sandbox and the gradebook, then reading the submissions…",
-                  flush=True)
-        sandbox_module.prestart()       # the zygote imports torch while nbgrader is imported (~3 s)
+    sandbox_module.prestart()           # the zygote imports torch while nbgrader is imported (~3 s)
     from nbgrader.api import Gradebook
     from sqlalchemy.exc import SAWarning
 
@@ -197,11 +205,6 @@ def _grade_assignment(assignment: str, workers: int, root: Path, limits: Limits 
 
     from autograde.grader.gradebook import LatePolicy, ensure_assignment
 
-    root = Path(root).resolve()
-    if workers < 1:
-        raise CourseError(f"--workers must be at least 1 (got {workers})")
-    if not root.is_dir():
-        raise CourseError(f"--root {root} is not a directory")
     try:
         pristine = pristine_path(assignment, "en")
     except SubmissionError as exc:
