@@ -213,3 +213,52 @@ def test_a_notebook_sharing_a_test_cell_id_is_told_apart():
     ffn = make_submission("blank", assignment="04_ffn_block")
     del ffn["metadata"]["course"]
     assert rebuild(ffn, b"", Path("anything.ipynb"), expected="04_ffn_block").assignment == "04_ffn_block"
+
+
+@pytest.mark.parametrize("text, utc", [
+    ("2026-12-01 09:30:00.000000 UTC", "2026-12-01 09:30:00"),            # what nbgrader writes by default
+    ("2026-12-01 18:30:00.000000 Asia/Seoul", "2026-12-01 09:30:00"),
+    ("2026-12-01 18:30:00+09:00", "2026-12-01 09:30:00"),
+    ("2026-12-01 18:30:00 +0900", "2026-12-01 09:30:00"),                 # nbgrader alone: 18:15 UTC
+    ("2026-12-01 09:30:00", "2026-12-01 09:30:00"),                       # no zone: UTC, as nbgrader
+])
+def test_a_submission_time_is_read_in_its_own_zone(tmp_path, text, utc):
+    from autograde.grader.gradebook import submission_time
+
+    notebook = tmp_path / "submitted" / "ana" / "03_attention" / "03_attention.ipynb"
+    notebook.parent.mkdir(parents=True)
+    (notebook.parent / "timestamp.txt").write_text(text + "\n")
+    assert str(submission_time(notebook, tmp_path / "submitted")) == utc
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("2026-12-01 18:30:00.000000 KST", "'KST', a zone name this machine does not know"),   # nbgrader: UTC
+    ("yesterday", "not a time nbgrader reads"),
+    ("\udcff", "not a time nbgrader reads"),
+])
+def test_a_submission_time_nbgrader_would_misread_is_refused(tmp_path, text, fragment):
+    from autograde.errors import CourseError
+    from autograde.grader.gradebook import submission_time
+
+    notebook = tmp_path / "submitted" / "ana" / "03_attention" / "03_attention.ipynb"
+    notebook.parent.mkdir(parents=True)
+    (notebook.parent / "timestamp.txt").write_bytes(text.encode("utf-8", "surrogateescape"))
+    with pytest.raises(CourseError, match=re.escape(fragment)):
+        submission_time(notebook, tmp_path / "submitted")
+
+
+def test_a_submission_time_that_is_a_link_or_missing_is_no_time(tmp_path):
+    """A link (the student's own doing, like any time they write) is not followed: no time."""
+    from autograde.errors import CourseError
+    from autograde.grader.gradebook import submission_time
+
+    notebook = tmp_path / "submitted" / "ana" / "03_attention" / "03_attention.ipynb"
+    notebook.parent.mkdir(parents=True)
+    assert submission_time(notebook, tmp_path / "submitted") is None
+    (tmp_path / "elsewhere.txt").write_text("2026-12-01 09:30:00 UTC")
+    (notebook.parent / "timestamp.txt").symlink_to(tmp_path / "elsewhere.txt")
+    assert submission_time(notebook, tmp_path / "submitted") is None
+    (notebook.parent / "timestamp.txt").unlink()
+    os.mkfifo(notebook.parent / "timestamp.txt")                    # never waited on
+    with pytest.raises(CourseError, match="not a small text file"):
+        submission_time(notebook, tmp_path / "submitted")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import sys
 from datetime import datetime
@@ -115,8 +116,6 @@ def submission_time(notebook: Path, inside: Path) -> datetime | None:
     on a pipe, a few bytes at most). CourseError naming the file when it holds something else: that
     submission is not graded until the instructor fixes or deletes the file (a time nobody can read
     could hide a late submission; nbgrader's autograde fails it too)."""
-    from nbgrader.utils import parse_utc
-
     path = Path(notebook).parent / TIMESTAMP_FILE
     try:
         fd = open_submission(path, inside)
@@ -132,10 +131,39 @@ def submission_time(notebook: Path, inside: Path) -> datetime | None:
         raw = f.read(MAX_TIMESTAMP_BYTES + 1)
     try:
         text = raw.decode("utf-8").strip()
-        return parse_utc(text) if text else None
+        return read_time(text) if text else None
+    except UnknownZone as exc:
+        raise CourseError(f"{path} gives the time in {exc.zone!r}, a zone name this machine does not know: nbgrader "
+                          f"would take it for UTC, hours off. Write the offset instead (for Korea: "
+                          f"sed -i 's/ {exc.zone}$/+09:00/' on each timestamp.txt), and keep nbgrader's exchange "
+                          f"on UTC, its default (c.Exchange.timezone)") from None
     except (UnicodeDecodeError, ValueError, OverflowError, TypeError):
         raise CourseError(f"{path} holds {raw[:60]!r}, not a time nbgrader reads (it writes e.g. "
                           f"'2026-12-01 09:30:00.000000 UTC'); fix or delete it, then run again") from None
+
+
+class UnknownZone(ValueError):
+    def __init__(self, zone: str):
+        super().__init__(zone)
+        self.zone = zone
+
+
+def read_time(text: str) -> datetime:
+    """A submission time as nbgrader's parse_utc reads it (naive UTC), without its two silent
+    misreadings of a zone written after a space: a name the system's zone files lack, such as the
+    'KST' that an exchange set to Asia/Seoul writes, is taken for UTC; a numeric '+0900' for 900
+    seconds. The first raises UnknownZone; the second is read as the offset it is."""
+    from dateutil.tz import gettz
+    from nbgrader.utils import parse_utc
+
+    parts = text.split(" ")
+    if len(parts) == 3:
+        day, clock, zone = parts
+        if re.fullmatch(r"[+-]\d{4}", zone):                    # +0900: nine hours, not 900 seconds
+            text = f"{day} {clock}{zone[:3]}:{zone[3:]}"
+        elif not re.fullmatch(r"[+-]?\d+", zone) and gettz(zone) is None:
+            raise UnknownZone(zone)
+    return parse_utc(text)
 
 
 class LatePolicy:
