@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from autograde import courselock
@@ -47,6 +48,7 @@ class Released:
     assignment: str
     gradebook: Path
     lang: str
+    due: datetime | None = None         # the assignment's due date in the gradebook afterwards (UTC)
     updated: list[Path] = field(default_factory=list)
     unchanged: list[Path] = field(default_factory=list)
 
@@ -99,12 +101,17 @@ def _copy_gradebook(source: Path, target: Path) -> None:
 
 
 def release(assignment: str, root: Path = Path("."), gradebook_lang: str = "en",
-            repo: Path = REPO_ROOT) -> Released:
+            repo: Path = REPO_ROOT, due: str | None = None) -> Released:
     """Record `assignment` in the gradebook from solutions/<gradebook_lang>/ and bring the student
-    notebooks of both languages up to date with solutions/, all or nothing."""
+    notebooks of both languages up to date with solutions/, all or nothing. `due` sets its due date
+    (read by gradebook.read_due_date; "none" removes it); without it the recorded one stays."""
     _known(assignment, releasing=True)
     if gradebook_lang not in LANGS:
         raise CourseError(f"--lang must be one of {', '.join(LANGS)} (got {gradebook_lang!r})")
+    if due is not None:
+        from autograde.grader.gradebook import read_due_date
+
+        due = "none" if due.strip().lower() == "none" else read_due_date(due)     # before anything is touched
     root, repo = _course_root(root), Path(repo).resolve()
     for lang in LANGS:
         source = repo / "solutions" / lang / assignment / f"{assignment}.ipynb"
@@ -114,10 +121,10 @@ def release(assignment: str, root: Path = Path("."), gradebook_lang: str = "en",
     if not db.parent.is_dir():
         raise CourseError(f"the gradebook's folder {db.parent} does not exist")
     with courselock.releasing(root):    # never while `course grade` writes into the gradebook it replaces
-        return _release(assignment, root, repo, db, gradebook_lang)
+        return _release(assignment, root, repo, db, gradebook_lang, due)
 
 
-def _release(assignment: str, root: Path, repo: Path, db: Path, gradebook_lang: str) -> Released:
+def _release(assignment: str, root: Path, repo: Path, db: Path, gradebook_lang: str, due) -> Released:
     report = Released(assignment, db, gradebook_lang)
     staging = Path(tempfile.mkdtemp(prefix=".course-release-", dir=root))
     # the new gradebook is made beside the old one, so that it can replace it with one rename
@@ -135,6 +142,7 @@ def _release(assignment: str, root: Path, repo: Path, db: Path, gradebook_lang: 
             made[lang] = nbgrader_generate(assignment, lang, repo / "solutions", staging, book)
         if not staged_db.is_file():
             raise CourseError(f"nbgrader generate_assignment made no gradebook for {assignment}; nothing changed")
+        report.due = _set_due(staged_db, assignment, due)
         os.replace(staged_db, db)
         for lang in LANGS:
             target = repo / "exercises" / lang / assignment / f"{assignment}.ipynb"
@@ -144,6 +152,16 @@ def _release(assignment: str, root: Path, repo: Path, db: Path, gradebook_lang: 
         if staged_db.exists():
             staged_db.unlink()
     return report
+
+
+def _set_due(db: Path, assignment: str, due) -> datetime | None:
+    """Write the due date (None: keep it, "none": remove it) into the staged gradebook; return it."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{db}") as gb:
+        if due is not None:
+            gb.update_or_create_assignment(assignment, duedate=None if due == "none" else due)
+        return gb.find_assignment(assignment).duedate
 
 
 def run_nbgrader(args: list[str], root: Path) -> str:

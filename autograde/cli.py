@@ -231,8 +231,10 @@ def cmd_check(args) -> int:
 def cmd_release(args) -> int:
     from autograde.classroom import release
 
-    done = release(_text(args.assignment, "ASSIGNMENT"), root=Path(args.root), gradebook_lang=args.lang)
+    done = release(_text(args.assignment, "ASSIGNMENT"), root=Path(args.root), gradebook_lang=args.lang,
+                   due=None if args.due is None else _text(args.due, "--due"))
     print(f"{done.assignment}: recorded in {done.gradebook} (locked cells for nbgrader autograde: {done.lang})")
+    print(f"due date: {done.due:%Y-%m-%d %H:%M:%S} UTC" if done.due else "due date: none (nothing is late)")
     for path in done.updated:
         print(f"updated {path}: commit it, students get it from there")
     if done.unchanged:
@@ -372,6 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="whose locked cells plain `nbgrader autograde` restores (default en); `course grade` "
                         "grades each submission in its own language whatever this is")
     s.add_argument("--root", default=".", help="the course root holding the gradebook (default: current directory)")
+    s.add_argument("--due", metavar="TIME",
+                   help="the due date, with its zone: '2026-12-10 23:59 Asia/Seoul' or '2026-12-10 23:59+09:00' "
+                        "('none' removes it; without --due the recorded one stays). `course grade` applies "
+                        "nbgrader's late rule from nbgrader_config.py")
     s.set_defaults(func=cmd_release)
 
     s = sub.add_parser("feedback", help="write each student's feedback (HTML) for a graded assignment",

@@ -9,6 +9,8 @@ gradebook byte for byte as they were, and the same release then succeeds, on a g
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -273,3 +275,42 @@ def test_a_hidden_check_failing_like_the_visible_one_is_said_once():
     assert len(other.splitlines()) == 2 and message("hidden_same_failure", "en") not in other
     only_hidden = _failure_text([step(True, "mistake_topp_tie_order", "log(...), p=0.2")], "en")
     assert only_hidden.startswith("❌") and len(only_hidden.splitlines()) == 1
+
+
+def test_release_sets_the_due_date_in_its_zone_and_keeps_it(tmp_path):
+    """`course release --due` writes the due date in UTC as the gradebook keeps it; a release
+    without --due keeps it; 'none' removes it."""
+    from datetime import datetime
+
+    repo, root = copy_of_the_course(tmp_path / "repo"), tmp_path / "course"
+    root.mkdir()
+    done = classroom.release(ASSIGNMENT, root=root, repo=repo, due="2026-12-10 23:59 Asia/Seoul")
+    assert done.due == datetime(2026, 12, 10, 14, 59)
+    assert classroom.release(ASSIGNMENT, root=root, repo=repo).due == datetime(2026, 12, 10, 14, 59)
+    assert classroom._set_due(root / "gradebook.db", ASSIGNMENT, "none") is None
+
+
+@pytest.mark.parametrize("due, utc", [
+    ("2026-12-10 23:59 Asia/Seoul", "2026-12-10 14:59:00"),
+    ("2026-12-10 23:59+09:00", "2026-12-10 14:59:00"),
+    ("2026-12-10 23:59:00 +0900", "2026-12-10 14:59:00"),       # nbgrader's db command: 23:44 UTC
+    ("2026-12-10T14:59Z", "2026-12-10 14:59:00"),
+    ("2026-12-10 14:59 UTC", "2026-12-10 14:59:00"),
+])
+def test_a_due_date_is_read_in_its_own_zone(due, utc):
+    from autograde.grader.gradebook import read_due_date
+
+    assert str(read_due_date(due)) == utc
+
+
+@pytest.mark.parametrize("due, fragment", [
+    ("2026-12-10 23:59 KST", "'KST' is a zone name this machine does not know"),   # nbgrader's: UTC
+    ("2026-12-10 23:59", "names no zone"),
+    ("2026-12-10 23:59 9", "is not a date and time"),
+    ("next friday", "is not a date and time"),
+])
+def test_a_due_date_without_a_clear_zone_is_refused_before_anything(tmp_path, due, fragment):
+    done = subprocess.run([sys.executable, "-m", "autograde.cli", "release", ASSIGNMENT, "--due", due,
+                           "--root", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and fragment in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -166,6 +166,34 @@ def read_time(text: str) -> datetime:
     return parse_utc(text)
 
 
+def read_due_date(text: str) -> datetime:
+    """A due date as an instructor writes it ("2026-12-10 23:59 Asia/Seoul", "2026-12-10 23:59+09:00",
+    "2026-12-10T14:59Z"), in naive UTC as the gradebook keeps it. CourseError unless it names its zone
+    in a form read as it is meant: a bare time would be UTC, nbgrader's `db assignment add` reads 'KST'
+    as UTC and ' +0900' as 900 seconds, all without a word."""
+    from dateutil import parser as dateparser
+
+    text = " ".join(str(text).split())
+    parts = text.split(" ")
+    try:
+        if len(parts) == 3:
+            zone = parts[2]
+            if re.fullmatch(r"[+-]?\d+", zone) and not re.fullmatch(r"[+-]\d{4}", zone):
+                raise ValueError(zone)
+            return read_time(text)
+        when = dateparser.parse(text)
+    except UnknownZone as exc:
+        raise CourseError(f"--due {text!r}: {exc.zone!r} is a zone name this machine does not know; write a zone "
+                          f"such as Asia/Seoul or an offset such as +09:00") from None
+    except (ValueError, OverflowError):
+        raise CourseError(f"--due {text!r} is not a date and time; write e.g. '2026-12-10 23:59 Asia/Seoul' or "
+                          f"'2026-12-10 23:59+09:00'") from None
+    if when.tzinfo is None:
+        raise CourseError(f"--due {text!r} names no zone, so it could be any of 24 hours; add one, e.g. "
+                          f"'{text} Asia/Seoul', '{text} UTC' or '{text}+09:00'")
+    return (when - when.utcoffset()).replace(tzinfo=None)
+
+
 class LatePolicy:
     """Late submissions, as nbgrader's autograder treats them: the rule is the course's own
     nbgrader_config.py (`c.AssignLatePenalties.plugin_class`, by default nbgrader's
