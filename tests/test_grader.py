@@ -524,6 +524,10 @@ def test_submission_times_and_late_penalties_reach_the_gradebook_and_the_csv(tmp
         == ("9.0", "9.0", "0.0")
     assert csv_rows["ana"]["timestamp"].startswith("2026-12-01 20:00:00") and csv_rows["ana"]["score"] == "9.0"
     assert csv_rows["ben"]["duedate"].startswith("2026-12-01 23:59:00")
+    assert course("feedback", ASSIGNMENT, "--root", str(tmp_path)).returncode == 0    # what ben reads
+    feedback = {s: (tmp_path / "feedback" / s / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text(encoding="utf-8")
+                for s in ("ana", "ben")}
+    assert "Late submission penalty (Score: -9.0)" in feedback["ben"] and "Late submission" not in feedback["ana"]
 
     # dan's time fixed: dan is graded; ben's time made on time (same notebook) and a later due date
     # for everyone: no sandbox runs again, but every time and penalty is written anew
