@@ -31,6 +31,12 @@ class Repository:
     def placeholder(self) -> bool:
         return self.slug == PLACEHOLDER
 
+    @property
+    def pages_path(self) -> str:
+        """Where GitHub Pages serves the site: /NAME/, or / for a OWNER.github.io repository."""
+        name = self.slug.split("/")[1]
+        return "/" if name.lower().endswith(".github.io") else f"/{name}/"
+
 
 def _setting(text: str, key: str) -> str | None:
     """extra.KEY from mkdocs.yml's text (a plain scalar; None when the line is absent)."""

@@ -13,6 +13,7 @@ reader's Chromium, Korean line breaks and the dark figures. The site, browser an
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import tempfile
@@ -581,3 +582,63 @@ def test_wide_page_shows_the_figure_of_the_colour_scheme(browser, server, lang, 
     finally:
         browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+@functools.cache
+def serve_like_github_pages(site: Path, prefix: str) -> str:
+    """A server that hosts `site` under `prefix` (a project site: /NAME/) and answers a missing
+    address with the site's root 404.html and status 404, as GitHub Pages does."""
+    import http.server
+    import threading
+
+    class Pages(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def send_head(self):
+            path = self.path.split("?")[0]
+            inner = site / path.removeprefix(prefix).lstrip("/")
+            if path.startswith(prefix) and (inner.is_file() or (inner / "index.html").is_file()):
+                self.path = "/" + path.removeprefix(prefix)
+                return super().send_head()
+            body = (site / "404.html").read_bytes()
+            self.send_response(404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            return __import__("io").BytesIO(body)
+
+    handler = functools.partial(Pages, directory=str(site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{httpd.server_address[1]}"
+
+
+@pytest.mark.browser
+def test_a_missing_address_on_the_hosted_site_leads_home_in_its_language(browser, site):
+    """GitHub Pages answers any missing address of a project site with the root 404.html: its links
+    must work at every depth (they are absolute, under the site's own path), in the address's
+    language, with no request but the page itself and no console error but its own 404 status."""
+    import urllib.request
+
+    from autograde.repository import settings
+
+    prefix = settings(ROOT).pages_path                           # /llm-course/ for the shipped setting
+    origin = serve_like_github_pages(site, prefix)
+    for address, lang in ((f"{prefix}ko/chapters/no-such-page.html", "ko"), (f"{prefix}en/x/y/z", "en"),
+                          (f"{prefix}nowhere", "en")):           # no language in it: the browser's (English)
+        console_errors(browser)
+        browser.get(origin + address)
+        assert browser.execute_script("return document.documentElement.lang") == lang, address
+        title = browser.execute_script("return document.getElementById('title').textContent")
+        assert title == ("페이지를 찾을 수 없습니다" if lang == "ko" else "Page not found"), address
+        links = browser.execute_script(
+            "return [...document.querySelectorAll('a')].map(a => [a.hreflang, a.href, a.ariaCurrent])")
+        assert links == [["en", f"{origin}{prefix}en/index.html", "true" if lang == "en" else None],
+                         ["ko", f"{origin}{prefix}ko/index.html", "true" if lang == "ko" else None]], address
+        for _, href, _ in links:
+            assert urllib.request.urlopen(href, timeout=30).status == 200, href
+        errors = [e for e in console_errors(browser) if "status of 404" not in e]
+        assert errors == [], (address, errors)
+        assert browser.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name)") == [], address
