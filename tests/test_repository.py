@@ -105,3 +105,11 @@ def test_a_submission_handed_out_before_the_setting_changed_is_not_flagged(tmp_p
         path.write_text(json.dumps(exercise, ensure_ascii=False), encoding="utf-8")
         events[case] = [e["event"] for e in rebuild(*load_submission(path), path).tamper]
     assert events == {"old setting": [], "edited": ["edited_locked_cell"]}
+
+
+def test_the_pages_path_is_where_github_pages_serves_the_site():
+    from autograde.repository import Repository
+
+    assert Repository("ada/llm-course", "main", "mkdocs.yml").pages_path == "/llm-course/"
+    assert Repository("ada/ada.github.io", "main", "mkdocs.yml").pages_path == "/"
+    assert Repository("ada/Ada.GitHub.io", "main", "mkdocs.yml").pages_path == "/"
